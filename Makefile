@@ -1,0 +1,93 @@
+# The appeals pipeline. `make run` runs everything locally; `make test` runs the whole suite.
+# Every install step lives here: a fresh clone needs only Python 3.11, Java 17 + Maven and Go.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+include deploy/local/versions.env
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/appeals-pipeline
+KAFKA_LIBS := $(CACHE_DIR)/kafka-$(KAFKA_VERSION)/libs
+FERRETDB_BIN := $(CACHE_DIR)/ferretdb-$(FERRETDB_VERSION)/ferretdb
+VENV_STAMP := $(VENV)/.installed
+
+export APPEALS_CACHE_DIR := $(CACHE_DIR)
+export APPEALS_KAFKA_LIBS := $(KAFKA_LIBS)
+export APPEALS_FERRETDB_BIN := $(FERRETDB_BIN)
+
+# Local servers are needed only when the environment does not point at existing ones.
+RUN_INFRA := $(if $(KAFKA_BOOTSTRAP_SERVERS),,$(KAFKA_LIBS)/.complete) $(if $(MONGODB_URL),,$(FERRETDB_BIN))
+TEST_INFRA := $(KAFKA_LIBS)/.complete $(FERRETDB_BIN)
+
+.PHONY: help run up down status test lint typecheck unit integration e2e proto bootstrap kafka ferretdb constraints clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: $(VENV_STAMP) $(RUN_INFRA) ## Set up and run the whole pipeline in the foreground (Ctrl-C stops it)
+	@$(BIN)/python -m appeals_devstack run
+
+up: $(VENV_STAMP) $(RUN_INFRA) ## Start the whole pipeline in the background; returns when all are ready
+	@$(BIN)/python -m appeals_devstack up
+
+down: $(VENV_STAMP) ## Stop what `make up` started
+	@$(BIN)/python -m appeals_devstack down
+
+status: $(VENV_STAMP) ## Show what is running
+	@$(BIN)/python -m appeals_devstack status
+
+test: $(VENV_STAMP) $(TEST_INFRA) lint typecheck ## Lint, type-check, then unit, integration and e2e tests on a private broker and store
+	@echo "==> tests (the session starts its own Kafka and FerretDB on free ports)"
+	@$(BIN)/pytest -q
+
+lint: $(VENV_STAMP) ## ruff lint and format check
+	@echo "==> ruff"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+typecheck: $(VENV_STAMP) ## mypy (strict)
+	@echo "==> mypy"
+	@$(BIN)/mypy libs services tests
+
+unit: $(VENV_STAMP) ## Only the unit tests (no broker, no store)
+	@$(BIN)/pytest -q tests/unit
+
+proto: $(VENV_STAMP) ## Regenerate Python code from protos/ (commit the result)
+	@$(BIN)/python -m appeals_devstack.protogen
+
+bootstrap: $(VENV_STAMP) $(TEST_INFRA) ## Install everything without running anything
+
+$(VENV_STAMP): pyproject.toml constraints.txt
+	@echo "==> Python virtualenv in $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e '.[dev]' | grep -v '^Requirement already satisfied' || true
+	@$(BIN)/python -c 'import appeals_runtime, aiokafka, pymongo' # fails loudly if the install did not work
+	@touch $@
+
+kafka: $(KAFKA_LIBS)/.complete ## Fetch the Kafka broker jars from Maven Central (cached per version)
+
+$(KAFKA_LIBS)/.complete: deploy/local/pom.xml deploy/local/versions.env
+	@echo "==> Apache Kafka $(KAFKA_VERSION) jars from Maven Central into $(KAFKA_LIBS) (first time: about 100 MB)"
+	@mkdir -p $(KAFKA_LIBS)
+	@mvn -B -Dstyle.color=never -f deploy/local/pom.xml -Dkafka.version=$(KAFKA_VERSION) \
+		dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIBS) -DincludeScope=runtime \
+		| grep -E 'Downloaded from|BUILD|ERROR' | sed -E 's/^\[INFO\] /    /'; test $${PIPESTATUS[0]} -eq 0
+	@touch $@
+
+ferretdb: $(FERRETDB_BIN) ## Build FerretDB from the Go module proxy (cached per version)
+
+$(FERRETDB_BIN): deploy/local/versions.env deploy/local/build-ferretdb.sh
+	@bash deploy/local/build-ferretdb.sh $(FERRETDB_VERSION) $@
+
+constraints: ## Re-pin constraints.txt from a fresh resolution of pyproject.toml
+	@rm -rf /tmp/appeals-constraints-venv && $(PYTHON) -m venv /tmp/appeals-constraints-venv
+	@/tmp/appeals-constraints-venv/bin/pip install --quiet -e '.[dev]'
+	@{ head -2 constraints.txt; /tmp/appeals-constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+clean: down ## Remove the virtualenv and local runtime state (the per-user caches stay)
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

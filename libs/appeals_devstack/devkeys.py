@@ -1,0 +1,49 @@
+"""Local development signing keys — FOR LOCAL RUNS ONLY, never for production.
+
+`make run` / `make up` generate an Ed25519 key pair on first use under ``.local/dev-keys/``
+(git-ignored, per checkout; nothing is committed). Services trust the public half through
+``AUTH_JWKS_FILE``; the ``appeals token ...`` command signs dev tokens with the private half.
+Production configures ``AUTH_JWKS_FILE`` (or its successor) with the identity provider's keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+
+DEV_KEY_ID = "appeals-dev-1"
+
+
+def key_dir(state_dir: Path) -> Path:
+    return state_dir / "dev-keys"
+
+
+def ensure(state_dir: Path) -> tuple[Path, Path]:
+    """Create the dev key pair once; return (private key PEM, public JWKS) paths."""
+    folder = key_dir(state_dir)
+    private_path = folder / "dev-signing-key.pem"
+    jwks_path = folder / "jwks.json"
+    if private_path.exists() and jwks_path.exists():
+        return private_path, jwks_path
+    folder.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    public_jwk = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
+    public_jwk.update({"kid": DEV_KEY_ID, "alg": "EdDSA", "use": "sig"})
+    jwks_path.write_text(json.dumps({"keys": [public_jwk]}, indent=2))
+    return private_path, jwks_path
+
+
+def service_environment(state_dir: Path) -> dict[str, str]:
+    private_path, jwks_path = ensure(state_dir)
+    return {"AUTH_JWKS_FILE": str(jwks_path), "APPEALS_DEV_SIGNING_KEY_FILE": str(private_path)}

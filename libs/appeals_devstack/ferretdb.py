@@ -1,0 +1,77 @@
+"""FerretDB 1.x with its SQLite handler: the MongoDB-wire store for local runs and tests."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pymongo import MongoClient
+
+from appeals_devstack import processes
+from appeals_devstack.paths import ferretdb_binary
+
+
+@dataclass
+class FerretDB:
+    data_dir: Path
+    port: int
+    binary: Path = field(default_factory=ferretdb_binary)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "ferretdb.log"
+
+    def start(self) -> None:
+        if not self.binary.exists():
+            raise RuntimeError(
+                f"FerretDB binary missing at {self.binary}: run `make ferretdb` first"
+            )
+        sqlite_dir = self.data_dir / "sqlite"
+        sqlite_dir.mkdir(parents=True, exist_ok=True)
+        self.process = processes.spawn(
+            [
+                str(self.binary),
+                "--handler=sqlite",
+                f"--sqlite-url=file:{sqlite_dir}/",
+                f"--listen-addr=127.0.0.1:{self.port}",
+                f"--state-dir={self.data_dir}",
+                # The debug HTTP listener defaults to a fixed port; "-" turns it off so that a test
+                # session's FerretDB never collides with the one `make run` started.
+                "--debug-addr=-",
+                "--telemetry=disable",
+                "--log-level=warn",
+            ],
+            log_path=self.log_path,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        process = self.process
+        processes.wait_until(
+            lambda: processes.port_open(self.port) and _ping(self.url),
+            timeout=timeout,
+            what=f"FerretDB on :{self.port}",
+            alive=(lambda: process.poll() is None) if process else None,
+            log_path=self.log_path,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop_group(self.process.pid, timeout=10, process=self.process)
+            self.process = None
+
+
+def _ping(url: str) -> bool:
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=1000)
+    try:
+        client.admin.command("ping")
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()

@@ -1,0 +1,112 @@
+"""Starting, waiting for and stopping local child processes, leaving none behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def spawn(
+    args: list[str],
+    *,
+    log_path: Path | None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` in its own process group (so stopping it stops its children too)."""
+    stdout = open(log_path, "ab") if log_path else subprocess.PIPE  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            args,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    finally:
+        if log_path:
+            stdout.close()  # type: ignore[union-attr]
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    alive: Callable[[], bool] | None = None,
+    log_path: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if alive is not None and not alive():
+            raise RuntimeError(f"{what} exited during start-up{_tail(log_path)}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s{_tail(log_path)}")
+
+
+def _tail(log_path: Path | None, lines: int = 30) -> str:
+    if not log_path or not log_path.exists():
+        return ""
+    text = log_path.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {log_path}:\n" + "\n".join(text)
+
+
+def stop_group(
+    pid: int, *, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """SIGTERM the process group led by ``pid``; SIGKILL whatever is left after ``timeout``.
+
+    Pass ``process`` when the leader is our child, so that it is reaped rather than left a zombie.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader_done = process is None or process.poll() is not None
+        if leader_done and not _group_exists(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    if process is not None:
+        process.wait()
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1 @@
+"""Kafka producer wrapper and consumer runner with the pipeline's delivery guarantees."""

@@ -1,0 +1,341 @@
+"""The consumer runner: decode → validate → handle → commit, with DLQ and retries.
+
+Guarantees, for every consumer in the pipeline:
+
+* an offset is committed only after its message was fully handled (at-least-once delivery;
+  handlers are idempotent, so a redelivery changes nothing);
+* a message that cannot be decoded or violates its contract (:class:`InvalidMessage`) goes to
+  ``<topic>.dlq`` with headers naming the error, the attempts and the original position, and
+  the messages after it are still processed;
+* a :class:`TransientError` (store or broker unavailable) is retried with exponential backoff and
+  jitter until it succeeds, with the partitions paused meanwhile so the group keeps its members and
+  nothing is dropped;
+* any other exception is retried a few times (it may be a blip) and then dead-lettered, so a bug
+  triggered by one message never blocks its partition forever;
+* SIGTERM (via :meth:`ConsumerRunner.stop`) finishes the message in hand and commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from google.protobuf.message import DecodeError
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from appeals_runtime.errors import InvalidMessage, TransientError
+from appeals_runtime.kafka import headers as h
+from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.topics import PayloadT, Topic
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+meter = metrics.get_meter(__name__)
+_handled_counter = meter.create_counter(
+    "appeals.consumer.messages", description="Messages a consumer finished, by outcome"
+)
+_retry_counter = meter.create_counter(
+    "appeals.consumer.retries", description="Handler attempts that failed and were retried"
+)
+
+
+@dataclass(frozen=True)
+class InboundMessage(Generic[PayloadT]):
+    """A decoded message as a handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: PayloadT
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+
+Handler = Callable[[InboundMessage[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 10.0
+    # Unexpected exceptions are tried this many times in all, then dead-lettered.
+    max_attempts_unexpected: int = 4
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff (AWS architecture blog), attempt counted from 1."""
+        ceiling = min(self.max_backoff_s, self.initial_backoff_s * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass
+class _Attempts:
+    count: int = 0
+    last_error: BaseException | None = None
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._runner._commit_handled(only=set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": [str(tp) for tp in assigned]})
+
+
+class _HeaderGetter(Getter[dict[str, bytes]]):
+    def get(self, carrier: dict[str, bytes], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return [value.decode(errors="replace")] if value is not None else None
+
+    def keys(self, carrier: dict[str, bytes]) -> list[str]:
+        return list(carrier)
+
+
+@dataclass
+class ConsumerRunner:
+    """Runs one consumer group member over registry topics until :meth:`stop` is called."""
+
+    name: str
+    bootstrap_servers: str
+    group_id: str
+    topics: Sequence[Topic[Any]]
+    handler: Handler
+    producer: EventProducer
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_batch: int = 100
+    # Start from the beginning when a group has no committed offset: nothing is skipped.
+    auto_offset_reset: str = "earliest"
+
+    _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _handled: dict[TopicPartition, int] = field(default_factory=dict, init=False)
+    _started: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self._topics_by_name = {topic.name: topic for topic in self.topics}
+
+    @property
+    def started(self) -> asyncio.Event:
+        """Set once the consumer joined the group (tests and readiness wait on it)."""
+        return self._started
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.name}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset=self.auto_offset_reset,
+            isolation_level="read_committed",
+            max_poll_records=self.max_batch,
+        )
+        consumer.subscribe(topics=list(self._topics_by_name), listener=_CommitOnRevoke(self))
+        self._consumer = consumer
+        await consumer.start()
+        self._started.set()
+        log.info(
+            "consumer started", extra={"group": self.group_id, "topics": list(self._topics_by_name)}
+        )
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=300, max_records=self.max_batch)
+                for records in batches.values():
+                    for record in records:
+                        if self._stopping.is_set():
+                            break
+                        tp = TopicPartition(record.topic, record.partition)
+                        if tp not in consumer.assignment():
+                            break  # revoked meanwhile: the new owner takes it from the commit
+                        if await self._process(record):
+                            self._handled[tp] = record.offset + 1
+                await self._commit_handled()
+        finally:
+            await self._commit_handled()
+            await consumer.stop()
+            self._consumer = None
+            log.info("consumer stopped", extra={"group": self.group_id})
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _commit_handled(self, only: set[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = {
+            tp: OffsetAndMetadata(offset, "")
+            for tp, offset in self._handled.items()
+            if only is None or tp in only
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as error:  # a rebalance took the partition: its new owner redelivers
+            log.warning("commit failed; messages will be redelivered", extra={"error": repr(error)})
+        for tp in offsets:
+            self._handled.pop(tp, None)
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Handle one record to completion. False when shutdown interrupted it (no commit)."""
+        headers = h.as_dict(record.headers)
+        parent = propagate.extract(headers, getter=_HeaderGetter())
+        attempts = _Attempts()
+        with tracer.start_as_current_span(
+            f"process {record.topic}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+            },
+        ) as span:
+            try:
+                message = self._decode(record, headers)
+            except InvalidMessage as error:
+                span.set_status(Status(StatusCode.ERROR, error.reason))
+                return await self._dead_letter(record, error, attempts=1)
+            while not self._stopping.is_set():
+                attempts.count += 1
+                try:
+                    await self.handler(message)
+                except InvalidMessage as error:
+                    span.set_status(Status(StatusCode.ERROR, error.reason))
+                    return await self._dead_letter(record, error, attempts=attempts.count)
+                except TransientError as error:
+                    attempts.last_error = error
+                    await self._wait_before_retry(record, attempts)
+                except Exception as error:
+                    attempts.last_error = error
+                    if attempts.count >= self.retry.max_attempts_unexpected:
+                        log.exception("handler failed; dead-lettering", extra=_where(record))
+                        span.set_status(Status(StatusCode.ERROR, repr(error)))
+                        return await self._dead_letter(record, error, attempts=attempts.count)
+                    await self._wait_before_retry(record, attempts)
+                else:
+                    _handled_counter.add(1, {"consumer": self.name, "outcome": "handled"})
+                    return True
+            return False
+
+    def _decode(
+        self, record: ConsumerRecord[bytes, bytes], headers: dict[str, bytes]
+    ) -> InboundMessage[Any]:
+        topic = self._topics_by_name[record.topic]
+        if record.value is None:
+            raise InvalidMessage("record has no value (tombstones are not part of any contract)")
+        schema = headers.get(h.SCHEMA)
+        expected = topic.payload_type.DESCRIPTOR.full_name
+        if schema is not None and schema.decode(errors="replace") != expected:
+            raise InvalidMessage(
+                f"schema header {schema!r} does not match topic payload {expected}"
+            )
+        try:
+            payload = topic.decode(record.value)
+        except DecodeError as error:
+            raise InvalidMessage(f"payload is not a valid {expected}: {error}") from error
+        return InboundMessage(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key is not None else None,
+            payload=payload,
+            headers=headers,
+            timestamp_ms=record.timestamp,
+        )
+
+    async def _wait_before_retry(
+        self, record: ConsumerRecord[bytes, bytes], attempts: _Attempts
+    ) -> None:
+        _retry_counter.add(1, {"consumer": self.name})
+        delay = self.retry.backoff(attempts.count)
+        log.warning(
+            "handler failed; retrying",
+            extra={
+                **_where(record),
+                "attempt": attempts.count,
+                "delay_s": round(delay, 3),
+                "error": repr(attempts.last_error),
+            },
+        )
+        await self._pause_while(asyncio.sleep(delay))
+
+    async def _pause_while(self, waiting: Awaitable[None]) -> None:
+        """Wait with every partition paused, polling so the group does not evict this member."""
+        consumer = self._consumer
+        assert consumer is not None
+        paused = consumer.assignment()
+        consumer.pause(*paused)
+        try:
+            task = asyncio.ensure_future(waiting)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            while not task.done():
+                await asyncio.wait({task, stop}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                if stop.done():
+                    task.cancel()
+                    break
+                await consumer.getmany(timeout_ms=0)  # paused: returns nothing, keeps membership
+            stop.cancel()
+        finally:
+            consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, attempts: int
+    ) -> bool:
+        """Forward the original record to ``<topic>.dlq`` with headers that explain it.
+
+        False when shutdown came first: the record is then neither parked nor committed.
+        """
+        topic = self._topics_by_name[record.topic]
+        reason = error.reason if isinstance(error, InvalidMessage) else repr(error)
+        extra = {
+            h.DLQ_ERROR_TYPE: h.text(type(error).__name__),
+            h.DLQ_ERROR_MESSAGE: h.text(reason),
+            h.DLQ_ATTEMPTS: h.text(attempts),
+            h.DLQ_ORIGINAL_TOPIC: h.text(record.topic),
+            h.DLQ_ORIGINAL_PARTITION: h.text(record.partition),
+            h.DLQ_ORIGINAL_OFFSET: h.text(record.offset),
+            h.DLQ_ORIGINAL_TIMESTAMP: h.text(record.timestamp),
+            h.DLQ_CONSUMER_GROUP: h.text(self.group_id),
+            h.DLQ_FAILED_AT: h.text(int(time.time() * 1000)),
+        }
+        if isinstance(error, InvalidMessage) and error.field:
+            extra[h.DLQ_ERROR_FIELD] = h.text(error.field)
+        dlq_headers = h.merge(list(record.headers or ()), extra)
+        # The DLQ write is the handling of this message; if the broker refuses it, keep retrying
+        # rather than commit past a message that is neither handled nor parked.
+        retry_attempt = 0
+        while True:
+            try:
+                await self.producer.publish_raw(topic.dlq, record.key, record.value, dlq_headers)
+                break
+            except TransientError:
+                retry_attempt += 1
+                await self._pause_while(asyncio.sleep(self.retry.backoff(retry_attempt)))
+                if self._stopping.is_set():
+                    return False
+        _handled_counter.add(1, {"consumer": self.name, "outcome": "dead_lettered"})
+        log.error(
+            "message dead-lettered",
+            extra={**_where(record), "dlq": topic.dlq, "reason": reason, "attempts": attempts},
+        )
+        return True
+
+
+def _where(record: ConsumerRecord[Any, Any]) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}

@@ -1,0 +1,40 @@
+"""Kafka header names and helpers, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+Headers = list[tuple[str, bytes]]
+
+SCHEMA = "appeals.schema"
+PRODUCER = "appeals.producer"
+
+# Dead-letter headers: what went wrong, where the message came from, how often it was tried.
+DLQ_ERROR_TYPE = "dlq.error.type"
+DLQ_ERROR_MESSAGE = "dlq.error.message"
+DLQ_ERROR_FIELD = "dlq.error.field"
+DLQ_ATTEMPTS = "dlq.attempts"
+DLQ_ORIGINAL_TOPIC = "dlq.original.topic"
+DLQ_ORIGINAL_PARTITION = "dlq.original.partition"
+DLQ_ORIGINAL_OFFSET = "dlq.original.offset"
+DLQ_ORIGINAL_TIMESTAMP = "dlq.original.timestamp"
+DLQ_CONSUMER_GROUP = "dlq.consumer.group"
+DLQ_FAILED_AT = "dlq.failed.at"
+
+_MAX_HEADER_TEXT = 1000
+
+
+def as_dict(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, bytes]:
+    """Last value wins, as with HTTP headers set twice."""
+    return dict(headers or ())
+
+
+def text(value: object) -> bytes:
+    """Header value as UTF-8, cut to a size that keeps a DLQ record small."""
+    return str(value)[:_MAX_HEADER_TEXT].encode()
+
+
+def merge(base: Sequence[tuple[str, bytes]], extra: Mapping[str, bytes]) -> Headers:
+    """Headers of ``base`` with ``extra`` replacing any of the same name."""
+    kept = [(name, value) for name, value in base if name not in extra]
+    return kept + list(extra.items())

@@ -1,0 +1,111 @@
+"""The service runtime: shared clients for one process and a run loop for its components.
+
+A component is anything with ``name``, ``async run()`` (returns when stopped) and ``async stop()``:
+the HTTP server, the gRPC server, each consumer runner. SIGINT/SIGTERM, or any component ending
+on its own, stops every component in reverse order, so consumers commit what they handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymongo import AsyncMongoClient
+
+from appeals_runtime import store
+from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.logs import configure_logging
+from appeals_runtime.settings import ServiceSettings
+from appeals_runtime.telemetry import Telemetry, setup_telemetry
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 20.0
+
+
+class Component(Protocol):
+    name: str
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class ServiceContext:
+    """What one service process shares between its components."""
+
+    name: str
+    settings: ServiceSettings
+    producer: EventProducer
+    mongo: AsyncMongoClient[store.Document]
+    db: store.Database
+    telemetry: Telemetry
+
+    async def check_kafka(self) -> None:
+        await self.producer.check_ready()
+
+    async def check_store(self) -> None:
+        await store.check_ready(self.db)
+
+    @property
+    def readiness_checks(self) -> dict[str, Any]:
+        return {"kafka": self.check_kafka, "store": self.check_store}
+
+
+@contextlib.asynccontextmanager
+async def service_context(
+    name: str, settings: ServiceSettings, indexes: Sequence[store.IndexSpec] = ()
+) -> AsyncIterator[ServiceContext]:
+    """Set up logging, telemetry, the producer and the store client; tear them down after."""
+    configure_logging(name, level=settings.log_level, fmt=settings.log_format)
+    telemetry = setup_telemetry(name, otlp_endpoint=settings.otel_exporter_otlp_endpoint)
+    producer = EventProducer(
+        settings.kafka_bootstrap_servers,
+        client_id=name,
+        publish_timeout_s=settings.kafka_publish_timeout_s,
+    )
+    mongo = store.create_client(settings.mongodb_url, app_name=name)
+    db = mongo[settings.mongodb_database]
+    await producer.start()
+    try:
+        await store.ensure_indexes(db, indexes)
+        yield ServiceContext(name, settings, producer, mongo, db, telemetry)
+    finally:
+        await producer.stop()
+        await mongo.close()
+        telemetry.shutdown()
+
+
+async def run_components(components: Sequence[Component]) -> None:
+    """Run until a signal arrives or a component ends; then stop all of them, last first."""
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+    tasks = {asyncio.create_task(c.run(), name=c.name): c for c in components}
+    waiter = asyncio.create_task(stop_requested.wait())
+    done, _ = await asyncio.wait({*tasks, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    ended = [task for task in done if task is not waiter]
+    for task in ended:
+        error = task.exception()
+        log.error(
+            "component ended; stopping the service",
+            extra={"component": task.get_name(), "error": repr(error)},
+        )
+    log.info("stopping", extra={"components": [c.name for c in components]})
+    for component in reversed(components):
+        await component.stop()
+    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+    for task in pending:
+        task.cancel()
+    waiter.cancel()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+    if ended:
+        raise SystemExit(1)

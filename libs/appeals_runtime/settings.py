@@ -1,0 +1,61 @@
+"""Configuration from the environment, shared by every service.
+
+Each service subclasses :class:`ServiceSettings` with its own ports. :func:`load_settings` turns a
+missing or malformed variable into one clear message at start-up instead of a stack trace later.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Variable names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    mongodb_url: str = "mongodb://127.0.0.1:27017/"
+    mongodb_database: str = "appeals"
+    # Where the service listens; 0.0.0.0 in containers, loopback on a laptop.
+    bind_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # OTLP/gRPC endpoint for traces and metrics, e.g. http://collector:4317. Unset: no export.
+    otel_exporter_otlp_endpoint: str | None = None
+    # How long a publish may wait for the broker's acknowledgement before the caller gets 503.
+    kafka_publish_timeout_s: float = Field(default=10.0, gt=0)
+    # Partitions given to topics this process creates (local runs and tests only).
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class SettingsError(SystemExit):
+    """Raised (and exits the process) when the environment does not configure the service."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        names = ".".join(str(part) for part in problem["loc"]) or "settings"
+        lines.append(f"  {names.upper()}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(settings_type: type[SettingsT]) -> SettingsT:
+    """Read settings from the environment or exit with a message naming each bad variable."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        message = (
+            f"{settings_type.__name__}: the environment does not configure this service:\n"
+            f"{describe_validation_error(error)}"
+        )
+        print(message, file=sys.stderr)
+        raise SettingsError(2) from error

@@ -1,0 +1,80 @@
+"""Document store access: one client per process, indexes declared by each repository.
+
+FerretDB 1.x (our local store) has no multi-document transactions, TTL indexes, change streams,
+``$facet``/``$lookup`` or atomic findAndModify. Idempotency and exclusivity therefore rest on
+unique indexes: insert, and treat ``DuplicateKeyError`` as "already done" (:func:`insert_once`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+
+from appeals_runtime.errors import TransientError
+
+Document = dict[str, Any]
+Database = AsyncDatabase[Document]
+Collection = AsyncCollection[Document]
+
+# pymongo errors that mean "the store is unreachable right now", never "this data is wrong".
+UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index a repository relies on; created (idempotently) at start-up."""
+
+    collection: str
+    keys: Sequence[tuple[str, int]]
+    unique: bool = False
+    name: str | None = None
+    partial_filter: Mapping[str, Any] | None = field(default=None)
+
+    @property
+    def index_name(self) -> str:
+        return self.name or "_".join(f"{key}_{direction}" for key, direction in self.keys)
+
+
+def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        url,
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5000,
+        connectTimeoutMS=3000,
+    )
+
+
+async def ensure_indexes(db: Database, specs: Sequence[IndexSpec]) -> None:
+    for spec in specs:
+        options: dict[str, Any] = {"name": spec.index_name, "unique": spec.unique}
+        if spec.partial_filter is not None:
+            options["partialFilterExpression"] = dict(spec.partial_filter)
+        await db[spec.collection].create_index(list(spec.keys), **options)
+
+
+async def insert_once(collection: Collection, document: Document) -> bool:
+    """Insert ``document``; False when a unique index says it is already there (a no-op).
+
+    This is the pipeline's idempotency primitive: the dedup key lives in the same document as
+    the effect, so writing the effect and recording that it happened are one write.
+    """
+    try:
+        await collection.insert_one(document)
+    except DuplicateKeyError:
+        return False
+    except UNAVAILABLE_ERRORS as error:
+        raise TransientError(f"document store unavailable: {error}") from error
+    return True
+
+
+async def check_ready(db: Database) -> None:
+    """Raises when the store cannot be reached (readiness probes)."""
+    await asyncio.wait_for(db.command("ping"), timeout=3)

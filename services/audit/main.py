@@ -1,0 +1,29 @@
+"""Wires the audit service together and runs it: nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+
+from appeals_runtime.http import HttpServer, health_router
+from appeals_runtime.service import run_components, service_context
+from appeals_runtime.settings import load_settings
+from services.audit.config import AuditSettings
+
+SERVICE_NAME = "audit"
+
+
+async def serve(settings: AuditSettings) -> None:
+    async with service_context(SERVICE_NAME, settings) as ctx:
+        app = FastAPI(title="appeals audit")
+        app.include_router(health_router(ctx.readiness_checks))
+        await run_components([HttpServer(app, host=settings.bind_host, port=settings.http_port)])
+
+
+def main() -> None:
+    asyncio.run(serve(load_settings(AuditSettings)))
+
+
+if __name__ == "__main__":
+    main()

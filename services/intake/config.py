@@ -1,0 +1,12 @@
+"""Intake's configuration, read from the environment at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from appeals_runtime.settings import ServiceSettings
+
+
+class IntakeSettings(ServiceSettings):
+    http_port: int = Field(default=8080, validation_alias="INTAKE_HTTP_PORT")
+    grpc_port: int = Field(default=50051, validation_alias="INTAKE_GRPC_PORT")

@@ -1,0 +1,70 @@
+"""Helpers for tests that use the real broker: scratch topics and reading a topic back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+from appeals.v1 import events_pb2
+from appeals_devstack.kafka import create_topics
+from appeals_runtime.topics import Topic
+
+
+def _event_key(event: events_pb2.AppealEvent) -> str:
+    return event.appeal_id
+
+
+async def scratch_topic(
+    bootstrap_servers: str, *, partitions: int = 3
+) -> Topic[events_pb2.AppealEvent]:
+    """A topic of appeal events private to one test, with its DLQ."""
+    topic = Topic(
+        name=f"test.{uuid.uuid4().hex[:10]}",
+        payload_type=events_pb2.AppealEvent,
+        key=_event_key,
+        key_name="appeal_id",
+        description="scratch topic for one test",
+    )
+    await create_topics(bootstrap_servers, [topic.name, topic.dlq], partitions=partitions)
+    return topic
+
+
+async def read_all(
+    bootstrap_servers: str, topic_name: str, *, expect: int, timeout_s: float = 20
+) -> list[ConsumerRecord[Any, Any]]:
+    """Read a topic from the beginning until ``expect`` records arrived or the time is up."""
+    consumer = AIOKafkaConsumer(
+        topic_name,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+    try:
+        import asyncio
+
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(records) < expect and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def appeal_event(appeal_id: str, *, event_id: str | None = None) -> events_pb2.AppealEvent:
+    event = events_pb2.AppealEvent(
+        event_id=event_id or uuid.uuid4().hex,
+        appeal_id=appeal_id,
+        schema="appeals.v1.AppealSubmitted",
+        producer="tests",
+    )
+    event.submitted.channel = "rest"
+    event.occurred_at.GetCurrentTime()
+    return event

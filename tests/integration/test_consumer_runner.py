@@ -1,0 +1,218 @@
+"""The consumer runner against the real broker and store: once per group, redelivery, DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appeals.v1 import events_pb2
+from appeals_devstack.stack import Infrastructure
+from appeals_runtime import store
+from appeals_runtime.errors import InvalidMessage
+from appeals_runtime.kafka import headers as h
+from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage, RetryPolicy
+from appeals_runtime.kafka.producer import EventProducer
+from tests.integration.kafka_helpers import appeal_event, read_all, scratch_topic
+
+pytestmark = pytest.mark.integration
+
+CRASHING_CONSUMER = Path(__file__).with_name("crashing_consumer.py")
+
+
+async def _run_until(
+    runners: list[ConsumerRunner], done: asyncio.Event, timeout_s: float = 60
+) -> None:
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        await asyncio.wait_for(done.wait(), timeout_s)
+    finally:
+        for runner in runners:
+            await runner.stop()
+        await asyncio.gather(*tasks)
+
+
+async def test_each_message_is_handled_once_by_a_group_of_two(
+    infra: Infrastructure, producer: EventProducer
+) -> None:
+    topic = await scratch_topic(infra.kafka_bootstrap_servers, partitions=4)
+    handled: Counter[str] = Counter()
+    done = asyncio.Event()
+    total = 40
+
+    async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        handled[message.payload.event_id] += 1
+        if sum(handled.values()) >= total:
+            done.set()
+
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    runners = [
+        ConsumerRunner(
+            name=f"member-{i}",
+            bootstrap_servers=infra.kafka_bootstrap_servers,
+            group_id=group,
+            topics=[topic],
+            handler=handle,
+            producer=producer,
+        )
+        for i in range(2)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    await asyncio.gather(*(r.started.wait() for r in runners))
+    sent = [appeal_event(f"appeal-{i % 7}") for i in range(total)]
+    for event in sent:
+        await producer.publish(topic, event)
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+        await asyncio.sleep(1.5)  # room for a wrongful second delivery to show up
+    finally:
+        for runner in runners:
+            await runner.stop()
+        await asyncio.gather(*tasks)
+
+    assert set(handled) == {e.event_id for e in sent}
+    assert all(count == 1 for count in handled.values()), handled.most_common(3)
+
+
+async def test_a_consumer_killed_before_committing_gets_the_message_again_and_applies_it_once(
+    infra: Infrastructure, producer: EventProducer, db: store.Database
+) -> None:
+    topic = await scratch_topic(infra.kafka_bootstrap_servers, partitions=1)
+    event = appeal_event("appeal-crash")
+    await producer.publish(topic, event)
+    group = f"group-{uuid.uuid4().hex[:8]}"
+
+    def consume(*, crash: bool) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        return subprocess.run(
+            [
+                sys.executable,
+                str(CRASHING_CONSUMER),
+                infra.kafka_bootstrap_servers,
+                infra.mongodb_url,
+                db.name,
+                topic.name,
+                group,
+                "crash" if crash else "finish",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=env,
+            check=False,
+        )
+
+    crashed = consume(crash=True)
+    assert crashed.returncode == 137, crashed.stdout + crashed.stderr
+    assert await db.deliveries.count_documents({}) == 1
+    assert await db.effects.count_documents({}) == 1
+
+    restarted = consume(crash=False)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    # Delivered again because the first process died before committing...
+    assert await db.deliveries.count_documents({"event_id": event.event_id}) == 2
+    # ...and applied once, because the handler is idempotent.
+    assert await db.effects.count_documents({}) == 1
+
+    # The second run committed: a third member of the group gets nothing.
+    again = consume(crash=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert await db.deliveries.count_documents({}) == 2
+
+
+async def test_a_poison_message_goes_to_the_dlq_with_its_reason_and_the_rest_are_processed(
+    infra: Infrastructure, producer: EventProducer
+) -> None:
+    topic = await scratch_topic(infra.kafka_bootstrap_servers, partitions=1)
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        if not message.payload.HasField("submitted"):
+            raise InvalidMessage("event carries no payload", field="payload")
+        handled.append(message.payload.event_id)
+        if len(handled) == 2:
+            done.set()
+
+    before = appeal_event("appeal-1")
+    no_payload = events_pb2.AppealEvent(event_id="e-empty", appeal_id="appeal-1")
+    after = appeal_event("appeal-1")
+    await producer.publish(topic, before)
+    await producer.publish_raw(
+        topic.name, b"appeal-1", b"\xff\xff\xff not protobuf", [("trace", b"x")]
+    )
+    await producer.publish(topic, no_payload)
+    await producer.publish(topic, after)
+
+    runner = ConsumerRunner(
+        name="poison",
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        group_id=f"group-{uuid.uuid4().hex[:8]}",
+        topics=[topic],
+        handler=handle,
+        producer=producer,
+    )
+    await _run_until([runner], done)
+
+    assert handled == [before.event_id, after.event_id]
+    dead: list[Any] = await read_all(infra.kafka_bootstrap_servers, topic.dlq, expect=2)
+    assert len(dead) == 2
+    undecodable, invalid = sorted(dead, key=lambda r: r.offset)
+    undecodable_headers = h.as_dict(undecodable.headers)
+    assert undecodable.value == b"\xff\xff\xff not protobuf"
+    assert undecodable_headers[h.DLQ_ERROR_TYPE] == b"InvalidMessage"
+    assert b"not a valid appeals.v1.AppealEvent" in undecodable_headers[h.DLQ_ERROR_MESSAGE]
+    assert undecodable_headers[h.DLQ_ORIGINAL_TOPIC] == topic.name.encode()
+    assert undecodable_headers[h.DLQ_ORIGINAL_OFFSET] == b"1"
+    assert undecodable_headers[h.DLQ_ATTEMPTS] == b"1"
+    assert undecodable_headers["trace"] == b"x"  # the original headers travel along
+    invalid_headers = h.as_dict(invalid.headers)
+    assert invalid_headers[h.DLQ_ERROR_MESSAGE] == b"event carries no payload"
+    assert invalid_headers[h.DLQ_ERROR_FIELD] == b"payload"
+    assert invalid_headers[h.DLQ_ORIGINAL_OFFSET] == b"2"
+
+
+async def test_an_unexpected_error_is_retried_then_dead_lettered_without_blocking(
+    infra: Infrastructure, producer: EventProducer
+) -> None:
+    topic = await scratch_topic(infra.kafka_bootstrap_servers, partitions=1)
+    attempts: Counter[str] = Counter()
+    done = asyncio.Event()
+    flaky, broken, fine = (appeal_event("a") for _ in range(3))
+
+    async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        event_id = message.payload.event_id
+        attempts[event_id] += 1
+        if event_id == flaky.event_id and attempts[event_id] < 2:
+            raise ConnectionResetError("blip")
+        if event_id == broken.event_id:
+            raise KeyError("a bug this message triggers")
+        if event_id == fine.event_id:
+            done.set()
+
+    for event in (flaky, broken, fine):
+        await producer.publish(topic, event)
+    runner = ConsumerRunner(
+        name="flaky",
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        group_id=f"group-{uuid.uuid4().hex[:8]}",
+        topics=[topic],
+        handler=handle,
+        producer=producer,
+        retry=RetryPolicy(initial_backoff_s=0.01, max_attempts_unexpected=3),
+    )
+    await _run_until([runner], done)
+
+    assert attempts[flaky.event_id] == 2
+    assert attempts[broken.event_id] == 3
+    assert attempts[fine.event_id] == 1
+    dead = await read_all(infra.kafka_bootstrap_servers, topic.dlq, expect=1)
+    assert [h.as_dict(r.headers)[h.DLQ_ATTEMPTS] for r in dead] == [b"3"]
+    assert h.as_dict(dead[0].headers)[h.DLQ_ERROR_TYPE] == b"KeyError"

@@ -1,0 +1,44 @@
+"""Small runtime pieces that need no I/O: backoff, headers, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from appeals_runtime.kafka import headers as h
+from appeals_runtime.kafka.consumer import RetryPolicy
+from appeals_runtime.logs import JsonFormatter
+
+
+def test_backoff_grows_exponentially_within_its_cap() -> None:
+    policy = RetryPolicy(initial_backoff_s=0.5, max_backoff_s=4.0)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (10, 4.0)]:
+        delays = [policy.backoff(attempt) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling / 2  # jitter spreads over the whole range
+
+
+def test_merge_replaces_headers_of_the_same_name_and_keeps_the_rest() -> None:
+    merged = h.merge([("a", b"1"), ("b", b"2")], {"b": b"3", "c": b"4"})
+    assert merged == [("a", b"1"), ("b", b"3"), ("c", b"4")]
+
+
+def test_header_text_is_bounded() -> None:
+    assert len(h.text("x" * 5000)) == 1000
+
+
+def test_json_logs_carry_trace_ids_and_extra_fields() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    record = logging.LogRecord(
+        "svc", logging.INFO, __file__, 1, "appeal %s routed", ("ap-1",), None
+    )
+    record.appeal_id = "ap-1"
+    with tracer.start_as_current_span("work") as span:
+        line = JsonFormatter("routing").format(record)
+    entry = json.loads(line)
+    assert entry["msg"] == "appeal ap-1 routed"
+    assert entry["service"] == "routing"
+    assert entry["appeal_id"] == "ap-1"
+    assert entry["trace_id"] == format(span.get_span_context().trace_id, "032x")

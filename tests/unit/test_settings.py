@@ -1,0 +1,39 @@
+"""Settings come from the environment and fail fast with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from appeals_runtime.settings import SettingsError, load_settings
+from services.intake.config import IntakeSettings
+from services.routing.config import RoutingSettings
+
+
+def test_defaults_are_the_documented_local_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("INTAKE_HTTP_PORT", "INTAKE_GRPC_PORT", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(IntakeSettings)
+    assert (settings.http_port, settings.grpc_port) == (8080, 50051)
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.mongodb_url == "mongodb://127.0.0.1:27017/"
+    assert load_settings(RoutingSettings).http_port == 8081
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTAKE_HTTP_PORT", "18080")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
+    settings = load_settings(IntakeSettings)
+    assert settings.http_port == 18080
+    assert settings.kafka_bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+
+
+def test_a_malformed_variable_stops_start_up_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INTAKE_HTTP_PORT", "eighty")
+    monkeypatch.setenv("KAFKA_PUBLISH_TIMEOUT_S", "-1")
+    with pytest.raises(SettingsError):
+        load_settings(IntakeSettings)
+    message = capsys.readouterr().err
+    assert "INTAKE_HTTP_PORT" in message
+    assert "KAFKA_PUBLISH_TIMEOUT_S" in message
