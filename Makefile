@@ -10,8 +10,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/appeals-pipeline
-KAFKA_LIBS := $(CACHE_DIR)/kafka-$(KAFKA_VERSION)/libs
-FERRETDB_BIN := $(CACHE_DIR)/ferretdb-$(FERRETDB_VERSION)/ferretdb
+# Cache keys are the versions plus a digest of the recipe, never file dates: a fresh clone (whose
+# files are all new) still finds what an earlier clone fetched or built.
+KAFKA_RECIPE := $(shell cat deploy/local/pom.xml | sha256sum | cut -c1-10)
+FERRETDB_RECIPE := $(shell cat deploy/local/build-ferretdb.sh | sha256sum | cut -c1-10)
+KAFKA_LIBS := $(CACHE_DIR)/kafka-$(KAFKA_VERSION)-$(KAFKA_RECIPE)/libs
+FERRETDB_BIN := $(CACHE_DIR)/ferretdb-$(FERRETDB_VERSION)-$(FERRETDB_RECIPE)/ferretdb
 VENV_STAMP := $(VENV)/.installed
 
 export APPEALS_CACHE_DIR := $(CACHE_DIR)
@@ -70,17 +74,17 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 
 kafka: $(KAFKA_LIBS)/.complete ## Fetch the Kafka broker jars from Maven Central (cached per version)
 
-$(KAFKA_LIBS)/.complete: deploy/local/pom.xml deploy/local/versions.env
+$(KAFKA_LIBS)/.complete:
 	@echo "==> Apache Kafka $(KAFKA_VERSION) jars from Maven Central into $(KAFKA_LIBS) (first time: about 100 MB)"
 	@mkdir -p $(KAFKA_LIBS)
 	@mvn -B -Dstyle.color=never -f deploy/local/pom.xml -Dkafka.version=$(KAFKA_VERSION) \
 		dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIBS) -DincludeScope=runtime \
-		| grep -E 'Downloaded from|BUILD|ERROR' | sed -E 's/^\[INFO\] /    /'; test $${PIPESTATUS[0]} -eq 0
+		| sed -E 's/\x1b\[[0-9;]*m//g' | grep -E 'Downloaded from|BUILD|ERROR' | sed -E 's/^\[INFO\] /    /'; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
 ferretdb: $(FERRETDB_BIN) ## Build FerretDB from the Go module proxy (cached per version)
 
-$(FERRETDB_BIN): deploy/local/versions.env deploy/local/build-ferretdb.sh
+$(FERRETDB_BIN):
 	@bash deploy/local/build-ferretdb.sh $(FERRETDB_VERSION) $@
 
 constraints: ## Re-pin constraints.txt from a fresh resolution of pyproject.toml

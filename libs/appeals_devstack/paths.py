@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -30,13 +31,21 @@ def cache_dir() -> Path:
     return Path(base) / "appeals-pipeline"
 
 
+def _recipe_digest(recipe: Path) -> str:
+    """Same cache key as the Makefile: a digest of what fetches or builds the thing."""
+    return hashlib.sha256(recipe.read_bytes()).hexdigest()[:10]
+
+
 def kafka_libs_dir() -> Path:
     if "APPEALS_KAFKA_LIBS" in os.environ:
         return Path(os.environ["APPEALS_KAFKA_LIBS"])
-    return cache_dir() / f"kafka-{read_versions()['KAFKA_VERSION']}" / "libs"
+    version = read_versions()["KAFKA_VERSION"]
+    return cache_dir() / f"kafka-{version}-{_recipe_digest(DEPLOY_LOCAL / 'pom.xml')}" / "libs"
 
 
 def ferretdb_binary() -> Path:
     if "APPEALS_FERRETDB_BIN" in os.environ:
         return Path(os.environ["APPEALS_FERRETDB_BIN"])
-    return cache_dir() / f"ferretdb-{read_versions()['FERRETDB_VERSION']}" / "ferretdb"
+    version = read_versions()["FERRETDB_VERSION"]
+    digest = _recipe_digest(DEPLOY_LOCAL / "build-ferretdb.sh")
+    return cache_dir() / f"ferretdb-{version}-{digest}" / "ferretdb"
