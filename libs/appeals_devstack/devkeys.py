@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
+import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
@@ -47,3 +49,34 @@ def ensure(state_dir: Path) -> tuple[Path, Path]:
 def service_environment(state_dir: Path) -> dict[str, str]:
     private_path, jwks_path = ensure(state_dir)
     return {"AUTH_JWKS_FILE": str(jwks_path), "APPEALS_DEV_SIGNING_KEY_FILE": str(private_path)}
+
+
+def mint_token(
+    private_key_file: Path,
+    *,
+    role: str,
+    subject: str,
+    platforms: list[str] | None = None,
+    queues: list[str] | None = None,
+    scopes: list[str] | None = None,
+    ttl_s: int = 12 * 3600,
+) -> str:
+    """A dev token signed with the local key. FOR LOCAL RUNS AND TESTS ONLY."""
+    from appeals_runtime.auth import AUDIENCE, DEFAULT_SCOPES, DEV_ISSUER, Role
+
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": DEV_ISSUER,
+        "aud": AUDIENCE,
+        "sub": subject,
+        "role": role,
+        "scope": " ".join(scopes if scopes is not None else DEFAULT_SCOPES[Role(role)]),
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    if platforms:
+        claims["platforms"] = platforms
+    if queues:
+        claims["queues"] = queues
+    key = serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": DEV_KEY_ID})  # type: ignore[arg-type]

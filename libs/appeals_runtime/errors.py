@@ -18,3 +18,44 @@ class TransientError(Exception):
 
 class PublishError(TransientError):
     """The broker did not acknowledge a publish in time; nothing may be reported as accepted."""
+
+
+class NotFound(Exception):  # noqa: N818
+    """The object does not exist (HTTP 404, gRPC NOT_FOUND)."""
+
+
+class Conflict(Exception):  # noqa: N818
+    """The object's state does not allow this (HTTP 409, gRPC ALREADY_EXISTS/FAILED_PRECONDITION)."""
+
+
+class FieldViolation:
+    """One invalid field of a request: where (dotted path) and why."""
+
+    __slots__ = ("description", "field")
+
+    def __init__(self, field: str, description: str) -> None:
+        self.field = field
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"FieldViolation({self.field!r}, {self.description!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FieldViolation) and (self.field, self.description) == (
+            other.field,
+            other.description,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.description))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "description": self.description}
+
+
+class ValidationFailed(Exception):  # noqa: N818
+    """The request is malformed; ``violations`` names every invalid field."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        self.violations = violations

@@ -8,9 +8,12 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from appeals_runtime.auth import PermissionDenied, Unauthenticated
+from appeals_runtime.errors import Conflict, NotFound, TransientError, ValidationFailed
 from appeals_runtime.telemetry import prometheus_exposition
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -76,7 +79,70 @@ class HttpServer:
         self._server.should_exit = True
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+PROBLEM_JSON = "application/problem+json"
+# Seconds a client should wait before retrying when the broker or store is unavailable.
+RETRY_AFTER_UNAVAILABLE_S = 2
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """An RFC 9457 problem details response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if part not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map the pipeline's typed errors to RFC 9457 problem+json responses."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        params = [
+            {"name": _location(tuple(item["loc"])), "reason": item["msg"]}
+            for item in error.errors()
+        ]
+        return problem(
+            400, "Invalid request", "The request has invalid fields.", invalid_params=params
+        )
+
+    @app.exception_handler(ValidationFailed)
+    async def validation_failed(_: Request, error: ValidationFailed) -> JSONResponse:
+        params = [{"name": v.field, "reason": v.description} for v in error.violations]
+        return problem(
+            400, "Invalid request", "The request has invalid fields.", invalid_params=params
+        )
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, error: Unauthenticated) -> JSONResponse:
+        return problem(401, "Unauthenticated", str(error), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(PermissionDenied)
+    async def forbidden(_: Request, error: PermissionDenied) -> JSONResponse:
+        return problem(403, "Forbidden", str(error))
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, error: NotFound) -> JSONResponse:
+        return problem(404, "Not found", str(error))
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, error: Conflict) -> JSONResponse:
+        return problem(409, "Conflict", str(error))
+
+    @app.exception_handler(TransientError)
+    async def unavailable(_: Request, error: TransientError) -> JSONResponse:
+        return problem(
+            503,
+            "Service unavailable",
+            f"{error} Nothing was accepted; retry later.",
+            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+        )

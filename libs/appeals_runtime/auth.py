@@ -1,0 +1,179 @@
+"""Who is calling, and what they may touch.
+
+Every caller presents a JWT signed by a key in the configured JWKS. The algorithm is pinned
+(EdDSA by default, never "none" or whatever the token header claims), expiry, issuer and audience
+are enforced. Claims the pipeline reads:
+
+* ``sub``: the surface, agent or operator id;
+* ``role``: ``surface`` (a product submitting appeals), ``agent`` (a reviewer) or ``ops``;
+* ``platforms``: for surfaces, the platforms whose appeals they may submit and read;
+* ``scope``: space-separated permissions (``appeals:submit appeals:read``, ``cases:work``,
+  ``audit:read``);
+* ``queues``: for agents, the review queues they work (``*`` for all).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import jwt
+from pydantic import Field, FilePath
+
+from appeals_runtime.settings import ServiceSettings
+
+AUDIENCE = "appeals-pipeline"
+DEV_ISSUER = "appeals-dev"
+
+
+class Role(StrEnum):
+    SURFACE = "surface"
+    AGENT = "agent"
+    OPS = "ops"
+
+
+class Scope(StrEnum):
+    SUBMIT = "appeals:submit"
+    READ = "appeals:read"
+    WORK_CASES = "cases:work"
+    READ_AUDIT = "audit:read"
+
+
+DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
+    Role.SURFACE: (Scope.SUBMIT, Scope.READ),
+    Role.AGENT: (Scope.WORK_CASES,),
+    Role.OPS: (Scope.READ, Scope.READ_AUDIT),
+}
+
+
+class Unauthenticated(Exception):  # noqa: N818 - named after the gRPC status it maps to
+    """No credentials, or credentials that do not verify (HTTP 401, gRPC UNAUTHENTICATED)."""
+
+
+class PermissionDenied(Exception):  # noqa: N818
+    """Valid credentials that do not allow this action on this object (403, PERMISSION_DENIED)."""
+
+
+class AuthSettings(ServiceSettings):
+    """Settings of services that authenticate callers. No default key: a service without one
+    refuses to start rather than accept unauthenticated traffic."""
+
+    auth_jwks_file: FilePath
+    auth_issuer: str = DEV_ISSUER
+    auth_audience: str = AUDIENCE
+    auth_algorithms: list[str] = Field(default_factory=lambda: ["EdDSA"])
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+    scopes: frozenset[str]
+    platforms: frozenset[str] = frozenset()
+    queues: frozenset[str] = frozenset()
+
+    def require(self, scope: Scope, *, role: Role | None = None) -> None:
+        if role is not None and self.role != role:
+            raise PermissionDenied(f"this action needs a {role} token, not a {self.role} token")
+        if scope not in self.scopes:
+            raise PermissionDenied(f"token lacks the {scope} scope")
+
+    def require_platform(self, platform: str) -> None:
+        """Surfaces act only for their platforms; ops may read every platform."""
+        if self.role == Role.OPS:
+            return
+        if platform not in self.platforms:
+            raise PermissionDenied(f"token is not scoped to platform {platform!r}")
+
+    def works_queue(self, queue: str) -> bool:
+        return "*" in self.queues or queue in self.queues
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        jwks: dict[str, Any],
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: list[str],
+        leeway_s: int = 30,
+    ) -> None:
+        if not algorithms or "none" in [a.lower() for a in algorithms]:
+            raise ValueError("at least one real signing algorithm must be pinned")
+        self._keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(jwks).keys}
+        if not self._keys:
+            raise ValueError("the JWKS holds no usable keys")
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = algorithms
+        self._leeway_s = leeway_s
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings) -> TokenVerifier:
+        return cls(
+            json.loads(Path(settings.auth_jwks_file).read_text()),
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            algorithms=settings.auth_algorithms,
+        )
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._keys.get(header.get("kid")) or (
+                next(iter(self._keys.values())) if len(self._keys) == 1 else None
+            )
+            if key is None:
+                raise Unauthenticated("token signed by an unknown key")
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway_s,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as error:
+            raise Unauthenticated(f"invalid token: {error}") from error
+        return _principal(claims)
+
+    def verify_header(self, authorization: str | None) -> Principal:
+        return self.verify(bearer_token(authorization))
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    try:
+        role = Role(claims.get("role", ""))
+    except ValueError:
+        raise Unauthenticated("token names no known role") from None
+    scopes = claims.get("scope", "")
+    if not isinstance(scopes, str):
+        raise Unauthenticated("scope claim must be a space-separated string")
+    return Principal(
+        subject=str(claims["sub"]),
+        role=role,
+        scopes=frozenset(scopes.split()),
+        platforms=frozenset(_string_list(claims, "platforms")),
+        queues=frozenset(_string_list(claims, "queues")),
+    )
+
+
+def _string_list(claims: dict[str, Any], name: str) -> list[str]:
+    value = claims.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise Unauthenticated(f"{name} claim must be a list of strings")
+    return value
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing Authorization: Bearer <token>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization must use the Bearer scheme")
+    return token.strip()

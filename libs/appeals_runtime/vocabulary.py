@@ -1,0 +1,69 @@
+"""The names the outside world uses for protobuf enum values, in one place.
+
+REST bodies, templates, logs and queue names say ``instagram`` / ``post`` / ``overturned``; the
+protobuf contracts use enum numbers. Every translation between the two goes through here.
+"""
+
+from __future__ import annotations
+
+from appeals.v1 import appeal_pb2
+
+PLATFORMS: dict[str, int] = {
+    "facebook": appeal_pb2.PLATFORM_FACEBOOK,
+    "instagram": appeal_pb2.PLATFORM_INSTAGRAM,
+    "whatsapp": appeal_pb2.PLATFORM_WHATSAPP,
+    "horizon": appeal_pb2.PLATFORM_HORIZON,
+}
+
+SUBJECT_KINDS: dict[str, int] = {
+    "post": appeal_pb2.SUBJECT_KIND_POST,
+    "comment": appeal_pb2.SUBJECT_KIND_COMMENT,
+    "reel": appeal_pb2.SUBJECT_KIND_REEL,
+    "story": appeal_pb2.SUBJECT_KIND_STORY,
+    "message": appeal_pb2.SUBJECT_KIND_MESSAGE,
+    "account": appeal_pb2.SUBJECT_KIND_ACCOUNT,
+    "page": appeal_pb2.SUBJECT_KIND_PAGE,
+    "group": appeal_pb2.SUBJECT_KIND_GROUP,
+    "event": appeal_pb2.SUBJECT_KIND_EVENT,
+    "vr_world": appeal_pb2.SUBJECT_KIND_VR_WORLD,
+    "avatar": appeal_pb2.SUBJECT_KIND_AVATAR,
+}
+
+STATUSES: dict[str, int] = {
+    "received": appeal_pb2.APPEAL_STATUS_RECEIVED,
+    "routed": appeal_pb2.APPEAL_STATUS_ROUTED,
+    "in_review": appeal_pb2.APPEAL_STATUS_IN_REVIEW,
+    "decided": appeal_pb2.APPEAL_STATUS_DECIDED,
+    "escalated": appeal_pb2.APPEAL_STATUS_ESCALATED,
+}
+
+OUTCOMES: dict[str, int] = {
+    "upheld": appeal_pb2.OUTCOME_UPHELD,
+    "overturned": appeal_pb2.OUTCOME_OVERTURNED,
+}
+
+
+def _inverse(mapping: dict[str, int]) -> dict[int, str]:
+    return {number: name for name, number in mapping.items()}
+
+
+_PLATFORM_NAMES = _inverse(PLATFORMS)
+_SUBJECT_KIND_NAMES = _inverse(SUBJECT_KINDS)
+_STATUS_NAMES = _inverse(STATUSES)
+_OUTCOME_NAMES = _inverse(OUTCOMES)
+
+
+def platform_name(value: int) -> str:
+    return _PLATFORM_NAMES.get(value, "unspecified")
+
+
+def subject_kind_name(value: int) -> str:
+    return _SUBJECT_KIND_NAMES.get(value, "unspecified")
+
+
+def status_name(value: int) -> str:
+    return _STATUS_NAMES.get(value, "unspecified")
+
+
+def outcome_name(value: int) -> str:
+    return _OUTCOME_NAMES.get(value, "unspecified")
