@@ -25,7 +25,7 @@ class NotFound(Exception):  # noqa: N818
 
 
 class Conflict(Exception):  # noqa: N818
-    """The object's state does not allow this (HTTP 409, gRPC ALREADY_EXISTS/FAILED_PRECONDITION)."""
+    """The object's state does not allow this (HTTP 409, gRPC FAILED_PRECONDITION)."""
 
 
 class FieldViolation:
