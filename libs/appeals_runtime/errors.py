@@ -28,6 +28,11 @@ class Conflict(Exception):  # noqa: N818
     """The object's state does not allow this (HTTP 409, gRPC FAILED_PRECONDITION)."""
 
 
+class Unprocessable(Exception):  # noqa: N818
+    """Well-formed but cannot be done as asked, e.g. an idempotency key reused with another body
+    (HTTP 422, gRPC FAILED_PRECONDITION)."""
+
+
 class FieldViolation:
     """One invalid field of a request: where (dotted path) and why."""
 

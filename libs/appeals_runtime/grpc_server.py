@@ -12,7 +12,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
-from appeals_runtime.errors import Conflict, NotFound, TransientError, ValidationFailed
+from appeals_runtime.errors import (
+    Conflict,
+    NotFound,
+    TransientError,
+    Unprocessable,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ async def guarded(
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
     except NotFound as error:
         await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
-    except Conflict as error:
+    except (Conflict, Unprocessable) as error:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
     except TransientError as error:
         await context.abort(

@@ -5,18 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from appeals_runtime.auth import PermissionDenied, Unauthenticated
-from appeals_runtime.errors import Conflict, NotFound, TransientError, ValidationFailed
+from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
+from appeals_runtime.errors import (
+    Conflict,
+    NotFound,
+    TransientError,
+    Unprocessable,
+    ValidationFailed,
+)
 from appeals_runtime.telemetry import prometheus_exposition
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def authenticated(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """FastAPI dependency: the verified caller. Apps set ``app.state.verifier``.
+
+    A dependency runs before the body is validated, so an anonymous caller learns nothing about
+    what a valid body looks like: 401 comes first.
+    """
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify_header(authorization)
+
+
+# Annotate a route parameter with this to receive the authenticated caller.
+Caller = Annotated[Principal, Depends(authenticated)]
 
 
 def health_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
@@ -137,6 +159,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_: Request, error: Conflict) -> JSONResponse:
         return problem(409, "Conflict", str(error))
+
+    @app.exception_handler(Unprocessable)
+    async def unprocessable(_: Request, error: Unprocessable) -> JSONResponse:
+        return problem(422, "Unprocessable request", str(error))
 
     @app.exception_handler(TransientError)
     async def unavailable(_: Request, error: TransientError) -> JSONResponse:

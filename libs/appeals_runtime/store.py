@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -40,6 +41,12 @@ class IndexSpec:
     @property
     def index_name(self) -> str:
         return self.name or "_".join(f"{key}_{direction}" for key, direction in self.keys)
+
+
+def stored_time(moment: datetime) -> datetime:
+    """``moment`` at the store's precision (BSON dates keep milliseconds), so a value read back
+    equals the value written and events built from either agree."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:

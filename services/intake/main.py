@@ -4,21 +4,57 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
-
-from appeals_runtime.http import HttpServer, health_router
+from appeals_runtime import topics
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.grpc_server import GrpcServer
+from appeals_runtime.http import HttpServer
+from appeals_runtime.kafka.consumer import ConsumerRunner
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
-from services.intake.config import IntakeSettings
+from services.intake import api, grpc_api, repository
+from services.intake.appeals import AppealIntake
+from services.intake.config import REQUESTS_CONSUMER_GROUP, STATUS_CONSUMER_GROUP, IntakeSettings
+from services.intake.consumers import RequestEvents, StatusProjection
 
 SERVICE_NAME = "intake"
 
 
 async def serve(settings: IntakeSettings) -> None:
-    async with service_context(SERVICE_NAME, settings) as ctx:
-        app = FastAPI(title="appeals intake")
-        app.include_router(health_router(ctx.readiness_checks))
-        await run_components([HttpServer(app, host=settings.bind_host, port=settings.http_port)])
+    verifier = TokenVerifier.from_settings(settings)
+    async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
+        repo = repository.IntakeRepository(ctx.db)
+        intake = AppealIntake(repo, ctx.producer, service_name=SERVICE_NAME)
+        kafka = settings.kafka_bootstrap_servers
+        await run_components(
+            [
+                HttpServer(
+                    api.create_app(intake, verifier, ctx.readiness_checks),
+                    host=settings.bind_host,
+                    port=settings.http_port,
+                ),
+                GrpcServer(
+                    grpc_api.register(grpc_api.IntakeServicer(intake, verifier)),
+                    host=settings.bind_host,
+                    port=settings.grpc_port,
+                ),
+                ConsumerRunner(
+                    name="intake-status",
+                    bootstrap_servers=kafka,
+                    group_id=STATUS_CONSUMER_GROUP,
+                    topics=[topics.APPEAL_LIFECYCLE],
+                    handler=StatusProjection(repo).handle,
+                    producer=ctx.producer,
+                ),
+                ConsumerRunner(
+                    name="intake-requests",
+                    bootstrap_servers=kafka,
+                    group_id=REQUESTS_CONSUMER_GROUP,
+                    topics=[topics.APPEAL_REQUESTS],
+                    handler=RequestEvents(intake, verifier, ctx.producer).handle,
+                    producer=ctx.producer,
+                ),
+            ]
+        )
 
 
 def main() -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from appeals_runtime.settings import SettingsError, load_settings
 from services.intake.config import IntakeSettings
 from services.routing.config import RoutingSettings
+
+
+@pytest.fixture(autouse=True)
+def jwks_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "jwks.json"
+    path.write_text('{"keys": []}')
+    monkeypatch.setenv("AUTH_JWKS_FILE", str(path))
+    return path
 
 
 def test_defaults_are_the_documented_local_ports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,3 +47,12 @@ def test_a_malformed_variable_stops_start_up_with_a_clear_message(
     message = capsys.readouterr().err
     assert "INTAKE_HTTP_PORT" in message
     assert "KAFKA_PUBLISH_TIMEOUT_S" in message
+
+
+def test_a_service_without_a_verification_key_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AUTH_JWKS_FILE")
+    with pytest.raises(SettingsError):
+        load_settings(IntakeSettings)
+    assert "AUTH_JWKS_FILE" in capsys.readouterr().err

@@ -71,7 +71,7 @@ class AgentDeskServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Claim(self, request, context):
-        """Exclusive claim with a lease; fails with ALREADY_EXISTS if another agent holds the case.
+        """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,7 @@ class AgentDeskStub:
     StreamCases: _grpc.UnaryStreamMultiCallable[_agent_desk_pb2.StreamCasesRequest, _agent_desk_pb2.CaseOffer]
     """Server stream of cases offered to the calling agent from its queues."""
     Claim: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.ClaimRequest, _agent_desk_pb2.ClaimResponse]
-    """Exclusive claim with a lease; fails with ALREADY_EXISTS if another agent holds the case."""
+    """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case."""
     Decide: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.DecideRequest, _agent_desk_pb2.DecideResponse]
     Release: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]
 
@@ -52,7 +52,7 @@ class AgentDeskAsyncStub(AgentDeskStub):
     StreamCases: _aio.UnaryStreamMultiCallable[_agent_desk_pb2.StreamCasesRequest, _agent_desk_pb2.CaseOffer]  # type: ignore[assignment]
     """Server stream of cases offered to the calling agent from its queues."""
     Claim: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.ClaimRequest, _agent_desk_pb2.ClaimResponse]  # type: ignore[assignment]
-    """Exclusive claim with a lease; fails with ALREADY_EXISTS if another agent holds the case."""
+    """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case."""
     Decide: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.DecideRequest, _agent_desk_pb2.DecideResponse]  # type: ignore[assignment]
     Release: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]  # type: ignore[assignment]
 
@@ -75,7 +75,7 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_desk_pb2.ClaimRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_desk_pb2.ClaimResponse, _abc.Awaitable[_agent_desk_pb2.ClaimResponse]]:
-        """Exclusive claim with a lease; fails with ALREADY_EXISTS if another agent holds the case."""
+        """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case."""
 
     @_abc_1.abstractmethod
     def Decide(

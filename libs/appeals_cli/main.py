@@ -1,0 +1,192 @@
+"""`appeals`: the command line of the appeals pipeline.
+
+  appeals submit [--file appeal.json | flags]    submit an appeal over REST
+  appeals status APPEAL_ID                       show an appeal and its status
+  appeals agent NAME [--auto] [--count N]        review cases from the agent desk
+  appeals token surface PLATFORM | agent NAME | ops   mint a local dev token (last line)
+  appeals demo                                   appeals from all four products + reviewers
+
+Tokens are minted with the local dev key that `make run` creates (LOCAL USE ONLY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from appeals_cli import demo, reviewer, tokens
+
+DEFAULT_INTAKE_URL = os.environ.get("APPEALS_INTAKE_URL", "http://127.0.0.1:8080")
+DEFAULT_DESK = os.environ.get("APPEALS_AGENT_DESK", "127.0.0.1:50052")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _submit(args: argparse.Namespace) -> int:
+    if args.file:
+        body = json.loads(Path(args.file).read_text())
+    else:
+        body = {
+            "platform": args.platform,
+            "appellant": {"user_id": args.user},
+            "subject": {"kind": args.kind, "id": args.subject_id},
+            "decision": {
+                "id": args.decision_id,
+                "policy": args.policy,
+                "action": args.action,
+                "automated": args.automated,
+                "decided_at": args.decided_at or datetime.now(UTC).isoformat(),
+            },
+            "statement": args.statement,
+            "locale": args.locale,
+            "country": args.country,
+        }
+    token = args.token or tokens.surface_token(body.get("platform", "facebook"))
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": args.idempotency_key}
+    response = httpx.post(f"{args.url}/v1/appeals", json=body, headers=headers, timeout=15)
+    _print_json(response.json())
+    return 0 if response.is_success else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    token = args.token or tokens.ops_token()
+    response = httpx.get(
+        f"{args.url}/v1/appeals/{args.appeal_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    _print_json(response.json())
+    return 0 if response.is_success else 1
+
+
+def _agent(args: argparse.Namespace) -> int:
+    queues = args.queues.split(",") if args.queues else None
+    token = args.token or tokens.agent_token(args.name, queues)
+    decided = asyncio.run(
+        reviewer.review(args.desk, token, auto=args.auto, count=args.count, queues=[])
+    )
+    print(f"{args.name} decided {decided} case(s)")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    if args.role == "surface":
+        token = tokens.surface_token(args.name)
+    elif args.role == "agent":
+        token = tokens.agent_token(args.name, args.queues.split(",") if args.queues else None)
+    else:
+        token = tokens.ops_token(args.name or "ops")
+    print(
+        f"# local dev {args.role} token (valid 12 h, for this checkout's pipeline only)",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    asyncio.run(
+        demo.run_demo(
+            args.url, args.desk, appeals=args.appeals, reviewers=args.reviewers, rate=args.rate,
+            seed=args.seed,
+        )
+    )  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appeals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    submit = commands.add_parser("submit", help="submit an appeal over REST")
+    submit.add_argument("--file", help="JSON body (see README); flags are ignored when given")
+    submit.add_argument(
+        "--platform", choices=["facebook", "instagram", "whatsapp", "horizon"], default="instagram"
+    )
+    submit.add_argument("--user", default="17841400000000001", help="appellant's platform user id")
+    submit.add_argument(
+        "--kind", default="post", help="what was actioned: post, account, avatar, ..."
+    )
+    submit.add_argument("--subject-id", default="3141592653589793")
+    submit.add_argument("--decision-id", default=f"dec-{uuid.uuid4().hex[:6]}")
+    submit.add_argument("--policy", default="hate_speech")
+    submit.add_argument("--action", default="removed")
+    submit.add_argument("--automated", action=argparse.BooleanOptionalAction, default=True)
+    submit.add_argument(
+        "--decided-at", help="RFC 3339 time of the original decision (default: now)"
+    )
+    submit.add_argument(
+        "--statement", default="This was a quote from a news article, not hate speech."
+    )
+    submit.add_argument("--locale", default="en-US")
+    submit.add_argument("--country", default="US")
+    submit.add_argument("--idempotency-key", default=uuid.uuid4().hex)
+    submit.set_defaults(handler=_submit)
+
+    status = commands.add_parser("status", help="show an appeal and its status")
+    status.add_argument("appeal_id")
+    status.set_defaults(handler=_status)
+
+    agent = commands.add_parser("agent", help="review cases from the agent desk")
+    agent.add_argument("name", help="the reviewer's id")
+    agent.add_argument("--auto", action="store_true", help="decide by the demo rule, no prompts")
+    agent.add_argument("--count", type=int, help="stop after deciding this many cases")
+    agent.add_argument("--queues", help="comma-separated queues the reviewer works (default: all)")
+    agent.set_defaults(handler=_agent)
+
+    token = commands.add_parser(
+        "token", help="mint a local dev token (printed alone on the last line)"
+    )
+    token.add_argument("role", choices=["surface", "agent", "ops"])
+    token.add_argument(
+        "name", nargs="?", help="platform (surface), reviewer id (agent) or operator id"
+    )
+    token.add_argument("--queues", help="agent only: comma-separated queues (default: all)")
+    token.set_defaults(handler=_token)
+
+    run_demo = commands.add_parser(
+        "demo", help="appeals from all four products and simulated reviewers"
+    )
+    run_demo.add_argument("--appeals", type=int, default=12)
+    run_demo.add_argument("--reviewers", type=int, default=3)
+    run_demo.add_argument("--rate", type=float, default=3.0, help="appeals per second")
+    run_demo.add_argument("--seed", type=int)
+    run_demo.set_defaults(handler=_demo)
+
+    for sub in (submit, status, agent, run_demo):
+        sub.add_argument("--token", help="bearer token (default: a local dev token)")
+    for sub in (submit, status, run_demo):
+        sub.add_argument("--url", default=DEFAULT_INTAKE_URL, help="intake base URL")
+    for sub in (agent, run_demo):
+        sub.add_argument("--desk", default=DEFAULT_DESK, help="agent desk gRPC host:port")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "token" and args.role in ("surface", "agent") and not args.name:
+        what = "platform" if args.role == "surface" else "reviewer"
+        raise SystemExit(f"appeals token {args.role}: name the {what}")
+    try:
+        return int(args.handler(args))
+    except httpx.HTTPError as error:
+        raise SystemExit(
+            f"cannot reach intake: {error}. Is the pipeline running (make run)?"
+        ) from error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

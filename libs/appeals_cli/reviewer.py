@@ -1,0 +1,125 @@
+"""A terminal reviewer on the agent desk: streams cases, claims, decides (by hand or by rule)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2
+from appeals_runtime import vocabulary
+
+# Words in a statement that, in the demo rule, suggest the original decision missed context.
+_CONTEXT_WORDS = re.compile(
+    r"\b(quote|quoting|news|satire|joke|mistake|not me|context|art)\b", re.I
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: int
+    rationale: str
+    policy_cited: str
+
+
+def automatic_verdict(offer: agent_desk_pb2.CaseOffer) -> Verdict:
+    """The demo's stand-in reviewer: overturn when the statement gives context the original
+    decision could have missed, uphold otherwise. For demos and tests only: real decisions are
+    made by people."""
+    submission = offer.submission
+    policy = submission.decision.policy
+    if _CONTEXT_WORDS.search(submission.statement):
+        return Verdict(
+            appeal_pb2.OUTCOME_OVERTURNED,
+            "The content reports on or quotes the material in a way our policy allows.",
+            policy,
+        )
+    return Verdict(
+        appeal_pb2.OUTCOME_UPHELD,
+        f"The content violates our {policy.replace('_', ' ')} policy as written.",
+        policy,
+    )
+
+
+def describe(offer: agent_desk_pb2.CaseOffer) -> str:
+    s = offer.submission
+    return (
+        f"{offer.appeal_id}  queue={offer.queue}  priority={offer.priority}\n"
+        f"  {vocabulary.platform_name(s.platform)} {vocabulary.subject_kind_name(s.subject.kind)}"
+        f" {s.subject.id}: {s.decision.action} under {s.decision.policy}"
+        f" ({'automated' if s.decision.automated else 'by a person'})\n"
+        f"  statement ({s.locale}): {s.statement}"
+    )
+
+
+def _ask(offer: agent_desk_pb2.CaseOffer) -> Verdict | None:
+    print(describe(offer))
+    answer = input("  [u]phold, [o]verturn, [r]elease? ").strip().lower()
+    if answer not in ("u", "o"):
+        return None
+    rationale = input("  rationale: ").strip() or "See the policy cited."
+    outcome = appeal_pb2.OUTCOME_UPHELD if answer == "u" else appeal_pb2.OUTCOME_OVERTURNED
+    return Verdict(outcome, rationale, offer.submission.decision.policy)
+
+
+async def review(
+    target: str,
+    token: str,
+    *,
+    auto: bool,
+    count: int | None,
+    queues: list[str],
+    say: Callable[[str], None] = print,
+    pause_s: float = 0.0,
+) -> int:
+    """Work cases until ``count`` are decided (or forever); returns how many were decided."""
+    metadata = (("authorization", f"Bearer {token}"),)
+    decided = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        stream = desk.StreamCases(
+            agent_desk_pb2.StreamCasesRequest(queues=queues), metadata=metadata
+        )
+        async for offer in stream:
+            try:
+                claimed = await desk.Claim(
+                    agent_desk_pb2.ClaimRequest(appeal_id=offer.appeal_id), metadata=metadata
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                    continue  # a colleague was faster
+                raise
+            verdict = (
+                automatic_verdict(claimed.case)
+                if auto
+                else await asyncio.to_thread(_ask, claimed.case)
+            )
+            if pause_s:
+                await asyncio.sleep(pause_s)
+            if verdict is None:
+                await desk.Release(
+                    agent_desk_pb2.ReleaseRequest(appeal_id=offer.appeal_id, reason="skipped"),
+                    metadata=metadata,
+                )
+                continue
+            await desk.Decide(
+                agent_desk_pb2.DecideRequest(
+                    appeal_id=offer.appeal_id,
+                    outcome=verdict.outcome,  # type: ignore[arg-type]
+                    rationale=verdict.rationale,
+                    policy_cited=verdict.policy_cited,
+                ),
+                metadata=metadata,
+            )
+            decided += 1
+            outcome = vocabulary.outcome_name(verdict.outcome)
+            say(f"decided {offer.appeal_id}: {outcome} ({offer.queue})")
+            if count is not None and decided >= count:
+                stream.cancel()
+                break
+    sys.stdout.flush()
+    return decided

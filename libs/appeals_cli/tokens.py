@@ -1,0 +1,37 @@
+"""Dev tokens for local runs, signed with the key `make run` generated (never for production)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from appeals_devstack import devkeys
+from appeals_devstack.paths import STATE_DIR
+
+
+def signing_key_file() -> Path:
+    configured = os.environ.get("APPEALS_DEV_SIGNING_KEY_FILE")
+    path = Path(configured) if configured else devkeys.key_dir(STATE_DIR) / "dev-signing-key.pem"
+    if not path.exists():
+        raise SystemExit(
+            f"no dev signing key at {path}: start the pipeline once with `make run` (or `make up`),"
+            " or set APPEALS_DEV_SIGNING_KEY_FILE"
+        )
+    return path
+
+
+def surface_token(platform: str, subject: str | None = None) -> str:
+    return devkeys.mint_token(
+        signing_key_file(), role="surface", subject=subject or f"{platform}-surface",
+        platforms=[platform],
+    )  # fmt: skip
+
+
+def agent_token(name: str, queues: list[str] | None = None) -> str:
+    return devkeys.mint_token(
+        signing_key_file(), role="agent", subject=name, queues=queues or ["*"]
+    )
+
+
+def ops_token(subject: str = "ops") -> str:
+    return devkeys.mint_token(signing_key_file(), role="ops", subject=subject)

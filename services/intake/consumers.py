@@ -1,0 +1,101 @@
+"""Kafka adapters of intake: the status view and surfaces' request events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from appeals.v1 import events_pb2, intake_pb2
+from appeals_runtime import topics
+from appeals_runtime.auth import PermissionDenied, TokenVerifier, Unauthenticated
+from appeals_runtime.errors import FieldViolation, InvalidMessage, Unprocessable, ValidationFailed
+from appeals_runtime.events import event_type, occurred_at
+from appeals_runtime.kafka.consumer import InboundMessage
+from appeals_runtime.kafka.producer import EventProducer
+from services.intake.appeals import AppealIntake
+from services.intake.model import AppealRecord, status_change
+from services.intake.repository import IntakeRepository
+
+
+class StatusProjection:
+    """Keeps each appeal's status current from the lifecycle events (idempotently)."""
+
+    def __init__(self, repository: IntakeRepository) -> None:
+        self._repository = repository
+
+    async def handle(self, message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        event = message.payload
+        if not event.event_id or not event.appeal_id:
+            raise InvalidMessage("event_id and appeal_id are required", field="event_id")
+        if event_type(event) == "submitted":
+            # Usually intake wrote the record already, right after the broker's ack; this
+            # covers a crash between the two.
+            at = occurred_at(event)
+            record = AppealRecord(
+                event.appeal_id, event.submitted.surface, event.submitted.submission,
+                "received", at, at,
+            )  # fmt: skip
+            await self._repository.insert_appeal(record, event_id=event.event_id)
+            return
+        change = status_change(event)
+        if change is not None:
+            await self._repository.apply_status(event.appeal_id, event.event_id, change)
+
+
+class RequestEvents:
+    """Takes appeals that surfaces publish as events; answers each on the outcomes topic.
+
+    A rejected request gets a rejection the surface can consume *and* goes to the requests DLQ
+    with the reason, so ops see malformed traffic too.
+    """
+
+    def __init__(self, intake: AppealIntake, verifier: TokenVerifier, producer: EventProducer):
+        self._intake = intake
+        self._verifier = verifier
+        self._producer = producer
+
+    async def handle(self, message: InboundMessage[intake_pb2.AppealRequest]) -> None:
+        request = message.payload
+        if not request.request_id:
+            raise InvalidMessage("request_id is required to answer a request", field="request_id")
+        try:
+            principal = self._verifier.verify(request.token)
+            accepted = await self._intake.submit(
+                principal,
+                request.submission,
+                idempotency_key=request.request_id,
+                key_field="request_id",
+                channel="kafka",
+            )
+        except (ValidationFailed, Unauthenticated, PermissionDenied, Unprocessable) as error:
+            violations = _violations(error)
+            await self._answer(request.request_id, rejected=violations)
+            raise InvalidMessage(f"request rejected: {error}", field=violations[0].field) from error
+        await self._answer(request.request_id, appeal_id=accepted.appeal_id)
+
+    async def _answer(
+        self,
+        request_id: str,
+        *,
+        appeal_id: str | None = None,
+        rejected: list[FieldViolation] | None = None,
+    ) -> None:
+        outcome = intake_pb2.AppealRequestOutcome(request_id=request_id)
+        outcome.decided_at.FromDatetime(datetime.now(UTC))
+        if appeal_id is not None:
+            outcome.accepted.appeal_id = appeal_id
+        else:
+            outcome.rejected.violations.extend(
+                intake_pb2.AppealRequestOutcome.Violation(field=v.field, description=v.description)
+                for v in rejected or []
+            )
+        await self._producer.publish(topics.APPEAL_REQUEST_OUTCOMES, outcome)
+
+
+def _violations(error: Exception) -> list[FieldViolation]:
+    if isinstance(error, ValidationFailed):
+        return error.violations
+    if isinstance(error, Unauthenticated):
+        return [FieldViolation("token", str(error))]
+    if isinstance(error, PermissionDenied):
+        return [FieldViolation("submission.platform", str(error))]
+    return [FieldViolation("request_id", str(error))]

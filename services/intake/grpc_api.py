@@ -1,0 +1,54 @@
+"""gRPC adapter of intake (`appeals.v1.Intake` on :50051)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+
+from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.grpc_server import guarded, principal
+from services.intake.appeals import AppealIntake
+
+# grpc ships no type information; the servicer context is untyped.
+Context: TypeAlias = Any
+
+
+class IntakeServicer(intake_pb2_grpc.IntakeServicer):
+    def __init__(self, intake: AppealIntake, verifier: TokenVerifier) -> None:
+        self._intake = intake
+        self._verifier = verifier
+
+    async def SubmitAppeal(  # noqa: N802 - name fixed by the service definition
+        self, request: intake_pb2.SubmitAppealRequest, context: Context
+    ) -> intake_pb2.SubmitAppealResponse:
+        async def submit() -> intake_pb2.SubmitAppealResponse:
+            accepted = await self._intake.submit(
+                principal(context, self._verifier),
+                request.submission,
+                idempotency_key=request.idempotency_key,
+                key_field="idempotency_key",
+                channel="grpc",
+            )
+            return intake_pb2.SubmitAppealResponse(
+                appeal_id=accepted.appeal_id, status=appeal_pb2.APPEAL_STATUS_RECEIVED
+            )
+
+        return await guarded(context, submit)
+
+    async def GetAppeal(  # noqa: N802
+        self, request: intake_pb2.GetAppealRequest, context: Context
+    ) -> intake_pb2.GetAppealResponse:
+        async def get() -> intake_pb2.GetAppealResponse:
+            record = await self._intake.get(principal(context, self._verifier), request.appeal_id)
+            return intake_pb2.GetAppealResponse(appeal=record.to_proto())
+
+        return await guarded(context, get)
+
+
+def register(servicer: IntakeServicer) -> Any:
+    def add(server: grpc.aio.Server) -> None:
+        intake_pb2_grpc.add_IntakeServicer_to_server(servicer, server)
+
+    return add

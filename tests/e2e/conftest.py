@@ -1,0 +1,90 @@
+"""The four services as separate processes against the session's real broker and store."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appeals_devstack import devkeys
+from appeals_devstack.processes import free_port
+from appeals_devstack.stack import (
+    SERVICES,
+    Infrastructure,
+    ServiceProcess,
+    service_environment,
+    start_service,
+    wait_all_ready,
+)
+
+
+@dataclass
+class Pipeline:
+    infra: Infrastructure
+    database: str
+    signing_key: Path
+    services: dict[str, ServiceProcess]
+    intake_grpc: str
+    desk_grpc: str
+    log_dir: Path
+
+    def url(self, service: str) -> str:
+        return self.services[service].base_url
+
+    def surface_token(self, platform: str) -> str:
+        return devkeys.mint_token(
+            self.signing_key, role="surface", subject=f"{platform}-app", platforms=[platform]
+        )
+
+    def agent_token(self, name: str) -> str:
+        return devkeys.mint_token(self.signing_key, role="agent", subject=name, queues=["*"])
+
+    def ops_token(self) -> str:
+        return devkeys.mint_token(self.signing_key, role="ops", subject="ops-e2e")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+
+@pytest.fixture(scope="session")
+def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    state = tmp_path_factory.mktemp("pipeline")
+    database = f"e2e_{uuid.uuid4().hex[:8]}"
+    env = service_environment(infra, base=os.environ)
+    env.update(devkeys.service_environment(state))
+    ports = {spec.port_variable: str(free_port()) for spec in SERVICES}
+    intake_grpc, desk_grpc = free_port(), free_port()
+    env.update(ports)
+    env.update(
+        {
+            "MONGODB_DATABASE": database,
+            "INTAKE_GRPC_PORT": str(intake_grpc),
+            "ROUTING_GRPC_PORT": str(desk_grpc),
+            "ROUTING_OFFER_POLL_S": "0.2",
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    started: dict[str, ServiceProcess] = {}
+    try:
+        for spec in SERVICES:
+            started[spec.name] = start_service(spec, env, log_path=state / f"{spec.name}.log")
+        wait_all_ready(list(started.values()), timeout=60)
+        yield Pipeline(
+            infra=infra,
+            database=database,
+            signing_key=devkeys.ensure(state)[0],
+            services=started,
+            intake_grpc=f"127.0.0.1:{intake_grpc}",
+            desk_grpc=f"127.0.0.1:{desk_grpc}",
+            log_dir=state,
+        )
+    finally:
+        for service in started.values():
+            service.stop()

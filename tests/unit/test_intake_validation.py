@@ -1,0 +1,105 @@
+"""Intake's validation and identities: pure rules, no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from appeals.v1 import appeal_pb2
+from appeals_runtime.errors import FieldViolation, ValidationFailed
+from services.intake import identity, validation
+from services.intake.schemas import AppealIn
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def valid_body() -> dict[str, object]:
+    return {
+        "platform": "instagram",
+        "appellant": {"user_id": "17841400000000001"},
+        "subject": {"kind": "post", "id": "3141592653589793"},
+        "decision": {
+            "id": "dec-8f2c",
+            "policy": "hate_speech",
+            "action": "removed",
+            "automated": True,
+            "decided_at": "2026-11-20T10:00:00Z",
+        },
+        "statement": "This was a quote from a news article, not hate speech.",
+        "locale": "de-DE",
+        "country": "DE",
+    }
+
+
+def submission(**changes: object) -> appeal_pb2.AppealSubmission:
+    body = valid_body() | changes
+    return AppealIn.model_validate(body).to_proto()
+
+
+def fields(violations: list[FieldViolation]) -> set[str]:
+    return {v.field for v in violations}
+
+
+def test_the_example_from_the_issue_is_valid() -> None:
+    assert validation.submission_violations(submission(), now=NOW) == []
+
+
+def test_every_invalid_field_is_named() -> None:
+    bad = submission(
+        appellant={"user_id": "has spaces"},
+        subject={"kind": "post", "id": ""},
+        locale="German",
+        country="de",
+        statement="x" * (validation.MAX_STATEMENT_CHARS + 1),
+    )
+    assert fields(validation.submission_violations(bad, now=NOW)) == {
+        "appellant.user_id", "subject.id", "locale", "country", "statement",
+    }  # fmt: skip
+
+
+def test_a_decision_from_the_future_is_rejected_beyond_clock_skew() -> None:
+    soon = (NOW + timedelta(minutes=2)).isoformat()
+    later = (NOW + timedelta(hours=1)).isoformat()
+    base = valid_body()["decision"]
+    assert isinstance(base, dict)
+    ok = submission(decision={**base, "decided_at": soon})
+    bad = submission(decision={**base, "decided_at": later})
+    assert validation.submission_violations(ok, now=NOW) == []
+    assert fields(validation.submission_violations(bad, now=NOW)) == {"decision.decided_at"}
+
+
+def test_unspecified_enums_from_grpc_are_violations() -> None:
+    empty = appeal_pb2.AppealSubmission()
+    assert {"platform", "subject.kind", "decision.decided_at"} <= fields(
+        validation.submission_violations(empty, now=NOW)
+    )
+
+
+def test_idempotency_keys_are_required_and_printable() -> None:
+    assert fields(validation.idempotency_key_violations("Idempotency-Key", None)) == {
+        "Idempotency-Key"
+    }
+    assert validation.idempotency_key_violations("k", "with space") != []
+    assert validation.idempotency_key_violations("k", "a" * 300) != []
+    assert validation.idempotency_key_violations("k", "9f1c-4d2a") == []
+    with pytest.raises(ValidationFailed):
+        validation.ensure_valid(validation.idempotency_key_violations("k", ""))
+
+
+def test_appeal_ids_derive_from_surface_and_key() -> None:
+    one = identity.appeal_id_for(identity.idempotency_scope("ig-web", "key-1"))
+    assert one == identity.appeal_id_for(identity.idempotency_scope("ig-web", "key-1"))
+    assert one != identity.appeal_id_for(identity.idempotency_scope("fb-web", "key-1"))
+    assert one.startswith("ap_")
+    assert identity.submitted_event_id(one) == identity.submitted_event_id(one)
+
+
+def test_fingerprints_tell_bodies_apart() -> None:
+    assert identity.fingerprint(submission()) == identity.fingerprint(submission())
+    assert identity.fingerprint(submission()) != identity.fingerprint(submission(statement="other"))
+
+
+def test_unknown_fields_are_rejected_by_the_rest_model() -> None:
+    with pytest.raises(ValueError, match="status"):
+        AppealIn.model_validate(valid_body() | {"status": "decided"})
