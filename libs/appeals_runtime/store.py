@@ -8,10 +8,10 @@ unique indexes: insert, and treat ``DuplicateKeyError`` as "already done" (:func
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -20,6 +20,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelection
 
 from appeals_runtime.errors import TransientError
 
+ResultT = TypeVar("ResultT")
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 Collection = AsyncCollection[Document]
@@ -65,6 +66,15 @@ async def ensure_indexes(db: Database, specs: Sequence[IndexSpec]) -> None:
         if spec.partial_filter is not None:
             options["partialFilterExpression"] = dict(spec.partial_filter)
         await db[spec.collection].create_index(list(spec.keys), **options)
+
+
+async def available(operation: Awaitable[ResultT]) -> ResultT:
+    """Await a store operation; an unreachable store becomes a :class:`TransientError`, which
+    consumers retry with backoff and APIs answer with 503."""
+    try:
+        return await operation
+    except UNAVAILABLE_ERRORS as error:
+        raise TransientError(f"document store unavailable: {error}") from error
 
 
 async def insert_once(collection: Collection, document: Document) -> bool:

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
-
-from appeals_runtime.http import HttpServer, health_router
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.http import HttpServer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
-from services.audit.config import AuditSettings
+from services.audit import api, repository
+from services.audit.config import CONSUMER_GROUP, AuditSettings
+from services.audit.consumer import audit_consumer
 
 SERVICE_NAME = "audit"
 
 
 async def serve(settings: AuditSettings) -> None:
-    async with service_context(SERVICE_NAME, settings) as ctx:
-        app = FastAPI(title="appeals audit")
-        app.include_router(health_router(ctx.readiness_checks))
-        await run_components([HttpServer(app, host=settings.bind_host, port=settings.http_port)])
+    tokens = TokenVerifier.from_settings(settings)
+    async with service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx:
+        audit_log = repository.AuditRepository(ctx.db)
+        consumer = audit_consumer(
+            name=SERVICE_NAME,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=CONSUMER_GROUP,
+            repository=audit_log,
+            producer=ctx.producer,
+        )
+        app = api.create_app(audit_log, tokens, readiness_checks=ctx.readiness_checks)
+        http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
+        await run_components([http, consumer])
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from bson import Binary
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import store
-from appeals_runtime.errors import TransientError
 from services.intake.model import AppealRecord, StatusChange
 
 APPEALS = "appeals"
@@ -46,7 +45,7 @@ class IntakeRepository:
         )
         if reserved:
             return None
-        existing = await self._find(self._keys, {"_id": scope})
+        existing = await store.available(self._keys.find_one({"_id": scope}))
         if existing is None:  # reserved and removed meanwhile: treat as fresh
             return None
         return IdempotencyRecord(
@@ -54,7 +53,9 @@ class IntakeRepository:
         )
 
     async def record_response(self, scope: str, response: dict[str, Any]) -> None:
-        await self._write(self._keys.update_one({"_id": scope}, {"$set": {"response": response}}))
+        await store.available(
+            self._keys.update_one({"_id": scope}, {"$set": {"response": response}})
+        )
 
     async def insert_appeal(self, record: AppealRecord, *, event_id: str) -> bool:
         """Create the appeal once; False when it already exists (a retry or the projection)."""
@@ -75,7 +76,7 @@ class IntakeRepository:
 
     async def apply_status(self, appeal_id: str, event_id: str, change: StatusChange) -> bool:
         """Apply an event's status change once: the event id is recorded in the same write."""
-        result = await self._write(
+        result = await store.available(
             self._appeals.update_one(
                 {"_id": appeal_id, "applied_events": {"$ne": event_id}},
                 {
@@ -87,7 +88,7 @@ class IntakeRepository:
         return bool(result.modified_count)
 
     async def get_appeal(self, appeal_id: str) -> AppealRecord | None:
-        document = await self._find(self._appeals, {"_id": appeal_id})
+        document = await store.available(self._appeals.find_one({"_id": appeal_id}))
         if document is None:
             return None
         submission = appeal_pb2.AppealSubmission()
@@ -102,17 +103,3 @@ class IntakeRepository:
             queue=document.get("queue"),
             outcome=document.get("outcome"),
         )
-
-    @staticmethod
-    async def _find(collection: store.Collection, query: dict[str, Any]) -> store.Document | None:
-        try:
-            return await collection.find_one(query)
-        except store.UNAVAILABLE_ERRORS as error:
-            raise TransientError(f"document store unavailable: {error}") from error
-
-    @staticmethod
-    async def _write(operation: Any) -> Any:
-        try:
-            return await operation
-        except store.UNAVAILABLE_ERRORS as error:
-            raise TransientError(f"document store unavailable: {error}") from error

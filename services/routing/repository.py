@@ -8,16 +8,15 @@ so a case is decided once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from bson import Binary
 from pymongo import ASCENDING, DESCENDING
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import store
-from appeals_runtime.errors import TransientError
 from services.routing.model import Case, Claim, Decision
 
 CASES = "cases"
@@ -28,16 +27,6 @@ INDEXES = [
     store.IndexSpec(CASES, [("status", ASCENDING), ("priority", DESCENDING), ("received_at", 1)]),
     store.IndexSpec(CLAIMS, [("appeal_id", ASCENDING), ("epoch", DESCENDING)]),
 ]
-
-T = TypeVar("T")
-
-
-async def _guard(operation: Awaitable[T]) -> T:
-    try:
-        return await operation
-    except store.UNAVAILABLE_ERRORS as error:
-        raise TransientError(f"document store unavailable: {error}") from error
-
 
 class RoutingRepository:
     def __init__(self, db: store.Database) -> None:
@@ -60,7 +49,7 @@ class RoutingRepository:
         )
 
     async def get_case(self, appeal_id: str) -> Case | None:
-        document = await _guard(self._cases.find_one({"_id": appeal_id}))
+        document = await store.available(self._cases.find_one({"_id": appeal_id}))
         return _case(document) if document else None
 
     async def open_cases(
@@ -75,12 +64,12 @@ class RoutingRepository:
             .sort([("priority", DESCENDING), ("received_at", ASCENDING)])
             .limit(limit * 4)  # some may turn out to be claimed; read a little more
         )
-        documents = await _guard(cursor.to_list())
+        documents = await store.available(cursor.to_list())
         return [case for case in map(_case, documents) if case.is_open(now)][:limit]
 
     async def latest_claim(self, appeal_id: str) -> Claim | None:
         cursor = self._claims.find({"appeal_id": appeal_id}).sort("epoch", DESCENDING).limit(1)
-        documents = await _guard(cursor.to_list())
+        documents = await store.available(cursor.to_list())
         return _claim(documents[0]) if documents else None
 
     async def insert_claim(self, claim: Claim) -> bool:
@@ -99,14 +88,14 @@ class RoutingRepository:
         )
 
     async def release_claim(self, claim: Claim) -> None:
-        await _guard(
+        await store.available(
             self._claims.update_one(
                 {"_id": f"{claim.appeal_id}#{claim.epoch}"}, {"$set": {"released": True}}
             )
         )
 
     async def mark_case(self, appeal_id: str, status: str, **fields: Any) -> None:
-        await _guard(
+        await store.available(
             self._cases.update_one({"_id": appeal_id}, {"$set": {"status": status, **fields}})
         )
 
@@ -124,7 +113,7 @@ class RoutingRepository:
         )
 
     async def get_decision(self, appeal_id: str) -> Decision | None:
-        document = await _guard(self._decisions.find_one({"_id": appeal_id}))
+        document = await store.available(self._decisions.find_one({"_id": appeal_id}))
         if document is None:
             return None
         return Decision(

@@ -1,0 +1,101 @@
+"""What the audit log records about lifecycle events and restore commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
+from appeals_runtime import events, topics
+from appeals_runtime.errors import InvalidMessage
+from services.audit import records
+
+AT = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+
+
+def routed_event(
+    *, event_id: str = "e-1", appeal_id: str = "a-1", producer: str = "routing"
+) -> events_pb2.AppealEvent:
+    return events.new_event(
+        event_id=event_id,
+        appeal_id=appeal_id,
+        producer=producer,
+        occurred_at=AT,
+        routed=events_pb2.AppealRouted(queue="facebook.en"),
+    )
+
+
+def restore_command(**overrides: str) -> commands_pb2.RestoreCommand:
+    command = commands_pb2.RestoreCommand(
+        command_id="c-1",
+        appeal_id="a-1",
+        causation_id="e-decided",
+        platform=appeal_pb2.PLATFORM_FACEBOOK,
+    )
+    command.issued_at.FromDatetime(AT)
+    for name, value in overrides.items():
+        setattr(command, name, value)
+    return command
+
+
+def test_a_lifecycle_event_is_recorded_with_its_type_and_envelope() -> None:
+    event = routed_event()
+
+    logged = records.from_lifecycle_event(event, topic=topics.APPEAL_LIFECYCLE.name)
+
+    assert (logged.event_id, logged.appeal_id, logged.type) == ("e-1", "a-1", "routed")
+    assert (logged.schema, logged.producer) == ("appeals.v1.AppealRouted", "routing")
+    assert logged.topic == topics.APPEAL_LIFECYCLE.name
+    assert logged.occurred_at == AT
+    assert events_pb2.AppealEvent.FromString(logged.payload) == event
+
+
+def test_a_restore_command_is_recorded_as_restore_requested_under_its_command_id() -> None:
+    topic = topics.restore_commands_topic(appeal_pb2.PLATFORM_FACEBOOK).name
+    command = restore_command()
+
+    logged = records.from_restore_command(command, topic=topic, producer="routing")
+
+    assert (logged.event_id, logged.appeal_id, logged.type) == ("c-1", "a-1", "restore_requested")
+    assert (logged.schema, logged.producer, logged.topic) == (
+        "appeals.v1.RestoreCommand",
+        "routing",
+        topic,
+    )
+    assert logged.occurred_at == AT
+    assert commands_pb2.RestoreCommand.FromString(logged.payload) == command
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (routed_event(event_id=""), "event_id"),
+        (routed_event(appeal_id=""), "appeal_id"),
+        (events_pb2.AppealEvent(event_id="e", appeal_id="a", occurred_at=None), "occurred_at"),
+    ],
+)
+def test_a_lifecycle_event_the_log_cannot_attribute_is_invalid(
+    event: events_pb2.AppealEvent, field: str
+) -> None:
+    with pytest.raises(InvalidMessage) as raised:
+        records.from_lifecycle_event(event, topic="t")
+    assert raised.value.field == field
+
+
+def test_a_lifecycle_event_without_payload_is_invalid() -> None:
+    event = routed_event()
+    event.ClearField("routed")
+    with pytest.raises(InvalidMessage) as raised:
+        records.from_lifecycle_event(event, topic="t")
+    assert raised.value.field == "payload"
+
+
+def test_a_restore_command_without_id_or_time_is_invalid() -> None:
+    with pytest.raises(InvalidMessage):
+        records.from_restore_command(restore_command(command_id=""), topic="t", producer="p")
+    untimed = restore_command()
+    untimed.ClearField("issued_at")
+    with pytest.raises(InvalidMessage) as raised:
+        records.from_restore_command(untimed, topic="t", producer="p")
+    assert raised.value.field == "issued_at"
