@@ -15,6 +15,7 @@ are enforced. Claims the pipeline reads:
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import jwt
 from pydantic import Field, FilePath
 
-from appeals_runtime.settings import ServiceSettings
+from appeals_runtime.settings import ServiceSettings, SettingsError
 
 AUDIENCE = "appeals-pipeline"
 DEV_ISSUER = "appeals-dev"
@@ -114,12 +115,20 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> TokenVerifier:
-        return cls(
-            json.loads(Path(settings.auth_jwks_file).read_text()),
-            issuer=settings.auth_issuer,
-            audience=settings.auth_audience,
-            algorithms=settings.auth_algorithms,
-        )
+        """The verifier configured for a service, or exit naming the file at start-up."""
+        try:
+            return cls(
+                json.loads(Path(settings.auth_jwks_file).read_text()),
+                issuer=settings.auth_issuer,
+                audience=settings.auth_audience,
+                algorithms=settings.auth_algorithms,
+            )
+        except (OSError, ValueError, jwt.PyJWTError) as error:  # JSONDecodeError is a ValueError
+            print(
+                f"AUTH_JWKS_FILE {settings.auth_jwks_file} holds no usable signing keys: {error}",
+                file=sys.stderr,
+            )
+            raise SettingsError(2) from error
 
     def verify(self, token: str) -> Principal:
         try:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from appeals_runtime.settings import ServiceSettings
+from appeals_runtime.auth import AuthSettings
+
+# One group for every notifications process: each lifecycle event is handled by one member.
+CONSUMER_GROUP = "notifications"
 
 
-class NotificationsSettings(ServiceSettings):
+class NotificationsSettings(AuthSettings):
+    """Needs ``AUTH_JWKS_FILE``: the API shows what people were told, so the service refuses to
+    start without a way to verify who is asking."""
+
     http_port: int = Field(default=8082, validation_alias="NOTIFICATIONS_HTTP_PORT")

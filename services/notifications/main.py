@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
-
-from appeals_runtime.http import HttpServer, health_router
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.http import HttpServer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
+from services.notifications import repository
+from services.notifications.api import create_app
+from services.notifications.channels import ChannelDirectory
 from services.notifications.config import NotificationsSettings
+from services.notifications.consumer import lifecycle_consumer
+from services.notifications.messages import MessageRenderer
+from services.notifications.notifier import Notifier
 
 SERVICE_NAME = "notifications"
 
 
 async def serve(settings: NotificationsSettings) -> None:
-    async with service_context(SERVICE_NAME, settings) as ctx:
-        app = FastAPI(title="appeals notifications")
-        app.include_router(health_router(ctx.readiness_checks))
-        await run_components([HttpServer(app, host=settings.bind_host, port=settings.http_port)])
+    verifier = TokenVerifier.from_settings(settings)
+    async with service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx:
+        notifications = repository.NotificationsRepository(ctx.db)
+        notifier = Notifier(
+            notifications, MessageRenderer(), ChannelDirectory(notifications), ctx.producer
+        )
+        app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
+        await run_components(
+            [
+                HttpServer(app, host=settings.bind_host, port=settings.http_port),
+                lifecycle_consumer(ctx, notifier),
+            ]
+        )
 
 
 def main() -> None:

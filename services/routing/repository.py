@@ -28,6 +28,7 @@ INDEXES = [
     store.IndexSpec(CLAIMS, [("appeal_id", ASCENDING), ("epoch", DESCENDING)]),
 ]
 
+
 class RoutingRepository:
     def __init__(self, db: store.Database) -> None:
         self._cases = db[CASES]
