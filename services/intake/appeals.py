@@ -11,6 +11,7 @@ A crash between 3 and 4 is safe: the retry derives the same appeal id and event 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.intake import identity, validation
 from services.intake.model import AppealRecord
 from services.intake.repository import IntakeRepository
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ class AppealIntake:
         )
         accepted = Accepted(appeal_id)
         await self._repository.record_response(scope, accepted.as_response())
+        platform = vocabulary.platform_name(submission.platform)
+        log.info(
+            "appeal accepted",
+            extra={"appeal_id": appeal_id, "platform": platform, "channel": channel},
+        )
         return accepted
 
     async def get(self, principal: Principal, appeal_id: str) -> AppealRecord:

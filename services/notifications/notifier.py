@@ -8,6 +8,7 @@ under an id derived from the event it is about, which every consumer deduplicate
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from opentelemetry import metrics
@@ -26,6 +27,8 @@ from services.notifications.model import (
     RenderedMessage,
 )
 from services.notifications.repository import NotificationsRepository
+
+log = logging.getLogger(__name__)
 
 PRODUCER_NAME = "notifications"
 
@@ -109,6 +112,11 @@ class Notifier:
         )
         if await channel.send(delivery):
             _delivered.add(1, {"channel": channel.name, "kind": kind})
+            log.info(
+                "appellant notified",
+                extra={"appeal_id": recipient.appeal_id, "kind": kind, "channel": channel.name,
+                       "locale": message.locale},
+            )  # fmt: skip
         else:
             # Delivered by an earlier attempt: announce what was sent then, not this re-render.
             delivery = (

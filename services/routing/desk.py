@@ -7,12 +7,13 @@ crash republishes the same event, which consumers deduplicate.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
-from appeals_runtime import store, topics
+from appeals_runtime import store, topics, vocabulary
 from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
 from appeals_runtime.events import derived_event_id, new_event
@@ -23,6 +24,8 @@ from services.routing.repository import RoutingRepository
 MAX_RATIONALE_CHARS = 5000
 DECIDABLE_OUTCOMES = (appeal_pb2.OUTCOME_UPHELD, appeal_pb2.OUTCOME_OVERTURNED)
 _POLICY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+log = logging.getLogger(__name__)
 
 
 def require_agent(principal: Principal) -> None:
@@ -87,6 +90,8 @@ class AgentDesk:
         claimed = events_pb2.CaseClaimed(agent_id=agent.subject, queue=case.queue)
         claimed.lease_expires_at.FromDatetime(claim.lease_expires_at)
         await self._publish(appeal_id, f"claimed#{claim.epoch}", now, claimed=claimed)
+        log.info("case claimed", extra={"appeal_id": appeal_id, "agent": agent.subject,
+                                        "queue": case.queue, "epoch": claim.epoch})  # fmt: skip
         return case, claim
 
     async def decide(
@@ -120,6 +125,11 @@ class AgentDesk:
         )
         if decision.outcome == appeal_pb2.OUTCOME_OVERTURNED:
             await self._command_restore(case, decided_id, decision.decided_at)
+        log.info(
+            "appeal decided",
+            extra={"appeal_id": appeal_id, "agent": decision.agent_id, "queue": case.queue,
+                   "outcome": vocabulary.outcome_name(decision.outcome)},
+        )  # fmt: skip
         return decision
 
     async def _record_decision(self, decision: Decision) -> Decision:
