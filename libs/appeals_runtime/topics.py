@@ -56,6 +56,10 @@ def _restore_key(command: commands_pb2.RestoreCommand) -> str:
     return command.appeal_id
 
 
+def _restore_result_key(result: commands_pb2.RestoreResult) -> str:
+    return result.appeal_id
+
+
 APPEAL_LIFECYCLE = Topic(
     name="appeals.lifecycle.v1",
     payload_type=events_pb2.AppealEvent,
@@ -99,11 +103,20 @@ RESTORE_COMMANDS: dict[int, Topic[commands_pb2.RestoreCommand]] = {
     for platform, name in PLATFORM_NAMES.items()
 }
 
+RESTORE_RESULTS = Topic(
+    name="appeals.restore-results.v1",
+    payload_type=commands_pb2.RestoreResult,
+    key=_restore_result_key,
+    key_name="appeal_id",
+    description="Platforms' reports that a restore command was carried out (or could not be).",
+)
+
 REGISTRY: tuple[Topic[Any], ...] = (
     APPEAL_LIFECYCLE,
     APPEAL_REQUESTS,
     APPEAL_REQUEST_OUTCOMES,
     *RESTORE_COMMANDS.values(),
+    RESTORE_RESULTS,
 )
 
 

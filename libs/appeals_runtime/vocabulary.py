@@ -40,6 +40,12 @@ STATUSES: dict[str, int] = {
 OUTCOMES: dict[str, int] = {
     "upheld": appeal_pb2.OUTCOME_UPHELD,
     "overturned": appeal_pb2.OUTCOME_OVERTURNED,
+    "partially_overturned": appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED,
+}
+
+APPELLANT_ROLES: dict[str, int] = {
+    "affected_user": appeal_pb2.APPELLANT_ROLE_AFFECTED_USER,
+    "reporter": appeal_pb2.APPELLANT_ROLE_REPORTER,
 }
 
 

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -111,6 +113,8 @@ class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Outcome.Value
     """The original decision stands."""
     OUTCOME_OVERTURNED: _Outcome.ValueType  # 2
     """The original decision is reversed; the subject is restored."""
+    OUTCOME_PARTIALLY_OVERTURNED: _Outcome.ValueType  # 3
+    """Part of the original decision stands (e.g. a removal becomes a reduced-distribution label)."""
 
 class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
     """The reviewer's answer to an appeal."""
@@ -120,27 +124,93 @@ OUTCOME_UPHELD: Outcome.ValueType  # 1
 """The original decision stands."""
 OUTCOME_OVERTURNED: Outcome.ValueType  # 2
 """The original decision is reversed; the subject is restored."""
+OUTCOME_PARTIALLY_OVERTURNED: Outcome.ValueType  # 3
+"""Part of the original decision stands (e.g. a removal becomes a reduced-distribution label)."""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
+
+class _AppellantRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AppellantRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AppellantRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPELLANT_ROLE_UNSPECIFIED: _AppellantRole.ValueType  # 0
+    """Treated as AFFECTED_USER."""
+    APPELLANT_ROLE_AFFECTED_USER: _AppellantRole.ValueType  # 1
+    """The person whose content or account was actioned."""
+    APPELLANT_ROLE_REPORTER: _AppellantRole.ValueType  # 2
+    """The person who reported content, appealing a decision not to act on it."""
+
+class AppellantRole(_AppellantRole, metaclass=_AppellantRoleEnumTypeWrapper):
+    """Who is appealing. DSA Art. 20(1): people who reported content may appeal a decision not to act."""
+
+APPELLANT_ROLE_UNSPECIFIED: AppellantRole.ValueType  # 0
+"""Treated as AFFECTED_USER."""
+APPELLANT_ROLE_AFFECTED_USER: AppellantRole.ValueType  # 1
+"""The person whose content or account was actioned."""
+APPELLANT_ROLE_REPORTER: AppellantRole.ValueType  # 2
+"""The person who reported content, appealing a decision not to act on it."""
+Global___AppellantRole: _TypeAlias = AppellantRole  # noqa: Y015
 
 @_typing.final
 class Appellant(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The appellant's user id on the platform."""
+    role: Global___AppellantRole.ValueType
+    @_builtins.property
+    def contact(self) -> Global___Contact:
+        """How to reach the person beyond the platform's own channel (personal data: stored once)."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
+        role: Global___AppellantRole.ValueType = ...,
+        contact: Global___Contact | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Appellant: _TypeAlias = Appellant  # noqa: Y015
+
+@_typing.final
+class Contact(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    PREFERRED_CHANNEL_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    phone: _builtins.str
+    """E.164, e.g. "+4915112345678"."""
+    preferred_channel: _builtins.str
+    """A channel the person prefers over the platform's default, e.g. "email"."""
+    time_zone: _builtins.str
+    """IANA time zone, e.g. "Europe/Berlin" (quiet hours, dates in messages)."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        preferred_channel: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "phone", b"phone", "preferred_channel", b"preferred_channel", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contact: _TypeAlias = Contact  # noqa: Y015
 
 @_typing.final
 class Subject(_message.Message):
@@ -148,17 +218,21 @@ class Subject(_message.Message):
 
     KIND_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    CONTENT_HASH_FIELD_NUMBER: _builtins.int
     kind: Global___SubjectKind.ValueType
     id: _builtins.str
+    content_hash: _builtins.str
+    """Hash of the content (e.g. a perceptual hash), so a decision can apply to identical copies."""
     def __init__(
         self,
         *,
         kind: Global___SubjectKind.ValueType = ...,
         id: _builtins.str = ...,
+        content_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "id", b"id", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -175,14 +249,25 @@ class OriginalDecision(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     AUTOMATED_FIELD_NUMBER: _builtins.int
     DECIDED_AT_FIELD_NUMBER: _builtins.int
+    NOTIFIED_AT_FIELD_NUMBER: _builtins.int
+    NON_APPEALABLE_REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     policy: _builtins.str
     """Policy area of the decision, e.g. "hate_speech"."""
     action: _builtins.str
     """What was done, e.g. "removed", "disabled", "restricted"."""
     automated: _builtins.bool
+    non_appealable_reason: _builtins.str
+    """Set when the decision cannot be appealed here (e.g. "court_order"); intake answers 422."""
+    decided_by: _builtins.str
+    """Who made the original decision (a reviewer id or a classifier name): never its reviewer."""
     @_builtins.property
     def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def notified_at(self) -> _timestamp_pb2.Timestamp:
+        """When the person was told of the decision: the appeal window runs from here (DSA Art. 20)."""
+
     def __init__(
         self,
         *,
@@ -191,14 +276,89 @@ class OriginalDecision(_message.Message):
         action: _builtins.str = ...,
         automated: _builtins.bool = ...,
         decided_at: _timestamp_pb2.Timestamp | None = ...,
+        notified_at: _timestamp_pb2.Timestamp | None = ...,
+        non_appealable_reason: _builtins.str = ...,
+        decided_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "notified_at", b"notified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "automated", b"automated", "decided_at", b"decided_at", "id", b"id", "policy", b"policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "automated", b"automated", "decided_at", b"decided_at", "decided_by", b"decided_by", "id", b"id", "non_appealable_reason", b"non_appealable_reason", "notified_at", b"notified_at", "policy", b"policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OriginalDecision: _TypeAlias = OriginalDecision  # noqa: Y015
+
+@_typing.final
+class Signals(_message.Message):
+    """What the surface knows that routing and abuse protection use. Hints are opaque hashes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_REACH_FIELD_NUMBER: _builtins.int
+    VULNERABLE_USER_FIELD_NUMBER: _builtins.int
+    LEGAL_DEADLINE_FIELD_NUMBER: _builtins.int
+    DEVICE_HINT_FIELD_NUMBER: _builtins.int
+    NETWORK_HINT_FIELD_NUMBER: _builtins.int
+    LINKED_ACCOUNT_HASHES_FIELD_NUMBER: _builtins.int
+    account_reach: _builtins.int
+    """Followers, members or audience size of the actioned account, page or group."""
+    vulnerable_user: _builtins.bool
+    device_hint: _builtins.str
+    """Keyed hashes of the device and network the appeal came from (rate limits)."""
+    network_hint: _builtins.str
+    @_builtins.property
+    def legal_deadline(self) -> _timestamp_pb2.Timestamp:
+        """A legal deadline for the decision, if one applies."""
+
+    @_builtins.property
+    def linked_account_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Keyed hashes of identifiers linked to the appellant (ban-evasion signal)."""
+
+    def __init__(
+        self,
+        *,
+        account_reach: _builtins.int = ...,
+        vulnerable_user: _builtins.bool = ...,
+        legal_deadline: _timestamp_pb2.Timestamp | None = ...,
+        device_hint: _builtins.str = ...,
+        network_hint: _builtins.str = ...,
+        linked_account_hashes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["legal_deadline", b"legal_deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_reach", b"account_reach", "device_hint", b"device_hint", "legal_deadline", b"legal_deadline", "linked_account_hashes", b"linked_account_hashes", "network_hint", b"network_hint", "vulnerable_user", b"vulnerable_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Signals: _TypeAlias = Signals  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    """Evidence the appellant attaches (by reference; intake never stores media)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    media_type: _builtins.str
+    """e.g. "image/jpeg", "application/pdf"."""
+    uri: _builtins.str
+    size_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        media_type: _builtins.str = ...,
+        uri: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_type", b"media_type", "size_bytes", b"size_bytes", "uri", b"uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
 
 @_typing.final
 class AppealSubmission(_message.Message):
@@ -213,6 +373,8 @@ class AppealSubmission(_message.Message):
     STATEMENT_FIELD_NUMBER: _builtins.int
     LOCALE_FIELD_NUMBER: _builtins.int
     COUNTRY_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     platform: Global___Platform.ValueType
     statement: _builtins.str
     locale: _builtins.str
@@ -225,6 +387,10 @@ class AppealSubmission(_message.Message):
     def subject(self) -> Global___Subject: ...
     @_builtins.property
     def decision(self) -> Global___OriginalDecision: ...
+    @_builtins.property
+    def signals(self) -> Global___Signals: ...
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]: ...
     def __init__(
         self,
         *,
@@ -235,10 +401,12 @@ class AppealSubmission(_message.Message):
         statement: _builtins.str = ...,
         locale: _builtins.str = ...,
         country: _builtins.str = ...,
+        signals: Global___Signals | None = ...,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["appellant", b"appellant", "decision", b"decision", "subject", b"subject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["appellant", b"appellant", "decision", b"decision", "signals", b"signals", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant", b"appellant", "country", b"country", "decision", b"decision", "locale", b"locale", "platform", b"platform", "statement", b"statement", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant", b"appellant", "attachments", b"attachments", "country", b"country", "decision", b"decision", "locale", b"locale", "platform", b"platform", "signals", b"signals", "statement", b"statement", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

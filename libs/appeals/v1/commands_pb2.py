@@ -26,7 +26,7 @@ from appeals.v1 import appeal_pb2 as appeals_dot_v1_dot_appeal__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ppeals/v1/commands.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x0eRestoreCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x11\n\tappeal_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x03 \x01(\t\x12&\n\x08platform\x18\x04 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x07subject\x18\x05 \x01(\x0b\x32\x13.appeals.v1.Subject\x12\x1c\n\x14original_decision_id\x18\x06 \x01(\t\x12-\n\tissued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ppeals/v1/commands.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x0eRestoreCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x11\n\tappeal_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x03 \x01(\t\x12&\n\x08platform\x18\x04 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x07subject\x18\x05 \x01(\x0b\x32\x13.appeals.v1.Subject\x12\x1c\n\x14original_decision_id\x18\x06 \x01(\t\x12-\n\tissued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x01\n\rRestoreResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x11\n\tappeal_id\x18\x02 \x01(\t\x12&\n\x08platform\x18\x03 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\x11\n\tsucceeded\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESTORECOMMAND']._serialized_start=100
   _globals['_RESTORECOMMAND']._serialized_end=332
+  _globals['_RESTORERESULT']._serialized_start=335
+  _globals['_RESTORERESULT']._serialized_end=514
 # @@protoc_insertion_point(module_scope)

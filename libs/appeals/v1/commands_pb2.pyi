@@ -61,3 +61,42 @@ class RestoreCommand(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestoreCommand: _TypeAlias = RestoreCommand  # noqa: Y015
+
+@_typing.final
+class RestoreResult(_message.Message):
+    """The owning platform's report on a restore command, on the restore-results topic keyed by
+    appeal id. Routing turns it into a `restored` lifecycle event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    appeal_id: _builtins.str
+    platform: _appeal_pb2.Platform.ValueType
+    succeeded: _builtins.bool
+    detail: _builtins.str
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        appeal_id: _builtins.str = ...,
+        platform: _appeal_pb2.Platform.ValueType = ...,
+        succeeded: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "command_id", b"command_id", "completed_at", b"completed_at", "detail", b"detail", "platform", b"platform", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreResult: _TypeAlias = RestoreResult  # noqa: Y015

@@ -38,6 +38,13 @@ class AppealEvent(_message.Message):
     RELEASED_FIELD_NUMBER: _builtins.int
     DECIDED_FIELD_NUMBER: _builtins.int
     NOTIFIED_FIELD_NUMBER: _builtins.int
+    ESCALATED_FIELD_NUMBER: _builtins.int
+    TRANSFERRED_FIELD_NUMBER: _builtins.int
+    SLA_WARNING_FIELD_NUMBER: _builtins.int
+    SLA_BREACHED_FIELD_NUMBER: _builtins.int
+    INFO_REQUESTED_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_FAILED_FIELD_NUMBER: _builtins.int
+    RESTORED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers deduplicate on it."""
     appeal_id: _builtins.str
@@ -61,6 +68,20 @@ class AppealEvent(_message.Message):
     def decided(self) -> Global___AppealDecided: ...
     @_builtins.property
     def notified(self) -> Global___AppellantNotified: ...
+    @_builtins.property
+    def escalated(self) -> Global___AppealEscalated: ...
+    @_builtins.property
+    def transferred(self) -> Global___CaseTransferred: ...
+    @_builtins.property
+    def sla_warning(self) -> Global___SlaWarning: ...
+    @_builtins.property
+    def sla_breached(self) -> Global___SlaBreached: ...
+    @_builtins.property
+    def info_requested(self) -> Global___MoreInformationRequested: ...
+    @_builtins.property
+    def notification_failed(self) -> Global___NotificationFailed: ...
+    @_builtins.property
+    def restored(self) -> Global___RestoreCompleted: ...
     def __init__(
         self,
         *,
@@ -76,12 +97,19 @@ class AppealEvent(_message.Message):
         released: Global___CaseReleased | None = ...,
         decided: Global___AppealDecided | None = ...,
         notified: Global___AppellantNotified | None = ...,
+        escalated: Global___AppealEscalated | None = ...,
+        transferred: Global___CaseTransferred | None = ...,
+        sla_warning: Global___SlaWarning | None = ...,
+        sla_breached: Global___SlaBreached | None = ...,
+        info_requested: Global___MoreInformationRequested | None = ...,
+        notification_failed: Global___NotificationFailed | None = ...,
+        restored: Global___RestoreCompleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "decided", b"decided", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "released", b"released", "routed", b"routed", "submitted", b"submitted"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "released", b"released", "restored", b"restored", "routed", b"routed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "causation_id", b"causation_id", "claimed", b"claimed", "decided", b"decided", "event_id", b"event_id", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "released", b"released", "routed", b"routed", "schema", b"schema", "submitted", b"submitted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "causation_id", b"causation_id", "claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "event_id", b"event_id", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "released", b"released", "restored", b"restored", "routed", b"routed", "schema", b"schema", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["submitted", "routed", "claimed", "released", "decided", "notified"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["submitted", "routed", "claimed", "released", "decided", "notified", "escalated", "transferred", "sla_warning", "sla_breached", "info_requested", "notification_failed", "restored"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -96,10 +124,18 @@ class AppealSubmitted(_message.Message):
     SUBMISSION_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
     SURFACE_FIELD_NUMBER: _builtins.int
+    BAN_EVASION_SUSPECTED_FIELD_NUMBER: _builtins.int
+    APPELLANT_PSEUDONYM_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     """How the appeal reached intake: "rest", "grpc" or "kafka"."""
     surface: _builtins.str
     """Identity of the submitting surface (token subject)."""
+    ban_evasion_suspected: _builtins.bool
+    """The appellant is linked to accounts removed for ban evasion: routing must look closer."""
+    appellant_pseudonym: _builtins.str
+    """Keyed hash of the appellant's platform user id: joins an appellant's appeals without
+    revealing who they are.
+    """
     @_builtins.property
     def submission(self) -> _appeal_pb2.AppealSubmission: ...
     def __init__(
@@ -108,10 +144,12 @@ class AppealSubmitted(_message.Message):
         submission: _appeal_pb2.AppealSubmission | None = ...,
         channel: _builtins.str = ...,
         surface: _builtins.str = ...,
+        ban_evasion_suspected: _builtins.bool = ...,
+        appellant_pseudonym: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "submission", b"submission", "surface", b"surface"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant_pseudonym", b"appellant_pseudonym", "ban_evasion_suspected", b"ban_evasion_suspected", "channel", b"channel", "submission", b"submission", "surface", b"surface"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -275,3 +313,208 @@ class AppellantNotified(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AppellantNotified: _TypeAlias = AppellantNotified  # noqa: Y015
+
+@_typing.final
+class AppealEscalated(_message.Message):
+    """A case went up: to a senior reviewer, to legal, or to the Oversight Board."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FROM_QUEUE_FIELD_NUMBER: _builtins.int
+    TO_QUEUE_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    target: _builtins.str
+    """"senior", "legal", "oversight_board", "sla_breach", "review_disagreement"."""
+    reason: _builtins.str
+    from_queue: _builtins.str
+    to_queue: _builtins.str
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        target: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        from_queue: _builtins.str = ...,
+        to_queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "from_queue", b"from_queue", "reason", b"reason", "target", b"target", "to_queue", b"to_queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppealEscalated: _TypeAlias = AppealEscalated  # noqa: Y015
+
+@_typing.final
+class CaseTransferred(_message.Message):
+    """A case moved to another queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    FROM_QUEUE_FIELD_NUMBER: _builtins.int
+    TO_QUEUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    from_queue: _builtins.str
+    to_queue: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        from_queue: _builtins.str = ...,
+        to_queue: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "from_queue", b"from_queue", "reason", b"reason", "to_queue", b"to_queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseTransferred: _TypeAlias = CaseTransferred  # noqa: Y015
+
+@_typing.final
+class SlaWarning(_message.Message):
+    """A case nears its SLA due time undecided."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaWarning: _TypeAlias = SlaWarning  # noqa: Y015
+
+@_typing.final
+class SlaBreached(_message.Message):
+    """A case passed its SLA due time undecided."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaBreached: _TypeAlias = SlaBreached  # noqa: Y015
+
+@_typing.final
+class MoreInformationRequested(_message.Message):
+    """The reviewer needs more from the appellant before deciding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    question: _builtins.str
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        question: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "question", b"question"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoreInformationRequested: _TypeAlias = MoreInformationRequested  # noqa: Y015
+
+@_typing.final
+class NotificationFailed(_message.Message):
+    """Telling the appellant failed on a channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ABOUT_EVENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PERMANENT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    about_event_id: _builtins.str
+    kind: _builtins.str
+    channel: _builtins.str
+    reason: _builtins.str
+    permanent: _builtins.bool
+    """True when retrying this channel cannot help (a fallback channel may still be tried)."""
+    attempt: _builtins.int
+    def __init__(
+        self,
+        *,
+        about_event_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        permanent: _builtins.bool = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["about_event_id", b"about_event_id", "attempt", b"attempt", "channel", b"channel", "kind", b"kind", "permanent", b"permanent", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationFailed: _TypeAlias = NotificationFailed  # noqa: Y015
+
+@_typing.final
+class RestoreCompleted(_message.Message):
+    """The owning platform reports that a restore command was carried out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    platform: _appeal_pb2.Platform.ValueType
+    succeeded: _builtins.bool
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        platform: _appeal_pb2.Platform.ValueType = ...,
+        succeeded: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "detail", b"detail", "platform", b"platform", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreCompleted: _TypeAlias = RestoreCompleted  # noqa: Y015
