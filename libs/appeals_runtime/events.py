@@ -18,7 +18,9 @@ from appeals.v1 import events_pb2
 _EVENT_NAMESPACE = uuid.UUID("5b0f6c2e-5a8e-4d7e-9a43-1f3f0c6d7a11")
 
 # Oneof field name -> the event type name used in trails, logs and notifications.
-EVENT_TYPES = tuple(events_pb2.AppealEvent.DESCRIPTOR.oneofs_by_name["payload"].fields_by_name)
+EVENT_TYPES = tuple(
+    field.name for field in events_pb2.AppealEvent.DESCRIPTOR.oneofs_by_name["payload"].fields
+)
 
 
 def derived_event_id(*parts: str) -> str:
