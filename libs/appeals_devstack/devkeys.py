@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -46,9 +47,24 @@ def ensure(state_dir: Path) -> tuple[Path, Path]:
     return private_path, jwks_path
 
 
+def ensure_secret(state_dir: Path, name: str) -> Path:
+    """A random 256-bit secret in a file (hex), created once: e.g. the pseudonym key."""
+    path = key_dir(state_dir) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path
+
+
 def service_environment(state_dir: Path) -> dict[str, str]:
     private_path, jwks_path = ensure(state_dir)
-    return {"AUTH_JWKS_FILE": str(jwks_path), "APPEALS_DEV_SIGNING_KEY_FILE": str(private_path)}
+    return {
+        "AUTH_JWKS_FILE": str(jwks_path),
+        "APPEALS_DEV_SIGNING_KEY_FILE": str(private_path),
+        "INTAKE_PSEUDONYM_KEY_FILE": str(ensure_secret(state_dir, "pseudonym-key.hex")),
+    }
 
 
 def mint_token(

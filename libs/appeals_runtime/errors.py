@@ -24,13 +24,34 @@ class NotFound(Exception):  # noqa: N818
     """The object does not exist (HTTP 404, gRPC NOT_FOUND)."""
 
 
-class Conflict(Exception):  # noqa: N818
+class _Explained(Exception):  # noqa: N818
+    """An error whose problem+json answer carries a machine-readable code and extra members."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        **extra: object,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.extra = extra
+
+
+class Conflict(_Explained):
     """The object's state does not allow this (HTTP 409, gRPC FAILED_PRECONDITION)."""
 
 
-class Unprocessable(Exception):  # noqa: N818
+class Unprocessable(_Explained):
     """Well-formed but cannot be done as asked, e.g. an idempotency key reused with another body
-    (HTTP 422, gRPC FAILED_PRECONDITION)."""
+    or an appeal outside its window (HTTP 422, gRPC FAILED_PRECONDITION)."""
+
+
+class TooManyRequests(_Explained):
+    """A rate limit is exhausted (HTTP 429 with Retry-After, gRPC RESOURCE_EXHAUSTED)."""
 
 
 class FieldViolation:

@@ -15,6 +15,7 @@ from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Una
 from appeals_runtime.errors import (
     Conflict,
     NotFound,
+    TooManyRequests,
     TransientError,
     Unprocessable,
     ValidationFailed,
@@ -89,6 +90,8 @@ async def guarded(
         await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
     except (Conflict, Unprocessable) as error:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+    except TooManyRequests as error:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
     except TransientError as error:
         await context.abort(
             grpc.StatusCode.UNAVAILABLE, f"{error} Nothing was accepted; retry later."

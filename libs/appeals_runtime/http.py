@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Una
 from appeals_runtime.errors import (
     Conflict,
     NotFound,
+    TooManyRequests,
     TransientError,
     Unprocessable,
     ValidationFailed,
@@ -124,6 +126,18 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _explained(
+    status: int, title: str, error: Conflict | Unprocessable | TooManyRequests
+) -> JSONResponse:
+    headers = None
+    if error.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    members = dict(error.extra)
+    if error.code:
+        members["code"] = error.code
+    return problem(status, title, str(error), headers=headers, **members)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map the pipeline's typed errors to RFC 9457 problem+json responses."""
 
@@ -158,11 +172,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, error: Conflict) -> JSONResponse:
-        return problem(409, "Conflict", str(error))
+        return _explained(409, "Conflict", error)
 
     @app.exception_handler(Unprocessable)
     async def unprocessable(_: Request, error: Unprocessable) -> JSONResponse:
-        return problem(422, "Unprocessable request", str(error))
+        return _explained(422, "Unprocessable request", error)
+
+    @app.exception_handler(TooManyRequests)
+    async def too_many(_: Request, error: TooManyRequests) -> JSONResponse:
+        return _explained(429, "Too many requests", error)
 
     @app.exception_handler(TransientError)
     async def unavailable(_: Request, error: TransientError) -> JSONResponse:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,3 +109,31 @@ async def run_components(components: Sequence[Component]) -> None:
         loop.remove_signal_handler(signum)
     if ended:
         raise SystemExit(1)
+
+
+class Periodic:
+    """A component that runs ``work`` every ``interval_s`` seconds until stopped.
+
+    A failing run is logged and retried at the next tick: housekeeping must never take the
+    service down with it.
+    """
+
+    def __init__(
+        self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]
+    ) -> None:
+        self.name = name
+        self._interval_s = interval_s
+        self._work = work
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._work()
+            except Exception:
+                log.exception("periodic work failed", extra={"component": self.name})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+
+    async def stop(self) -> None:
+        self._stopping.set()

@@ -1,12 +1,16 @@
 """Taking in appeals: the one submit path behind REST, gRPC and Kafka requests, and look-ups.
 
 Order of a submit, and why:
-1. authenticate, check scope, validate: nothing is written for a bad request;
-2. reserve the idempotency key (unique index): a retry or a concurrent duplicate finds it;
-3. publish the submitted event and wait for the broker's acknowledgement: only now is the
+1. authenticate, check scope, validate, check limits and eligibility: nothing is written for a
+   request that will be refused;
+2. reserve the idempotency key (unique index), with a fresh appeal id: a retry finds the id, a
+   concurrent duplicate gets 409, a different body with the same key gets 422;
+3. hold the (appellant, item) open-appeal slot: a second open appeal gets 409 naming the first;
+4. publish the submitted event and wait for the broker's acknowledgement: only now is the
    appeal accepted (a broker failure surfaces as 503 and the caller retries with the same key);
-4. record the appeal and the answer for replays.
-A crash between 3 and 4 is safe: the retry derives the same appeal id and event id.
+5. record the appeal and the answer for replays.
+A crash between 4 and 5 is safe: the retry takes over the reservation after the in-flight window
+and republishes the same event id, which every consumer deduplicates.
 """
 
 from __future__ import annotations
@@ -14,18 +18,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import store, topics, vocabulary
 from appeals_runtime.auth import Principal, Role, Scope
-from appeals_runtime.errors import NotFound, Unprocessable
+from appeals_runtime.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from appeals_runtime.events import new_event
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake import identity, validation
+from services.intake import eligibility, identity, validation
 from services.intake.model import AppealRecord
-from services.intake.repository import IntakeRepository
+from services.intake.rate_limits import RateLimiter
+from services.intake.repository import IdempotencyRecord, IntakeRepository
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +46,28 @@ class Accepted:
         return {"appeal_id": self.appeal_id, "status": self.status}
 
 
+@dataclass(frozen=True)
+class IntakePolicy:
+    rules: eligibility.EligibilityRules
+    limiter: RateLimiter
+    pseudonym_key: bytes
+    key_ttl: timedelta = timedelta(hours=24)
+    in_flight: timedelta = timedelta(seconds=30)
+
+
 class AppealIntake:
     def __init__(
         self,
         repository: IntakeRepository,
         producer: EventProducer,
+        policy: IntakePolicy,
         *,
         service_name: str = "intake",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repository = repository
         self._producer = producer
+        self._policy = policy
         self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
 
@@ -70,46 +86,112 @@ class AppealIntake:
             validation.idempotency_key_violations(key_field, idempotency_key)
             + validation.submission_violations(submission, now=now)
         )
-        principal.require_platform(vocabulary.platform_name(submission.platform))
+        platform = vocabulary.platform_name(submission.platform)
+        principal.require_platform(platform)
+        self._check_rate(principal, submission)
+        refusal = eligibility.check(submission, self._policy.rules, now=now)
+        if refusal is not None:
+            raise Unprocessable(refusal.detail, code=refusal.code)
         assert idempotency_key is not None  # checked by the validation above
         scope = identity.idempotency_scope(principal.subject, idempotency_key)
-        appeal_id = identity.appeal_id_for(scope)
         fingerprint = identity.fingerprint(submission)
 
-        earlier = await self._repository.reserve_key(scope, fingerprint, appeal_id, now)
+        appeal_id = identity.new_appeal_id()
+        earlier = await self._repository.reserve_key(
+            scope, fingerprint, appeal_id, now, self._policy.key_ttl
+        )
         if earlier is not None:
-            if earlier.fingerprint != fingerprint:
-                raise Unprocessable(
-                    "this idempotency key was already used for a different request; "
-                    "use a new key for a new appeal"
-                )
-            if earlier.response is not None:
-                return Accepted(**earlier.response, replayed=True)
-            # The first request is in flight or died before answering: publishing again is
-            # harmless, because the appeal id and the event id are the same.
+            replay = self._replay_or_take_over(earlier, fingerprint, now)
+            if isinstance(replay, Accepted):
+                return replay
+            appeal_id = replay
 
+        holder = await self._repository.claim_open_slot(
+            identity.open_appeal_slot(submission), appeal_id, now
+        )
+        if holder != appeal_id:
+            await self._repository.forget_key(scope, appeal_id)
+            raise Conflict(
+                f"appeal {holder} about this item is still open; it will be answered first",
+                code="appeal_already_open",
+                open_appeal_id=holder,
+            )
+
+        suspected = await self._repository.linked_to_evasion(
+            list(submission.signals.linked_account_hashes)
+        )
         event = new_event(
             event_id=identity.submitted_event_id(appeal_id),
             appeal_id=appeal_id,
             producer=self._service_name,
             occurred_at=now,
             submitted=events_pb2.AppealSubmitted(
-                submission=submission, channel=channel, surface=principal.subject
+                submission=submission,
+                channel=channel,
+                surface=principal.subject,
+                ban_evasion_suspected=suspected,
+                appellant_pseudonym=identity.pseudonym(
+                    self._policy.pseudonym_key, submission.platform, submission.appellant.user_id
+                ),
             ),
         )
         await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
         await self._repository.insert_appeal(
-            AppealRecord(appeal_id, principal.subject, submission, "received", now, now),
+            AppealRecord(
+                appeal_id, principal.subject, submission, "received", now, now,
+                ban_evasion_suspected=suspected,
+            ),
             event_id=event.event_id,
-        )
+        )  # fmt: skip
         accepted = Accepted(appeal_id)
         await self._repository.record_response(scope, accepted.as_response())
-        platform = vocabulary.platform_name(submission.platform)
         log.info(
             "appeal accepted",
-            extra={"appeal_id": appeal_id, "platform": platform, "channel": channel},
-        )
+            extra={"appeal_id": appeal_id, "platform": platform, "channel": channel,
+                   "ban_evasion_suspected": suspected},
+        )  # fmt: skip
         return accepted
+
+    def _check_rate(self, principal: Principal, submission: appeal_pb2.AppealSubmission) -> None:
+        signals = submission.signals
+        wait = self._policy.limiter.acquire(
+            [
+                ("surface", principal.subject),
+                ("appellant", f"{submission.platform}:{submission.appellant.user_id}"),
+                ("device", signals.device_hint),
+                ("network", signals.network_hint),
+            ]
+        )
+        if wait is not None:
+            raise TooManyRequests(
+                "too many appeals from this appellant, device, network or surface; "
+                "nothing was accepted",
+                code="rate_limited",
+                retry_after_s=wait,
+            )
+
+    def _replay_or_take_over(
+        self, earlier: IdempotencyRecord, fingerprint: str, now: datetime
+    ) -> Accepted | str:
+        """The answer for a key seen before, or the appeal id to continue with."""
+        if earlier.fingerprint != fingerprint:
+            raise Unprocessable(
+                "this idempotency key was already used for a different request; "
+                "use a new key for a new appeal",
+                code="idempotency_key_reused",
+            )
+        if earlier.response is not None:
+            return Accepted(**earlier.response, replayed=True)
+        age = now - earlier.reserved_at
+        if age < self._policy.in_flight:
+            raise Conflict(
+                "a request with this idempotency key is still being processed",
+                code="request_in_flight",
+                retry_after_s=(self._policy.in_flight - age).total_seconds(),
+            )
+        # The first attempt died before answering: continue it with the same appeal id, so
+        # what it may already have published is the same event.
+        return earlier.appeal_id
 
     async def get(self, principal: Principal, appeal_id: str) -> AppealRecord:
         principal.require(Scope.READ)
@@ -118,3 +200,11 @@ class AppealIntake:
             raise NotFound(f"no appeal {appeal_id}")
         principal.require_platform(record.platform)
         return record
+
+    async def add_evasion_identifiers(self, principal: Principal, hashes: list[str]) -> int:
+        """Ops record identifiers of accounts removed for ban evasion (keyed hashes)."""
+        principal.require(Scope.READ, role=Role.OPS)
+        return await self._repository.add_evasion_identifiers(hashes, self._clock())
+
+    async def sweep_expired_keys(self) -> int:
+        return await self._repository.sweep_expired_keys(self._clock())

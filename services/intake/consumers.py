@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from appeals.v1 import events_pb2, intake_pb2
 from appeals_runtime import topics
 from appeals_runtime.auth import PermissionDenied, TokenVerifier, Unauthenticated
-from appeals_runtime.errors import FieldViolation, InvalidMessage, Unprocessable, ValidationFailed
+from appeals_runtime.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidMessage,
+    TooManyRequests,
+    Unprocessable,
+    ValidationFailed,
+)
 from appeals_runtime.events import event_type, occurred_at
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
@@ -39,6 +46,9 @@ class StatusProjection:
         change = status_change(event)
         if change is not None:
             await self._repository.apply_status(event.appeal_id, event.event_id, change)
+        if event_type(event) == "decided":
+            # The appellant may appeal the same item again only once this one is answered.
+            await self._repository.close_open_slot(event.appeal_id)
 
 
 class RequestEvents:
@@ -66,7 +76,10 @@ class RequestEvents:
                 key_field="request_id",
                 channel="kafka",
             )
-        except (ValidationFailed, Unauthenticated, PermissionDenied, Unprocessable) as error:
+        except (
+            ValidationFailed, Unauthenticated, PermissionDenied, Unprocessable, Conflict,
+            TooManyRequests,
+        ) as error:  # fmt: skip
             violations = _violations(error)
             await self._answer(request.request_id, rejected=violations)
             raise InvalidMessage(f"request rejected: {error}", field=violations[0].field) from error
@@ -98,4 +111,6 @@ def _violations(error: Exception) -> list[FieldViolation]:
         return [FieldViolation("token", str(error))]
     if isinstance(error, PermissionDenied):
         return [FieldViolation("submission.platform", str(error))]
+    if isinstance(error, Conflict | Unprocessable | TooManyRequests) and error.code:
+        return [FieldViolation("submission", f"{error.code}: {error}")]
     return [FieldViolation("request_id", str(error))]

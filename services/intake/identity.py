@@ -1,13 +1,10 @@
-"""Deterministic identities of appeals and their first event.
-
-The appeal id is derived from (surface, idempotency key): a retry of the same request — even one
-that arrives after intake crashed between the broker's acknowledgement and recording the answer —
-lands on the same appeal id and the same submitted event id, which every consumer deduplicates.
-"""
+"""Identities intake gives out: appeal ids, idempotency scopes, pseudonyms, fingerprints."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime.events import derived_event_id
@@ -18,8 +15,10 @@ def idempotency_scope(surface: str, key: str) -> str:
     return f"{surface}\x1f{key}"
 
 
-def appeal_id_for(scope: str) -> str:
-    return "ap_" + hashlib.sha256(scope.encode()).hexdigest()[:26]
+def new_appeal_id() -> str:
+    """Random, not derived from the key: keys expire and may be reused later for a new appeal.
+    A retry finds the id in the key's reservation, which is written before anything is sent."""
+    return "ap_" + secrets.token_hex(13)
 
 
 def submitted_event_id(appeal_id: str) -> str:
@@ -29,3 +28,22 @@ def submitted_event_id(appeal_id: str) -> str:
 def fingerprint(submission: appeal_pb2.AppealSubmission) -> str:
     """Identifies the request body, to tell a retry from a different request reusing a key."""
     return hashlib.sha256(submission.SerializeToString(deterministic=True)).hexdigest()
+
+
+def pseudonym(key: bytes, platform: int, user_id: str) -> str:
+    """Keyed hash of an appellant: joins one person's appeals without naming them; without the
+    key it cannot be reversed or recomputed from a guessed user id."""
+    digest = hmac.new(key, f"{platform}\x1f{user_id}".encode(), hashlib.sha256).hexdigest()
+    return "psn_" + digest[:32]
+
+
+def open_appeal_slot(submission: appeal_pb2.AppealSubmission) -> str:
+    """At most one open appeal per (appellant, actioned item): this names the pair."""
+    return "\x1f".join(
+        (
+            str(submission.platform),
+            submission.appellant.user_id,
+            str(submission.subject.kind),
+            submission.subject.id,
+        )
+    )

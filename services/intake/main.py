@@ -3,32 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from appeals_runtime import topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import HttpServer
 from appeals_runtime.kafka.consumer import ConsumerRunner
-from appeals_runtime.service import run_components, service_context
+from appeals_runtime.service import Periodic, run_components, service_context
 from appeals_runtime.settings import load_settings
-from services.intake import api, grpc_api, repository
-from services.intake.appeals import AppealIntake
+from services.intake import api, eligibility, grpc_api, repository
+from services.intake.appeals import AppealIntake, IntakePolicy
 from services.intake.config import REQUESTS_CONSUMER_GROUP, STATUS_CONSUMER_GROUP, IntakeSettings
 from services.intake.consumers import RequestEvents, StatusProjection
+from services.intake.rate_limits import RateLimiter
 
 SERVICE_NAME = "intake"
+KEY_SWEEP_INTERVAL_S = 600.0
 
 
 async def serve(settings: IntakeSettings) -> None:
     verifier = TokenVerifier.from_settings(settings)
     async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
         repo = repository.IntakeRepository(ctx.db)
-        intake = AppealIntake(repo, ctx.producer, service_name=SERVICE_NAME)
+        policy = IntakePolicy(
+            rules=eligibility.load_rules(settings.eligibility_file),
+            limiter=RateLimiter(settings.rate_limits()),
+            pseudonym_key=settings.pseudonym_key(),
+            key_ttl=timedelta(seconds=settings.idempotency_key_ttl_s),
+            in_flight=timedelta(seconds=settings.in_flight_s),
+        )
+        intake = AppealIntake(repo, ctx.producer, policy, service_name=SERVICE_NAME)
         kafka = settings.kafka_bootstrap_servers
         await run_components(
             [
                 HttpServer(
-                    api.create_app(intake, verifier, ctx.readiness_checks),
+                    api.create_app(
+                        intake,
+                        verifier,
+                        ctx.readiness_checks,
+                        max_body_bytes=settings.max_body_bytes,
+                    ),
                     host=settings.bind_host,
                     port=settings.http_port,
                 ),
@@ -52,6 +67,10 @@ async def serve(settings: IntakeSettings) -> None:
                     topics=[topics.APPEAL_REQUESTS],
                     handler=RequestEvents(intake, verifier, ctx.producer).handle,
                     producer=ctx.producer,
+                ),
+                # FerretDB has no TTL indexes: expired idempotency keys are swept here.
+                Periodic(
+                    "idempotency-key-sweeper", KEY_SWEEP_INTERVAL_S, intake.sweep_expired_keys
                 ),
             ]
         )

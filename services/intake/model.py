@@ -21,6 +21,7 @@ class AppealRecord:
     updated_at: datetime
     queue: str | None = None
     outcome: str | None = None
+    ban_evasion_suspected: bool = False
 
     @property
     def platform(self) -> str:

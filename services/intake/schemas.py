@@ -5,6 +5,7 @@ Unknown fields are rejected (``extra="forbid"``): a misspelt field never silentl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,13 +26,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ContactIn(_Strict):
+    email: str = ""
+    phone: str = ""
+    preferred_channel: str = ""
+    time_zone: str = ""
+
+
 class AppellantIn(_Strict):
     user_id: str
+    role: Literal["affected_user", "reporter"] = "affected_user"
+    contact: ContactIn | None = None
 
 
 class SubjectIn(_Strict):
     kind: SubjectKindName
     id: str
+    content_hash: str = ""
 
 
 class DecisionIn(_Strict):
@@ -40,6 +51,30 @@ class DecisionIn(_Strict):
     action: str
     automated: bool
     decided_at: AwareDatetime
+    notified_at: AwareDatetime | None = None
+    non_appealable_reason: str = ""
+    decided_by: str = ""
+
+
+class SignalsIn(_Strict):
+    account_reach: int = 0
+    vulnerable_user: bool = False
+    legal_deadline: AwareDatetime | None = None
+    device_hint: str = ""
+    network_hint: str = ""
+    linked_account_hashes: list[str] = Field(default_factory=list)
+
+
+class AttachmentIn(_Strict):
+    media_type: str
+    uri: str
+    size_bytes: int
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
 
 
 class AppealIn(_Strict):
@@ -50,33 +85,74 @@ class AppealIn(_Strict):
     statement: str = ""
     locale: str
     country: str
+    signals: SignalsIn | None = None
+    attachments: list[AttachmentIn] = Field(default_factory=list)
 
     def to_proto(self) -> appeal_pb2.AppealSubmission:
-        decided_at = Timestamp()
-        decided_at.FromDatetime(self.decision.decided_at)
-        return appeal_pb2.AppealSubmission(
+        contact = self.appellant.contact or ContactIn()
+        signals = self.signals or SignalsIn()
+        submission = appeal_pb2.AppealSubmission(
             platform=vocabulary.PLATFORMS[self.platform],  # type: ignore[arg-type]
-            appellant=appeal_pb2.Appellant(user_id=self.appellant.user_id),
+            appellant=appeal_pb2.Appellant(
+                user_id=self.appellant.user_id,
+                role=vocabulary.APPELLANT_ROLES[self.appellant.role],  # type: ignore[arg-type]
+                contact=appeal_pb2.Contact(**contact.model_dump()),
+            ),
             subject=appeal_pb2.Subject(
                 kind=vocabulary.SUBJECT_KINDS[self.subject.kind],  # type: ignore[arg-type]
                 id=self.subject.id,
+                content_hash=self.subject.content_hash,
             ),
             decision=appeal_pb2.OriginalDecision(
                 id=self.decision.id,
                 policy=self.decision.policy,
                 action=self.decision.action,
                 automated=self.decision.automated,
-                decided_at=decided_at,
+                decided_at=_timestamp(self.decision.decided_at),
+                non_appealable_reason=self.decision.non_appealable_reason,
+                decided_by=self.decision.decided_by,
             ),
             statement=self.statement,
             locale=self.locale,
             country=self.country,
+            signals=appeal_pb2.Signals(
+                account_reach=signals.account_reach,
+                vulnerable_user=signals.vulnerable_user,
+                device_hint=signals.device_hint,
+                network_hint=signals.network_hint,
+                linked_account_hashes=signals.linked_account_hashes,
+            ),
+            attachments=[appeal_pb2.Attachment(**a.model_dump()) for a in self.attachments],
         )
+        if self.decision.notified_at is not None:
+            submission.decision.notified_at.CopyFrom(_timestamp(self.decision.notified_at))
+        if signals.legal_deadline is not None:
+            submission.signals.legal_deadline.CopyFrom(_timestamp(signals.legal_deadline))
+        return submission
 
 
 class AppealAccepted(BaseModel):
     appeal_id: str
     status: str = Field(examples=["received"])
+
+
+class AppealView(BaseModel):
+    """An appeal as intake reports it. Personal fields appear only to callers allowed to read
+    the appeal (its platform's surface, ops)."""
+
+    appeal_id: str
+    status: Literal["received", "routed", "in_review", "decided", "escalated"]
+    platform: PlatformName
+    appellant: dict[str, Any]
+    subject: dict[str, Any]
+    decision: dict[str, Any]
+    statement: str
+    locale: str
+    country: str
+    received_at: str
+    updated_at: str
+    queue: str | None
+    outcome: str | None
 
 
 def submission_view(submission: appeal_pb2.AppealSubmission) -> dict[str, Any]:

@@ -8,7 +8,12 @@ Kafka request gets a rejection listing them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from google.protobuf import unknown_fields
+from google.protobuf.message import Message
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import vocabulary
@@ -17,6 +22,16 @@ from appeals_runtime.errors import FieldViolation, ValidationFailed
 MAX_STATEMENT_CHARS = 5000
 MAX_ID_CHARS = 128
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+MAX_ATTACHMENTS = 5
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
+ATTACHMENT_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf",
+     "text/plain"}
+)  # fmt: skip
+MAX_LINKED_ACCOUNT_HASHES = 20
+CONTACT_CHANNELS = frozenset(
+    {"email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template", "horizon_headset"}
+)
 # Clocks of surfaces drift; a decision "from the future" within this margin is accepted.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -25,6 +40,9 @@ _POLICY = re.compile(r"^[a-z][a-z0-9_]*$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _PRINTABLE_KEY = re.compile(r"^[\x21-\x7e]+$")
+_HASH_HINT = re.compile(r"^[A-Za-z0-9_\-:.=+/]{8,128}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def _check_id(violations: list[FieldViolation], field: str, value: str) -> None:
@@ -67,6 +85,10 @@ def submission_violations(
         decided_at = submission.decision.decided_at.ToDatetime(tzinfo=UTC)
         if decided_at > (now or datetime.now(UTC)) + CLOCK_SKEW:
             violations.append(FieldViolation("decision.decided_at", "lies in the future"))
+    if submission.decision.HasField("notified_at"):
+        notified_at = submission.decision.notified_at.ToDatetime(tzinfo=UTC)
+        if notified_at > (now or datetime.now(UTC)) + CLOCK_SKEW:
+            violations.append(FieldViolation("decision.notified_at", "lies in the future"))
     if len(submission.statement) > MAX_STATEMENT_CHARS:
         violations.append(
             FieldViolation("statement", f"must be at most {MAX_STATEMENT_CHARS} characters")
@@ -77,7 +99,109 @@ def submission_violations(
         violations.append(
             FieldViolation("country", "must be an ISO 3166-1 alpha-2 code in capitals (e.g. DE)")
         )
+    _check_contact(violations, submission.appellant.contact)
+    _check_signals(violations, submission.signals)
+    _check_attachments(violations, submission.attachments)
+    violations.extend(unknown_field_violations(submission))
     return violations
+
+
+def _check_contact(violations: list[FieldViolation], contact: appeal_pb2.Contact) -> None:
+    if contact.email and not _EMAIL.match(contact.email):
+        violations.append(FieldViolation("appellant.contact.email", "is not an email address"))
+    if contact.phone and not _E164.match(contact.phone):
+        violations.append(
+            FieldViolation("appellant.contact.phone", "must be E.164, e.g. +4915112345678")
+        )
+    if contact.preferred_channel and contact.preferred_channel not in CONTACT_CHANNELS:
+        violations.append(
+            FieldViolation(
+                "appellant.contact.preferred_channel",
+                f"must be one of {', '.join(sorted(CONTACT_CHANNELS))}",
+            )
+        )
+    if contact.time_zone:
+        try:
+            ZoneInfo(contact.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            violations.append(
+                FieldViolation("appellant.contact.time_zone", "is not an IANA time zone")
+            )
+
+
+def _check_signals(violations: list[FieldViolation], signals: appeal_pb2.Signals) -> None:
+    if signals.account_reach < 0:
+        violations.append(FieldViolation("signals.account_reach", "must not be negative"))
+    for name in ("device_hint", "network_hint"):
+        value = getattr(signals, name)
+        if value and not _HASH_HINT.match(value):
+            violations.append(
+                FieldViolation(f"signals.{name}", "must be an opaque hash of 8-128 characters")
+            )
+    if len(signals.linked_account_hashes) > MAX_LINKED_ACCOUNT_HASHES:
+        violations.append(
+            FieldViolation(
+                "signals.linked_account_hashes", f"at most {MAX_LINKED_ACCOUNT_HASHES} entries"
+            )
+        )
+    for index, value in enumerate(signals.linked_account_hashes):
+        if not _HASH_HINT.match(value):
+            violations.append(
+                FieldViolation(
+                    f"signals.linked_account_hashes[{index}]",
+                    "must be an opaque hash of 8-128 characters",
+                )
+            )
+
+
+def _check_attachments(
+    violations: list[FieldViolation], attachments: Sequence[appeal_pb2.Attachment]
+) -> None:
+    if len(attachments) > MAX_ATTACHMENTS:
+        violations.append(FieldViolation("attachments", f"at most {MAX_ATTACHMENTS} attachments"))
+    for index, attachment in enumerate(attachments):
+        where = f"attachments[{index}]"
+        if attachment.media_type not in ATTACHMENT_TYPES:
+            violations.append(
+                FieldViolation(
+                    f"{where}.media_type", f"must be one of {', '.join(sorted(ATTACHMENT_TYPES))}"
+                )
+            )
+        if not attachment.uri.startswith("https://") or len(attachment.uri) > 2048:
+            violations.append(
+                FieldViolation(f"{where}.uri", "must be an https:// URL of at most 2048 characters")
+            )
+        if not 0 < attachment.size_bytes <= MAX_ATTACHMENT_BYTES:
+            violations.append(
+                FieldViolation(
+                    f"{where}.size_bytes", f"must be between 1 and {MAX_ATTACHMENT_BYTES} bytes"
+                )
+            )
+
+
+def unknown_field_violations(message: Message, path: str = "") -> list[FieldViolation]:
+    """The one rule for unknown fields, on every channel: they are rejected, by field number.
+
+    REST rejects unknown JSON members the same way (the request model forbids extras), so a
+    client that sends a field intake does not know (say, ``status`` or ``priority``) learns it
+    was not taken rather than having it silently ignored.
+    """
+    unknown = unknown_fields.UnknownFieldSet(message)
+    found = [
+        FieldViolation(f"{path}#{number}" if path else f"#{number}",
+                       "is not a field of this contract version")
+        for number in sorted({unknown[i].field_number for i in range(len(unknown))})
+    ]  # fmt: skip
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        child = f"{path}.{descriptor.name}" if path else descriptor.name
+        if descriptor.is_repeated:
+            for index, item in enumerate(value):
+                found.extend(unknown_field_violations(item, f"{child}[{index}]"))
+        else:
+            found.extend(unknown_field_violations(value, child))
+    return found
 
 
 def idempotency_key_violations(field: str, key: str | None) -> list[FieldViolation]:

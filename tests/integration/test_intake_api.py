@@ -14,11 +14,20 @@ from appeals_devstack import devkeys
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake import api, repository
-from services.intake.appeals import AppealIntake
+from services.intake import api, eligibility, repository
+from services.intake.appeals import AppealIntake, IntakePolicy
+from services.intake.rate_limits import Limit, RateLimiter
 from tests.unit.test_intake_validation import valid_body
 
 pytestmark = pytest.mark.integration
+
+
+def policy_for_tests(**limits: Limit) -> IntakePolicy:
+    return IntakePolicy(
+        rules=eligibility.load_rules(),
+        limiter=RateLimiter(limits or {"appellant": Limit(100, 0)}),
+        pseudonym_key=b"test-pseudonym-key",
+    )
 
 
 @pytest.fixture
@@ -40,7 +49,7 @@ async def client(
     db: store.Database, producer: EventProducer, key_file: tuple[Path, TokenVerifier]
 ) -> AsyncIterator[httpx.AsyncClient]:
     await store.ensure_indexes(db, repository.INDEXES)
-    intake = AppealIntake(repository.IntakeRepository(db), producer)
+    intake = AppealIntake(repository.IntakeRepository(db), producer, policy_for_tests())
     app = api.create_app(intake, key_file[1], {})
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://intake"

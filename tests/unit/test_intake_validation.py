@@ -87,12 +87,32 @@ def test_idempotency_keys_are_required_and_printable() -> None:
         validation.ensure_valid(validation.idempotency_key_violations("k", ""))
 
 
-def test_appeal_ids_derive_from_surface_and_key() -> None:
-    one = identity.appeal_id_for(identity.idempotency_scope("ig-web", "key-1"))
-    assert one == identity.appeal_id_for(identity.idempotency_scope("ig-web", "key-1"))
-    assert one != identity.appeal_id_for(identity.idempotency_scope("fb-web", "key-1"))
-    assert one.startswith("ap_")
+def test_keys_are_scoped_per_surface_and_appeal_ids_are_fresh() -> None:
+    assert identity.idempotency_scope("ig-web", "k") != identity.idempotency_scope("fb-web", "k")
+    one, two = identity.new_appeal_id(), identity.new_appeal_id()
+    assert one != two and one.startswith("ap_")
     assert identity.submitted_event_id(one) == identity.submitted_event_id(one)
+
+
+def test_pseudonyms_are_keyed_and_stable() -> None:
+    key = b"k" * 32
+    one = identity.pseudonym(key, 1, "17841400000000001")
+    assert one == identity.pseudonym(key, 1, "17841400000000001")
+    assert one != identity.pseudonym(b"x" * 32, 1, "17841400000000001")
+    assert one != identity.pseudonym(key, 2, "17841400000000001")
+    assert "17841400000000001" not in one
+
+
+def test_unknown_protobuf_fields_are_named_wherever_they_are() -> None:
+    raw = submission().SerializeToString()
+    appellant_with_extra = appeal_pb2.Appellant(user_id="1").SerializeToString() + bytes(
+        [0xF8, 0x07, 0x01]
+    )
+    # field 2 (appellant), length-delimited, carrying an unknown field 127 inside it
+    tampered = raw + bytes([0x12, len(appellant_with_extra)]) + appellant_with_extra
+    parsed = appeal_pb2.AppealSubmission()
+    parsed.ParseFromString(tampered)
+    assert {v.field for v in validation.unknown_field_violations(parsed)} == {"appellant#127"}
 
 
 def test_fingerprints_tell_bodies_apart() -> None:

@@ -16,6 +16,9 @@ def jwks_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / "jwks.json"
     path.write_text('{"keys": []}')
     monkeypatch.setenv("AUTH_JWKS_FILE", str(path))
+    secret = tmp_path / "pseudonym.hex"
+    secret.write_text("00" * 32)
+    monkeypatch.setenv("INTAKE_PSEUDONYM_KEY_FILE", str(secret))
     return path
 
 
