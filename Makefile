@@ -26,7 +26,7 @@ export APPEALS_FERRETDB_BIN := $(FERRETDB_BIN)
 RUN_INFRA := $(if $(KAFKA_BOOTSTRAP_SERVERS),,$(KAFKA_LIBS)/.complete) $(if $(MONGODB_URL),,$(FERRETDB_BIN))
 TEST_INFRA := $(KAFKA_LIBS)/.complete $(FERRETDB_BIN)
 
-.PHONY: help run up down status test lint typecheck unit integration e2e proto bootstrap kafka ferretdb constraints clean
+.PHONY: help run up down status test lint typecheck unit integration e2e proto openapi bootstrap kafka ferretdb constraints clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ unit: $(VENV_STAMP) ## Only the unit tests (no broker, no store)
 
 proto: $(VENV_STAMP) ## Regenerate Python code from protos/ (commit the result)
 	@$(BIN)/python -m appeals_devstack.protogen
+
+openapi: $(VENV_STAMP) ## Rewrite services/intake/openapi.json (commit the result)
+	@$(BIN)/python -m services.intake.openapi
 
 bootstrap: $(VENV_STAMP) $(TEST_INFRA) ## Install everything without running anything
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from http import HTTPStatus
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
 from appeals_runtime.errors import (
@@ -51,7 +53,10 @@ def health_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        responses={503: {"description": "A dependency (broker or store) does not answer."}},
+    )
     async def readyz() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in readiness_checks.items():
@@ -66,7 +71,7 @@ def health_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
             status_code=200 if ready else 503,
         )
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         body, content_type = prometheus_exposition()
         return Response(content=body, media_type=content_type)
@@ -138,8 +143,40 @@ def _explained(
     return problem(status, title, str(error), headers=headers, **members)
 
 
+def _document_problems_not_fastapi_defaults(app: FastAPI) -> None:
+    """FastAPI documents a 422 "HTTPValidationError" on every route with parameters; our
+    validation errors are 400 problem+json (declared per route), so that default is removed
+    from the schema rather than promised to clients."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                default = operation.get("responses", {}).get("422", {})
+                content = default.get("content", {}).get("application/json", {})
+                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    del operation["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map the pipeline's typed errors to RFC 9457 problem+json responses."""
+    _document_problems_not_fastapi_defaults(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Framework-raised errors (unparsable body, unknown route, wrong method) speak
+        # problem+json too, so clients handle one error format.
+        title = HTTPStatus(error.status_code).phrase
+        return problem(error.status_code, title, str(error.detail), headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,78 @@
+"""Intake's real app in-process, on the test session's real broker and store."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from appeals_devstack import devkeys
+from appeals_runtime import store
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.kafka.producer import EventProducer
+from services.intake import api, eligibility, repository
+from services.intake.appeals import AppealIntake, IntakePolicy
+from services.intake.rate_limits import Limit, RateLimiter
+
+
+@dataclass
+class IntakeUnderTest:
+    client: httpx.AsyncClient
+    intake: AppealIntake
+    repository: repository.IntakeRepository
+    signing_key: Path
+
+    def token(self, role: str = "surface", platforms: tuple[str, ...] = ("instagram",)) -> str:
+        return devkeys.mint_token(
+            self.signing_key, role=role, subject=f"{role}-tests", platforms=list(platforms)
+        )
+
+    def headers(self, *, key: str | None = None, role: str = "surface",
+                platforms: tuple[str, ...] = ("instagram",)) -> dict[str, str]:  # fmt: skip
+        return {
+            "Authorization": f"Bearer {self.token(role, platforms)}",
+            "Idempotency-Key": key or uuid.uuid4().hex,
+        }
+
+    async def submit(self, body: dict[str, Any], **headers: Any) -> httpx.Response:
+        return await self.client.post("/v1/appeals", json=body, headers=self.headers(**headers))
+
+
+async def start_intake(
+    db: store.Database,
+    producer: EventProducer,
+    key_dir: Path,
+    *,
+    limits: dict[str, Limit] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    policy_overrides: dict[str, Any] | None = None,
+) -> IntakeUnderTest:
+    await store.ensure_indexes(db, repository.INDEXES)
+    private, jwks = devkeys.ensure(key_dir)
+    verifier = TokenVerifier(
+        json.loads(jwks.read_text()),
+        issuer="appeals-dev",
+        audience="appeals-pipeline",
+        algorithms=["EdDSA"],
+    )
+    repo = repository.IntakeRepository(db)
+    policy = IntakePolicy(
+        rules=eligibility.load_rules(),
+        limiter=RateLimiter(limits or {"appellant": Limit(1000, 0)}),
+        pseudonym_key=b"test-pseudonym-key",
+        **(policy_overrides or {}),
+    )
+    intake = (
+        AppealIntake(repo, producer, policy, clock=clock)
+        if clock
+        else AppealIntake(repo, producer, policy)
+    )
+    app = api.create_app(intake, verifier, {})
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
+    return IntakeUnderTest(client, intake, repo, private)

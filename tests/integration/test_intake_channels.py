@@ -1,0 +1,143 @@
+"""The same rules over gRPC and Kafka: INVALID_ARGUMENT with BadRequest details; an invalid
+request event gets a rejection the surface can consume and a DLQ entry with reason headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from appeals.v1 import intake_pb2, intake_pb2_grpc
+from appeals_devstack import devkeys
+from appeals_devstack.processes import free_port
+from appeals_devstack.stack import Infrastructure
+from appeals_runtime import store, topics
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.grpc_server import GrpcServer
+from appeals_runtime.kafka import headers as h
+from appeals_runtime.kafka.consumer import ConsumerRunner
+from appeals_runtime.kafka.producer import EventProducer
+from services.intake import grpc_api
+from services.intake.consumers import RequestEvents
+from services.intake.schemas import AppealIn
+from tests.integration.intake_app import start_intake
+from tests.integration.kafka_helpers import read_all
+from tests.integration.test_intake_rules import fresh_body
+
+pytestmark = pytest.mark.integration
+
+
+def verifier(key_dir: Path) -> TokenVerifier:
+    _, jwks = devkeys.ensure(key_dir)
+    return TokenVerifier(json.loads(jwks.read_text()), issuer="appeals-dev",
+                         audience="appeals-pipeline", algorithms=["EdDSA"])  # fmt: skip
+
+
+async def test_grpc_answers_invalid_argument_with_field_violations(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> None:
+    intake = await start_intake(db, producer, tmp_path)
+    port = free_port()
+    server = GrpcServer(
+        grpc_api.register(grpc_api.IntakeServicer(intake.intake, verifier(tmp_path))),
+        host="127.0.0.1", port=port,
+    )  # fmt: skip
+    task = asyncio.create_task(server.run())
+    try:
+        submission = AppealIn.model_validate(fresh_body(locale="German")).to_proto()
+        submission.ClearField("country")
+        metadata = (("authorization", f"Bearer {intake.token()}"),)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = intake_pb2_grpc.IntakeStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.SubmitAppeal(
+                    intake_pb2.SubmitAppealRequest(idempotency_key="", submission=submission),
+                    metadata=metadata,
+                )
+            ok = await stub.SubmitAppeal(
+                intake_pb2.SubmitAppealRequest(
+                    idempotency_key=uuid.uuid4().hex,
+                    submission=AppealIn.model_validate(fresh_body()).to_proto(),
+                ),
+                metadata=metadata,
+            )
+            got = await stub.GetAppeal(
+                intake_pb2.GetAppealRequest(appeal_id=ok.appeal_id), metadata=metadata
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+                await stub.GetAppeal(intake_pb2.GetAppealRequest(appeal_id=ok.appeal_id))
+    finally:
+        await server.stop()
+        await task
+    error = raised.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    fields = {v.field for v in bad_request.field_violations}
+    assert fields == {"idempotency_key", "locale", "country"}
+    assert got.appeal.appeal_id == ok.appeal_id
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
+    db: store.Database, producer: EventProducer, infra: Infrastructure, tmp_path: Path
+) -> None:
+    intake = await start_intake(db, producer, tmp_path)
+    bad_id, good_id, forged_id = (f"req-{uuid.uuid4().hex}" for _ in range(3))
+    bad = AppealIn.model_validate(fresh_body(country="Germany")).to_proto()
+    good = AppealIn.model_validate(fresh_body()).to_proto()
+    for request_id, token, submission in (
+        (bad_id, intake.token(), bad), (forged_id, "not-a-token", good), (good_id, intake.token(), good),
+    ):  # fmt: skip
+        await producer.publish(
+            topics.APPEAL_REQUESTS,
+            intake_pb2.AppealRequest(request_id=request_id, token=token, submission=submission),
+        )
+    answered: dict[str, intake_pb2.AppealRequestOutcome] = {}
+    done = asyncio.Event()
+    handler = RequestEvents(intake.intake, verifier(tmp_path), producer)
+
+    async def handle(message: object) -> None:
+        request_id = message.payload.request_id  # type: ignore[attr-defined]
+        try:
+            await handler.handle(message)  # type: ignore[arg-type]
+        finally:
+            if request_id in (bad_id, good_id, forged_id):
+                answered[request_id] = intake_pb2.AppealRequestOutcome()
+                if len(answered) == 3:
+                    done.set()
+
+    runner = ConsumerRunner(name="requests-test", bootstrap_servers=infra.kafka_bootstrap_servers,
+                            group_id=f"g-{uuid.uuid4().hex[:8]}", topics=[topics.APPEAL_REQUESTS],
+                            handler=handle, producer=producer)  # fmt: skip
+    task = asyncio.create_task(runner.run())
+    await asyncio.wait_for(done.wait(), 30)
+    await runner.stop()
+    await task
+
+    outcomes = {}
+    for record in await read_all(infra.kafka_bootstrap_servers, topics.APPEAL_REQUEST_OUTCOMES.name,
+                                 expect=100_000, timeout_s=2):  # fmt: skip
+        outcome = topics.APPEAL_REQUEST_OUTCOMES.decode(record.value)
+        outcomes[outcome.request_id] = outcome
+    assert outcomes[good_id].WhichOneof("result") == "accepted"
+    assert outcomes[bad_id].WhichOneof("result") == "rejected"
+    assert [v.field for v in outcomes[bad_id].rejected.violations] == ["country"]
+    assert [v.field for v in outcomes[forged_id].rejected.violations] == ["token"]
+    dead = {
+        r.key.decode(): h.as_dict(r.headers)
+        for r in await read_all(
+            infra.kafka_bootstrap_servers, topics.APPEAL_REQUESTS.dlq, expect=100_000, timeout_s=2
+        )  # fmt: skip
+    }
+    assert dead[bad_id][h.DLQ_ERROR_FIELD] == b"country"
+    assert dead[forged_id][h.DLQ_ERROR_FIELD] == b"token"
+    assert good_id not in dead
