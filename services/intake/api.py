@@ -9,7 +9,9 @@ from fastapi import Body, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from appeals.v1 import appeal_pb2
 from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.http import (
     Caller,
     ReadinessCheck,
@@ -36,6 +38,16 @@ class EvasionIdentifiers(BaseModel):
     hashes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-:.=+/]{8,128}$")]] = Field(
         min_length=1, max_length=1000
     )
+
+
+def _as_proto(body: AppealIn) -> appeal_pb2.AppealSubmission:
+    try:
+        return body.to_proto()
+    except (ValueError, OverflowError) as error:
+        # e.g. a date that leaves the representable range once converted to UTC
+        raise ValidationFailed(
+            [FieldViolation("body", f"cannot be represented: {error}")]
+        ) from None
 
 
 def create_app(
@@ -85,7 +97,7 @@ def create_app(
     ) -> JSONResponse:
         accepted = await intake.submit(
             principal,
-            body.to_proto(),
+            _as_proto(body),
             idempotency_key=idempotency_key,
             key_field="Idempotency-Key",
             channel="rest",

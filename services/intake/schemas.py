@@ -6,10 +6,10 @@ Unknown fields are rejected (``extra="forbid"``): a misspelt field never silentl
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import vocabulary
@@ -22,8 +22,24 @@ SubjectKindName = Literal[
 ]  # fmt: skip
 
 
+# Protobuf int64 range: a larger JSON number is a client error, not an overflow in intake.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value: object) -> object:
+        # JSON may carry lone UTF-16 surrogates ("\ud800"); they are not text and protobuf
+        # refuses them, so they are refused here with the field named.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("is not valid Unicode text") from None
+        return value
 
 
 class ContactIn(_Strict):
@@ -57,18 +73,18 @@ class DecisionIn(_Strict):
 
 
 class SignalsIn(_Strict):
-    account_reach: int = 0
+    account_reach: Int64 = 0
     vulnerable_user: bool = False
     legal_deadline: AwareDatetime | None = None
     device_hint: str = ""
     network_hint: str = ""
-    linked_account_hashes: list[str] = Field(default_factory=list)
+    linked_account_hashes: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list)
 
 
 class AttachmentIn(_Strict):
     media_type: str
     uri: str
-    size_bytes: int
+    size_bytes: Int64
 
 
 def _timestamp(moment: datetime) -> Timestamp:
