@@ -9,6 +9,7 @@ import grpc
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import guarded, principal
+from services.intake import validation
 from services.intake.appeals import AppealIntake
 
 # grpc ships no type information; the servicer context is untyped.
@@ -45,6 +46,19 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
             return intake_pb2.GetAppealResponse(appeal=record.to_proto())
 
         return await guarded(context, get)
+
+    async def RecordEvasionIdentifiers(  # noqa: N802
+        self, request: intake_pb2.RecordEvasionIdentifiersRequest, context: Context
+    ) -> intake_pb2.RecordEvasionIdentifiersResponse:
+        async def record() -> intake_pb2.RecordEvasionIdentifiersResponse:
+            hashes = list(request.hashes)
+            validation.ensure_valid(validation.evasion_hash_violations("hashes", hashes))
+            added = await self._intake.add_evasion_identifiers(
+                principal(context, self._verifier), hashes
+            )
+            return intake_pb2.RecordEvasionIdentifiersResponse(added=added)
+
+        return await guarded(context, record)
 
 
 def register(servicer: IntakeServicer) -> Any:

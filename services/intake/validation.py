@@ -179,6 +179,16 @@ def _check_attachments(
             )
 
 
+def evasion_hash_violations(field: str, hashes: Sequence[str]) -> list[FieldViolation]:
+    if not 1 <= len(hashes) <= 1000:
+        return [FieldViolation(field, "between 1 and 1000 hashes")]
+    return [
+        FieldViolation(f"{field}[{index}]", "must be an opaque hash of 8-128 characters")
+        for index, value in enumerate(hashes)
+        if not _HASH_HINT.match(value)
+    ]
+
+
 def unknown_field_violations(message: Message, path: str = "") -> list[FieldViolation]:
     """The one rule for unknown fields, on every channel: they are rejected, by field number.
 

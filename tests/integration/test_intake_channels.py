@@ -72,6 +72,16 @@ async def test_grpc_answers_invalid_argument_with_field_violations(
             )
             with pytest.raises(grpc.aio.AioRpcError) as anonymous:
                 await stub.GetAppeal(intake_pb2.GetAppealRequest(appeal_id=ok.appeal_id))
+            ops = (("authorization", f"Bearer {intake.token(role='ops')}"),)
+            recorded = await stub.RecordEvasionIdentifiers(
+                intake_pb2.RecordEvasionIdentifiersRequest(hashes=[f"h-{uuid.uuid4().hex}"]),
+                metadata=ops,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as surface_may_not:
+                await stub.RecordEvasionIdentifiers(
+                    intake_pb2.RecordEvasionIdentifiersRequest(hashes=["h-12345678"]),
+                    metadata=metadata,
+                )
     finally:
         await server.stop()
         await task
@@ -85,6 +95,8 @@ async def test_grpc_answers_invalid_argument_with_field_violations(
     assert fields == {"idempotency_key", "locale", "country"}
     assert got.appeal.appeal_id == ok.appeal_id
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert recorded.added == 1
+    assert surface_may_not.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_an_invalid_request_event_is_rejected_and_dead_lettered(

@@ -46,6 +46,11 @@ class IntakeStub:
                 request_serializer=appeals_dot_v1_dot_intake__pb2.GetAppealRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_intake__pb2.GetAppealResponse.FromString,
                 _registered_method=True)
+        self.RecordEvasionIdentifiers = channel.unary_unary(
+                '/appeals.v1.Intake/RecordEvasionIdentifiers',
+                request_serializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersResponse.FromString,
+                _registered_method=True)
 
 
 class IntakeServicer:
@@ -65,6 +70,14 @@ class IntakeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvasionIdentifiers(self, request, context):
+        """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
+        POST /v1/ban-evasion/identifiers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntakeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_IntakeServicer_to_server(servicer, server):
                     servicer.GetAppeal,
                     request_deserializer=appeals_dot_v1_dot_intake__pb2.GetAppealRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_intake__pb2.GetAppealResponse.SerializeToString,
+            ),
+            'RecordEvasionIdentifiers': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvasionIdentifiers,
+                    request_deserializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +153,33 @@ class Intake:
             '/appeals.v1.Intake/GetAppeal',
             appeals_dot_v1_dot_intake__pb2.GetAppealRequest.SerializeToString,
             appeals_dot_v1_dot_intake__pb2.GetAppealResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvasionIdentifiers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.Intake/RecordEvasionIdentifiers',
+            appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersRequest.SerializeToString,
+            appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersResponse.FromString,
             options,
             channel_credentials,
             insecure,

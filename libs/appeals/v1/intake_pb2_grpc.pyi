@@ -37,6 +37,10 @@ class IntakeStub:
     def __new__(cls, channel: _aio.Channel) -> IntakeAsyncStub: ...
     SubmitAppeal: _grpc.UnaryUnaryMultiCallable[_intake_pb2.SubmitAppealRequest, _intake_pb2.SubmitAppealResponse]
     GetAppeal: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetAppealRequest, _intake_pb2.GetAppealResponse]
+    RecordEvasionIdentifiers: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RecordEvasionIdentifiersRequest, _intake_pb2.RecordEvasionIdentifiersResponse]
+    """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
+    POST /v1/ban-evasion/identifiers).
+    """
 
 @_typing.type_check_only
 class IntakeAsyncStub(IntakeStub):
@@ -47,6 +51,10 @@ class IntakeAsyncStub(IntakeStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitAppeal: _aio.UnaryUnaryMultiCallable[_intake_pb2.SubmitAppealRequest, _intake_pb2.SubmitAppealResponse]  # type: ignore[assignment]
     GetAppeal: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetAppealRequest, _intake_pb2.GetAppealResponse]  # type: ignore[assignment]
+    RecordEvasionIdentifiers: _aio.UnaryUnaryMultiCallable[_intake_pb2.RecordEvasionIdentifiersRequest, _intake_pb2.RecordEvasionIdentifiersResponse]  # type: ignore[assignment]
+    """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
+    POST /v1/ban-evasion/identifiers).
+    """
 
 class IntakeServicer(metaclass=_abc_1.ABCMeta):
     """How product surfaces submit and look up appeals over gRPC. Callers authenticate with a
@@ -66,5 +74,15 @@ class IntakeServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_pb2.GetAppealRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_intake_pb2.GetAppealResponse, _abc.Awaitable[_intake_pb2.GetAppealResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordEvasionIdentifiers(
+        self,
+        request: _intake_pb2.RecordEvasionIdentifiersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RecordEvasionIdentifiersResponse, _abc.Awaitable[_intake_pb2.RecordEvasionIdentifiersResponse]]:
+        """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
+        POST /v1/ban-evasion/identifiers).
+        """
 
 def add_IntakeServicer_to_server(servicer: IntakeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
