@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from http import HTTPStatus
 from collections.abc import Awaitable, Callable, Generator, Mapping
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
 from appeals_runtime.errors import (
@@ -176,7 +176,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         # Framework-raised errors (unparsable body, unknown route, wrong method) speak
         # problem+json too, so clients handle one error format.
         title = HTTPStatus(error.status_code).phrase
-        return problem(error.status_code, title, str(error.detail), headers=error.headers)
+        return problem(
+            error.status_code, title, str(error.detail), headers=dict(error.headers or {})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -118,9 +118,7 @@ class Periodic:
     service down with it.
     """
 
-    def __init__(
-        self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]
-    ) -> None:
+    def __init__(self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> None:
         self.name = name
         self._interval_s = interval_s
         self._work = work

@@ -87,7 +87,7 @@ async def test_grpc_answers_invalid_argument_with_field_violations(
         await task
     error = raised.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     bad_request = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(bad_request)
@@ -106,9 +106,12 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
     bad_id, good_id, forged_id = (f"req-{uuid.uuid4().hex}" for _ in range(3))
     bad = AppealIn.model_validate(fresh_body(country="Germany")).to_proto()
     good = AppealIn.model_validate(fresh_body()).to_proto()
-    for request_id, token, submission in (
-        (bad_id, intake.token(), bad), (forged_id, "not-a-token", good), (good_id, intake.token(), good),
-    ):  # fmt: skip
+    requests = [
+        (bad_id, intake.token(), bad),
+        (forged_id, "not-a-token", good),
+        (good_id, intake.token(), good),
+    ]
+    for request_id, token, submission in requests:
         await producer.publish(
             topics.APPEAL_REQUESTS,
             intake_pb2.AppealRequest(request_id=request_id, token=token, submission=submission),
@@ -148,7 +151,7 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
         r.key.decode(): h.as_dict(r.headers)
         for r in await read_all(
             infra.kafka_bootstrap_servers, topics.APPEAL_REQUESTS.dlq, expect=100_000, timeout_s=2
-        )  # fmt: skip
+        )
     }
     assert dead[bad_id][h.DLQ_ERROR_FIELD] == b"country"
     assert dead[forged_id][h.DLQ_ERROR_FIELD] == b"token"

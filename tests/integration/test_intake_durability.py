@@ -83,7 +83,7 @@ async def test_no_2xx_is_lost_when_the_broker_dies_and_intake_recovers(
     codes = [code for code, *_ in answers]
     assert set(codes) <= {202, 503}, codes
     assert codes.count(503) >= 6  # at least every request made while the broker was down
-    for code, body, seconds, headers in answers:
+    for code, _body, seconds, headers in answers:
         assert seconds < PUBLISH_TIMEOUT_S + 2.0  # answered within its timeout, never hanging
         if code == 503:
             assert headers["content-type"] == "application/problem+json"
@@ -96,6 +96,6 @@ async def test_no_2xx_is_lost_when_the_broker_dies_and_intake_recovers(
             topics.APPEAL_LIFECYCLE.name,
             expect=len(accepted) + 30,
             timeout_s=10,
-        )  # fmt: skip
+        )
     }
     assert accepted <= in_kafka, accepted - in_kafka
