@@ -64,7 +64,9 @@ class KafkaBroker:
     def _format_storage_once(self) -> None:
         if (self.data_dir / "log" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the tool would read a leading "-" as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         subprocess.run(
             _java_command(
                 self.libs_dir,

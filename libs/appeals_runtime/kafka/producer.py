@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Setter
@@ -42,13 +44,18 @@ class EventProducer:
     ) -> None:
         self._client_id = client_id
         self._publish_timeout_s = publish_timeout_s
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
+        self._bootstrap_servers = bootstrap_servers
+        self._producer = self._new_producer()
+        self._replacing = asyncio.Lock()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
-            request_timeout_ms=int(publish_timeout_s * 1000),
+            request_timeout_ms=int(self._publish_timeout_s * 1000),
         )
 
     async def start(self) -> None:
@@ -56,6 +63,27 @@ class EventProducer:
 
     async def stop(self) -> None:
         await self._producer.stop()
+
+    async def _replace_producer(self, broken: AIOKafkaProducer) -> None:
+        """Start over with a new producer id after a fatal idempotence error.
+
+        aiokafka's idempotent producer cannot recover from e.g. OutOfOrderSequenceNumber (seen
+        when the broker restarts while batches are in flight): every later send fails. A fresh
+        producer gets a fresh id and sequence; duplicates this may cause are harmless because
+        event ids are stable and every consumer deduplicates them.
+        """
+        async with self._replacing:
+            if self._producer is not broken:
+                return  # another publish already replaced it
+            log.warning(
+                "replacing the Kafka producer after a fatal error",
+                extra={"client": self._client_id},
+            )
+            replacement = self._new_producer()
+            await replacement.start()
+            self._producer = replacement
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(broken.stop(), timeout=self._publish_timeout_s)
 
     async def check_ready(self) -> None:
         """Raises when the broker cannot be reached (readiness probes)."""
@@ -93,16 +121,17 @@ class EventProducer:
         self, topic_name: str, key: bytes | None, value: bytes | None, headers: h.Headers
     ) -> Any:
         """Publish bytes as they are (dead-letter queues forward the original record)."""
+        producer = self._producer
         try:
             return await asyncio.wait_for(
-                self._producer.send_and_wait(topic_name, value=value, key=key, headers=headers),
+                producer.send_and_wait(topic_name, value=value, key=key, headers=headers),
                 timeout=self._publish_timeout_s,
             )
         except TimeoutError as error:
             raise PublishError(f"broker did not acknowledge a record on {topic_name}") from error
-        except Exception as error:
-            # aiokafka raises KafkaError subclasses for broker-side failures; all of them mean
-            # "not acknowledged", which callers must treat the same way.
-            if type(error).__module__.startswith("aiokafka"):
-                raise PublishError(f"publish to {topic_name} failed: {error!r}") from error
-            raise
+        except KafkaError as error:
+            # Every broker-side failure means "not acknowledged", which callers treat alike.
+            if not error.retriable and not isinstance(error, KafkaTimeoutError):
+                with contextlib.suppress(Exception):
+                    await self._replace_producer(producer)
+            raise PublishError(f"publish to {topic_name} failed: {error!r}") from error
