@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime.errors import FieldViolation, ValidationFailed
-from services.intake import identity, validation
+from services.intake import identity, openapi_docs, validation
 from services.intake.schemas import AppealIn
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def valid_body() -> dict[str, object]:
-    return {
-        "platform": "instagram",
-        "appellant": {"user_id": "17841400000000001"},
-        "subject": {"kind": "post", "id": "3141592653589793"},
-        "decision": {
-            "id": "dec-8f2c",
-            "policy": "hate_speech",
-            "action": "removed",
-            "automated": True,
-            "decided_at": "2026-11-20T10:00:00Z",
-        },
-        "statement": "This was a quote from a news article, not hate speech.",
-        "locale": "de-DE",
-        "country": "DE",
-    }
+    """The example the OpenAPI document shows (the issue's example), as a fresh copy."""
+    return copy.deepcopy(openapi_docs.EXAMPLE_APPEAL)
 
 
 def submission(**changes: object) -> appeal_pb2.AppealSubmission:
