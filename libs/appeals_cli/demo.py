@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 
 from appeals_cli import reviewer, tokens
+
+_DECIDED = re.compile(r"decided (ap_\w+):")
 
 
 @dataclass(frozen=True)
@@ -115,15 +118,22 @@ async def run_demo(
     seed: int | None = None,
 ) -> None:
     team = [f"reviewer-{i + 1}" for i in range(reviewers)]
-    decided = 0
+    # The reviewers work every open case (earlier runs may have left some); the demo ends when
+    # each appeal it submitted is decided.
+    decided: set[str] = set()
+    ours: set[str] = set()
     done = asyncio.Event()
 
-    def count(line: str) -> None:
-        nonlocal decided
-        decided += 1
-        print(line, flush=True)
-        if decided >= appeals:
+    def check_done() -> None:
+        if len(ours) == appeals and ours <= decided:
             done.set()
+
+    def count(line: str) -> None:
+        found = _DECIDED.search(line)
+        if found:
+            decided.add(found.group(1))
+        print(line, flush=True)
+        check_done()
 
     def reporter(name: str) -> Callable[[str], None]:
         return lambda line: count(f"{name}: {line}")
@@ -136,10 +146,12 @@ async def run_demo(
         for name in team
     ]  # fmt: skip
     submitted = await _submit_all(intake_url, appeals, rate, seed)
+    ours.update(appeal_id for appeal_id, _ in submitted)
+    check_done()
     try:
         await asyncio.wait_for(done.wait(), timeout=60 + appeals * 2)
     except TimeoutError:
-        print(f"only {decided} of {appeals} decided in time; is routing running?")
+        print(f"only {len(ours & decided)} of {appeals} decided in time; is routing running?")
     finally:
         for worker in workers:
             worker.cancel()

@@ -1,0 +1,87 @@
+"""The `appeals` command against the running pipeline: tokens, submit, status, agent, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appeals_runtime.auth import Role, TokenVerifier
+from tests.e2e.conftest import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+APPEALS = str(Path(sys.executable).with_name("appeals"))
+
+
+def appeals(
+    pipeline: Pipeline, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "APPEALS_INTAKE_URL": pipeline.url("intake"),
+        "APPEALS_AGENT_DESK": pipeline.desk_grpc,
+        "APPEALS_DEV_SIGNING_KEY_FILE": str(pipeline.signing_key),
+    }
+    return subprocess.run(
+        [APPEALS, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def test_tokens_are_printed_alone_on_the_last_line_and_verify(pipeline: Pipeline) -> None:
+    jwks = json.loads((pipeline.signing_key.parent / "jwks.json").read_text())
+    verifier = TokenVerifier(jwks, issuer="appeals-dev", audience="appeals-pipeline",
+                             algorithms=["EdDSA"])  # fmt: skip
+    surface = appeals(pipeline, "token", "surface", "whatsapp")
+    agent = appeals(pipeline, "token", "agent", "alice", "--queues", "whatsapp.integrity.pt")
+    ops = appeals(pipeline, "token", "ops")
+    for result in (surface, agent, ops):
+        assert result.returncode == 0, result.stderr
+    principal = verifier.verify(surface.stdout.strip().splitlines()[-1])
+    assert (principal.role, principal.platforms) == (Role.SURFACE, frozenset({"whatsapp"}))
+    alice = verifier.verify(agent.stdout.strip().splitlines()[-1])
+    assert (alice.subject, alice.queues) == ("alice", frozenset({"whatsapp.integrity.pt"}))
+    assert verifier.verify(ops.stdout.strip().splitlines()[-1]).role == Role.OPS
+    assert appeals(pipeline, "token", "surface").returncode != 0  # names no platform
+
+
+def test_submit_status_and_an_automatic_reviewer(pipeline: Pipeline, tmp_path: Path) -> None:
+    body = {
+        "platform": "horizon",
+        "appellant": {"user_id": "9001"},
+        "subject": {"kind": "avatar", "id": "avatar-77"},
+        "decision": {"id": "dec-cli", "policy": "harassment", "action": "restricted",
+                     "automated": False, "decided_at": "2026-11-24T10:00:00Z"},
+        "statement": "It was a joke between friends.",
+        "locale": "en-GB",
+        "country": "GB",
+    }  # fmt: skip
+    path = tmp_path / "appeal.json"
+    path.write_text(json.dumps(body))
+    submitted = appeals(pipeline, "submit", "--file", str(path))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    appeal_id = json.loads(submitted.stdout)["appeal_id"]
+
+    reviewed = appeals(pipeline, "agent", "carol", "--auto", "--count", "1", timeout=90)
+    assert reviewed.returncode == 0, reviewed.stdout + reviewed.stderr
+    assert "carol decided 1 case(s)" in reviewed.stdout
+
+    status = appeals(pipeline, "status", appeal_id)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["appeal_id"] == appeal_id
+
+
+def test_the_demo_moves_appeals_from_all_four_products_to_a_decision(pipeline: Pipeline) -> None:
+    result = appeals(pipeline, "demo", "--appeals", "4", "--reviewers", "2", "--rate", "8",
+                     "--seed", "7", timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("appeal ", 1)[1]
+    rows = [line.split() for line in table.splitlines()[1:] if line.startswith("ap_")]
+    assert {row[1] for row in rows} == {"facebook", "instagram", "whatsapp", "horizon"}
+    assert all(row[2] == "decided" for row in rows), table
+    assert len(re.findall(r"decided ap_\w+: (upheld|overturned)", result.stdout)) >= 4
