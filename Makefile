@@ -67,6 +67,12 @@ openapi: $(VENV_STAMP) ## Rewrite services/intake/openapi.json (commit the resul
 
 bootstrap: $(VENV_STAMP) $(TEST_INFRA) ## Install everything without running anything
 
+.PHONY: bench bench-audit
+bench: bench-audit ## Run the benchmarks
+
+bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
+	@$(BIN)/python -m services.audit.bench
+
 $(VENV_STAMP): pyproject.toml constraints.txt
 	@echo "==> Python virtualenv in $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

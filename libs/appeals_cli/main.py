@@ -5,6 +5,8 @@
   appeals agent NAME [--auto] [--count N]        review cases from the agent desk
   appeals token surface PLATFORM | agent NAME | ops   mint a local dev token (last line)
   appeals demo                                   appeals from all four products + reviewers
+  appeals route --explain appeal.json            how the routing policy places an appeal, why
+  appeals audit verify | proof | check-proof | export | report | reconcile | ...
 
 Tokens are minted with the local dev key that `make run` creates (LOCAL USE ONLY).
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from appeals_cli import demo, reviewer, tokens
+from appeals_cli import demo, reviewer, route, tokens
 
 DEFAULT_INTAKE_URL = os.environ.get("APPEALS_INTAKE_URL", "http://127.0.0.1:8080")
 DEFAULT_DESK = os.environ.get("APPEALS_AGENT_DESK", "127.0.0.1:50052")
@@ -165,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--rate", type=float, default=3.0, help="appeals per second")
     run_demo.add_argument("--seed", type=int)
     run_demo.set_defaults(handler=_demo)
+
+    # Imported where used, so the rest of the CLI never loads the audit service's modules.
+    from appeals_cli import audit
+
+    audit.add_parser(commands)  # appeals audit verify | proof | check-proof | export | ...
+
+    route.add_parser(commands)  # appeals route --explain FILE
 
     for sub in (submit, status, agent, run_demo):
         sub.add_argument("--token", help="bearer token (default: a local dev token)")

@@ -111,12 +111,25 @@ RESTORE_RESULTS = Topic(
     description="Platforms' reports that a restore command was carried out (or could not be).",
 )
 
+NOTIFICATION_RETRIES = Topic(
+    name="appeals.notifications.retry.v1",
+    payload_type=events_pb2.AppealEvent,
+    key=_appeal_event_key,
+    key_name="appeal_id",
+    description=(
+        "Notifications waiting for another attempt (transient channel failure) or for the "
+        "person's quiet hours or daily limit: the lifecycle event they are about, with the due "
+        "time, attempt and channel in headers. Its DLQ holds attempts that failed for good."
+    ),
+)
+
 REGISTRY: tuple[Topic[Any], ...] = (
     APPEAL_LIFECYCLE,
     APPEAL_REQUESTS,
     APPEAL_REQUEST_OUTCOMES,
     *RESTORE_COMMANDS.values(),
     RESTORE_RESULTS,
+    NOTIFICATION_RETRIES,
 )
 
 

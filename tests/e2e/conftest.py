@@ -1,10 +1,16 @@
-"""The four services as separate processes against the session's real broker and store."""
+"""The four services as separate processes against a real broker and store of their own.
+
+The end-to-end tests get their own Kafka and FerretDB (overriding the session's ``infra`` and
+``producer`` for this folder): the running services consume every lifecycle event from the start
+of the topic, and integration tests publish there too; sharing one broker would let each side
+react to the other's events.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from appeals_devstack.stack import (
     start_service,
     wait_all_ready,
 )
+from appeals_runtime.kafka.producer import EventProducer
 
 
 @dataclass
@@ -54,6 +61,31 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    state_dir = tmp_path_factory.mktemp("e2e-stack")
+    started = Infrastructure.start(
+        state_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        mongodb_port=free_port(),
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
+    publisher = EventProducer(infra.kafka_bootstrap_servers, client_id="e2e", publish_timeout_s=15)
+    await publisher.start()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
+
+
+@pytest.fixture(scope="session")
 def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     state = tmp_path_factory.mktemp("pipeline")
     database = f"e2e_{uuid.uuid4().hex[:8]}"
@@ -69,6 +101,8 @@ def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
             "ROUTING_GRPC_PORT": str(desk_grpc),
             "ROUTING_OFFER_POLL_S": "0.2",
             "LOG_LEVEL": "INFO",
+            # Keep audit's checkpoint files and dev keys out of the checkout.
+            "AUDIT_STATE_DIR": str(state / "audit"),
         }
     )
     started: dict[str, ServiceProcess] = {}

@@ -4,11 +4,13 @@ isort:skip_file
 """
 
 from appeals.v1 import appeal_pb2 as _appeal_pb2
+from appeals.v1 import events_pb2 as _events_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +21,196 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Presence:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PresenceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Presence.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRESENCE_UNSPECIFIED: _Presence.ValueType  # 0
+    PRESENCE_ONLINE: _Presence.ValueType  # 1
+    PRESENCE_AWAY: _Presence.ValueType  # 2
+    PRESENCE_OFFLINE: _Presence.ValueType  # 3
+
+class Presence(_Presence, metaclass=_PresenceEnumTypeWrapper): ...
+
+PRESENCE_UNSPECIFIED: Presence.ValueType  # 0
+PRESENCE_ONLINE: Presence.ValueType  # 1
+PRESENCE_AWAY: Presence.ValueType  # 2
+PRESENCE_OFFLINE: Presence.ValueType  # 3
+Global___Presence: _TypeAlias = Presence  # noqa: Y015
+
+class _ReviewRound:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewRoundEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewRound.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_ROUND_UNSPECIFIED: _ReviewRound.ValueType  # 0
+    REVIEW_ROUND_FIRST: _ReviewRound.ValueType  # 1
+    REVIEW_ROUND_SECOND_BLIND: _ReviewRound.ValueType  # 2
+    REVIEW_ROUND_SENIOR_ADJUDICATION: _ReviewRound.ValueType  # 3
+    """Two reviewers disagreed; a senior reviewer decides, seeing both reviews."""
+
+class ReviewRound(_ReviewRound, metaclass=_ReviewRoundEnumTypeWrapper):
+    """Which look at the appeal this is. A second review is blind: the first outcome is not shown."""
+
+REVIEW_ROUND_UNSPECIFIED: ReviewRound.ValueType  # 0
+REVIEW_ROUND_FIRST: ReviewRound.ValueType  # 1
+REVIEW_ROUND_SECOND_BLIND: ReviewRound.ValueType  # 2
+REVIEW_ROUND_SENIOR_ADJUDICATION: ReviewRound.ValueType  # 3
+"""Two reviewers disagreed; a senior reviewer decides, seeing both reviews."""
+Global___ReviewRound: _TypeAlias = ReviewRound  # noqa: Y015
+
+class _DecisionStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DecisionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DecisionStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DECISION_STATUS_UNSPECIFIED: _DecisionStatus.ValueType  # 0
+    DECISION_STATUS_DECIDED: _DecisionStatus.ValueType  # 1
+    """Final: the decided event is out and the appellant will be told."""
+    DECISION_STATUS_SECOND_REVIEW_PENDING: _DecisionStatus.ValueType  # 2
+    """The policy requires a second, blind review; this review was recorded."""
+    DECISION_STATUS_ESCALATED_FOR_DISAGREEMENT: _DecisionStatus.ValueType  # 3
+    """The second review disagreed with the first; a senior reviewer decides."""
+
+class DecisionStatus(_DecisionStatus, metaclass=_DecisionStatusEnumTypeWrapper): ...
+
+DECISION_STATUS_UNSPECIFIED: DecisionStatus.ValueType  # 0
+DECISION_STATUS_DECIDED: DecisionStatus.ValueType  # 1
+"""Final: the decided event is out and the appellant will be told."""
+DECISION_STATUS_SECOND_REVIEW_PENDING: DecisionStatus.ValueType  # 2
+"""The policy requires a second, blind review; this review was recorded."""
+DECISION_STATUS_ESCALATED_FOR_DISAGREEMENT: DecisionStatus.ValueType  # 3
+"""The second review disagreed with the first; a senior reviewer decides."""
+Global___DecisionStatus: _TypeAlias = DecisionStatus  # noqa: Y015
+
+class _EscalationTarget:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EscalationTargetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscalationTarget.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESCALATION_TARGET_UNSPECIFIED: _EscalationTarget.ValueType  # 0
+    ESCALATION_TARGET_SENIOR: _EscalationTarget.ValueType  # 1
+    ESCALATION_TARGET_LEGAL: _EscalationTarget.ValueType  # 2
+    ESCALATION_TARGET_OVERSIGHT_BOARD: _EscalationTarget.ValueType  # 3
+
+class EscalationTarget(_EscalationTarget, metaclass=_EscalationTargetEnumTypeWrapper): ...
+
+ESCALATION_TARGET_UNSPECIFIED: EscalationTarget.ValueType  # 0
+ESCALATION_TARGET_SENIOR: EscalationTarget.ValueType  # 1
+ESCALATION_TARGET_LEGAL: EscalationTarget.ValueType  # 2
+ESCALATION_TARGET_OVERSIGHT_BOARD: EscalationTarget.ValueType  # 3
+Global___EscalationTarget: _TypeAlias = EscalationTarget  # noqa: Y015
+
+@_typing.final
+class AgentProfile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    PLATFORMS_FIELD_NUMBER: _builtins.int
+    POLICY_AREAS_FIELD_NUMBER: _builtins.int
+    SENIORITY_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    """The token's subject; ignored in requests."""
+    seniority: _builtins.str
+    """One of the policy file's seniority levels, e.g. "junior", "experienced", "senior"."""
+    capacity: _builtins.int
+    """Cases the agent works at once; 0 means the policy's default."""
+    presence: Global___Presence.ValueType
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Review languages (ISO 639-1, e.g. "de"), platforms ("instagram") and policy areas
+        ("hate_and_harassment") the agent is trained for; "*" means any.
+        """
+
+    @_builtins.property
+    def platforms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def policy_areas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        languages: _abc.Iterable[_builtins.str] | None = ...,
+        platforms: _abc.Iterable[_builtins.str] | None = ...,
+        policy_areas: _abc.Iterable[_builtins.str] | None = ...,
+        seniority: _builtins.str = ...,
+        capacity: _builtins.int = ...,
+        presence: Global___Presence.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capacity", b"capacity", "languages", b"languages", "platforms", b"platforms", "policy_areas", b"policy_areas", "presence", b"presence", "seniority", b"seniority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentProfile: _TypeAlias = AgentProfile  # noqa: Y015
+
+@_typing.final
+class RegisterAgentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def profile(self) -> Global___AgentProfile: ...
+    def __init__(
+        self,
+        *,
+        profile: Global___AgentProfile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterAgentRequest: _TypeAlias = RegisterAgentRequest  # noqa: Y015
+
+@_typing.final
+class SetPresenceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESENCE_FIELD_NUMBER: _builtins.int
+    presence: Global___Presence.ValueType
+    def __init__(
+        self,
+        *,
+        presence: Global___Presence.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["presence", b"presence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPresenceRequest: _TypeAlias = SetPresenceRequest  # noqa: Y015
+
+@_typing.final
+class SetPresenceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESENCE_FIELD_NUMBER: _builtins.int
+    presence: Global___Presence.ValueType
+    def __init__(
+        self,
+        *,
+        presence: Global___Presence.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["presence", b"presence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPresenceResponse: _TypeAlias = SetPresenceResponse  # noqa: Y015
 
 @_typing.final
 class StreamCasesRequest(_message.Message):
@@ -54,15 +246,33 @@ class CaseOffer(_message.Message):
     SLA_DUE_AT_FIELD_NUMBER: _builtins.int
     SUBMISSION_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    OFFER_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    PRIORITY_REASONS_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PRIOR_REVIEWS_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
+    rule: _builtins.str
+    """The routing rule that placed the case, and why it has its priority."""
+    round: Global___ReviewRound.ValueType
     @_builtins.property
     def sla_due_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def submission(self) -> _appeal_pb2.AppealSubmission: ...
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def offer_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until then the case is reserved for the agent it was offered to."""
+
+    @_builtins.property
+    def priority_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def prior_reviews(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.PriorReview]:
+        """Earlier reviews, shown only to a senior reviewer adjudicating a disagreement."""
+
     def __init__(
         self,
         *,
@@ -72,10 +282,15 @@ class CaseOffer(_message.Message):
         sla_due_at: _timestamp_pb2.Timestamp | None = ...,
         submission: _appeal_pb2.AppealSubmission | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
+        offer_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        rule: _builtins.str = ...,
+        priority_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        round: Global___ReviewRound.ValueType = ...,
+        prior_reviews: _abc.Iterable[_events_pb2.PriorReview] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offer_expires_at", b"offer_expires_at", "received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "priority", b"priority", "queue", b"queue", "received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -128,6 +343,48 @@ class ClaimResponse(_message.Message):
 Global___ClaimResponse: _TypeAlias = ClaimResponse  # noqa: Y015
 
 @_typing.final
+class HeartbeatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
+
+@_typing.final
+class HeartbeatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "lease_expires_at", b"lease_expires_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
+
+@_typing.final
 class DecideRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -135,10 +392,16 @@ class DecideRequest(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     RATIONALE_FIELD_NUMBER: _builtins.int
     POLICY_CITED_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     outcome: _appeal_pb2.Outcome.ValueType
+    """Upheld, overturned or partially overturned."""
     rationale: _builtins.str
+    """Why, in words the appellant will read (statement of reasons, DSA Art. 17)."""
     policy_cited: _builtins.str
+    """The policy (terms) or law the decision rests on, in snake_case, e.g. "hate_speech"."""
+    facts: _builtins.str
+    """The facts and circumstances the decision relies on (DSA Art. 17(3)(b))."""
     def __init__(
         self,
         *,
@@ -146,10 +409,11 @@ class DecideRequest(_message.Message):
         outcome: _appeal_pb2.Outcome.ValueType = ...,
         rationale: _builtins.str = ...,
         policy_cited: _builtins.str = ...,
+        facts: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "outcome", b"outcome", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "facts", b"facts", "outcome", b"outcome", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -161,21 +425,82 @@ class DecideResponse(_message.Message):
 
     APPEAL_ID_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    APPLIED_TO_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     outcome: _appeal_pb2.Outcome.ValueType
+    status: Global___DecisionStatus.ValueType
+    @_builtins.property
+    def applied_to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Other open appeals about identical content that this decision was applied to."""
+
     def __init__(
         self,
         *,
         appeal_id: _builtins.str = ...,
         outcome: _appeal_pb2.Outcome.ValueType = ...,
+        status: Global___DecisionStatus.ValueType = ...,
+        applied_to: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "applied_to", b"applied_to", "outcome", b"outcome", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecideResponse: _TypeAlias = DecideResponse  # noqa: Y015
+
+@_typing.final
+class EscalateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    target: Global___EscalationTarget.ValueType
+    reason: _builtins.str
+    question: _builtins.str
+    """For an Oversight Board referral: the question the Board is asked."""
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        target: Global___EscalationTarget.ValueType = ...,
+        reason: _builtins.str = ...,
+        question: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "question", b"question", "reason", b"reason", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalateRequest: _TypeAlias = EscalateRequest  # noqa: Y015
+
+@_typing.final
+class EscalateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    queue: _builtins.str
+    """The queue the case now waits in; empty for an Oversight Board referral (it leaves the desk)."""
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalateResponse: _TypeAlias = EscalateResponse  # noqa: Y015
 
 @_typing.final
 class ReleaseRequest(_message.Message):
@@ -217,3 +542,51 @@ class ReleaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseResponse: _TypeAlias = ReleaseResponse  # noqa: Y015
+
+@_typing.final
+class TransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    TO_QUEUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    to_queue: _builtins.str
+    """A queue the routing policy defines, e.g. "instagram.hate_and_harassment.de"."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        to_queue: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "reason", b"reason", "to_queue", b"to_queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferRequest: _TypeAlias = TransferRequest  # noqa: Y015
+
+@_typing.final
+class TransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    queue: _builtins.str
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferResponse: _TypeAlias = TransferResponse  # noqa: Y015

@@ -27,7 +27,12 @@ if _version_not_supported:
 
 class AgentDeskStub:
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
-    metadata ("Bearer <jwt>"); the token names the agent and the queues it may work.
+    metadata ("Bearer <jwt>"); the token names the agent (its subject) and the queues it may work.
+
+    A typical client: RegisterAgent once (skills, capacity), keep StreamCases open (the agent is
+    online while it is), Claim what is offered, Heartbeat while reviewing, then Decide, Escalate,
+    Transfer or Release. Clients that skip RegisterAgent are served as "unregistered agents" (see
+    services/routing/README.md).
     """
 
     def __init__(self, channel):
@@ -36,6 +41,16 @@ class AgentDeskStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.RegisterAgent = channel.unary_unary(
+                '/appeals.v1.AgentDesk/RegisterAgent',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.RegisterAgentRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.AgentProfile.FromString,
+                _registered_method=True)
+        self.SetPresence = channel.unary_unary(
+                '/appeals.v1.AgentDesk/SetPresence',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.SetPresenceRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.SetPresenceResponse.FromString,
+                _registered_method=True)
         self.StreamCases = channel.unary_stream(
                 '/appeals.v1.AgentDesk/StreamCases',
                 request_serializer=appeals_dot_v1_dot_agent__desk__pb2.StreamCasesRequest.SerializeToString,
@@ -46,32 +61,75 @@ class AgentDeskStub:
                 request_serializer=appeals_dot_v1_dot_agent__desk__pb2.ClaimRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ClaimResponse.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/appeals.v1.AgentDesk/Heartbeat',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
         self.Decide = channel.unary_unary(
                 '/appeals.v1.AgentDesk/Decide',
                 request_serializer=appeals_dot_v1_dot_agent__desk__pb2.DecideRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.DecideResponse.FromString,
+                _registered_method=True)
+        self.Escalate = channel.unary_unary(
+                '/appeals.v1.AgentDesk/Escalate',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.EscalateRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.EscalateResponse.FromString,
                 _registered_method=True)
         self.Release = channel.unary_unary(
                 '/appeals.v1.AgentDesk/Release',
                 request_serializer=appeals_dot_v1_dot_agent__desk__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.Transfer = channel.unary_unary(
+                '/appeals.v1.AgentDesk/Transfer',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.TransferRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.TransferResponse.FromString,
+                _registered_method=True)
 
 
 class AgentDeskServicer:
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
-    metadata ("Bearer <jwt>"); the token names the agent and the queues it may work.
+    metadata ("Bearer <jwt>"); the token names the agent (its subject) and the queues it may work.
+
+    A typical client: RegisterAgent once (skills, capacity), keep StreamCases open (the agent is
+    online while it is), Claim what is offered, Heartbeat while reviewing, then Decide, Escalate,
+    Transfer or Release. Clients that skip RegisterAgent are served as "unregistered agents" (see
+    services/routing/README.md).
     """
 
+    def RegisterAgent(self, request, context):
+        """Record the calling agent's skills and capacity (replaces what was registered before).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPresence(self, request, context):
+        """Away: keep the stream open but receive no new offers. Online again to resume.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamCases(self, request, context):
-        """Server stream of cases offered to the calling agent from its queues.
+        """Server stream of cases offered to the calling agent from its queues. Each offer is reserved
+        for this agent until `offer_expires_at`: no other agent is offered the case meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Claim(self, request, context):
-        """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case.
+        """Exclusive claim with a lease; FAILED_PRECONDITION if another agent holds (or was just
+        offered) the case, PERMISSION_DENIED if the caller made the original decision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Extends the lease of a claim the caller holds; FAILED_PRECONDITION once it has run out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,8 +141,22 @@ class AgentDeskServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Escalate(self, request, context):
+        """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Release(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Transfer(self, request, context):
+        """Moves a claimed case to another queue (e.g. it is in the wrong language).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -92,6 +164,16 @@ class AgentDeskServicer:
 
 def add_AgentDeskServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'RegisterAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterAgent,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.RegisterAgentRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.AgentProfile.SerializeToString,
+            ),
+            'SetPresence': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPresence,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.SetPresenceRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.SetPresenceResponse.SerializeToString,
+            ),
             'StreamCases': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamCases,
                     request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.StreamCasesRequest.FromString,
@@ -102,15 +184,30 @@ def add_AgentDeskServicer_to_server(servicer, server):
                     request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ClaimRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_agent__desk__pb2.ClaimResponse.SerializeToString,
             ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.HeartbeatRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.HeartbeatResponse.SerializeToString,
+            ),
             'Decide': grpc.unary_unary_rpc_method_handler(
                     servicer.Decide,
                     request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.DecideRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_agent__desk__pb2.DecideResponse.SerializeToString,
             ),
+            'Escalate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Escalate,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.EscalateRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.EscalateResponse.SerializeToString,
+            ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
                     request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ReleaseRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_agent__desk__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'Transfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.Transfer,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.TransferRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.TransferResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -122,8 +219,67 @@ def add_AgentDeskServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentDesk:
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
-    metadata ("Bearer <jwt>"); the token names the agent and the queues it may work.
+    metadata ("Bearer <jwt>"); the token names the agent (its subject) and the queues it may work.
+
+    A typical client: RegisterAgent once (skills, capacity), keep StreamCases open (the agent is
+    online while it is), Claim what is offered, Heartbeat while reviewing, then Decide, Escalate,
+    Transfer or Release. Clients that skip RegisterAgent are served as "unregistered agents" (see
+    services/routing/README.md).
     """
+
+    @staticmethod
+    def RegisterAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/RegisterAgent',
+            appeals_dot_v1_dot_agent__desk__pb2.RegisterAgentRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.AgentProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPresence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/SetPresence',
+            appeals_dot_v1_dot_agent__desk__pb2.SetPresenceRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.SetPresenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def StreamCases(request,
@@ -180,6 +336,33 @@ class AgentDesk:
             _registered_method=True)
 
     @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/Heartbeat',
+            appeals_dot_v1_dot_agent__desk__pb2.HeartbeatRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Decide(request,
             target,
             options=(),
@@ -207,6 +390,33 @@ class AgentDesk:
             _registered_method=True)
 
     @staticmethod
+    def Escalate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/Escalate',
+            appeals_dot_v1_dot_agent__desk__pb2.EscalateRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.EscalateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Release(request,
             target,
             options=(),
@@ -223,6 +433,33 @@ class AgentDesk:
             '/appeals.v1.AgentDesk/Release',
             appeals_dot_v1_dot_agent__desk__pb2.ReleaseRequest.SerializeToString,
             appeals_dot_v1_dot_agent__desk__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Transfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/Transfer',
+            appeals_dot_v1_dot_agent__desk__pb2.TransferRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.TransferResponse.FromString,
             options,
             channel_credentials,
             insecure,

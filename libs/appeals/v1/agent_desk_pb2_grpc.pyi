@@ -28,38 +28,97 @@ GRPC_VERSION: str
 
 class AgentDeskStub:
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
-    metadata ("Bearer <jwt>"); the token names the agent and the queues it may work.
+    metadata ("Bearer <jwt>"); the token names the agent (its subject) and the queues it may work.
+
+    A typical client: RegisterAgent once (skills, capacity), keep StreamCases open (the agent is
+    online while it is), Claim what is offered, Heartbeat while reviewing, then Decide, Escalate,
+    Transfer or Release. Clients that skip RegisterAgent are served as "unregistered agents" (see
+    services/routing/README.md).
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AgentDeskAsyncStub: ...
+    RegisterAgent: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.RegisterAgentRequest, _agent_desk_pb2.AgentProfile]
+    """Record the calling agent's skills and capacity (replaces what was registered before)."""
+    SetPresence: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.SetPresenceRequest, _agent_desk_pb2.SetPresenceResponse]
+    """Away: keep the stream open but receive no new offers. Online again to resume."""
     StreamCases: _grpc.UnaryStreamMultiCallable[_agent_desk_pb2.StreamCasesRequest, _agent_desk_pb2.CaseOffer]
-    """Server stream of cases offered to the calling agent from its queues."""
+    """Server stream of cases offered to the calling agent from its queues. Each offer is reserved
+    for this agent until `offer_expires_at`: no other agent is offered the case meanwhile.
+    """
     Claim: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.ClaimRequest, _agent_desk_pb2.ClaimResponse]
-    """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case."""
+    """Exclusive claim with a lease; FAILED_PRECONDITION if another agent holds (or was just
+    offered) the case, PERMISSION_DENIED if the caller made the original decision.
+    """
+    Heartbeat: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.HeartbeatRequest, _agent_desk_pb2.HeartbeatResponse]
+    """Extends the lease of a claim the caller holds; FAILED_PRECONDITION once it has run out."""
     Decide: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.DecideRequest, _agent_desk_pb2.DecideResponse]
+    Escalate: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.EscalateRequest, _agent_desk_pb2.EscalateResponse]
+    """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged)."""
     Release: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]
+    Transfer: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.TransferRequest, _agent_desk_pb2.TransferResponse]
+    """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
 
 @_typing.type_check_only
 class AgentDeskAsyncStub(AgentDeskStub):
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
-    metadata ("Bearer <jwt>"); the token names the agent and the queues it may work.
+    metadata ("Bearer <jwt>"); the token names the agent (its subject) and the queues it may work.
+
+    A typical client: RegisterAgent once (skills, capacity), keep StreamCases open (the agent is
+    online while it is), Claim what is offered, Heartbeat while reviewing, then Decide, Escalate,
+    Transfer or Release. Clients that skip RegisterAgent are served as "unregistered agents" (see
+    services/routing/README.md).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    RegisterAgent: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.RegisterAgentRequest, _agent_desk_pb2.AgentProfile]  # type: ignore[assignment]
+    """Record the calling agent's skills and capacity (replaces what was registered before)."""
+    SetPresence: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.SetPresenceRequest, _agent_desk_pb2.SetPresenceResponse]  # type: ignore[assignment]
+    """Away: keep the stream open but receive no new offers. Online again to resume."""
     StreamCases: _aio.UnaryStreamMultiCallable[_agent_desk_pb2.StreamCasesRequest, _agent_desk_pb2.CaseOffer]  # type: ignore[assignment]
-    """Server stream of cases offered to the calling agent from its queues."""
+    """Server stream of cases offered to the calling agent from its queues. Each offer is reserved
+    for this agent until `offer_expires_at`: no other agent is offered the case meanwhile.
+    """
     Claim: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.ClaimRequest, _agent_desk_pb2.ClaimResponse]  # type: ignore[assignment]
-    """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case."""
+    """Exclusive claim with a lease; FAILED_PRECONDITION if another agent holds (or was just
+    offered) the case, PERMISSION_DENIED if the caller made the original decision.
+    """
+    Heartbeat: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.HeartbeatRequest, _agent_desk_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    """Extends the lease of a claim the caller holds; FAILED_PRECONDITION once it has run out."""
     Decide: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.DecideRequest, _agent_desk_pb2.DecideResponse]  # type: ignore[assignment]
+    Escalate: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.EscalateRequest, _agent_desk_pb2.EscalateResponse]  # type: ignore[assignment]
+    """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged)."""
     Release: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]  # type: ignore[assignment]
+    Transfer: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.TransferRequest, _agent_desk_pb2.TransferResponse]  # type: ignore[assignment]
+    """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
 
 class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
-    metadata ("Bearer <jwt>"); the token names the agent and the queues it may work.
+    metadata ("Bearer <jwt>"); the token names the agent (its subject) and the queues it may work.
+
+    A typical client: RegisterAgent once (skills, capacity), keep StreamCases open (the agent is
+    online while it is), Claim what is offered, Heartbeat while reviewing, then Decide, Escalate,
+    Transfer or Release. Clients that skip RegisterAgent are served as "unregistered agents" (see
+    services/routing/README.md).
     """
+
+    @_abc_1.abstractmethod
+    def RegisterAgent(
+        self,
+        request: _agent_desk_pb2.RegisterAgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.AgentProfile, _abc.Awaitable[_agent_desk_pb2.AgentProfile]]:
+        """Record the calling agent's skills and capacity (replaces what was registered before)."""
+
+    @_abc_1.abstractmethod
+    def SetPresence(
+        self,
+        request: _agent_desk_pb2.SetPresenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.SetPresenceResponse, _abc.Awaitable[_agent_desk_pb2.SetPresenceResponse]]:
+        """Away: keep the stream open but receive no new offers. Online again to resume."""
 
     @_abc_1.abstractmethod
     def StreamCases(
@@ -67,7 +126,9 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_desk_pb2.StreamCasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_desk_pb2.CaseOffer], _abc.AsyncIterator[_agent_desk_pb2.CaseOffer]]:
-        """Server stream of cases offered to the calling agent from its queues."""
+        """Server stream of cases offered to the calling agent from its queues. Each offer is reserved
+        for this agent until `offer_expires_at`: no other agent is offered the case meanwhile.
+        """
 
     @_abc_1.abstractmethod
     def Claim(
@@ -75,7 +136,17 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_desk_pb2.ClaimRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_desk_pb2.ClaimResponse, _abc.Awaitable[_agent_desk_pb2.ClaimResponse]]:
-        """Exclusive claim with a lease; fails with FAILED_PRECONDITION if another agent holds the case."""
+        """Exclusive claim with a lease; FAILED_PRECONDITION if another agent holds (or was just
+        offered) the case, PERMISSION_DENIED if the caller made the original decision.
+        """
+
+    @_abc_1.abstractmethod
+    def Heartbeat(
+        self,
+        request: _agent_desk_pb2.HeartbeatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.HeartbeatResponse, _abc.Awaitable[_agent_desk_pb2.HeartbeatResponse]]:
+        """Extends the lease of a claim the caller holds; FAILED_PRECONDITION once it has run out."""
 
     @_abc_1.abstractmethod
     def Decide(
@@ -85,10 +156,26 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_desk_pb2.DecideResponse, _abc.Awaitable[_agent_desk_pb2.DecideResponse]]: ...
 
     @_abc_1.abstractmethod
+    def Escalate(
+        self,
+        request: _agent_desk_pb2.EscalateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.EscalateResponse, _abc.Awaitable[_agent_desk_pb2.EscalateResponse]]:
+        """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged)."""
+
+    @_abc_1.abstractmethod
     def Release(
         self,
         request: _agent_desk_pb2.ReleaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_desk_pb2.ReleaseResponse, _abc.Awaitable[_agent_desk_pb2.ReleaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Transfer(
+        self,
+        request: _agent_desk_pb2.TransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.TransferResponse, _abc.Awaitable[_agent_desk_pb2.TransferResponse]]:
+        """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
 
 def add_AgentDeskServicer_to_server(servicer: AgentDeskServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

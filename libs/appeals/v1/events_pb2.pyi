@@ -4,9 +4,11 @@ isort:skip_file
 """
 
 from appeals.v1 import appeal_pb2 as _appeal_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -259,11 +261,22 @@ class AppealDecided(_message.Message):
     RATIONALE_FIELD_NUMBER: _builtins.int
     POLICY_CITED_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
+    CONCURRING_AGENT_IDS_FIELD_NUMBER: _builtins.int
+    APPLIED_FROM_APPEAL_ID_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     outcome: _appeal_pb2.Outcome.ValueType
     rationale: _builtins.str
     policy_cited: _builtins.str
     platform: _appeal_pb2.Platform.ValueType
+    facts: _builtins.str
+    """The facts and circumstances the decision relies on (statement of reasons, DSA Art. 17(3)(b))."""
+    applied_from_appeal_id: _builtins.str
+    """Set when this decision was applied from another appeal about identical content."""
+    @_builtins.property
+    def concurring_agent_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Reviewers whose independent (blind) review reached the same outcome."""
+
     def __init__(
         self,
         *,
@@ -272,10 +285,13 @@ class AppealDecided(_message.Message):
         rationale: _builtins.str = ...,
         policy_cited: _builtins.str = ...,
         platform: _appeal_pb2.Platform.ValueType = ...,
+        facts: _builtins.str = ...,
+        concurring_agent_ids: _abc.Iterable[_builtins.str] | None = ...,
+        applied_from_appeal_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "outcome", b"outcome", "platform", b"platform", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_from_appeal_id", b"applied_from_appeal_id", "concurring_agent_ids", b"concurring_agent_ids", "facts", b"facts", "outcome", b"outcome", "platform", b"platform", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -325,12 +341,17 @@ class AppealEscalated(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     FROM_QUEUE_FIELD_NUMBER: _builtins.int
     TO_QUEUE_FIELD_NUMBER: _builtins.int
+    PACKAGE_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     target: _builtins.str
     """"senior", "legal", "oversight_board", "sla_breach", "review_disagreement"."""
     reason: _builtins.str
     from_queue: _builtins.str
     to_queue: _builtins.str
+    @_builtins.property
+    def package(self) -> Global___CasePackage:
+        """What goes up with the case: everything the next reviewer, legal or the Board needs."""
+
     def __init__(
         self,
         *,
@@ -339,14 +360,103 @@ class AppealEscalated(_message.Message):
         reason: _builtins.str = ...,
         from_queue: _builtins.str = ...,
         to_queue: _builtins.str = ...,
+        package: Global___CasePackage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["package", b"package"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "from_queue", b"from_queue", "reason", b"reason", "target", b"target", "to_queue", b"to_queue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "from_queue", b"from_queue", "package", b"package", "reason", b"reason", "target", b"target", "to_queue", b"to_queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AppealEscalated: _TypeAlias = AppealEscalated  # noqa: Y015
+
+@_typing.final
+class CasePackage(_message.Message):
+    """A case packaged for escalation (e.g. an Oversight Board referral)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSION_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    ROUTING_RULE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    PRIORITY_REASONS_FIELD_NUMBER: _builtins.int
+    SLA_DUE_AT_FIELD_NUMBER: _builtins.int
+    REVIEWS_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    routing_rule: _builtins.str
+    """The routing rule that placed the case, its priority and why."""
+    priority: _builtins.int
+    question: _builtins.str
+    """What the escalating reviewer asks of the next one (or of the Board)."""
+    @_builtins.property
+    def submission(self) -> _appeal_pb2.AppealSubmission: ...
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def priority_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def sla_due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reviews(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriorReview]:
+        """Reviews so far (a blind second review's disagreement, for instance)."""
+
+    def __init__(
+        self,
+        *,
+        submission: _appeal_pb2.AppealSubmission | None = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+        routing_rule: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        priority_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        sla_due_at: _timestamp_pb2.Timestamp | None = ...,
+        reviews: _abc.Iterable[Global___PriorReview] | None = ...,
+        question: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CasePackage: _TypeAlias = CasePackage  # noqa: Y015
+
+@_typing.final
+class PriorReview(_message.Message):
+    """One reviewer's look at an appeal that did not (alone) decide it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    POLICY_CITED_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
+    REVIEWED_AT_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    outcome: _appeal_pb2.Outcome.ValueType
+    rationale: _builtins.str
+    policy_cited: _builtins.str
+    facts: _builtins.str
+    @_builtins.property
+    def reviewed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        outcome: _appeal_pb2.Outcome.ValueType = ...,
+        rationale: _builtins.str = ...,
+        policy_cited: _builtins.str = ...,
+        facts: _builtins.str = ...,
+        reviewed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reviewed_at", b"reviewed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "facts", b"facts", "outcome", b"outcome", "policy_cited", b"policy_cited", "rationale", b"rationale", "reviewed_at", b"reviewed_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriorReview: _TypeAlias = PriorReview  # noqa: Y015
 
 @_typing.final
 class CaseTransferred(_message.Message):
