@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from appeals_runtime.auth import AuthSettings
+from services.routing.policy_file import DEFAULT_POLICY_FILE
 
 CONSUMER_GROUP = "routing"
 
@@ -12,7 +15,12 @@ CONSUMER_GROUP = "routing"
 class RoutingSettings(AuthSettings):
     http_port: int = Field(default=8081, validation_alias="ROUTING_HTTP_PORT")
     grpc_port: int = Field(default=50052, validation_alias="ROUTING_GRPC_PORT")
-    # How long a claim holds without a decision before the case returns to its queue.
+    # The routing policy (YAML); re-read when it changes, checked this often.
+    policy_file: Path = Field(default=DEFAULT_POLICY_FILE, validation_alias="ROUTING_POLICY_FILE")
+    policy_reload_s: float = Field(default=2.0, gt=0, validation_alias="ROUTING_POLICY_RELOAD_S")
+    # How long a claim holds without a decision or heartbeat before the case returns to its queue.
     claim_lease_s: int = Field(default=900, ge=10, validation_alias="ROUTING_CLAIM_LEASE_S")
     # How often an agent's case stream looks for new cases.
     offer_poll_s: float = Field(default=0.5, gt=0, validation_alias="ROUTING_OFFER_POLL_S")
+    # How often the timers look for expired leases, SLA warnings and breaches.
+    sweep_s: float = Field(default=5.0, gt=0, validation_alias="ROUTING_SWEEP_S")

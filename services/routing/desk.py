@@ -1,8 +1,7 @@
-"""The agent desk: offering cases to reviewers, claims with leases, decisions, releases.
+"""The agent desk: what agents are offered, and what they do with a case.
 
-Every step that changes a case publishes its lifecycle event after the store write that makes it
-true; event ids are derived from the step (appeal id + claim epoch), so retrying a step after a
-crash republishes the same event, which consumers deduplicate.
+Every change to a case goes through the ledger (checked against the case's records, appended
+once, then announced); this module decides what is asked of the ledger and who may ask it.
 """
 
 from __future__ import annotations
@@ -10,43 +9,104 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
-from appeals_runtime import store, topics, vocabulary
-from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope
+from appeals.v1 import appeal_pb2
+from appeals_runtime import store, vocabulary
+from appeals_runtime.auth import PermissionDenied, Principal
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
-from appeals_runtime.events import derived_event_id, new_event
-from appeals_runtime.kafka.producer import EventProducer
-from services.routing.model import Case, Claim, Decision
+from services.routing import case_rules, metrics
+from services.routing import policy as routing_policy
+from services.routing.agents import AgentRegistry, require_agent
+from services.routing.announcements import RESTORING_OUTCOMES
+from services.routing.ledger import CaseLedger
+from services.routing.model import (
+    AgentProfile,
+    CaseState,
+    Presence,
+    Round,
+    Status,
+    Target,
+    Verdict,
+)
+from services.routing.offers import OfferBook, Offered
+from services.routing.policy_file import PolicySource
 from services.routing.repository import RoutingRepository
 
 MAX_RATIONALE_CHARS = 5000
-DECIDABLE_OUTCOMES = (appeal_pb2.OUTCOME_UPHELD, appeal_pb2.OUTCOME_OVERTURNED)
+MAX_FACTS_CHARS = 5000
+DECIDABLE_OUTCOMES = (
+    appeal_pb2.OUTCOME_UPHELD,
+    appeal_pb2.OUTCOME_OVERTURNED,
+    appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED,
+)
+AGENT_ESCALATIONS = (Target.SENIOR, Target.LEGAL, Target.OVERSIGHT_BOARD)
 _POLICY = re.compile(r"^[a-z][a-z0-9_]*$")
 
 log = logging.getLogger(__name__)
 
 
-def require_agent(principal: Principal) -> None:
-    principal.require(Scope.WORK_CASES, role=Role.AGENT)
+class DecisionStatus:
+    DECIDED = "decided"
+    SECOND_REVIEW_PENDING = "second_review_pending"
+    ESCALATED_FOR_DISAGREEMENT = "escalated_for_disagreement"
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    case: CaseState
+    verdict: Verdict
+    status: str
+    applied_to: tuple[str, ...] = ()
 
 
 class AgentDesk:
     def __init__(
         self,
+        ledger: CaseLedger,
         repository: RoutingRepository,
-        producer: EventProducer,
+        policies: PolicySource,
         *,
         lease: timedelta,
-        service_name: str = "routing",
+        presence_ttl: timedelta = timedelta(seconds=15),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._ledger = ledger
         self._repository = repository
-        self._producer = producer
+        self._policies = policies
+        self._offers = OfferBook(ledger, repository, policies)
         self._lease = lease
-        self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
+        self.agents = AgentRegistry(
+            repository, policies, presence_ttl=presence_ttl, clock=self._clock
+        )
+
+    # --- agents (services.routing.agents) -----------------------------------------------------
+
+    async def register(
+        self, agent: Principal, skills: routing_policy.AgentSkills, capacity: int
+    ) -> AgentProfile:
+        return await self.agents.register(agent, skills, capacity)
+
+    async def profile(self, agent: Principal) -> AgentProfile:
+        return await self.agents.profile(agent)
+
+    async def set_presence(self, agent: Principal, presence: Presence) -> Presence:
+        return await self.agents.set_presence(agent, presence)
+
+    async def stream_opened(self, agent: Principal) -> None:
+        await self.agents.keep_online(agent)
+
+    async def keep_online(self, agent: Principal) -> None:
+        await self.agents.keep_online(agent)
+
+    async def stream_closed(self, agent: Principal, stream_id: str) -> None:
+        # The agent went away: its reservations go back at once, not when they lapse.
+        await self._repository.withdraw_offers(stream_id=stream_id)
+        await self.agents.went_offline(agent)
+
+    # --- reading ----------------------------------------------------------------------------
 
     def queues_for(self, agent: Principal, requested: list[str]) -> list[str] | None:
         """The queues an agent's stream covers; None means every queue."""
@@ -58,41 +118,64 @@ class AgentDesk:
             return requested
         return None if "*" in agent.queues else sorted(agent.queues)
 
-    async def open_cases(self, queues: list[str] | None, limit: int = 50) -> list[Case]:
-        return await self._repository.open_cases(queues, self._clock(), limit)
-
-    async def claim(self, agent: Principal, appeal_id: str) -> tuple[Case, Claim]:
-        require_agent(agent)
-        case = await self._case_for(agent, appeal_id)
-        if case.status == "decided":
-            raise Conflict(f"appeal {appeal_id} is already decided")
+    async def open_cases(self, queues: list[str] | None, limit: int = 50) -> list[CaseState]:
         now = self._clock()
-        latest = await self._repository.latest_claim(appeal_id)
-        if latest is not None and latest.active(now):
-            if latest.agent_id == agent.subject:
-                return case, latest  # claiming what you hold is a no-op, not an error
-            raise Conflict(f"appeal {appeal_id} is claimed by another reviewer")
-        claim = Claim(
-            appeal_id=appeal_id,
-            epoch=(latest.epoch + 1) if latest else 1,
-            agent_id=agent.subject,
-            claimed_at=now,
-            lease_expires_at=now + self._lease,
+        cases = await self._repository.open_cases(queues, now, limit)
+        return [case for case in cases if case.is_open(now)]
+
+    async def next_offers(
+        self, agent: Principal, queues: list[str] | None, stream_id: str
+    ) -> list[Offered]:
+        require_agent(agent)
+        return await self._offers.next_offers(
+            await self.profile(agent), queues, stream_id, self._clock()
         )
-        if not await self._repository.insert_claim(claim):
-            raise Conflict(f"appeal {appeal_id} was just claimed by another reviewer")
-        await self._repository.mark_case(
+
+    # --- work -------------------------------------------------------------------------------
+
+    async def claim(self, agent: Principal, appeal_id: str) -> CaseState:
+        require_agent(agent)
+        now = self._clock()
+        case = await self._visible_case(agent, appeal_id, now)
+        if not case.held_by(agent.subject, now):
+            await self._check_can_take(agent, case, now)
+        # An expired claim is released on record first, so the trail shows where it went.
+        case, _ = await self._ledger.change(
+            appeal_id, lambda s: case_rules.expire_lease(s, now), known=case
+        )
+        offered_to = await self._offers.offered_to(appeal_id, now)
+        after, record = await self._ledger.change(
             appeal_id,
-            "in_review",
-            claimed_by=agent.subject,
-            lease_expires_at=claim.lease_expires_at,
+            lambda s: case_rules.claim(s, agent.subject, now, self._lease, offered_to=offered_to),
+            known=case,
         )
-        claimed = events_pb2.CaseClaimed(agent_id=agent.subject, queue=case.queue)
-        claimed.lease_expires_at.FromDatetime(claim.lease_expires_at)
-        await self._publish(appeal_id, f"claimed#{claim.epoch}", now, claimed=claimed)
-        log.info("case claimed", extra={"appeal_id": appeal_id, "agent": agent.subject,
-                                        "queue": case.queue, "epoch": claim.epoch})  # fmt: skip
-        return case, claim
+        if record is not None:
+            await self._repository.withdraw_offers(appeal_id=appeal_id)
+            log.info("case claimed", extra={"appeal_id": appeal_id, "agent": agent.subject,
+                                            "queue": after.queue, "claim": record.seq})  # fmt: skip
+        return after
+
+    async def heartbeat(self, agent: Principal, appeal_id: str) -> CaseState:
+        require_agent(agent)
+        now = self._clock()
+        case = await self._visible_case(agent, appeal_id, now)
+        after, _ = await self._ledger.change(
+            appeal_id,
+            lambda s: case_rules.heartbeat(s, agent.subject, now, self._lease),
+            known=case,
+        )
+        return after
+
+    async def release(self, agent: Principal, appeal_id: str, reason: str) -> CaseState:
+        require_agent(agent)
+        now = self._clock()
+        case = await self._visible_case(agent, appeal_id, now)
+        after, _ = await self._ledger.change(
+            appeal_id,
+            lambda s: case_rules.release(s, agent.subject, reason.strip(), now),
+            known=case,
+        )
+        return after
 
     async def decide(
         self,
@@ -102,124 +185,223 @@ class AgentDesk:
         outcome: int,
         rationale: str,
         policy_cited: str,
-    ) -> Decision:
+        facts: str = "",
+    ) -> DecisionResult:
         require_agent(agent)
-        _validate_decision(outcome, rationale, policy_cited)
-        case = await self._case_for(agent, appeal_id)
         now = self._clock()
-        decision = await self._record_decision(
-            Decision(appeal_id, agent.subject, outcome, rationale, policy_cited, now)
-        )
-        await self._repository.mark_case(appeal_id, "decided", lease_expires_at=None)
-        decided_id = await self._publish(
-            appeal_id,
-            "decided",
-            decision.decided_at,
-            decided=events_pb2.AppealDecided(
-                agent_id=decision.agent_id,
-                outcome=decision.outcome,  # type: ignore[arg-type]
-                rationale=decision.rationale,
-                policy_cited=decision.policy_cited,
-                platform=case.submission.platform,
-            ),
-        )
-        if decision.outcome == appeal_pb2.OUTCOME_OVERTURNED:
-            await self._command_restore(case, decided_id, decision.decided_at)
-        log.info(
-            "appeal decided",
-            extra={"appeal_id": appeal_id, "agent": decision.agent_id, "queue": case.queue,
-                   "outcome": vocabulary.outcome_name(decision.outcome)},
-        )  # fmt: skip
-        return decision
-
-    async def _record_decision(self, decision: Decision) -> Decision:
-        """Record the decision once. Retrying the same decision returns the recorded one, so
-        its events are published again (same ids) in case the first attempt died before them."""
-        existing = await self._repository.get_decision(decision.appeal_id)
-        if existing is None:
-            claim = await self._repository.latest_claim(decision.appeal_id)
-            holds = claim is not None and claim.agent_id == decision.agent_id
-            if not holds or not claim or not claim.active(decision.decided_at):
-                raise Conflict(
-                    f"claim appeal {decision.appeal_id} before deciding it (or your lease ran out)"
-                )
-            if await self._repository.insert_decision(decision):
-                return decision
-            existing = await self._repository.get_decision(decision.appeal_id)
-        same = existing is not None and (existing.agent_id, existing.outcome) == (
-            decision.agent_id,
-            decision.outcome,
-        )
-        if not same or existing is None:
-            raise Conflict(f"appeal {decision.appeal_id} is already decided")
-        return existing
-
-    async def release(self, agent: Principal, appeal_id: str, reason: str) -> None:
-        require_agent(agent)
-        case = await self._case_for(agent, appeal_id)
-        now = self._clock()
-        claim = await self._repository.latest_claim(appeal_id)
-        if claim is None or claim.agent_id != agent.subject or not claim.active(now):
-            raise Conflict(f"you hold no claim on appeal {appeal_id}")
-        await self._repository.release_claim(claim)
-        await self._repository.mark_case(
-            appeal_id, "queued", claimed_by=None, lease_expires_at=None
-        )
-        await self._publish(
-            appeal_id,
-            f"released#{claim.epoch}",
+        policy = self._policies.current
+        profile = await self.profile(agent)
+        legacy = not profile.registered and policy.agents.unregistered.facts_optional
+        _validate_decision(outcome, rationale, policy_cited, facts, facts_optional=legacy)
+        case = await self._visible_case(agent, appeal_id, now)
+        verdict = Verdict(
+            agent.subject,
+            outcome,
+            rationale.strip(),
+            policy_cited,
+            facts.strip() or case_facts(case),
             now,
-            released=events_pb2.CaseReleased(
-                agent_id=agent.subject, queue=case.queue, reason=reason
-            ),
         )
+        disagreement = routing_policy.place(
+            policy, policy.second_review.disagreement_queue, case.placement.attributes
+        )
+        after, record = await self._ledger.change(
+            appeal_id,
+            lambda s: case_rules.decide(s, verdict, disagreement=disagreement),
+            known=case,
+        )
+        recorded = _recorded_verdict(after, verdict)
+        status = _decision_status(after)
+        applied: tuple[str, ...] = ()
+        if record is not None and after.status == Status.DECIDED and outcome in RESTORING_OUTCOMES:
+            # Only what gives people their content back spreads to copies: upholding a copy's
+            # removal needs a look at that appellant's own statement.
+            applied = await self._apply_to_copies(after, recorded)
+        metrics.decisions.add(1, {"outcome": vocabulary.outcome_name(outcome), "status": status})
+        log.info(
+            "appeal reviewed",
+            extra={"appeal_id": appeal_id, "agent": agent.subject, "queue": case.queue,
+                   "outcome": vocabulary.outcome_name(outcome), "status": status,
+                   "applied_to": list(applied)},
+        )  # fmt: skip
+        return DecisionResult(after, recorded, status, applied)
 
-    async def _case_for(self, agent: Principal, appeal_id: str) -> Case:
-        case = await self._repository.get_case(appeal_id)
-        # Agents outside the case's queue learn nothing about it, not even that it exists.
-        if case is None or not agent.works_queue(case.queue):
+    async def escalate(
+        self, agent: Principal, appeal_id: str, *, target: Target, reason: str, question: str = ""
+    ) -> CaseState:
+        require_agent(agent)
+        _validate_escalation(target, reason, question)
+        now = self._clock()
+        policy = self._policies.current
+        case = await self._visible_case(agent, appeal_id, now)
+        placement = None
+        if target == Target.OVERSIGHT_BOARD:
+            platform = vocabulary.platform_name(case.routing.submission.platform)
+            if platform not in policy.escalation.oversight_board.platforms:
+                raise Conflict(f"the Oversight Board does not review {platform} decisions")
+        else:
+            queue_id = (
+                policy.escalation.senior if target == Target.SENIOR else policy.escalation.legal
+            )
+            placement = routing_policy.place(policy, queue_id, case.placement.attributes)
+        after, _ = await self._ledger.change(
+            appeal_id,
+            lambda s: case_rules.escalate(
+                s, agent.subject, now, target=target, placement=placement, reason=reason.strip(),
+                question=question.strip(),
+            ),
+            known=case,
+        )  # fmt: skip
+        log.info(
+            "case escalated",
+            extra={"appeal_id": appeal_id, "agent": agent.subject, "target": target.value,
+                   "queue": after.queue},
+        )  # fmt: skip
+        return after
+
+    async def transfer(
+        self, agent: Principal, appeal_id: str, *, to_queue: str, reason: str
+    ) -> CaseState:
+        require_agent(agent)
+        if not reason.strip():
+            raise ValidationFailed([FieldViolation("reason", "is required")])
+        now = self._clock()
+        case = await self._visible_case(agent, appeal_id, now)
+        placement = routing_policy.resolve_queue(
+            self._policies.current, to_queue, case.placement.attributes
+        )
+        if placement is None:
+            raise ValidationFailed(
+                [FieldViolation("to_queue", f"{to_queue!r} is no queue of the routing policy")]
+            )
+        after, _ = await self._ledger.change(
+            appeal_id,
+            lambda s: case_rules.transfer(
+                s, agent.subject, now, placement=placement, reason=reason.strip()
+            ),
+            known=case,
+        )
+        return after
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _visible_case(self, agent: Principal, appeal_id: str, now: datetime) -> CaseState:
+        case = await self._ledger.state(appeal_id)
+        # Agents outside the case's queue learn nothing about it, not even that it exists; the
+        # agent holding a case keeps it when a timer moves it to another queue.
+        if case is None or not (agent.works_queue(case.queue) or case.held_by(agent.subject, now)):
             raise NotFound(f"no case {appeal_id} in your queues")
         return case
 
-    async def _publish(
-        self, appeal_id: str, step: str, at: datetime, **payload: events_pb2.AppealEvent | object
-    ) -> str:
-        event = new_event(
-            event_id=derived_event_id(appeal_id, step),
-            appeal_id=appeal_id,
-            producer=self._service_name,
-            occurred_at=at,
-            **payload,  # type: ignore[arg-type]
-        )
-        await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
-        return event.event_id
+    async def _check_can_take(self, agent: Principal, case: CaseState, now: datetime) -> None:
+        case_rules.ensure_independent(case, agent.subject)
+        profile = await self.profile(agent)
+        if not self._offers.can_take(profile, case, now):
+            raise PermissionDenied(
+                f"appeal {case.appeal_id} needs skills you have not registered: "
+                + ", ".join(case.placement.requirements.describe())
+            )
+        if await self._repository.held_count(agent.subject, now) >= profile.capacity:
+            raise Conflict(
+                f"you hold {profile.capacity} case(s), your capacity: decide or release one first"
+            )
 
-    async def _command_restore(self, case: Case, decided_event_id: str, at: datetime) -> None:
-        command = commands_pb2.RestoreCommand(
-            command_id=derived_event_id(case.appeal_id, "restore"),
-            appeal_id=case.appeal_id,
-            causation_id=decided_event_id,
-            platform=case.submission.platform,
-            subject=case.submission.subject,
-            original_decision_id=case.submission.decision.id,
+    async def _apply_to_copies(self, source: CaseState, verdict: Verdict) -> tuple[str, ...]:
+        """The same decision for other open appeals about identical content, if the policy
+        allows it: one reviewed decision answers every copy."""
+        rules = self._policies.current.restores
+        content_hash = source.routing.content_hash
+        if not rules.apply_to_identical_content or not content_hash:
+            return ()
+        submission = source.routing.submission
+        applied_verdict = replace(
+            verdict,
+            facts=f"{verdict.facts}\nThe content is identical to the content of appeal "
+            f"{source.appeal_id}, which was reviewed and decided by a person.",
         )
-        command.issued_at.FromDatetime(at)
-        await self._producer.publish(
-            topics.restore_commands_topic(case.submission.platform), command
-        )
+        applied = []
+        for copy_id in await self._repository.copies(
+            content_hash, submission.platform, excluding=source.appeal_id
+        ):
+            copy = await self._ledger.state(copy_id)
+            same_policy = (
+                copy is not None
+                and copy.routing.submission.decision.policy == submission.decision.policy
+            )
+            if copy is None or (rules.same_policy_required and not same_policy):
+                continue
+            _, record = await self._ledger.change(
+                copy_id,
+                lambda s: case_rules.apply_copy(s, source.appeal_id, applied_verdict),
+                known=copy,
+            )
+            if record is not None:
+                applied.append(copy_id)
+        return tuple(applied)
 
 
-def _validate_decision(outcome: int, rationale: str, policy_cited: str) -> None:
+def case_facts(case: CaseState) -> str:
+    """The facts of the case as submitted, recorded when an older desk client sends none."""
+    submission = case.routing.submission
+    decision = submission.decision
+    kind = vocabulary.subject_kind_name(submission.subject.kind)
+    how = "automatically" if decision.automated else "by a person"
+    facts = (
+        f"The {kind} {submission.subject.id} on {vocabulary.platform_name(submission.platform)} "
+        f"was {decision.action or 'actioned'} {how} under the {decision.policy} policy."
+    )
+    if submission.statement:
+        facts += f" The appellant stated: {submission.statement}"
+    return facts
+
+
+def _recorded_verdict(case: CaseState, asked: Verdict) -> Verdict:
+    if case.decision is not None and case.decision.agent_id == asked.agent_id:
+        return case.decision
+    mine = [r for r in case.reviews if r.agent_id == asked.agent_id]
+    return mine[-1] if mine else asked
+
+
+def _decision_status(case: CaseState) -> str:
+    if case.status == Status.DECIDED:
+        return DecisionStatus.DECIDED
+    if case.round == Round.SENIOR_ADJUDICATION:
+        return DecisionStatus.ESCALATED_FOR_DISAGREEMENT
+    return DecisionStatus.SECOND_REVIEW_PENDING
+
+
+def _validate_decision(
+    outcome: int, rationale: str, policy_cited: str, facts: str, *, facts_optional: bool
+) -> None:
     violations = []
     if outcome not in DECIDABLE_OUTCOMES:
-        violations.append(FieldViolation("outcome", "must be OUTCOME_UPHELD or OUTCOME_OVERTURNED"))
-    if not rationale.strip():
-        violations.append(FieldViolation("rationale", "is required: the person is owed reasons"))
-    elif len(rationale) > MAX_RATIONALE_CHARS:
         violations.append(
-            FieldViolation("rationale", f"must be at most {MAX_RATIONALE_CHARS} characters")
+            FieldViolation(
+                "outcome",
+                "must be OUTCOME_UPHELD, OUTCOME_OVERTURNED or OUTCOME_PARTIALLY_OVERTURNED",
+            )
         )
+    for name, text, limit in (
+        ("rationale", rationale, MAX_RATIONALE_CHARS),
+        ("facts", facts, MAX_FACTS_CHARS),
+    ):
+        if not text.strip() and not (name == "facts" and facts_optional):
+            violations.append(FieldViolation(name, "is required: the person is owed reasons"))
+        elif len(text) > limit:
+            violations.append(FieldViolation(name, f"must be at most {limit} characters"))
     if not _POLICY.match(policy_cited):
         violations.append(FieldViolation("policy_cited", "is required, in snake_case"))
+    if violations:
+        raise ValidationFailed(violations)
+
+
+def _validate_escalation(target: Target, reason: str, question: str) -> None:
+    violations = []
+    if target not in AGENT_ESCALATIONS:
+        violations.append(FieldViolation("target", "must be senior, legal or oversight_board"))
+    if not reason.strip():
+        violations.append(FieldViolation("reason", "is required"))
+    if target == Target.OVERSIGHT_BOARD and not question.strip():
+        violations.append(FieldViolation("question", "is required for an Oversight Board referral"))
     if violations:
         raise ValidationFailed(violations)

@@ -3,34 +3,82 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from appeals_runtime import topics
+from appeals_runtime import store, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import HttpServer, health_router
-from appeals_runtime.kafka.consumer import ConsumerRunner
-from appeals_runtime.service import run_components, service_context
-from appeals_runtime.settings import load_settings
+from appeals_runtime.kafka.consumer import ConsumerRunner, Handler
+from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.service import Periodic, run_components, service_context
+from appeals_runtime.settings import SettingsError, load_settings
 from services.routing import grpc_api, repository
 from services.routing.config import CONSUMER_GROUP, RoutingSettings
-from services.routing.consumer import SubmittedAppeals
+from services.routing.consumer import routing_handler
 from services.routing.desk import AgentDesk
+from services.routing.ledger import CaseLedger
+from services.routing.policy_file import PolicyError, PolicySource
+from services.routing.restores import RestoreResults
+from services.routing.router import Router
+from services.routing.timers import CaseTimers
 
 SERVICE_NAME = "routing"
 
 
+@dataclass(frozen=True)
+class RoutingParts:
+    """One routing instance's objects (the tests assemble several in one process)."""
+
+    repository: repository.RoutingRepository
+    ledger: CaseLedger
+    desk: AgentDesk
+    timers: CaseTimers
+    handler: Handler
+
+
+def assemble(
+    db: store.Database,
+    producer: EventProducer,
+    policies: PolicySource,
+    *,
+    lease: timedelta,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    republish_after: timedelta = timedelta(seconds=10),
+) -> RoutingParts:
+    repo = repository.RoutingRepository(db)
+    ledger = CaseLedger(repo, producer, service_name=SERVICE_NAME)
+    return RoutingParts(
+        repository=repo,
+        ledger=ledger,
+        desk=AgentDesk(ledger, repo, policies, lease=lease, clock=clock),
+        timers=CaseTimers(ledger, repo, policies, clock=clock, republish_after=republish_after),
+        handler=routing_handler(
+            Router(ledger, repo, policies),
+            RestoreResults(producer, service_name=SERVICE_NAME),
+        ),
+    )
+
+
+def load_policies(settings: RoutingSettings) -> PolicySource:
+    try:
+        return PolicySource.load(settings.policy_file)
+    except PolicyError as error:
+        print(f"ROUTING_POLICY_FILE: {error}", file=sys.stderr)
+        raise SettingsError(2) from error
+
+
 async def serve(settings: RoutingSettings) -> None:
     verifier = TokenVerifier.from_settings(settings)
+    policies = load_policies(settings)
     async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
-        repo = repository.RoutingRepository(ctx.db)
-        desk = AgentDesk(
-            repo,
-            ctx.producer,
-            lease=timedelta(seconds=settings.claim_lease_s),
-            service_name=SERVICE_NAME,
+        parts = assemble(
+            ctx.db, ctx.producer, policies, lease=timedelta(seconds=settings.claim_lease_s)
         )
         app = FastAPI(title="Appeals routing")
         app.include_router(health_router(ctx.readiness_checks))
@@ -39,7 +87,9 @@ async def serve(settings: RoutingSettings) -> None:
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
                 GrpcServer(
                     grpc_api.register(
-                        grpc_api.AgentDeskServicer(desk, verifier, poll_s=settings.offer_poll_s)
+                        grpc_api.AgentDeskServicer(
+                            parts.desk, verifier, poll_s=settings.offer_poll_s
+                        )
                     ),
                     host=settings.bind_host,
                     port=settings.grpc_port,
@@ -48,10 +98,12 @@ async def serve(settings: RoutingSettings) -> None:
                     name="routing",
                     bootstrap_servers=settings.kafka_bootstrap_servers,
                     group_id=CONSUMER_GROUP,
-                    topics=[topics.APPEAL_LIFECYCLE],
-                    handler=SubmittedAppeals(repo, ctx.producer, service_name=SERVICE_NAME).handle,
+                    topics=[topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS],
+                    handler=parts.handler,
                     producer=ctx.producer,
                 ),
+                Periodic("routing-timers", settings.sweep_s, parts.timers.sweep),
+                Periodic("routing-policy-reload", settings.policy_reload_s, policies.poll),
             ]
         )
 

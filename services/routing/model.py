@@ -1,67 +1,221 @@
-"""Cases and claims as routing keeps them."""
+"""Cases, their records, offers and agents, as routing keeps them.
+
+A case is the fold of its records (:mod:`services.routing.case_rules`): routed, claimed,
+released, decided, ... each appended once with the next sequence number. Records are the truth;
+the ``cases`` collection is a view of their fold, kept for queries.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum, StrEnum
 
-from appeals.v1 import agent_desk_pb2, appeal_pb2
+from appeals.v1 import appeal_pb2
+from services.routing.policy import AgentSkills, Placement
 
 
-@dataclass
-class Case:
-    appeal_id: str
-    queue: str
-    priority: int
-    sla_due_at: datetime
-    received_at: datetime
-    submission: appeal_pb2.AppealSubmission
-    # queued → in_review (claimed) → decided; a release or an expired lease makes it queued again.
-    status: str
-    claimed_by: str | None = None
-    lease_expires_at: datetime | None = None
+class Status(StrEnum):
+    # queued → in_review (claimed) → decided; a release or an expired lease queues it again;
+    # an Oversight Board referral leaves the desk ("referred").
+    QUEUED = "queued"
+    IN_REVIEW = "in_review"
+    DECIDED = "decided"
+    REFERRED = "referred"
 
-    def is_open(self, now: datetime) -> bool:
-        """Offerable: waiting in its queue, or claimed by someone whose lease has run out."""
-        if self.status == "queued":
-            return True
-        return (
-            self.status == "in_review"
-            and self.lease_expires_at is not None
-            and self.lease_expires_at <= now
-        )
 
-    def to_offer(self) -> agent_desk_pb2.CaseOffer:
-        offer = agent_desk_pb2.CaseOffer(
-            appeal_id=self.appeal_id,
-            queue=self.queue,
-            priority=self.priority,
-            submission=self.submission,
-        )
-        offer.sla_due_at.FromDatetime(self.sla_due_at)
-        offer.received_at.FromDatetime(self.received_at)
-        return offer
+OPEN_STATUSES = (Status.QUEUED, Status.IN_REVIEW)
+
+
+class Kind(StrEnum):
+    ROUTED = "routed"
+    CLAIMED = "claimed"
+    HEARTBEAT = "heartbeat"
+    RELEASED = "released"
+    # A first review that is not final: the policy wants a second, blind one.
+    REVIEWED = "reviewed"
+    DECIDED = "decided"
+    ESCALATED = "escalated"
+    TRANSFERRED = "transferred"
+    SLA_WARNED = "sla_warned"
+    SLA_BREACHED = "sla_breached"
+
+
+class Round(IntEnum):
+    FIRST = 1
+    SECOND_BLIND = 2
+    SENIOR_ADJUDICATION = 3
+
+
+class Target(StrEnum):
+    """Where an escalation sends a case (the AppealEscalated.target vocabulary)."""
+
+    SENIOR = "senior"
+    LEGAL = "legal"
+    OVERSIGHT_BOARD = "oversight_board"
+    SLA_BREACH = "sla_breach"
+    REVIEW_DISAGREEMENT = "review_disagreement"
+
+
+class Presence(StrEnum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
 
 
 @dataclass(frozen=True)
-class Claim:
-    appeal_id: str
-    # 1 for the first claim of a case, +1 for each later one; unique per case.
-    epoch: int
-    agent_id: str
-    claimed_at: datetime
-    lease_expires_at: datetime
-    released: bool = False
+class Verdict:
+    """One reviewer's answer: final in a decision, one of two in a blind review."""
 
-    def active(self, now: datetime) -> bool:
-        return not self.released and self.lease_expires_at > now
-
-
-@dataclass(frozen=True)
-class Decision:
-    appeal_id: str
     agent_id: str
     outcome: int
     rationale: str
     policy_cited: str
-    decided_at: datetime
+    facts: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What routing decided when the appeal arrived; never changes afterwards."""
+
+    submission: appeal_pb2.AppealSubmission
+    received_at: datetime
+    rule: str
+    reasons: tuple[str, ...]
+    sla_due_at: datetime
+    sla_warn_at: datetime
+    second_review: bool
+    # The submitted event this case came from.
+    causation_id: str = ""
+    ban_evasion_suspected: bool = False
+    appellant_pseudonym: str = ""
+
+    @property
+    def original_decider(self) -> str:
+        return self.submission.decision.decided_by
+
+    @property
+    def content_hash(self) -> str:
+        return self.submission.subject.content_hash
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One step of a case. Which fields are set depends on the kind."""
+
+    appeal_id: str
+    seq: int
+    kind: Kind
+    at: datetime
+    agent_id: str = ""
+    reason: str = ""
+    lease_expires_at: datetime | None = None
+    verdict: Verdict | None = None
+    # Where the case waits from now on (routed, escalated, transferred, breach escalations).
+    placement: Placement | None = None
+    priority: int | None = None
+    routing: Routing | None = None
+    from_queue: str = ""
+    target: str = ""
+    question: str = ""
+    concurring: tuple[str, ...] = ()
+    applied_from: str = ""
+    published: bool = False
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A claim: who holds the case and until when."""
+
+    agent_id: str
+    seq: int
+    lease_expires_at: datetime
+
+    def active(self, now: datetime) -> bool:
+        return self.lease_expires_at > now
+
+
+@dataclass(frozen=True)
+class CaseState:
+    appeal_id: str
+    version: int
+    routing: Routing
+    placement: Placement
+    # When the case entered its current queue: skill relaxation counts from here.
+    waiting_since: datetime
+    priority: int
+    status: Status
+    hold: Hold | None = None
+    round: Round = Round.FIRST
+    # Reviews that did not decide alone (a blind review's first look), oldest first.
+    reviews: tuple[Verdict, ...] = ()
+    # Who may not review this case: the original decider, earlier reviewers of a blind review.
+    excluded: frozenset[str] = frozenset()
+    decision: Verdict | None = None
+    concurring: tuple[str, ...] = ()
+    applied_from: str = ""
+    sla_warned: bool = False
+    sla_breached: bool = False
+
+    @property
+    def queue(self) -> str:
+        return self.placement.queue
+
+    @property
+    def final(self) -> bool:
+        return self.status in (Status.DECIDED, Status.REFERRED)
+
+    def held_by(self, agent_id: str, now: datetime) -> bool:
+        return (
+            self.status == Status.IN_REVIEW
+            and self.hold is not None
+            and self.hold.agent_id == agent_id
+            and self.hold.active(now)
+        )
+
+    def claimed(self, now: datetime) -> bool:
+        return self.status == Status.IN_REVIEW and self.hold is not None and self.hold.active(now)
+
+    def lease_expired(self, now: datetime) -> bool:
+        return self.status == Status.IN_REVIEW and (self.hold is None or not self.hold.active(now))
+
+    def is_open(self, now: datetime) -> bool:
+        """Offerable: waiting in its queue, or claimed by someone whose lease has run out."""
+        return self.status == Status.QUEUED or self.lease_expired(now)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A case reserved for one agent's stream until ``expires_at``."""
+
+    appeal_id: str
+    # 1 for the first offer of a case, +1 for each later one: unique per case.
+    number: int
+    agent_id: str
+    stream_id: str
+    offered_at: datetime
+    expires_at: datetime
+    withdrawn: bool = False
+
+    def active(self, now: datetime) -> bool:
+        return not self.withdrawn and self.expires_at > now
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    agent_id: str
+    skills: AgentSkills
+    capacity: int
+    # False for agents that never called RegisterAgent (served by the policy's defaults).
+    registered: bool = True
+    presence: Presence = Presence.OFFLINE
+    presence_until: datetime | None = None
+
+    def presence_at(self, now: datetime) -> Presence:
+        """Online only while a stream keeps renewing it; an instance that dies lets it lapse."""
+        if self.presence == Presence.AWAY:
+            return Presence.AWAY
+        if self.presence_until is not None and self.presence_until > now:
+            return Presence.ONLINE
+        return Presence.OFFLINE

@@ -1,0 +1,257 @@
+"""How routing's objects are stored: documents to and from records, views, offers, agents.
+
+Pure mapping, no store access (that is the repository's alone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import Binary
+
+from appeals.v1 import appeal_pb2
+from appeals_runtime import store
+from services.routing.model import (
+    AgentProfile,
+    CaseRecord,
+    CaseState,
+    Hold,
+    Kind,
+    Offer,
+    Presence,
+    Round,
+    Routing,
+    Status,
+    Verdict,
+)
+from services.routing.policy import AgentSkills, Placement, Requirements
+
+
+def decision_key(submission: appeal_pb2.AppealSubmission) -> str:
+    """Identifies the original decision across appeals (repeat appeals)."""
+    if not submission.decision.id:
+        return ""
+    return f"{submission.platform}:{submission.decision.id}"
+
+
+def record_id(record: CaseRecord) -> str:
+    return f"{record.appeal_id}#{record.seq:010d}"
+
+
+def record_document(record: CaseRecord) -> store.Document:
+    document: store.Document = {
+        "_id": record_id(record),
+        "appeal_id": record.appeal_id,
+        "seq": record.seq,
+        "kind": record.kind.value,
+        "at": record.at,
+        "published": False,
+    }
+    optional: dict[str, Any] = {
+        "agent_id": record.agent_id,
+        "reason": record.reason,
+        "lease_expires_at": record.lease_expires_at,
+        "verdict": _verdict_document(record.verdict) if record.verdict else None,
+        "placement": _placement_document(record.placement) if record.placement else None,
+        "priority": record.priority,
+        "routing": _routing_document(record.routing) if record.routing else None,
+        "from_queue": record.from_queue,
+        "target": record.target,
+        "question": record.question,
+        "concurring": list(record.concurring),
+        "applied_from": record.applied_from,
+    }
+    document.update({key: value for key, value in optional.items() if value not in (None, "", [])})
+    return document
+
+
+def record(document: store.Document) -> CaseRecord:
+    return CaseRecord(
+        appeal_id=document["appeal_id"],
+        seq=document["seq"],
+        kind=Kind(document["kind"]),
+        at=document["at"],
+        agent_id=document.get("agent_id", ""),
+        reason=document.get("reason", ""),
+        lease_expires_at=document.get("lease_expires_at"),
+        verdict=_verdict(document["verdict"]) if "verdict" in document else None,
+        placement=_placement(document["placement"]) if "placement" in document else None,
+        priority=document.get("priority"),
+        routing=_routing(document["routing"]) if "routing" in document else None,
+        from_queue=document.get("from_queue", ""),
+        target=document.get("target", ""),
+        question=document.get("question", ""),
+        concurring=tuple(document.get("concurring", ())),
+        applied_from=document.get("applied_from", ""),
+        published=document.get("published", False),
+    )
+
+
+def view_document(state: CaseState) -> store.Document:
+    submission = state.routing.submission
+    hold = state.hold
+    if state.sla_breached:
+        next_timer = None
+    else:
+        next_timer = state.routing.sla_due_at if state.sla_warned else state.routing.sla_warn_at
+    return {
+        "_id": state.appeal_id,
+        "version": state.version,
+        # Query fields.
+        "status": state.status.value,
+        "queue": state.queue,
+        "priority": state.priority,
+        "received_at": state.routing.received_at,
+        "waiting_since": state.waiting_since,
+        "sla_next_at": next_timer,
+        "sla_breached": state.sla_breached,
+        "claimed_by": hold.agent_id if hold and state.status == Status.IN_REVIEW else None,
+        "lease_expires_at": hold.lease_expires_at if hold else None,
+        "content_hash": submission.subject.content_hash or None,
+        "platform": submission.platform,
+        "decision_key": decision_key(submission) or None,
+        # The rest of the state, to build offers without reading the records.
+        "routing": _routing_document(state.routing),
+        "placement": _placement_document(state.placement),
+        "hold_seq": hold.seq if hold else None,
+        "round": int(state.round),
+        "reviews": [_verdict_document(v) for v in state.reviews],
+        "excluded": sorted(state.excluded),
+        "decision": _verdict_document(state.decision) if state.decision else None,
+        "concurring": list(state.concurring),
+        "applied_from": state.applied_from,
+        "sla_warned": state.sla_warned,
+    }
+
+
+def view_state(document: store.Document) -> CaseState:
+    hold = None
+    if document.get("hold_seq") is not None and document.get("lease_expires_at") is not None:
+        hold = Hold(
+            document.get("claimed_by") or "", document["hold_seq"], document["lease_expires_at"]
+        )
+    return CaseState(
+        appeal_id=document["_id"],
+        version=document["version"],
+        routing=_routing(document["routing"]),
+        placement=_placement(document["placement"]),
+        waiting_since=document["waiting_since"],
+        priority=document["priority"],
+        status=Status(document["status"]),
+        hold=hold,
+        round=Round(document["round"]),
+        reviews=tuple(_verdict(v) for v in document["reviews"]),
+        excluded=frozenset(document["excluded"]),
+        decision=_verdict(document["decision"]) if document.get("decision") else None,
+        concurring=tuple(document["concurring"]),
+        applied_from=document["applied_from"],
+        sla_warned=document["sla_warned"],
+        sla_breached=document["sla_breached"],
+    )
+
+
+def _verdict_document(verdict: Verdict) -> store.Document:
+    return {
+        "agent_id": verdict.agent_id,
+        "outcome": verdict.outcome,
+        "rationale": verdict.rationale,
+        "policy_cited": verdict.policy_cited,
+        "facts": verdict.facts,
+        "at": verdict.at,
+    }
+
+
+def _verdict(document: store.Document) -> Verdict:
+    return Verdict(
+        agent_id=document["agent_id"],
+        outcome=document["outcome"],
+        rationale=document["rationale"],
+        policy_cited=document["policy_cited"],
+        facts=document["facts"],
+        at=document["at"],
+    )
+
+
+def _placement_document(placement: Placement) -> store.Document:
+    requirements = placement.requirements
+    return {
+        "queue_id": placement.queue_id,
+        "queue": placement.queue,
+        "attributes": dict(placement.attributes),
+        "skills": dict(requirements.skills),
+        "min_seniority": requirements.min_seniority,
+        "mandatory": sorted(requirements.mandatory),
+    }
+
+
+def _placement(document: store.Document) -> Placement:
+    return Placement(
+        queue_id=document["queue_id"],
+        queue=document["queue"],
+        attributes=dict(document["attributes"]),
+        requirements=Requirements(
+            skills=dict(document["skills"]),
+            min_seniority=document.get("min_seniority"),
+            mandatory=frozenset(document["mandatory"]),
+        ),
+    )
+
+
+def _routing_document(routing: Routing) -> store.Document:
+    return {
+        "submission": Binary(routing.submission.SerializeToString()),
+        "received_at": routing.received_at,
+        "rule": routing.rule,
+        "reasons": list(routing.reasons),
+        "sla_due_at": routing.sla_due_at,
+        "sla_warn_at": routing.sla_warn_at,
+        "second_review": routing.second_review,
+        "causation_id": routing.causation_id,
+        "ban_evasion_suspected": routing.ban_evasion_suspected,
+        "appellant_pseudonym": routing.appellant_pseudonym,
+    }
+
+
+def _routing(document: store.Document) -> Routing:
+    submission = appeal_pb2.AppealSubmission()
+    submission.ParseFromString(bytes(document["submission"]))
+    return Routing(
+        submission=submission,
+        received_at=document["received_at"],
+        rule=document["rule"],
+        reasons=tuple(document["reasons"]),
+        sla_due_at=document["sla_due_at"],
+        sla_warn_at=document["sla_warn_at"],
+        second_review=document["second_review"],
+        causation_id=document.get("causation_id", ""),
+        ban_evasion_suspected=document.get("ban_evasion_suspected", False),
+        appellant_pseudonym=document.get("appellant_pseudonym", ""),
+    )
+
+
+def offer(document: store.Document) -> Offer:
+    return Offer(
+        appeal_id=document["appeal_id"],
+        number=document["number"],
+        agent_id=document["agent_id"],
+        stream_id=document["stream_id"],
+        offered_at=document["offered_at"],
+        expires_at=document["expires_at"],
+        withdrawn=document.get("withdrawn", False),
+    )
+
+
+def agent(document: store.Document) -> AgentProfile:
+    return AgentProfile(
+        agent_id=document["_id"],
+        skills=AgentSkills(
+            languages=frozenset(document.get("languages", ())),
+            platforms=frozenset(document.get("platforms", ())),
+            policy_areas=frozenset(document.get("policy_areas", ())),
+            seniority=document.get("seniority"),
+        ),
+        capacity=document.get("capacity", 0),
+        registered=document.get("registered", False),
+        presence=Presence(document.get("presence", Presence.OFFLINE.value)),
+        presence_until=document.get("presence_until"),
+    )

@@ -1,0 +1,71 @@
+"""Placing a submitted appeal: the policy decides, the ledger records it once."""
+
+from __future__ import annotations
+
+import logging
+
+from appeals.v1 import events_pb2
+from appeals_runtime import store
+from appeals_runtime.events import occurred_at
+from services.routing import metrics
+from services.routing import policy as routing_policy
+from services.routing.documents import decision_key
+from services.routing.ledger import CaseLedger
+from services.routing.model import CaseRecord, CaseState, Kind, Routing
+from services.routing.policy_file import PolicySource
+from services.routing.repository import RoutingRepository
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(
+        self, ledger: CaseLedger, repository: RoutingRepository, policies: PolicySource
+    ) -> None:
+        self._ledger = ledger
+        self._repository = repository
+        self._policies = policies
+
+    async def route_submitted(self, event: events_pb2.AppealEvent) -> CaseState:
+        submitted = event.submitted
+        submission = submitted.submission
+        received_at = store.stored_time(occurred_at(event))
+        facts = routing_policy.AppealFacts(
+            submission=submission,
+            received_at=received_at,
+            ban_evasion_suspected=submitted.ban_evasion_suspected,
+            repeat_appeal=await self._repository.appealed_before(
+                decision_key(submission), excluding=event.appeal_id
+            ),
+        )
+        decision = routing_policy.route(self._policies.current, facts)
+        routed = CaseRecord(
+            appeal_id=event.appeal_id,
+            seq=1,
+            kind=Kind.ROUTED,
+            at=received_at,
+            placement=decision.placement,
+            priority=decision.priority,
+            routing=Routing(
+                submission=submission,
+                received_at=received_at,
+                rule=decision.rule,
+                reasons=decision.reasons,
+                sla_due_at=store.stored_time(decision.sla.due_at),
+                sla_warn_at=store.stored_time(decision.sla.warn_at),
+                second_review=decision.second_review,
+                causation_id=event.event_id,
+                ban_evasion_suspected=submitted.ban_evasion_suspected,
+                appellant_pseudonym=submitted.appellant_pseudonym,
+            ),
+        )
+        state, created = await self._ledger.open(routed)
+        if not created:
+            return state  # a redelivery: announced again above, nothing new to count or log
+        metrics.cases_routed.add(1, {"queue": state.queue, "rule": state.routing.rule})
+        log.info(
+            "appeal routed",
+            extra={"appeal_id": event.appeal_id, "queue": state.queue, "rule": state.routing.rule,
+                   "priority": state.priority},
+        )  # fmt: skip
+        return state

@@ -1,0 +1,181 @@
+"""The AgentDesk gRPC API with real tokens, store and broker: what a desk client sees."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2
+from appeals_devstack import devkeys
+from appeals_devstack.processes import free_port
+from appeals_runtime import store
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.grpc_server import GrpcServer
+from appeals_runtime.kafka.producer import EventProducer
+from services.routing import grpc_api
+from services.routing import main as routing_main
+from tests.integration.test_agent_desk import (
+    Clock,
+    build_routing,
+    route,
+    submission,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Desk:
+    def __init__(self, channel: grpc.aio.Channel, signing_key: Path) -> None:
+        self.stub = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        self._signing_key = signing_key
+
+    def as_agent(self, name: str, queues: list[str] | None = None) -> tuple[tuple[str, str]]:
+        token = devkeys.mint_token(
+            self._signing_key, role="agent", subject=name, queues=queues or ["*"]
+        )
+        return (("authorization", f"Bearer {token}"),)
+
+
+@pytest.fixture
+async def served(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> AsyncIterator[tuple[Desk, routing_main.RoutingParts]]:
+    parts = await build_routing(db, producer, Clock(), lease=timedelta(minutes=5))
+    signing_key, jwks = devkeys.ensure(tmp_path)
+    verifier = TokenVerifier(
+        json.loads(jwks.read_text()),
+        issuer="appeals-dev",
+        audience="appeals-pipeline",
+        algorithms=["EdDSA"],
+    )
+    port = free_port()
+    server = GrpcServer(
+        grpc_api.register(grpc_api.AgentDeskServicer(parts.desk, verifier, poll_s=0.1)),
+        host="127.0.0.1",
+        port=port,
+    )
+    task = asyncio.create_task(server.run())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield Desk(channel, signing_key), parts
+    finally:
+        await server.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+async def first_offer(
+    desk: Desk, metadata: tuple[tuple[str, str]], appeal_id: str
+) -> agent_desk_pb2.CaseOffer:
+    stream = desk.stub.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
+    try:
+        async with asyncio.timeout(10):
+            async for offer in stream:
+                if offer.appeal_id == appeal_id:
+                    found: agent_desk_pb2.CaseOffer = offer
+                    return found
+    finally:
+        stream.cancel()
+    raise AssertionError("never offered")
+
+
+async def test_a_registered_agent_streams_claims_heartbeats_and_decides(
+    served: tuple[Desk, routing_main.RoutingParts],
+) -> None:
+    desk, parts = served
+    alice = desk.as_agent("alice")
+    profile = await desk.stub.RegisterAgent(
+        agent_desk_pb2.RegisterAgentRequest(
+            profile=agent_desk_pb2.AgentProfile(
+                languages=["en"], platforms=["instagram"], policy_areas=["integrity"],
+                seniority="experienced", capacity=2,
+            )
+        ),
+        metadata=alice,
+    )  # fmt: skip
+    assert (profile.agent_id, profile.capacity, profile.seniority) == ("alice", 2, "experienced")
+    appeal_id = await route(parts)
+    offer = await first_offer(desk, alice, appeal_id)
+    assert offer.queue == "instagram.integrity.en" and offer.HasField("offer_expires_at")
+    assert offer.round == agent_desk_pb2.REVIEW_ROUND_FIRST and offer.priority_reasons
+    claimed = await desk.stub.Claim(
+        agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=alice
+    )
+    beat = await desk.stub.Heartbeat(
+        agent_desk_pb2.HeartbeatRequest(appeal_id=appeal_id), metadata=alice
+    )
+    assert beat.lease_expires_at.ToDatetime() >= claimed.lease_expires_at.ToDatetime()
+
+    with pytest.raises(grpc.aio.AioRpcError) as no_facts:
+        await desk.stub.Decide(
+            agent_desk_pb2.DecideRequest(
+                appeal_id=appeal_id, outcome=appeal_pb2.OUTCOME_OVERTURNED,
+                rationale="Satire.", policy_cited="spam",
+            ),
+            metadata=alice,
+        )  # fmt: skip
+    assert no_facts.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    decided = await desk.stub.Decide(
+        agent_desk_pb2.DecideRequest(
+            appeal_id=appeal_id, outcome=appeal_pb2.OUTCOME_OVERTURNED, rationale="Satire.",
+            policy_cited="spam", facts="The post parodies spam; it links nowhere.",
+        ),
+        metadata=alice,
+    )  # fmt: skip
+    assert decided.status == agent_desk_pb2.DECISION_STATUS_DECIDED
+
+
+async def test_the_original_decider_gets_permission_denied(
+    served: tuple[Desk, routing_main.RoutingParts],
+) -> None:
+    desk, parts = served
+    appeal_id = await route(parts, submission(decided_by="mod-7"))
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await desk.stub.Claim(
+            agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=desk.as_agent("mod-7")
+        )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "original decision" in (denied.value.details() or "")
+
+
+async def test_escalate_transfer_and_presence_over_grpc(
+    served: tuple[Desk, routing_main.RoutingParts],
+) -> None:
+    desk, parts = served
+    bob = desk.as_agent("bob")
+    appeal_id = await route(parts, submission(platform=appeal_pb2.PLATFORM_FACEBOOK))
+    await desk.stub.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=bob)
+    moved = await desk.stub.Transfer(
+        agent_desk_pb2.TransferRequest(
+            appeal_id=appeal_id, to_queue="facebook.integrity.fr", reason="In French."
+        ),
+        metadata=bob,
+    )
+    assert moved.queue == "facebook.integrity.fr"
+    await desk.stub.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=bob)
+    referred = await desk.stub.Escalate(
+        agent_desk_pb2.EscalateRequest(
+            appeal_id=appeal_id, target=agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD,
+            reason="Precedent.", question="Where is the line for parody?",
+        ),
+        metadata=bob,
+    )  # fmt: skip
+    assert referred.queue == ""
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await desk.stub.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=bob)
+    assert gone.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    away = await desk.stub.SetPresence(
+        agent_desk_pb2.SetPresenceRequest(presence=agent_desk_pb2.PRESENCE_AWAY), metadata=bob
+    )
+    assert away.presence == agent_desk_pb2.PRESENCE_AWAY
+    outsider = desk.as_agent("outsider", ["whatsapp.general.en"])
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await desk.stub.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=outsider)
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
