@@ -1,42 +1,89 @@
-"""The lifecycle consumer: a thin adapter from events to the notifier.
+"""The consumers: thin adapters from the lifecycle topic and the retry topic to the notifier.
 
-The runner has decoded the event; this checks it against the contract and dispatches by type.
+The runner (or the retry scheduler) has decoded the event; this checks it against the contract
+and hands it on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from appeals.v1 import events_pb2
-from appeals_runtime import events, topics
+from appeals_runtime import topics
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler, InboundMessage
-from appeals_runtime.service import ServiceContext
-from services.notifications.config import CONSUMER_GROUP
-from services.notifications.inbound import decision_from_decided, recipient_from_submitted
+from appeals_runtime.kafka.producer import EventProducer
+from services.notifications.inbound import notice_from, recipient_from_submitted
 from services.notifications.notifier import Notifier
+from services.notifications.retries import Origin, PendingAttempt
+from services.notifications.retry_consumer import RetryHandler, RetryScheduler
 
 
-def lifecycle_handler(notifier: Notifier) -> Handler:
+def lifecycle_handler(notifier: Notifier, *, group: str) -> Handler:
     async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
         event = message.payload
-        match events.event_type(event):
-            case "submitted":
-                await notifier.appeal_submitted(recipient_from_submitted(event))
-            case "decided":
-                await notifier.appeal_decided(decision_from_decided(event))
-            case _:
-                # Routed, claimed, released and notified events tell the appellant nothing new.
-                # A payload this build does not know (a newer contract) reads as "unknown" and
-                # is skipped too, rather than dead-lettered for being from the future.
-                return
+        if event.HasField("submitted"):
+            await notifier.remember(recipient_from_submitted(event))
+        notice = notice_from(event)
+        if notice is not None:
+            await notifier.notify(event, notice, origin=Origin.of(message, group))
 
     return handle
 
 
-def lifecycle_consumer(ctx: ServiceContext, notifier: Notifier) -> ConsumerRunner:
+def retry_handler(notifier: Notifier, *, group: str) -> RetryHandler:
+    async def handle(
+        message: InboundMessage[events_pb2.AppealEvent], pending: PendingAttempt
+    ) -> None:
+        notice = notice_from(message.payload)
+        if notice is not None:
+            await notifier.notify(
+                message.payload, notice, origin=Origin.of(message, group), pending=pending
+            )
+
+    return handle
+
+
+def lifecycle_consumer(
+    notifier: Notifier,
+    *,
+    bootstrap_servers: str,
+    group: str,
+    producer: EventProducer,
+    start_from: str = "earliest",
+) -> ConsumerRunner:
     return ConsumerRunner(
         name="notifications-lifecycle",
-        bootstrap_servers=ctx.settings.kafka_bootstrap_servers,
-        group_id=CONSUMER_GROUP,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group,
         topics=[topics.APPEAL_LIFECYCLE],
-        handler=lifecycle_handler(notifier),
-        producer=ctx.producer,
+        handler=lifecycle_handler(notifier, group=group),
+        producer=producer,
+        auto_offset_reset=start_from,
+    )
+
+
+def retry_consumer(
+    notifier: Notifier,
+    *,
+    bootstrap_servers: str,
+    group: str,
+    owner_group: str,
+    producer: EventProducer,
+    clock: Callable[[], datetime],
+    tick_s: float,
+    concurrency: int,
+    max_waiting: int,
+) -> RetryScheduler:
+    return RetryScheduler(
+        name="notifications-retries",
+        bootstrap_servers=bootstrap_servers,
+        group_id=group,
+        owner_group=owner_group,
+        handler=retry_handler(notifier, group=group),
+        producer=producer,
+        clock=clock,
+        tick_s=tick_s,
+        concurrency=concurrency,
+        max_waiting=max_waiting,
     )

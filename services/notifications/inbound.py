@@ -9,9 +9,20 @@ from __future__ import annotations
 from appeals.v1 import events_pb2
 from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
-from services.notifications.model import Decision, Outcome, Recipient
+from services.notifications.model import (
+    Contact,
+    Decision,
+    Notice,
+    NotificationKind,
+    Outcome,
+    Recipient,
+)
 
-_OUTCOMES: dict[str, Outcome] = {"upheld": "upheld", "overturned": "overturned"}
+_OUTCOMES: dict[str, Outcome] = {
+    "upheld": "upheld",
+    "overturned": "overturned",
+    "partially_overturned": "partially_overturned",
+}
 
 
 def check_envelope(event: events_pb2.AppealEvent) -> None:
@@ -35,6 +46,8 @@ def recipient_from_submitted(event: events_pb2.AppealEvent) -> Recipient:
         raise InvalidMessage(
             "submission names no appellant", field="submitted.submission.appellant.user_id"
         )
+    contact = submission.appellant.contact
+    decision = submission.decision
     return Recipient(
         appeal_id=event.appeal_id,
         submitted_event_id=event.event_id,
@@ -45,10 +58,78 @@ def recipient_from_submitted(event: events_pb2.AppealEvent) -> Recipient:
         # An unspecified kind still gets a message ("your content"), not a dead letter.
         subject_kind=vocabulary.subject_kind_name(submission.subject.kind),
         subject_id=submission.subject.id,
-        decision_policy=submission.decision.policy,
-        decision_action=submission.decision.action,
-        decision_automated=submission.decision.automated,
+        decision_policy=decision.policy,
+        decision_action=decision.action,
+        decision_automated=decision.automated,
         received_at=events.occurred_at(event),
+        decision_made_at=(
+            decision.decided_at.ToDatetime(tzinfo=events.occurred_at(event).tzinfo)
+            if decision.HasField("decided_at")
+            else None
+        ),
+        person=event.submitted.appellant_pseudonym,
+        contact=Contact(
+            email=contact.email.strip(),
+            phone=contact.phone.strip(),
+            preferred_channel=contact.preferred_channel.strip(),
+            time_zone=contact.time_zone.strip(),
+        ),
+    )
+
+
+# Lifecycle events that tell the appellant something, and what they are told about.
+_NOTICE_KINDS: dict[str, NotificationKind] = {
+    "submitted": "received",
+    "claimed": "in_review",
+    "info_requested": "info_requested",
+    "escalated": "escalated",
+    "decided": "decided",
+    "restored": "restored",
+}
+
+
+def notice_from(event: events_pb2.AppealEvent) -> Notice | None:
+    """The notice an event gives the appellant, or None when it tells them nothing new.
+
+    Routing, releases, transfers, SLA timers and our own notified / failed events are internal.
+    A failed restore is ops' business (the platform retries it), not a message. A payload this
+    build does not know (a newer contract) reads as "unknown" and is skipped too, rather than
+    dead-lettered for being from the future.
+    """
+    kind = _NOTICE_KINDS.get(events.event_type(event))
+    if kind is None or (kind == "restored" and not event.restored.succeeded):
+        return None
+    check_envelope(event)
+    if kind == "decided":
+        return _notice(event, kind, decision=decision_from_decided(event))
+    if kind == "escalated":
+        return _notice(event, kind, escalation_target=event.escalated.target)
+    if kind == "info_requested":
+        question = event.info_requested.question.strip()
+        if not question:
+            raise InvalidMessage(
+                "a request for information asks nothing", field="info_requested.question"
+            )
+        return _notice(event, kind, question=question)
+    return _notice(event, kind)
+
+
+def _notice(
+    event: events_pb2.AppealEvent,
+    kind: NotificationKind,
+    *,
+    decision: Decision | None = None,
+    question: str = "",
+    escalation_target: str = "",
+) -> Notice:
+    return Notice(
+        appeal_id=event.appeal_id,
+        about_event_id=event.event_id,
+        kind=kind,
+        occurred_at=events.occurred_at(event),
+        decision=decision,
+        question=question,
+        escalation_target=escalation_target,
     )
 
 
@@ -65,4 +146,6 @@ def decision_from_decided(event: events_pb2.AppealEvent) -> Decision:
         rationale=decided.rationale,
         policy_cited=decided.policy_cited,
         decided_at=events.occurred_at(event),
+        facts=decided.facts.strip(),
+        applied_from_appeal_id=decided.applied_from_appeal_id,
     )

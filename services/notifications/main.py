@@ -3,34 +3,158 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+
+import httpx
 
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
+from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
 from services.notifications import repository
 from services.notifications.api import create_app
-from services.notifications.channels import ChannelDirectory
+from services.notifications.channels import (
+    Channel,
+    ChannelDirectory,
+    EmailChannel,
+    FacebookInApp,
+    HorizonHeadset,
+    HttpProvider,
+    InstagramDirect,
+    Provider,
+    RecordingSink,
+    SmtpServer,
+    WebhookChannel,
+    WhatsAppTemplate,
+)
+from services.notifications.channels.platforms import PlatformChannel, classify_whatsapp_error
 from services.notifications.config import NotificationsSettings
-from services.notifications.consumer import lifecycle_consumer
-from services.notifications.messages import MessageRenderer
-from services.notifications.notifier import Notifier
+from services.notifications.consumer import lifecycle_consumer, retry_consumer
+from services.notifications.messages import MessageRenderer, Redress
+from services.notifications.metrics import DeadLetterProbe
+from services.notifications.notifier import Clock, Notifier
+from services.notifications.policy import Backoff, Limits, QuietHours
+from services.notifications.retries import RetryQueue
 
 SERVICE_NAME = "notifications"
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def channels_from(
+    settings: NotificationsSettings,
+    renderer: MessageRenderer,
+    http: httpx.AsyncClient,
+    clock: Clock,
+) -> list[Channel]:
+    def seconds() -> float:  # webhook timestamps and email dates read the same clock
+        return clock().timestamp()
+
+    platform_types: list[type[PlatformChannel]] = [
+        FacebookInApp,
+        InstagramDirect,
+        WhatsAppTemplate,
+        HorizonHeadset,
+    ]
+    channels: list[Channel] = []
+    for channel_type in platform_types:
+        url, token = settings.provider(channel_type.name)
+        provider: Provider = RecordingSink()
+        if url is not None and token is not None:
+            classify = classify_whatsapp_error if channel_type is WhatsAppTemplate else None
+            provider = HttpProvider(http, url, token.get_secret_value(), classify=classify)
+        channels.append(channel_type(provider))
+    if settings.smtp_host is not None and settings.email_from is not None:
+        server = SmtpServer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            timeout_s=settings.smtp_timeout_s,
+        )
+        channels.append(EmailChannel(server, renderer.html, clock=seconds))
+    if settings.webhook_url is not None:
+        secret = settings.webhook_secret.get_secret_value().encode()
+        channels.append(WebhookChannel(http, settings.webhook_url, secret, clock=seconds))
+    return channels
+
+
+def notifier_from(
+    settings: NotificationsSettings,
+    notifications: repository.NotificationsRepository,
+    producer: EventProducer,
+    http: httpx.AsyncClient,
+    *,
+    clock: Clock = utc_now,
+) -> Notifier:
+    renderer = MessageRenderer(
+        redress=Redress(
+            dispute_settlement_url=settings.dispute_settlement_url,
+            oversight_board_url=settings.oversight_board_url,
+        )
+    )
+    window = settings.quiet_hours_window()
+    return Notifier(
+        notifications,
+        renderer,
+        ChannelDirectory(
+            channels_from(settings, renderer, http, clock),
+            platform_channels=settings.platform_channels,
+            fallbacks=settings.fallback_channels,
+        ),
+        producer,
+        RetryQueue(producer, group=settings.consumer_group),
+        limits=Limits(
+            daily_limit=settings.daily_limit,
+            quiet_hours=QuietHours(*window) if window else None,
+        ),
+        backoff=Backoff(
+            initial_s=settings.retry_initial_backoff_s,
+            max_s=settings.retry_max_backoff_s,
+            max_attempts=settings.retry_max_attempts,
+        ),
+        clock=clock,
+    )
+
+
 async def serve(settings: NotificationsSettings) -> None:
     verifier = TokenVerifier.from_settings(settings)
-    async with service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx:
+    async with (
+        service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx,
+        httpx.AsyncClient(timeout=settings.provider_timeout_s) as http,
+    ):
         notifications = repository.NotificationsRepository(ctx.db)
-        notifier = Notifier(
-            notifications, MessageRenderer(), ChannelDirectory(notifications), ctx.producer
-        )
+        notifier = notifier_from(settings, notifications, ctx.producer, http)
         app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
-                lifecycle_consumer(ctx, notifier),
+                DeadLetterProbe(
+                    settings.kafka_bootstrap_servers, refresh_s=settings.metrics_refresh_s
+                ),
+                retry_consumer(
+                    notifier,
+                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                    group=settings.retry_consumer_group,
+                    owner_group=settings.consumer_group,
+                    producer=ctx.producer,
+                    clock=utc_now,
+                    tick_s=settings.retry_tick_s,
+                    concurrency=settings.retry_concurrency,
+                    max_waiting=settings.retry_max_waiting,
+                ),
+                lifecycle_consumer(
+                    notifier,
+                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                    group=settings.consumer_group,
+                    producer=ctx.producer,
+                    start_from=settings.start_from,
+                ),
             ]
         )
 

@@ -1,110 +1,114 @@
 """Messages to appellants, in their language: Jinja2 template files and Babel. Pure, no I/O
 beyond reading the template files.
 
-Templates live in ``templates/<locale>/<template>.txt.j2``; each sets ``subject`` with
-``{% set subject %}`` and renders the body. Per-locale wording of vocabulary (subject kinds,
-policies, actions) lives next to them in ``templates/<locale>/_labels.j2`` so a translator edits
-one folder. Rendering is sandboxed and strict: a missing variable or label is an error, never a
-blank in a message someone relies on.
+Templates live in ``templates/<locale>/<template>.txt.j2``, one per message and locale; each sets
+``subject`` with ``{% set subject %}`` and renders the body. Per-locale wording of vocabulary
+(subject kinds, policies, actions) lives next to them in ``_labels.j2`` and the parts every
+statement of reasons shares in ``_statement.j2``, so a translator edits one folder. Rendering is
+sandboxed and strict: a missing variable or label is an error, never a blank in a message someone
+relies on. Every template gets the same variables (empty where they do not apply), so a test can
+render every template for every kind and locale.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from services.notifications.model import Decision, Recipient, RenderedMessage
+from appeals_runtime.errors import InvalidMessage
+from services.notifications.locales import (
+    babel_locale,
+    format_moment,
+    format_number,
+    resolve_locale,
+    text_direction,
+    time_zone,
+)
+from services.notifications.model import Decision, Notice, Recipient, RenderedMessage
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
-FALLBACK_LOCALE = "en"
 TEMPLATE_SUFFIX = ".txt.j2"
-RECEIVED = "received"
-DECIDED_UPHELD = "decided_upheld"
-DECIDED_OVERTURNED = "decided_overturned"
-TEMPLATES = (RECEIVED, DECIDED_UPHELD, DECIDED_OVERTURNED)
+EMAIL_LAYOUT = "_email.html.j2"
+TEMPLATES = (
+    "received",
+    "in_review",
+    "info_requested",
+    "escalated",
+    "decided_upheld",
+    "decided_overturned",
+    "decided_partially_overturned",
+    "restored",
+)
 
 # The Oversight Board hears appeals about Facebook and Instagram content only.
 OVERSIGHT_BOARD_PLATFORMS = frozenset({"facebook", "instagram"})
+PLATFORM_NAMES = {
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "whatsapp": "WhatsApp",
+    "horizon": "Horizon",
+}
+# Policy codes with this prefix name a legal ground (DSA Art. 17(3)(d)), e.g. "law_de_stgb_130";
+# every other code is a section of our terms, the Community Standards (Art. 17(3)(e)).
+LEGAL_GROUND_PREFIX = "law_"
+# Template parameters longer than this are cut: providers cap them (WhatsApp: 1024 characters).
+MAX_PARAMETER_CHARS = 1000
 
-_TAG_PART = re.compile(r"^[A-Za-z0-9]{1,8}$")
-
-
-def normalize_locale_tag(tag: str) -> str:
-    """``de_de`` / ``DE-de`` → ``de-DE``; script subtags title-cased (``zh-Hant-TW``).
-
-    Returns ``""`` for anything that is not shaped like a BCP 47 tag, so it can never name a
-    template folder by accident.
-    """
-    parts = tag.strip().replace("_", "-").split("-")
-    if not parts[0] or not all(_TAG_PART.match(part) for part in parts):
-        return ""
-    language, *rest = parts
-    normalized = [language.lower()]
-    for part in rest:
-        if len(part) == 2 and part.isalpha():
-            normalized.append(part.upper())
-        elif len(part) == 4 and part.isalpha():
-            normalized.append(part.title())
-        else:
-            normalized.append(part.lower())
-    return "-".join(normalized)
+RIGHT_TO_LEFT_MARK = "\u200f"
+# Directional embeddings and isolates; plain text never carries an unbalanced one of them.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
-def resolve_locale(tag: str, available: Collection[str]) -> str:
-    """The template locale for a requested BCP 47 tag.
+@dataclass(frozen=True)
+class Redress:
+    """Where a statement of reasons sends people, and the window the Oversight Board allows."""
 
-    Fallback order: the exact tag (``de-DE`` uses a ``de-DE`` folder when there is one), then its
-    language (``de``), then ``en``. ``pt-PT`` with no Portuguese templates gets English, and so
-    does an empty or malformed tag.
-    """
-    normalized = normalize_locale_tag(tag)
-    if normalized in available:
-        return normalized
-    language = normalized.split("-", 1)[0]
-    if language in available:
-        return language
-    return FALLBACK_LOCALE
+    dispute_settlement_url: str
+    oversight_board_url: str
+    oversight_board_days: int = 15
+
+
+DEFAULT_REDRESS = Redress(
+    dispute_settlement_url="https://digital-strategy.ec.europa.eu/en/policies/dsa-out-court-dispute-settlement",
+    oversight_board_url="https://www.oversightboard.com/appeals-process/",
+)
 
 
 def available_locales(templates_dir: Path = TEMPLATES_DIR) -> frozenset[str]:
     return frozenset(path.name for path in templates_dir.iterdir() if path.is_dir())
 
 
-def format_moment(moment: datetime, locale_tag: str, template_locale: str) -> str:
-    """A date and time as people in ``locale_tag`` write it, in UTC (we do not know the
-    appellant's time zone, and a country can span several).
-
-    The requested tag's regional conventions apply only when the message is in its language: an
-    ``en-GB`` reader gets "1 March", while a ``pt-PT`` reader of the English fallback gets an
-    English date, not a Portuguese one inside English text.
-    """
-    requested = normalize_locale_tag(locale_tag)
-    same_language = requested.split("-", 1)[0] == template_locale.split("-", 1)[0]
-    try:
-        babel_locale = Locale.parse(requested if same_language else template_locale, sep="-")
-    except (UnknownLocaleError, ValueError):
-        babel_locale = Locale.parse(template_locale, sep="-")
-    return str(format_datetime(moment, "long", tzinfo=UTC, locale=babel_locale))
+def template_name(notice: Notice) -> str:
+    if notice.kind == "decided":
+        assert notice.decision is not None
+        return f"decided_{notice.decision.outcome}"
+    return notice.kind
 
 
 def single_line(value: str) -> str:
     """Template-based providers reject parameters with line breaks, tabs or runs of spaces."""
-    return " ".join(value.split())
+    return " ".join(value.split())[:MAX_PARAMETER_CHARS]
+
+
+def ground_policy(recipient: Recipient, notice: Notice) -> str:
+    """The policy a decision rests on: the one the reviewer cited, else the original one."""
+    cited = notice.decision.policy_cited if notice.decision else ""
+    return cited or recipient.decision_policy
 
 
 class MessageRenderer:
-    """Renders the message for each appeal event from the template files."""
+    """Renders the message for each notice from the template files."""
 
-    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
-        self._env = SandboxedEnvironment(
+    def __init__(
+        self, templates_dir: Path = TEMPLATES_DIR, *, redress: Redress = DEFAULT_REDRESS
+    ) -> None:
+        self._text = SandboxedEnvironment(
             loader=FileSystemLoader(templates_dir),
             undefined=StrictUndefined,
             autoescape=False,  # plain text; each channel escapes for its own format
@@ -112,44 +116,67 @@ class MessageRenderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
+        self._html = SandboxedEnvironment(
+            loader=FileSystemLoader(templates_dir),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+        self._redress = redress
         self.locales = available_locales(templates_dir)
 
-    def received(self, recipient: Recipient) -> RenderedMessage:
+    def render(self, recipient: Recipient, notice: Notice) -> RenderedMessage:
         locale = resolve_locale(recipient.locale, self.locales)
-        received_at = format_moment(recipient.received_at, recipient.locale, locale)
-        return self.render(
-            RECEIVED,
-            locale,
-            {**_about(recipient), "received_at": received_at},
-            parameters={"reference": recipient.appeal_id, "date": received_at},
-        )
+        variables = self.variables(recipient, notice, locale)
+        parameters = {"reference": recipient.appeal_id, "date": variables["occurred_at"]}
+        if notice.kind == "decided":
+            parameters["policy"] = variables["policy"]
+            parameters["rationale"] = variables["rationale"]
+        if notice.kind == "info_requested":
+            parameters["question"] = notice.question
+        return self.render_template(template_name(notice), locale, variables, parameters=parameters)
 
-    def decided(self, recipient: Recipient, decision: Decision, *, policy: str) -> RenderedMessage:
-        """``policy`` is the ground of the decision: the one the reviewer cited, or else the one
-        the original decision named."""
-        locale = resolve_locale(recipient.locale, self.locales)
-        decided_at = format_moment(decision.decided_at, recipient.locale, locale)
-        template = DECIDED_UPHELD if decision.outcome == "upheld" else DECIDED_OVERTURNED
-        variables = {
-            **_about(recipient),
-            "decided_at": decided_at,
+    def variables(self, recipient: Recipient, notice: Notice, locale: str) -> dict[str, Any]:
+        reader = babel_locale(recipient.locale, locale)
+        zone = time_zone(recipient.contact.time_zone)
+        policy = ground_policy(recipient, notice)
+        if notice.kind == "decided" and not policy:
+            raise InvalidMessage(
+                "the decision cites no policy and the original decision names none",
+                field="decided.policy_cited",
+            )
+        legal = policy.startswith(LEGAL_GROUND_PREFIX)
+        decision = notice.decision
+        return {
+            "appeal_id": recipient.appeal_id,
+            "platform": recipient.platform,
+            "platform_name": PLATFORM_NAMES.get(recipient.platform, recipient.platform),
+            "subject_kind": recipient.subject_kind,
+            "subject_id": recipient.subject_id,
+            "action": recipient.decision_action,
+            "automated": recipient.decision_automated,
+            "original_decided_at": (
+                format_moment(recipient.decision_made_at, reader, zone)
+                if recipient.decision_made_at
+                else ""
+            ),
+            "received_at": format_moment(recipient.received_at, reader, zone),
+            "occurred_at": format_moment(notice.occurred_at, reader, zone),
+            "decided_at": format_moment(decision.decided_at, reader, zone) if decision else "",
             "policy": policy,
-            "rationale": decision.rationale.strip(),
+            "ground_kind": "law" if legal else "terms",
+            "rationale": _private(decision.rationale.strip(), decision) if decision else "",
+            "decision_facts": _private(decision.facts, decision) if decision else "",
+            # Never the other appeal's id: it belongs to someone else.
+            "applied_from": bool(decision and decision.applied_from_appeal_id),
+            "question": notice.question,
+            "escalation_target": notice.escalation_target,
             "oversight_board": recipient.platform in OVERSIGHT_BOARD_PLATFORMS,
+            "oversight_board_url": self._redress.oversight_board_url,
+            "oversight_board_days": format_number(self._redress.oversight_board_days, reader),
+            "dispute_settlement_url": self._redress.dispute_settlement_url,
         }
-        return self.render(
-            template,
-            locale,
-            variables,
-            parameters={
-                "reference": recipient.appeal_id,
-                "date": decided_at,
-                "policy": policy,
-                "rationale": decision.rationale,
-            },
-        )
 
-    def render(
+    def render_template(
         self,
         template: str,
         locale: str,
@@ -158,31 +185,56 @@ class MessageRenderer:
         parameters: Mapping[str, str],
     ) -> RenderedMessage:
         path = f"{locale}/{template}{TEMPLATE_SUFFIX}"
-        module = self._env.get_template(path).make_module(dict(variables))
+        module = self._text.get_template(path).make_module(dict(variables))
         subject = getattr(module, "subject", None)
         if subject is None:
             raise TemplateError(f"{path} sets no subject ({{% set subject %}}...)")
+        direction = text_direction(locale)
         return RenderedMessage(
             template=template,
             locale=locale,
-            subject=single_line(str(subject)),
-            body=_tidy(str(module)),
+            subject=_directed(single_line(str(subject)), direction),
+            body=_directed(_tidy(str(module)), direction),
             parameters=tuple((name, single_line(value)) for name, value in parameters.items()),
+            direction=direction,
+        )
+
+    def html(self, message: RenderedMessage) -> str:
+        """The message as an HTML email body: autoescaped, ``lang`` and ``dir`` set, links live."""
+        return self._html.get_template(EMAIL_LAYOUT).render(
+            lang=message.locale,
+            dir=message.direction,
+            subject=_undirected(message.subject),
+            paragraphs=[
+                paragraph.splitlines() for paragraph in _undirected(message.body).split("\n\n")
+            ],
         )
 
 
-def _about(recipient: Recipient) -> dict[str, Any]:
-    return {
-        "appeal_id": recipient.appeal_id,
-        "platform": recipient.platform,
-        "subject_kind": recipient.subject_kind,
-        "action": recipient.decision_action,
-        "automated": recipient.decision_automated,
-    }
+def _private(text: str, decision: Decision) -> str:
+    """Reviewer text without the id of the appeal a decision was applied from: that appeal is
+    someone else's, and its reference is theirs."""
+    source = decision.applied_from_appeal_id
+    return text.replace(source, "…") if source else text
 
 
 def _tidy(body: str) -> str:
     """Strip the edges and keep at most one blank line between paragraphs, whatever the
     template's conditionals left behind."""
-    lines = [line.rstrip() for line in body.strip().splitlines()]
+    lines = [line.strip() for line in body.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def _directed(text: str, direction: str) -> str:
+    """Right-to-left plain text: every line opens with a RIGHT-TO-LEFT MARK, so a reader that
+    guesses direction from the first strong character (most mail clients and chat bubbles)
+    lays out a line that starts with a reference number or a URL right to left as well. Marks,
+    unlike embeddings, need no closing PDF, so cutting or quoting a line never leaks direction
+    into the text around it; and references stay clean to copy."""
+    if direction != "rtl":
+        return text
+    return "\n".join(RIGHT_TO_LEFT_MARK + line if line else line for line in text.split("\n"))
+
+
+def _undirected(text: str) -> str:
+    return text.replace(RIGHT_TO_LEFT_MARK, "")

@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 # What a notification is about; the ``kind`` of the ``notified`` event.
-NotificationKind = Literal["received", "decided"]
-Outcome = Literal["upheld", "overturned"]
+NotificationKind = Literal[
+    "received", "in_review", "info_requested", "escalated", "decided", "restored"
+]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = (
+    "received",
+    "in_review",
+    "info_requested",
+    "escalated",
+    "decided",
+    "restored",
+)
+Outcome = Literal["upheld", "overturned", "partially_overturned"]
+TextDirection = Literal["ltr", "rtl"]
 
 # A provider-shaped request body (WhatsApp Cloud API message, Graph API notification, ...).
 ProviderPayload = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Contact:
+    """How to reach the person beyond their platform, as the appellant gave it (all optional)."""
+
+    email: str = ""
+    # E.164, e.g. "+4915112345678".
+    phone: str = ""
+    # A channel name the person prefers over their platform's, e.g. "email".
+    preferred_channel: str = ""
+    # IANA zone, e.g. "Europe/Berlin"; without it there are no quiet hours and dates are in UTC.
+    time_zone: str = ""
+
+
+@dataclass(frozen=True)
 class Recipient:
     """The recipient profile of one appeal, taken from its submitted event.
 
-    Decision events do not repeat who appealed or in which language, so this is kept from the
-    submitted event until the decision needs it.
+    Later events do not repeat who appealed or in which language, so this is kept from the
+    submitted event until a later message needs it.
     """
 
     appeal_id: str
@@ -35,6 +59,15 @@ class Recipient:
     decision_action: str
     decision_automated: bool
     received_at: datetime
+    # When the original decision was made (a fact in the statement of reasons), if known.
+    decision_made_at: datetime | None = None
+    # Who the person is across appeals (the intake pseudonym): daily limits count per person.
+    person: str = ""
+    contact: Contact = field(default_factory=Contact)
+
+    @property
+    def person_key(self) -> str:
+        return self.person or f"{self.platform}:{self.user_id}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +80,27 @@ class Decision:
     rationale: str
     policy_cited: str
     decided_at: datetime
+    # The facts and circumstances the reviewer established (DSA Art. 17(3)(b)), if stated.
+    facts: str = ""
+    # Set when a person decided an appeal about identical content and this decision was applied
+    # from it automatically: the statement must say so (Art. 17(3)(c)).
+    applied_from_appeal_id: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One lifecycle event the appellant should hear about, before it is worded."""
+
+    appeal_id: str
+    about_event_id: str
+    kind: NotificationKind
+    occurred_at: datetime
+    # Set for ``decided``.
+    decision: Decision | None = None
+    # Set for ``info_requested``: what the reviewer asks.
+    question: str = ""
+    # Set for ``escalated``: "senior", "legal", "oversight_board", ...
+    escalation_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +117,18 @@ class RenderedMessage:
     # Short single-line values (reference, date, policy, ...) for providers that fill
     # placeholders of an approved template instead of taking free text.
     parameters: tuple[tuple[str, str], ...]
+    direction: TextDirection = "ltr"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One send on one channel: what goes out, to which address, under which idempotency key."""
+
+    # Stable per (appeal, event, channel): providers and receivers deduplicate on it.
+    delivery_id: str
+    address: str
+    message: RenderedMessage
+    payload: ProviderPayload
 
 
 @dataclass(frozen=True)
@@ -76,8 +142,13 @@ class Delivery:
     channel: str
     platform: str
     locale: str
+    # The address on ``channel``: platform user id, email address, phone number.
     recipient: str
     subject: str
     body: str
     payload: ProviderPayload
     delivered_at: datetime
+    delivery_id: str = ""
+    person: str = ""
+    # Attempts on the delivering channel, this one included.
+    attempt: int = 1

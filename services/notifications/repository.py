@@ -1,4 +1,4 @@
-"""The only module that touches the store: recipient profiles and the delivery outbox.
+"""The only module that touches the store: recipient profiles, milestones and the outbox.
 
 FerretDB 1.x has no transactions, so every effect is one insert whose unique index is also its
 dedup key (:func:`store.insert_once`): a redelivered event finds its document already there.
@@ -6,13 +6,15 @@ dedup key (:func:`store.insert_once`): a redelivered event finds its document al
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from appeals_runtime import store
-from services.notifications.model import Delivery, Recipient
+from services.notifications.model import Contact, Delivery, NotificationKind, Recipient
 
 RECIPIENTS = "recipients"
 OUTBOX = "outbox"
+MILESTONES = "milestones"
 
 INDEXES = (
     # One profile per appeal: the first submitted event wins, redeliveries are no-ops.
@@ -20,6 +22,10 @@ INDEXES = (
     # Exactly one notification per (appeal, event), whatever the number of deliveries.
     store.IndexSpec(OUTBOX, [("appeal_id", 1), ("about_event_id", 1)], unique=True),
     store.IndexSpec(OUTBOX, [("appeal_id", 1), ("delivered_at", 1)]),
+    # Daily limits count a person's deliveries since the start of their day.
+    store.IndexSpec(OUTBOX, [("person", 1), ("delivered_at", 1)]),
+    # Once-per-appeal kinds ("in review" after the first claim only): the first event wins.
+    store.IndexSpec(MILESTONES, [("appeal_id", 1), ("kind", 1)], unique=True),
 )
 
 
@@ -27,6 +33,7 @@ class NotificationsRepository:
     def __init__(self, db: store.Database) -> None:
         self._recipients = db[RECIPIENTS]
         self._outbox = db[OUTBOX]
+        self._milestones = db[MILESTONES]
 
     async def save_recipient(self, recipient: Recipient) -> bool:
         """False when the appeal's profile was already stored (a redelivered submitted event)."""
@@ -35,6 +42,19 @@ class NotificationsRepository:
     async def recipient(self, appeal_id: str) -> Recipient | None:
         document = await store.available(self._recipients.find_one({"appeal_id": appeal_id}))
         return _recipient(document) if document is not None else None
+
+    async def claim_milestone(
+        self, appeal_id: str, kind: NotificationKind, about_event_id: str
+    ) -> bool:
+        """True when ``about_event_id`` is the event that tells the person about ``kind`` (now
+        or on an earlier attempt); False when another event of the same kind already does."""
+        document = {"appeal_id": appeal_id, "kind": kind, "about_event_id": about_event_id}
+        if await store.insert_once(self._milestones, document):
+            return True
+        holder = await store.available(
+            self._milestones.find_one({"appeal_id": appeal_id, "kind": kind})
+        )
+        return holder is not None and holder["about_event_id"] == about_event_id
 
     async def record_delivery(self, delivery: Delivery) -> bool:
         """Record a delivery; False when this (appeal, event) was already delivered."""
@@ -51,20 +71,41 @@ class NotificationsRepository:
         cursor = self._outbox.find({"appeal_id": appeal_id}).sort([("delivered_at", 1), ("_id", 1)])
         return [_delivery(document) for document in await store.available(cursor.to_list())]
 
+    async def delivered_since(self, person: str, since: datetime) -> int:
+        return await store.available(
+            self._outbox.count_documents({"person": person, "delivered_at": {"$gte": since}})
+        )
+
+    async def decision_delivered(self, appeal_id: str) -> bool:
+        found = await store.available(
+            self._outbox.find_one({"appeal_id": appeal_id, "kind": "decided"}, {"_id": 1})
+        )
+        return found is not None
+
 
 def _recipient_document(recipient: Recipient) -> store.Document:
+    contact = recipient.contact
     return {
         "appeal_id": recipient.appeal_id,
         "submitted_event_id": recipient.submitted_event_id,
         "platform": recipient.platform,
         "user_id": recipient.user_id,
+        "person": recipient.person,
         "locale": recipient.locale,
         "country": recipient.country,
+        # Personal data, kept only for telling this person about this appeal.
+        "contact": {
+            "email": contact.email,
+            "phone": contact.phone,
+            "preferred_channel": contact.preferred_channel,
+            "time_zone": contact.time_zone,
+        },
         "subject": {"kind": recipient.subject_kind, "id": recipient.subject_id},
         "original_decision": {
             "policy": recipient.decision_policy,
             "action": recipient.decision_action,
             "automated": recipient.decision_automated,
+            "decided_at": recipient.decision_made_at,
         },
         "received_at": recipient.received_at,
     }
@@ -73,6 +114,8 @@ def _recipient_document(recipient: Recipient) -> store.Document:
 def _recipient(document: store.Document) -> Recipient:
     subject: dict[str, Any] = document["subject"]
     decision: dict[str, Any] = document["original_decision"]
+    # Profiles stored before contacts existed have none: they read as "no contact".
+    contact: dict[str, Any] = document.get("contact") or {}
     return Recipient(
         appeal_id=document["appeal_id"],
         submitted_event_id=document["submitted_event_id"],
@@ -86,6 +129,14 @@ def _recipient(document: store.Document) -> Recipient:
         decision_action=decision["action"],
         decision_automated=decision["automated"],
         received_at=document["received_at"],
+        decision_made_at=decision.get("decided_at"),
+        person=document.get("person", ""),
+        contact=Contact(
+            email=contact.get("email", ""),
+            phone=contact.get("phone", ""),
+            preferred_channel=contact.get("preferred_channel", ""),
+            time_zone=contact.get("time_zone", ""),
+        ),
     )
 
 
@@ -103,6 +154,9 @@ def _delivery_document(delivery: Delivery) -> store.Document:
         "body": delivery.body,
         "payload": delivery.payload,
         "delivered_at": delivery.delivered_at,
+        "delivery_id": delivery.delivery_id,
+        "person": delivery.person,
+        "attempt": delivery.attempt,
     }
 
 
@@ -120,4 +174,7 @@ def _delivery(document: store.Document) -> Delivery:
         body=document["body"],
         payload=document["payload"],
         delivered_at=document["delivered_at"],
+        delivery_id=document.get("delivery_id", ""),
+        person=document.get("person", ""),
+        attempt=document.get("attempt", 1),
     )

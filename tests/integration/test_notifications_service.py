@@ -29,10 +29,9 @@ from appeals_runtime.kafka.consumer import ConsumerRunner, Handler, InboundMessa
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.api import create_app
-from services.notifications.channels import ChannelDirectory
 from services.notifications.consumer import lifecycle_handler
-from services.notifications.messages import MessageRenderer
-from services.notifications.notifier import Notifier
+from services.notifications.main import notifier_from
+from tests.integration.test_notifications_support import claimed, private_settings
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +39,15 @@ LifecycleEvent = events_pb2.AppealEvent
 
 
 async def notifications_service(
-    db: store.Database, producer: EventProducer
+    db: store.Database, producer: EventProducer, tmp_path: Path
 ) -> tuple[repository.NotificationsRepository, Handler]:
     """The service's own pieces, wired as main wires them, on the test's database."""
     await store.ensure_indexes(db, repository.INDEXES)
     notifications = repository.NotificationsRepository(db)
-    notifier = Notifier(notifications, MessageRenderer(), ChannelDirectory(notifications), producer)
-    return notifications, lifecycle_handler(notifier)
+    _, jwks = devkeys.ensure(tmp_path)
+    settings = private_settings(str(jwks))
+    notifier = notifier_from(settings, notifications, producer, httpx.AsyncClient())
+    return notifications, lifecycle_handler(notifier, group=settings.consumer_group)
 
 
 def submitted(
@@ -137,9 +138,9 @@ async def lifecycle_events(
 
 
 async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channel(
-    infra: Infrastructure, producer: EventProducer, db: store.Database
+    infra: Infrastructure, producer: EventProducer, db: store.Database, tmp_path: Path
 ) -> None:
-    notifications, handler = await notifications_service(db, producer)
+    notifications, handler = await notifications_service(db, producer, tmp_path)
     run = uuid.uuid4().hex[:10]
     platforms = {
         "facebook": (appeal_pb2.PLATFORM_FACEBOOK, "en-US", appeal_pb2.OUTCOME_UPHELD),
@@ -152,10 +153,13 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
         submitted(appeal_ids[name], platform, locale=locale)
         for name, (platform, locale, _) in platforms.items()
     ]
+    claims = [claimed(appeal_id) for appeal_id in appeal_ids.values()]
     decisions = [decided(appeal_ids[name], outcome) for name, (_, _, outcome) in platforms.items()]
-    # The same events again, as a producer retry or a consumer crash before commit would bring.
-    redelivered = [decisions[2], firsts[0]]
-    published = [*firsts, *decisions, *redelivered]
+    # The same events again, as a producer retry or a crash before commit would bring, and a
+    # second claim (a release and a new reviewer): the person already knows it is in review.
+    redelivered = [decisions[2], firsts[0], claims[1]]
+    reclaimed = claimed(appeal_ids["instagram"], 2)
+    published = [*firsts, *claims, reclaimed, *decisions, *redelivered]
 
     handled: Counter[str] = Counter()
     all_handled = asyncio.Event()
@@ -163,7 +167,7 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
     async def ours_only(message: InboundMessage[LifecycleEvent]) -> None:
         # The lifecycle topic is shared by the whole test session: leave other appeals alone.
         event = message.payload
-        if event.appeal_id not in appeal_ids.values() or event.HasField("notified"):
+        if event.appeal_id not in appeal_ids.values() or event.producer == "notifications":
             return
         await handler(message)
         handled[event.event_id] += 1
@@ -192,7 +196,7 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
         await db[repository.OUTBOX].find({"appeal_id": {"$in": [*appeal_ids.values()]}}).to_list()
     )
     keys = Counter((r["appeal_id"], r["about_event_id"]) for r in records)
-    assert set(keys) == {(e.appeal_id, e.event_id) for e in [*firsts, *decisions]}
+    assert set(keys) == {(e.appeal_id, e.event_id) for e in [*firsts, *claims, *decisions]}
     assert all(count == 1 for count in keys.values()), keys
     assert await db[repository.RECIPIENTS].count_documents({}) == 4
 
@@ -205,9 +209,10 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
         "horizon": {"horizon_headset"},
     }
     for deliveries in by_appeal.values():
-        assert [d.kind for d in deliveries] == ["received", "decided"]
+        assert [d.kind for d in deliveries] == ["received", "in_review", "decided"]
 
-    received, decision = by_appeal["whatsapp"]
+    received, in_review, decision = by_appeal["whatsapp"]
+    assert in_review.subject == "Ihr Einspruch wird geprüft"
     assert (received.locale, decision.locale) == ("de", "de")
     assert received.subject == "Wir haben Ihren Einspruch erhalten"
     assert "Ihr Beitrag bleibt entfernt" in decision.body
@@ -215,15 +220,15 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
     assert decision.payload["template"]["name"] == "appeal_decided_upheld"
     assert decision.payload["template"]["language"] == {"code": "de"}
     assert decision.payload["to"] == "user-1"
-    assert by_appeal["instagram"][1].locale == "en"  # pt-PT has no templates yet
-    assert "reversed our original decision" in by_appeal["instagram"][1].body
-    assert by_appeal["horizon"][1].subject == "Ihr Einspruch war erfolgreich"
+    assert by_appeal["instagram"][2].locale == "pt-BR"  # pt-PT falls back to pt-BR
+    assert "revertemos nossa decisão original" in by_appeal["instagram"][2].body
+    assert by_appeal["horizon"][2].subject == "Ihr Einspruch war erfolgreich"
 
     # One notified event per notification, under ids derived from what they are about; the
     # redeliveries republished the same ids, which every consumer deduplicates.
     expected = {
         events.derived_event_id(e.appeal_id, "notified", e.event_id): e
-        for e in [*firsts, *decisions]
+        for e in [*firsts, *claims, *decisions]
     }
     notified = [
         event
@@ -240,7 +245,8 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
         assert event.causation_id == about.event_id
         assert event.producer == "notifications"
         assert event.notified.about_event_id == about.event_id
-        assert event.notified.kind == ("received" if about.HasField("submitted") else "decided")
+        kinds = {"submitted": "received", "claimed": "in_review", "decided": "decided"}
+        assert event.notified.kind == kinds[events.event_type(about)]
     whatsapp_notified = {
         e.notified.kind: e for e in notified if e.appeal_id == appeal_ids["whatsapp"]
     }
@@ -249,9 +255,9 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
 
 
 async def test_events_that_break_the_contract_or_arrive_out_of_order_are_invalid(
-    producer: EventProducer, db: store.Database
+    producer: EventProducer, db: store.Database, tmp_path: Path
 ) -> None:
-    notifications, handler = await notifications_service(db, producer)
+    notifications, handler = await notifications_service(db, producer, tmp_path)
     appeal_id = f"ap_{uuid.uuid4().hex[:10]}"
 
     with pytest.raises(InvalidMessage, match="no submitted event seen") as raised:
@@ -281,7 +287,7 @@ async def test_events_that_break_the_contract_or_arrive_out_of_order_are_invalid
 async def test_ops_read_what_an_appellant_was_told_and_no_one_else_can(
     producer: EventProducer, db: store.Database, tmp_path: Path
 ) -> None:
-    notifications, handler = await notifications_service(db, producer)
+    notifications, handler = await notifications_service(db, producer, tmp_path)
     appeal_id = f"ap_{uuid.uuid4().hex[:10]}"
     await handler(inbound(submitted(appeal_id, appeal_pb2.PLATFORM_HORIZON, locale="de-DE")))
     await handler(inbound(decided(appeal_id, appeal_pb2.OUTCOME_OVERTURNED)))

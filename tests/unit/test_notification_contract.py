@@ -1,13 +1,16 @@
-"""Lifecycle events against the notifications contract, and start-up that fails fast. No I/O."""
+"""Lifecycle events against the notifications contract, the events notifications publishes, the
+retry-record headers, and configuration that fails fast. No I/O (one subprocess start-up)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack import devkeys
@@ -15,10 +18,15 @@ from appeals_runtime import events
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import InvalidMessage
 from appeals_runtime.settings import SettingsError, load_settings
-from services.notifications.config import NotificationsSettings
-from services.notifications.inbound import decision_from_decided, recipient_from_submitted
-from services.notifications.model import Delivery
-from services.notifications.notifier import notified_event
+from services.notifications.config import DEV_WEBHOOK_SECRET, NotificationsSettings
+from services.notifications.inbound import (
+    decision_from_decided,
+    notice_from,
+    recipient_from_submitted,
+)
+from services.notifications.model import Delivery, Notice
+from services.notifications.notifier import notification_failed_event, notified_event
+from services.notifications.retries import PendingAttempt
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +34,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def submitted(appeal_id: str = "ap_1", **submission: object) -> events_pb2.AppealEvent:
     fields: dict[str, object] = {
         "platform": appeal_pb2.PLATFORM_INSTAGRAM,
-        "appellant": appeal_pb2.Appellant(user_id="ig-7"),
+        "appellant": appeal_pb2.Appellant(
+            user_id="ig-7",
+            contact=appeal_pb2.Contact(
+                email=" ana@example.org ",
+                phone="+4915112345678",
+                preferred_channel="email",
+                time_zone="Europe/Vienna",
+            ),
+        ),
         "subject": appeal_pb2.Subject(kind=appeal_pb2.SUBJECT_KIND_REEL, id="reel-1"),
         "decision": appeal_pb2.OriginalDecision(policy="nudity", action="removed"),
         "locale": "de-AT",
@@ -39,6 +55,7 @@ def submitted(appeal_id: str = "ap_1", **submission: object) -> events_pb2.Appea
         producer="tests",
         submitted=events_pb2.AppealSubmitted(
             submission=appeal_pb2.AppealSubmission(**fields),  # type: ignore[arg-type]
+            appellant_pseudonym="pseudo-7",
         ),
     )
 
@@ -56,8 +73,10 @@ def decided(
     )
 
 
-def test_a_submitted_event_gives_the_recipient_profile() -> None:
-    person = recipient_from_submitted(submitted())
+def test_a_submitted_event_gives_the_recipient_profile_with_contact() -> None:
+    event = submitted()
+    event.submitted.submission.decision.decided_at.FromDatetime(datetime(2025, 1, 2, tzinfo=UTC))
+    person = recipient_from_submitted(event)
     assert (person.appeal_id, person.submitted_event_id) == ("ap_1", "ev-s")
     assert (person.platform, person.user_id, person.locale, person.country) == (
         "instagram",
@@ -67,6 +86,19 @@ def test_a_submitted_event_gives_the_recipient_profile() -> None:
     )
     assert (person.subject_kind, person.subject_id) == ("reel", "reel-1")
     assert (person.decision_policy, person.decision_action) == ("nudity", "removed")
+    assert person.decision_made_at == datetime(2025, 1, 2, tzinfo=UTC)
+    assert person.person_key == "pseudo-7"
+    assert person.contact.email == "ana@example.org"
+    assert (person.contact.preferred_channel, person.contact.time_zone) == (
+        "email",
+        "Europe/Vienna",
+    )
+
+
+def test_without_a_pseudonym_a_person_is_known_by_platform_and_user_id() -> None:
+    event = submitted()
+    event.submitted.appellant_pseudonym = ""
+    assert recipient_from_submitted(event).person_key == "instagram:ig-7"
 
 
 @pytest.mark.parametrize(
@@ -92,17 +124,67 @@ def test_a_decided_event_gives_the_decision_and_an_unknown_outcome_is_invalid() 
         "nudity",
         "ev-d",
     )
+    partial = decision_from_decided(decided(appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED))
+    assert partial.outcome == "partially_overturned"
+    event = decided()
+    event.decided.facts = " The caption names a group. "
+    event.decided.applied_from_appeal_id = "ap_0"
+    applied = decision_from_decided(event)
+    assert (applied.facts, applied.applied_from_appeal_id) == ("The caption names a group.", "ap_0")
     for outcome in (appeal_pb2.OUTCOME_UNSPECIFIED, appeal_pb2.Outcome.ValueType(99)):
         with pytest.raises(InvalidMessage) as raised:
             decision_from_decided(decided(outcome))
         assert raised.value.field == "decided.outcome"
 
 
+def _event(**payload: object) -> events_pb2.AppealEvent:
+    return events.new_event(event_id="ev-x", appeal_id="ap_1", producer="tests", **payload)  # type: ignore[arg-type]
+
+
+def test_each_lifecycle_event_gives_its_notice_or_none() -> None:
+    kinds = {
+        "submitted": notice_from(submitted()),
+        "claimed": notice_from(_event(claimed=events_pb2.CaseClaimed(agent_id="a"))),
+        "info_requested": notice_from(
+            _event(info_requested=events_pb2.MoreInformationRequested(question=" Why? "))
+        ),
+        "escalated": notice_from(_event(escalated=events_pb2.AppealEscalated(target="legal"))),
+        "decided": notice_from(decided()),
+        "restored": notice_from(_event(restored=events_pb2.RestoreCompleted(succeeded=True))),
+    }
+    assert {name: n.kind if n else None for name, n in kinds.items()} == {
+        "submitted": "received",
+        "claimed": "in_review",
+        "info_requested": "info_requested",
+        "escalated": "escalated",
+        "decided": "decided",
+        "restored": "restored",
+    }
+    assert kinds["info_requested"] is not None and kinds["info_requested"].question == "Why?"
+    assert kinds["escalated"] is not None and kinds["escalated"].escalation_target == "legal"
+    assert kinds["decided"] is not None and kinds["decided"].decision is not None
+    silent = [
+        _event(routed=events_pb2.AppealRouted(queue="q")),
+        _event(released=events_pb2.CaseReleased(agent_id="a")),
+        _event(notified=events_pb2.AppellantNotified(kind="received")),
+        _event(notification_failed=events_pb2.NotificationFailed(kind="decided")),
+        _event(restored=events_pb2.RestoreCompleted(succeeded=False)),
+        events_pb2.AppealEvent(event_id="e", appeal_id="ap_1"),  # a payload from the future
+    ]
+    assert [notice_from(event) for event in silent] == [None] * len(silent)
+
+
+def test_a_request_for_information_without_a_question_is_invalid() -> None:
+    with pytest.raises(InvalidMessage) as raised:
+        notice_from(_event(info_requested=events_pb2.MoreInformationRequested(question=" ")))
+    assert raised.value.field == "info_requested.question"
+
+
 def test_an_event_without_an_occurrence_time_is_invalid() -> None:
     event = decided()
     event.ClearField("occurred_at")
     with pytest.raises(InvalidMessage) as raised:
-        decision_from_decided(event)
+        notice_from(event)
     assert raised.value.field == "occurred_at"
 
 
@@ -134,6 +216,106 @@ def test_the_notified_event_is_derived_from_what_it_is_about() -> None:
         "instagram_dm",
         "de",
     )
+
+
+def test_a_permanent_failure_event_has_one_id_per_event_and_channel() -> None:
+    notice = Notice("ap_1", "ev-d", "decided", datetime(2025, 3, 4, tzinfo=UTC))
+    failed = notification_failed_event(
+        notice, channel="whatsapp_template", attempt=1, reason="not on WhatsApp",
+        occurred_at=datetime(2025, 3, 4, 1, tzinfo=UTC),
+    )  # fmt: skip
+    again = notification_failed_event(
+        notice, channel="whatsapp_template", attempt=1, reason="not on WhatsApp",
+        occurred_at=datetime(2025, 3, 4, 2, tzinfo=UTC),
+    )  # fmt: skip
+    assert failed.event_id == again.event_id
+    assert failed.schema == "appeals.v1.NotificationFailed"
+    payload = failed.notification_failed
+    assert (payload.about_event_id, payload.kind, payload.channel, payload.permanent) == (
+        "ev-d",
+        "decided",
+        "whatsapp_template",
+        True,
+    )
+    assert events.event_type(failed) == "notification_failed"
+
+
+def test_retry_headers_round_trip_and_malformed_ones_are_invalid() -> None:
+    pending = PendingAttempt(
+        channel="email",
+        attempt=3,
+        due_at=datetime(2025, 3, 4, 9, 30, 0, 250000, tzinfo=UTC),
+        reason="SMTP 451",
+        group="notifications",
+    )
+    assert PendingAttempt.from_headers(dict(pending.headers())) == pending
+    with pytest.raises(InvalidMessage):
+        PendingAttempt.from_headers({})
+    with pytest.raises(InvalidMessage):
+        PendingAttempt.from_headers({**dict(pending.headers()), "notifications.attempt": b"0"})
+
+
+def test_defaults_run_locally_with_the_recording_sink_and_no_email(tmp_path: Path) -> None:
+    _, jwks = devkeys.ensure(tmp_path)
+    settings = NotificationsSettings(auth_jwks_file=jwks)
+    assert settings.platform_channels["whatsapp"] == "whatsapp_template"
+    assert settings.provider("whatsapp_template") == (None, None)
+    assert settings.smtp_host is None and settings.webhook_url is None
+    assert settings.quiet_hours_window() is not None
+    assert settings.fallback_channels == ["email"]
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"NOTIFICATIONS_SMTP_HOST": "smtp.example.org"}, "NOTIFICATIONS_EMAIL_FROM"),
+        (
+            {
+                "NOTIFICATIONS_SMTP_HOST": "smtp.example.org",
+                "NOTIFICATIONS_EMAIL_FROM": "a@example.org",
+                "NOTIFICATIONS_SMTP_USERNAME": "u",
+                "NOTIFICATIONS_SMTP_PASSWORD": "p",
+                "NOTIFICATIONS_SMTP_SECURITY": "none",
+            },
+            "in clear",
+        ),
+        ({"NOTIFICATIONS_WHATSAPP_URL": "https://graph.example/v1/1/messages"}, "token"),
+        ({"NOTIFICATIONS_WEBHOOK_URL": "https://surface.example/hook"}, "development default"),
+        (
+            {
+                "NOTIFICATIONS_WEBHOOK_URL": "https://surface.example/hook",
+                "NOTIFICATIONS_WEBHOOK_SECRET": "short",
+            },
+            "32 characters",
+        ),
+        ({"NOTIFICATIONS_PLATFORM_CHANNELS": '{"horizon": "webhook"}'}, "WEBHOOK_URL"),
+        ({"NOTIFICATIONS_FALLBACK_CHANNELS": '["pigeon"]'}, "unknown channels"),
+        ({"NOTIFICATIONS_QUIET_HOURS": "10pm-8am"}, "HH:MM-HH:MM"),
+        ({"NOTIFICATIONS_DISPUTE_SETTLEMENT_URL": "ftp://x"}, "http(s) URL"),
+    ],
+)
+def test_inconsistent_settings_stop_the_service_naming_the_problem(
+    tmp_path: Path, env: dict[str, str], names: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _, jwks = devkeys.ensure(tmp_path)
+    monkeypatch.setenv("AUTH_JWKS_FILE", str(jwks))
+    with pytest.raises(
+        ValidationError, match=r"(?s)" + names.replace("(", r"\(").replace(")", r"\)")
+    ):
+        NotificationsSettings()  # type: ignore[call-arg]  # from the environment
+
+
+def test_the_dev_webhook_secret_is_accepted_only_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, jwks = devkeys.ensure(tmp_path)
+    monkeypatch.setenv("AUTH_JWKS_FILE", str(jwks))
+    monkeypatch.setenv("NOTIFICATIONS_WEBHOOK_URL", "http://127.0.0.1:9000/hook")
+    settings = NotificationsSettings()  # type: ignore[call-arg]  # from the environment
+    assert settings.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET
+    assert DEV_WEBHOOK_SECRET not in repr(settings)  # secrets never reach logs
 
 
 def test_settings_need_a_jwks_file(
