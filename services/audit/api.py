@@ -1,59 +1,215 @@
-"""Audit's REST API: an appeal's trail and a verification of the whole log, for ops only.
+"""Audit's REST API: trails with proofs, verification, checkpoints, proofs, queries, exports.
 
-Built by :func:`create_app` from its dependencies so tests build the same app on a test store.
+Thin: each route checks the caller, logs the read in the audit log itself (before answering, so
+an unlogged read cannot happen), calls the service and shapes JSON. Only ops tokens with the
+``audit:read`` scope get in. Built by :func:`create_app` so tests build the same app on a test
+store.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from appeals_runtime.auth import Principal, Role, Scope, TokenVerifier
-from appeals_runtime.errors import NotFound
+from appeals_runtime.auth import Role, Scope, TokenVerifier
+from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
 from appeals_runtime.http import ReadinessCheck, health_router, install_problem_handlers
-from services.audit.chain import rfc3339
-from services.audit.repository import AuditRepository, TrailEntry
+from services.audit import complaints_report, exports, transparency
+from services.audit.entries import rfc3339
+from services.audit.integrity import IntegrityError
+from services.audit.service import AuditService, Reader, Trail
+
+MAX_PAGE = 500
 
 
-def _trail_entry(entry: TrailEntry) -> dict[str, Any]:
+def _trail(trail: Trail) -> dict[str, Any]:
+    checkpoint = trail.checkpoint
     return {
-        "index": entry.index,
-        "event_id": entry.event_id,
-        "type": entry.type,
-        "occurred_at": rfc3339(entry.occurred_at),
-        "recorded_at": rfc3339(entry.recorded_at),
-        "producer": entry.producer,
-        "hash": entry.hash,
+        "appeal_id": trail.appeal_id,
+        "tree_size": checkpoint.size if checkpoint else 0,
+        "checkpoint": checkpoint.note if checkpoint else None,
+        "entries": [
+            {
+                "index": entry.document["index"],
+                "event_id": entry.document["event_id"],
+                "type": entry.document["type"],
+                "occurred_at": rfc3339(entry.document["occurred_at"]),
+                "recorded_at": rfc3339(entry.document["recorded_at"]),
+                "producer": entry.document["producer"],
+                "leaf_hash": entry.document["leaf_hash"],
+                "audit_path": (
+                    None if entry.audit_path is None else [h.hex() for h in entry.audit_path]
+                ),
+            }
+            for entry in trail.entries
+        ],
     }
 
 
-def audit_router(repository: AuditRepository, tokens: TokenVerifier) -> APIRouter:
-    async def auditor(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        principal = tokens.verify_header(authorization)
-        principal.require(Scope.READ_AUDIT, role=Role.OPS)
-        return principal
+def _appeal(document: Mapping[str, Any]) -> dict[str, Any]:
+    def moment(name: str) -> str | None:
+        value = document.get(name)
+        return rfc3339(value) if value is not None else None
 
-    router = APIRouter(tags=["audit"], dependencies=[Depends(auditor)])
+    return {
+        "appeal_id": document["appeal_id"],
+        "first_index": document["first_index"],
+        "platform": document.get("platform"),
+        "queues": document.get("queues", []),
+        "outcome": document.get("outcome"),
+        "submitted_at": moment("submitted_at"),
+        "decided_at": moment("decided_at"),
+        "trail": f"/v1/appeals/{document['appeal_id']}/trail",
+    }
+
+
+def _reader(request: Request, authorization: Annotated[str | None, Header()] = None) -> Reader:
+    """FastAPI dependency: the verified ops caller (the app keeps the verifier in its state)."""
+    tokens: TokenVerifier = request.app.state.audit_tokens
+    principal = tokens.verify_header(authorization)
+    principal.require(Scope.READ_AUDIT, role=Role.OPS)
+    return Reader(principal.subject, principal.role.value)
+
+
+Caller = Annotated[Reader, Depends(_reader)]
+
+
+def audit_router(service: AuditService) -> APIRouter:
+    router = APIRouter(tags=["audit"])
 
     @router.get("/v1/appeals/{appeal_id}/trail")
-    async def trail(appeal_id: str) -> dict[str, Any]:
-        entries = await repository.trail(appeal_id)
-        if not entries:
-            raise NotFound(f"the audit log has no entries for appeal {appeal_id!r}")
-        return {"appeal_id": appeal_id, "entries": [_trail_entry(e) for e in entries]}
+    async def trail(appeal_id: str, caller: Caller) -> dict[str, Any]:
+        await service.log_access(caller, "trail", appeal_id)
+        return _trail(await service.trail(appeal_id))
 
     @router.get("/v1/audit/verify")
-    async def verify() -> dict[str, Any]:
-        return dataclasses.asdict(await repository.verify())
+    async def verify(caller: Caller) -> dict[str, Any]:
+        await service.log_access(caller, "verify", "log")
+        return dataclasses.asdict(await service.integrity.verify())
+
+    @router.get("/v1/audit/key")
+    async def key(_: Caller) -> dict[str, str]:
+        return {"origin": service.integrity.origin, "verifier_key": service.integrity.verifier_key}
+
+    @router.get("/v1/audit/checkpoints/latest", response_class=PlainTextResponse)
+    async def latest_checkpoint(caller: Caller) -> str:
+        await service.log_access(caller, "checkpoint", "latest")
+        latest = await service.integrity.latest()
+        if latest is None:
+            raise NotFound("no checkpoint has been signed yet")
+        return latest.note
+
+    @router.post("/v1/audit/checkpoints")
+    async def make_checkpoint(caller: Caller) -> dict[str, Any]:
+        await service.log_access(caller, "sign checkpoint", "log")
+        try:
+            signed = await service.integrity.checkpoint()
+        except IntegrityError as error:
+            raise Conflict(str(error), code="log_integrity") from error
+        return {"tree_size": signed.size, "root_hash": signed.root.hex(), "note": signed.note}
+
+    @router.get("/v1/audit/proofs/inclusion")
+    async def inclusion(
+        caller: Caller,
+        index: Annotated[int | None, Query(ge=0)] = None,
+        event_id: str | None = None,
+        tree_size: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        if (index is None) == (event_id is None):
+            raise ValidationFailed(
+                [FieldViolation("index", "name exactly one entry: ?index=N or ?event_id=ID")]
+            )
+        await service.log_access(
+            caller, "inclusion proof", str(event_id or index), tree_size=tree_size
+        )
+        try:
+            return await service.inclusion_bundle(
+                index=index, event_id=event_id, tree_size=tree_size
+            )
+        except IntegrityError as error:
+            raise Conflict(str(error), code="log_integrity") from error
+
+    @router.get("/v1/audit/proofs/consistency")
+    async def consistency(
+        caller: Caller,
+        first: Annotated[int, Query(ge=1)],
+        second: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        await service.log_access(caller, "consistency proof", f"{first}..{second or 'latest'}")
+        return await service.consistency_bundle(first, second)
+
+    @router.get("/v1/audit/appeals")
+    async def appeals(
+        caller: Caller,
+        platform: str | None = None,
+        queue: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> dict[str, Any]:
+        filters = {"platform": platform, "queue": queue, "outcome": outcome}
+        await service.log_access(
+            caller, "query appeals", "appeals", since=_text(since), until=_text(until), **filters
+        )
+        found = await service.log.query_appeals(
+            **filters, since=since, until=until, after=cursor, limit=limit
+        )
+        page = [_appeal(document) for document in found]
+        more = len(page) == limit
+        return {"appeals": page, "next_cursor": page[-1]["first_index"] if more else None}
+
+    @router.get("/v1/audit/exports/statements-of-reasons")
+    async def statements_of_reasons(
+        caller: Caller,
+        since: datetime,
+        until: datetime,
+        platform: str | None = None,
+    ) -> dict[str, Any]:
+        await service.log_access(
+            caller, "export statements of reasons", platform or "all",
+            since=_text(since), until=_text(until),
+        )  # fmt: skip
+        decided = await _exported(
+            exports.decided_appeals(service.log, since, until, platform=platform)
+        )
+        return {"batches": list(transparency.batches(decided))}
+
+    @router.get("/v1/audit/reports/complaint-handling")
+    async def complaint_handling(
+        caller: Caller,
+        month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+        format: Literal["json", "csv"] = "json",
+    ) -> Response:
+        await service.log_access(caller, "complaint-handling report", month)
+        received, decisions = await _exported(exports.report_inputs(service.log, month))
+        rows = complaints_report.monthly_report(received, decisions, month=month)
+        if format == "csv":
+            return PlainTextResponse(complaints_report.to_csv(rows), media_type="text/csv")
+        return JSONResponse({"month": month, "platforms": rows})
 
     return router
 
 
+async def _exported(work: Any) -> Any:
+    try:
+        return await work
+    except IntegrityError as error:
+        raise Conflict(str(error), code="log_integrity") from error
+
+
+def _text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
 def create_app(
-    repository: AuditRepository,
+    service: AuditService,
     tokens: TokenVerifier,
     *,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
@@ -61,5 +217,6 @@ def create_app(
     app = FastAPI(title="appeals audit")
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
-    app.include_router(audit_router(repository, tokens))
+    app.state.audit_tokens = tokens
+    app.include_router(audit_router(service))
     return app

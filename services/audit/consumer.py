@@ -2,7 +2,9 @@
 
 One consumer runner reads all of them; the handler picks the translation by topic. Duplicates
 (redelivery after a crash, a republished event) are no-ops in the repository, so the runner's
-at-least-once delivery turns into exactly-once entries.
+at-least-once delivery turns into exactly-once entries. Each partition is handled in order, one
+message at a time, so an appeal's events (keyed by appeal id, one partition) enter the log in the
+order they were published.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from appeals_runtime import topics
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import records
-from services.audit.chain import LoggedEvent
-from services.audit.repository import AuditRepository
+from services.audit import privacy, records
+from services.audit.service import AuditService
 
 log = logging.getLogger(__name__)
 meter = metrics.get_meter(__name__)
@@ -33,20 +34,28 @@ AUDITED_TOPICS: tuple[topics.Topic[Any], ...] = (
 )
 
 
-def to_logged_event(message: InboundMessage[Any]) -> LoggedEvent:
+def to_recorded(
+    message: InboundMessage[Any], secrets: privacy.Secrets
+) -> tuple[records.Recorded, records.IndexFacts]:
     if message.topic in RESTORE_TOPICS:
         producer = message.headers.get(h.PRODUCER, b"").decode(errors="replace")
-        return records.from_restore_command(message.payload, topic=message.topic, producer=producer)
-    return records.from_lifecycle_event(message.payload, topic=message.topic)
+        recorded = records.from_restore_command(
+            message.payload, topic=message.topic, producer=producer
+        )
+        return recorded, records.IndexFacts()
+    recorded = records.from_lifecycle_event(message.payload, topic=message.topic, secrets=secrets)
+    return recorded, records.index_facts(message.payload)
 
 
 class AuditHandler:
-    def __init__(self, repository: AuditRepository) -> None:
-        self._repository = repository
+    def __init__(self, service: AuditService, secrets: privacy.Secrets) -> None:
+        self._service = service
+        self._secrets = secrets
 
     async def __call__(self, message: InboundMessage[Any]) -> None:
-        event = to_logged_event(message)
-        appended = await self._repository.append(event)
+        recorded, facts = to_recorded(message, self._secrets)
+        event = recorded.event
+        appended = await self._service.record(recorded, facts)
         if appended:
             _appended_counter.add(1, {"type": event.type})
         log.debug(
@@ -60,7 +69,8 @@ def audit_consumer(
     name: str,
     bootstrap_servers: str,
     group_id: str,
-    repository: AuditRepository,
+    service: AuditService,
+    secrets: privacy.Secrets,
     producer: EventProducer,
 ) -> ConsumerRunner:
     """The consumer runner over every audited topic; ``producer`` parks poison in the DLQs."""
@@ -69,6 +79,6 @@ def audit_consumer(
         bootstrap_servers=bootstrap_servers,
         group_id=group_id,
         topics=AUDITED_TOPICS,
-        handler=AuditHandler(repository),
+        handler=AuditHandler(service, secrets),
         producer=producer,
     )

@@ -4,31 +4,51 @@ from __future__ import annotations
 
 import asyncio
 
+from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
-from services.audit import api, repository
-from services.audit.config import CONSUMER_GROUP, AuditSettings
+from services.audit import api, key_files, key_repository, repository, tree_repository
+from services.audit.checkpointer import Checkpointer
+from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
 from services.audit.consumer import audit_consumer
+from services.audit.integrity import Integrity
+from services.audit.privacy import Secrets
+from services.audit.service import AuditService
 
 SERVICE_NAME = "audit"
+INDEXES = [*repository.INDEXES, *tree_repository.INDEXES, *key_repository.INDEXES]
+
+
+def build(db: store.Database, settings: AuditLogSettings) -> tuple[AuditService, Secrets]:
+    """The audit log over ``db`` with its keys: shared by the service and the operator CLI."""
+    secrets = key_files.load_secrets(settings)
+    log = repository.LogRepository(db)
+    tree = tree_repository.TreeRepository(db, log)
+    integrity = Integrity(log, tree, key_files.load_signer(settings), settings.checkpoint_dir)
+    keys = key_repository.KeyRepository(db, secrets)
+    return AuditService(log, tree, keys, integrity), secrets
 
 
 async def serve(settings: AuditSettings) -> None:
     tokens = TokenVerifier.from_settings(settings)
-    async with service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx:
-        audit_log = repository.AuditRepository(ctx.db)
+    async with service_context(SERVICE_NAME, settings, indexes=INDEXES) as ctx:
+        audit, secrets = build(ctx.db, settings)
         consumer = audit_consumer(
             name=SERVICE_NAME,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=CONSUMER_GROUP,
-            repository=audit_log,
+            service=audit,
+            secrets=secrets,
             producer=ctx.producer,
         )
-        app = api.create_app(audit_log, tokens, readiness_checks=ctx.readiness_checks)
+        checkpointer = Checkpointer(
+            audit.integrity, interval_s=settings.audit_checkpoint_interval_s
+        )
+        app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks)
         http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
-        await run_components([http, consumer])
+        await run_components([http, consumer, checkpointer])
 
 
 def main() -> None:

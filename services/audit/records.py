@@ -1,24 +1,49 @@
 """What the audit log records about each kind of message. Pure translation from the contracts.
 
 A message the log cannot attribute (no id, no appeal, no time) violates its contract: it raises
-:class:`InvalidMessage` and goes to the topic's DLQ instead of entering the chain half-empty,
-because an entry can never be corrected once it is chained.
+:class:`InvalidMessage` and goes to the topic's DLQ instead of entering the tree half-empty,
+because an entry can never be corrected once it is hashed in.
+
+Besides the appeals' own events the log records its own reads (``access``) and erasures, so who
+looked at what, and whose data was shredded, is as tamper-evident as the appeals themselves.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from appeals.v1 import commands_pb2, events_pb2
-from appeals_runtime import events
+from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
-from services.audit.chain import LoggedEvent
+from services.audit import privacy
+from services.audit.entries import NO_APPEAL, LoggedEvent
 
 # The type of a restore command in trails; lifecycle events use their payload's name.
 RESTORE_REQUESTED = "restore_requested"
+ACCESS = "access"
+ERASURE = "erasure"
+ACCESS_SCHEMA = "appeals.audit.AccessRecord/v1"
+ERASURE_SCHEMA = "appeals.audit.Erasure/v1"
+AUDIT_TOPIC = ""  # records the log writes about itself arrive on no topic
 
 
-def from_lifecycle_event(event: events_pb2.AppealEvent, *, topic: str) -> LoggedEvent:
+@dataclass(frozen=True)
+class Recorded:
+    """An event ready to log, and the personal data still to seal for ``subject``."""
+
+    event: LoggedEvent
+    personal: bytes | None = None
+    subject: str | None = None
+
+
+def from_lifecycle_event(
+    event: events_pb2.AppealEvent, *, topic: str, secrets: privacy.Secrets
+) -> Recorded:
     _require(event.event_id, "event_id")
     _require(event.appeal_id, "appeal_id")
     if not event.HasField("occurred_at"):
@@ -26,7 +51,9 @@ def from_lifecycle_event(event: events_pb2.AppealEvent, *, topic: str) -> Logged
     event_type = events.event_type(event)
     if event_type not in events.EVENT_TYPES:
         raise InvalidMessage("event carries no payload", field="payload")
-    return LoggedEvent(
+    separated = privacy.separate_personal(event, secrets)
+    event = separated.redacted
+    logged = LoggedEvent(
         event_id=event.event_id,
         appeal_id=event.appeal_id,
         type=event_type,
@@ -36,27 +63,140 @@ def from_lifecycle_event(event: events_pb2.AppealEvent, *, topic: str) -> Logged
         occurred_at=events.occurred_at(event),
         payload=event.SerializeToString(deterministic=True),
     )
+    return Recorded(logged, separated.personal, separated.subject)
 
 
 def from_restore_command(
     command: commands_pb2.RestoreCommand, *, topic: str, producer: str
-) -> LoggedEvent:
+) -> Recorded:
     """A restore command has no envelope; its command id is its event id and the producer
     comes from the record's header."""
     _require(command.command_id, "command_id")
     _require(command.appeal_id, "appeal_id")
     if not command.HasField("issued_at"):
         raise InvalidMessage("restore command has no issued_at", field="issued_at")
-    return LoggedEvent(
-        event_id=command.command_id,
-        appeal_id=command.appeal_id,
-        type=RESTORE_REQUESTED,
-        schema=command.DESCRIPTOR.full_name,
-        producer=producer,
-        topic=topic,
-        occurred_at=command.issued_at.ToDatetime(tzinfo=UTC),
-        payload=command.SerializeToString(deterministic=True),
+    return Recorded(
+        LoggedEvent(
+            event_id=command.command_id,
+            appeal_id=command.appeal_id,
+            type=RESTORE_REQUESTED,
+            schema=command.DESCRIPTOR.full_name,
+            producer=producer,
+            topic=topic,
+            occurred_at=command.issued_at.ToDatetime(tzinfo=UTC),
+            payload=command.SerializeToString(deterministic=True),
+        )
     )
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def access_record(
+    *, reader: str, role: str, action: str, target: str, at: datetime, **details: Any
+) -> LoggedEvent:
+    """A read of the audit log (or an action on it), logged before it is answered."""
+    return LoggedEvent(
+        event_id=str(uuid.uuid4()),
+        appeal_id=NO_APPEAL,
+        type=ACCESS,
+        schema=ACCESS_SCHEMA,
+        producer=reader,
+        topic=AUDIT_TOPIC,
+        occurred_at=at,
+        payload=_json(
+            {"reader": reader, "role": role, "action": action, "target": target, **details}
+        ),
+    )
+
+
+def erasure_record(*, subject: str, requested_by: str, at: datetime) -> LoggedEvent:
+    """A person's data key was shredded: the log says so, naming only the pseudonym."""
+    return LoggedEvent(
+        event_id=str(uuid.uuid4()),
+        appeal_id=NO_APPEAL,
+        type=ERASURE,
+        schema=ERASURE_SCHEMA,
+        producer=requested_by,
+        topic=AUDIT_TOPIC,
+        occurred_at=at,
+        payload=_json({"subject": subject, "requested_by": requested_by}),
+    )
+
+
+@dataclass(frozen=True)
+class IndexFacts:
+    """What an event tells the query index about its appeal (None: nothing new)."""
+
+    platform: str | None = None
+    queue: str | None = None
+    outcome: str | None = None
+    submitted_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AppealSummary:
+    """What the log has said about an appeal up to one of its entries (for ops queries)."""
+
+    first_index: int
+    platform: str | None = None
+    queues: tuple[str, ...] = ()
+    outcome: str | None = None
+    submitted_at: datetime | None = None
+    decided_at: datetime | None = None
+
+    def then(self, facts: IndexFacts, index: int) -> AppealSummary:
+        """This summary after one more entry."""
+        queues = self.queues
+        if facts.queue and facts.queue not in queues:
+            queues = (*queues, facts.queue)
+        return AppealSummary(
+            first_index=min(self.first_index, index),
+            platform=facts.platform or self.platform,
+            queues=queues,
+            outcome=facts.outcome or self.outcome,
+            submitted_at=facts.submitted_at or self.submitted_at,
+            decided_at=facts.decided_at or self.decided_at,
+        )
+
+    @classmethod
+    def starting(cls, facts: IndexFacts, index: int) -> AppealSummary:
+        return cls(first_index=index).then(facts, index)
+
+
+def index_facts(event: events_pb2.AppealEvent) -> IndexFacts:
+    reader = _FACTS.get(events.event_type(event))
+    return IndexFacts() if reader is None else reader(event)
+
+
+def _submitted_facts(event: events_pb2.AppealEvent) -> IndexFacts:
+    platform = _platform(event.submitted.submission.platform)
+    return IndexFacts(platform=platform, submitted_at=events.occurred_at(event))
+
+
+def _decided_facts(event: events_pb2.AppealEvent) -> IndexFacts:
+    return IndexFacts(
+        platform=_platform(event.decided.platform),
+        outcome=vocabulary.outcome_name(event.decided.outcome),
+        decided_at=events.occurred_at(event),
+    )
+
+
+_FACTS: dict[str, Callable[[events_pb2.AppealEvent], IndexFacts]] = {
+    "submitted": _submitted_facts,
+    "decided": _decided_facts,
+    "routed": lambda e: IndexFacts(platform=_platform(e.routed.platform), queue=e.routed.queue),
+    "claimed": lambda e: IndexFacts(queue=e.claimed.queue or None),
+    "transferred": lambda e: IndexFacts(queue=e.transferred.to_queue or None),
+    "escalated": lambda e: IndexFacts(queue=e.escalated.to_queue or None),
+}
+
+
+def _platform(value: int) -> str | None:
+    name = vocabulary.platform_name(value)
+    return None if name == "unspecified" else name
 
 
 def _require(value: str, field: str) -> None:

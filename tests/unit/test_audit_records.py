@@ -9,9 +9,10 @@ import pytest
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
 from appeals_runtime import events, topics
 from appeals_runtime.errors import InvalidMessage
-from services.audit import records
+from services.audit import privacy, records
 
 AT = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+SECRETS = privacy.derive_secrets(bytes(32))
 
 
 def routed_event(
@@ -42,20 +43,24 @@ def restore_command(**overrides: str) -> commands_pb2.RestoreCommand:
 def test_a_lifecycle_event_is_recorded_with_its_type_and_envelope() -> None:
     event = routed_event()
 
-    logged = records.from_lifecycle_event(event, topic=topics.APPEAL_LIFECYCLE.name)
+    recorded = records.from_lifecycle_event(
+        event, topic=topics.APPEAL_LIFECYCLE.name, secrets=SECRETS
+    )
+    logged = recorded.event
 
     assert (logged.event_id, logged.appeal_id, logged.type) == ("e-1", "a-1", "routed")
     assert (logged.schema, logged.producer) == ("appeals.v1.AppealRouted", "routing")
     assert logged.topic == topics.APPEAL_LIFECYCLE.name
     assert logged.occurred_at == AT
     assert events_pb2.AppealEvent.FromString(logged.payload) == event
+    assert (recorded.personal, recorded.subject) == (None, None)
 
 
 def test_a_restore_command_is_recorded_as_restore_requested_under_its_command_id() -> None:
     topic = topics.restore_commands_topic(appeal_pb2.PLATFORM_FACEBOOK).name
     command = restore_command()
 
-    logged = records.from_restore_command(command, topic=topic, producer="routing")
+    logged = records.from_restore_command(command, topic=topic, producer="routing").event
 
     assert (logged.event_id, logged.appeal_id, logged.type) == ("c-1", "a-1", "restore_requested")
     assert (logged.schema, logged.producer, logged.topic) == (
@@ -79,7 +84,7 @@ def test_a_lifecycle_event_the_log_cannot_attribute_is_invalid(
     event: events_pb2.AppealEvent, field: str
 ) -> None:
     with pytest.raises(InvalidMessage) as raised:
-        records.from_lifecycle_event(event, topic="t")
+        records.from_lifecycle_event(event, topic="t", secrets=SECRETS)
     assert raised.value.field == field
 
 
@@ -87,7 +92,7 @@ def test_a_lifecycle_event_without_payload_is_invalid() -> None:
     event = routed_event()
     event.ClearField("routed")
     with pytest.raises(InvalidMessage) as raised:
-        records.from_lifecycle_event(event, topic="t")
+        records.from_lifecycle_event(event, topic="t", secrets=SECRETS)
     assert raised.value.field == "payload"
 
 
@@ -99,3 +104,42 @@ def test_a_restore_command_without_id_or_time_is_invalid() -> None:
     with pytest.raises(InvalidMessage) as raised:
         records.from_restore_command(untimed, topic="t", producer="p")
     assert raised.value.field == "issued_at"
+
+
+def test_an_appeals_summary_accumulates_what_its_events_say() -> None:
+    submitted = events.new_event(
+        event_id="e-0",
+        appeal_id="a-1",
+        producer="intake",
+        occurred_at=AT,
+        submitted=events_pb2.AppealSubmitted(
+            submission=appeal_pb2.AppealSubmission(platform=appeal_pb2.PLATFORM_HORIZON)
+        ),
+    )
+    transferred = events.new_event(
+        event_id="e-2",
+        appeal_id="a-1",
+        producer="routing",
+        transferred=events_pb2.CaseTransferred(from_queue="horizon.en", to_queue="horizon.senior"),
+    )
+    decided = events.new_event(
+        event_id="e-3",
+        appeal_id="a-1",
+        producer="routing",
+        occurred_at=AT,
+        decided=events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_UPHELD),
+    )
+
+    summary = records.AppealSummary.starting(records.index_facts(submitted), 7)
+    summary = summary.then(records.index_facts(routed_event()), 9)
+    summary = summary.then(records.index_facts(transferred), 12)
+    summary = summary.then(records.index_facts(decided), 15)
+
+    assert summary == records.AppealSummary(
+        first_index=7,
+        platform="horizon",  # the routed event names no platform: the first one stands
+        queues=("facebook.en", "horizon.senior"),
+        outcome="upheld",
+        submitted_at=AT,
+        decided_at=AT,
+    )

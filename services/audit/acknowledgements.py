@@ -1,0 +1,122 @@
+"""Where reconciliation learns which appeals intake acknowledged (see reconciliation.py).
+
+:class:`TopicAcknowledgements` reads them back from Kafka: intake publishes an appeal's submitted
+event (and, for requests that came over Kafka, an accepted request outcome) before it answers, so
+those two topics are the record of every acknowledgement, for as long as the topics retain it. It
+reads with no consumer group (nothing is committed, no other consumer is disturbed), from the
+offsets at the window's start up to the end offsets it found when it began.
+
+:class:`IntakeLookup` asks intake itself (``GET /v1/appeals/{id}`` with an ops token) about single
+appeals, to confirm those the topics no longer retain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from appeals_runtime import events, topics
+from services.audit.reconciliation import Acknowledged, Window
+
+# Producer clocks and broker timestamps disagree a little: seek this much before the window.
+SEEK_SLACK = timedelta(minutes=5)
+POLL_TIMEOUT_MS = 500
+
+
+class TopicAcknowledgements:
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+
+    async def acknowledged(self, window: Window) -> list[Acknowledged]:
+        # Subscribed without a group, the consumer is given every partition of both topics and
+        # commits nothing: no other consumer notices it.
+        consumer = AIOKafkaConsumer(
+            *READERS,
+            bootstrap_servers=self._bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="audit-reconciliation",
+        )
+        await consumer.start()
+        try:
+            return await self._read(consumer, window)
+        finally:
+            await consumer.stop()
+
+    async def _read(self, consumer: AIOKafkaConsumer, window: Window) -> list[Acknowledged]:
+        partitions = sorted(consumer.assignment())
+        since_ms = int((window.since - SEEK_SLACK).timestamp() * 1000)
+        starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            start = starts.get(tp)
+            consumer.seek(tp, start.offset if start is not None else ends[tp])
+        remaining = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+        found: list[Acknowledged] = []
+        while remaining:
+            batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp] and record.value is not None:
+                        ack = READERS[tp.topic](record.value)
+                        if ack is not None:
+                            found.append(ack)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return found
+
+
+def _from_lifecycle(raw: bytes) -> Acknowledged | None:
+    event = topics.APPEAL_LIFECYCLE.decode(raw)
+    if events.event_type(event) != "submitted" or not event.appeal_id:
+        return None
+    return Acknowledged(event.appeal_id, events.occurred_at(event), "submitted event")
+
+
+def _from_outcome(raw: bytes) -> Acknowledged | None:
+    outcome = topics.APPEAL_REQUEST_OUTCOMES.decode(raw)
+    if outcome.WhichOneof("result") != "accepted" or not outcome.accepted.appeal_id:
+        return None
+    at = (
+        outcome.decided_at.ToDatetime(tzinfo=UTC)
+        if outcome.HasField("decided_at")
+        else datetime.now(UTC)
+    )
+    return Acknowledged(outcome.accepted.appeal_id, at, "request outcome")
+
+
+READERS: dict[str, Callable[[bytes], Acknowledged | None]] = {
+    topics.APPEAL_LIFECYCLE.name: _from_lifecycle,
+    topics.APPEAL_REQUEST_OUTCOMES.name: _from_outcome,
+}
+
+
+class IntakeLookup:
+    """Does intake know this appeal? ``GET /v1/appeals/{id}``: 200 yes, 404 no."""
+
+    def __init__(
+        self, base_url: str, token: str, *, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._client = client
+
+    async def __call__(self, appeal_id: str) -> bool:
+        client = self._client or httpx.AsyncClient(timeout=10)
+        try:
+            response = await client.get(
+                f"{self._base_url}/v1/appeals/{appeal_id}", headers=self._headers
+            )
+        finally:
+            if self._client is None:
+                await client.aclose()
+        if response.status_code == 404:
+            return False
+        response.raise_for_status()
+        return True

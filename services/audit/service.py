@@ -1,0 +1,199 @@
+"""The audit log's use cases, behind the consumer, the REST API and the operator CLI.
+
+Recording an event (sealing personal data first), logging every read before it is answered,
+trails with inclusion proofs, proof bundles, erasure. No framework imports: adapters call this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from appeals_runtime import store
+from appeals_runtime.errors import NotFound
+from services.audit import entries, privacy, proof_bundles, proofs, records
+from services.audit.checkpoints import SignedCheckpoint
+from services.audit.integrity import Integrity
+from services.audit.key_repository import KeyRepository
+from services.audit.records import IndexFacts, Recorded
+from services.audit.repository import LogRepository
+from services.audit.tree_repository import TreeRepository
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who is reading the log: a token's subject and role, or an operator at the CLI."""
+
+    subject: str
+    role: str
+
+
+@dataclass(frozen=True)
+class TrailEntry:
+    document: store.Document
+    # Inclusion proof against the trail's checkpoint; None for entries newer than it.
+    audit_path: list[bytes] | None
+
+
+@dataclass(frozen=True)
+class Trail:
+    appeal_id: str
+    entries: list[TrailEntry]
+    checkpoint: SignedCheckpoint | None
+
+
+class AuditService:
+    def __init__(
+        self,
+        log: LogRepository,
+        tree: TreeRepository,
+        keys: KeyRepository,
+        integrity: Integrity,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.log = log
+        self.tree = tree
+        self.keys = keys
+        self.integrity = integrity
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # Writing ----------------------------------------------------------------------------------
+
+    async def record(self, recorded: Recorded, facts: IndexFacts | None = None) -> bool:
+        """Log an event once (sealing its personal data) and index it; False if logged before."""
+        event = recorded.event
+        if recorded.personal is not None and recorded.subject is not None:
+            key = await self.keys.key_for_sealing(recorded.subject)
+            # An erased person's data is never logged again, not even under a new key.
+            sealed = (
+                None
+                if key is None
+                else privacy.seal(
+                    key, recorded.personal, subject=recorded.subject, event_id=event.event_id
+                )
+            )
+            event = dataclasses.replace(event, sealed=sealed)
+        appended = await self.log.append(event)
+        if event.appeal_id:
+            await self._index(event, appended.index, new=appended.new, facts=facts or IndexFacts())
+        return appended.new
+
+    async def _index(
+        self, event: entries.LoggedEvent, index: int | None, *, new: bool, facts: IndexFacts
+    ) -> None:
+        if not new:
+            # Redelivered: indexed already, unless the first delivery died in between.
+            if await self.log.is_indexed(event.appeal_id, event.event_id):
+                return
+            if index is None:
+                found = await self.log.find_event(event.event_id)
+                if found is None:
+                    return
+                index = int(found["index"])
+        assert index is not None
+        await self.log.index_entry(
+            event.appeal_id, event_id=event.event_id, index=index, kind=event.type, facts=facts
+        )
+
+    async def log_access(self, reader: Reader, action: str, target: str, **details: Any) -> None:
+        """Every read of the log is itself an entry, written before the read is answered."""
+        await self.log.append(
+            records.access_record(
+                reader=reader.subject,
+                role=reader.role,
+                action=action,
+                target=target,
+                at=self._clock(),
+                **{k: v for k, v in details.items() if v is not None},
+            )
+        )
+
+    async def forget(self, subject: str, reader: Reader) -> bool:
+        """Crypto-shred a person's personal data; the log records that it happened."""
+        shredded = await self.keys.erase(subject, requested_by=reader.subject)
+        await self.log.append(
+            records.erasure_record(subject=subject, requested_by=reader.subject, at=self._clock())
+        )
+        return shredded
+
+    async def personal_data(self, document: store.Document) -> bytes:
+        """The sealed personal data of an entry; raises privacy.Erased once shredded."""
+        sealed = document.get("sealed")
+        if not sealed:
+            raise privacy.Erased("this entry holds no personal data")
+        key = await self.keys.key(sealed["subject"])
+        return privacy.open_sealed(key, sealed, event_id=document["event_id"])
+
+    # Reading ----------------------------------------------------------------------------------
+
+    async def trail(self, appeal_id: str) -> Trail:
+        indexed = await self.log.indexed(appeal_id)
+        if not indexed:
+            raise NotFound(f"the audit log has no entries for appeal {appeal_id!r}")
+        indexes = sorted({int(document["index"]) for document in indexed})
+        documents = await self.log.entries(indexes)
+        checkpoint = await self.integrity.latest_published()
+        size = checkpoint.size if checkpoint else 0
+        proved = [index for index in indexes if index < size]
+        ranges = [proofs.inclusion_ranges(index, size) for index in proved]
+        hashes = await self.tree.range_hashes([r for path in ranges for r in path])
+        paths: dict[int, list[bytes]] = {}
+        for index, path in zip(proved, ranges, strict=True):
+            paths[index], hashes = hashes[: len(path)], hashes[len(path) :]
+        return Trail(
+            appeal_id,
+            [TrailEntry(documents[i], paths.get(i)) for i in indexes if i in documents],
+            checkpoint,
+        )
+
+    async def inclusion_bundle(
+        self, *, index: int | None = None, event_id: str | None = None, tree_size: int | None = None
+    ) -> dict[str, Any]:
+        """A proof that an entry is in a signed tree; signs a checkpoint now if none covers it."""
+        if index is None:
+            if event_id is None:
+                raise ValueError("name an entry by index or event id")
+            found = await self.log.find_event(event_id)
+            if found is None:
+                raise NotFound(f"the audit log has no event {event_id!r}")
+            index = int(found["index"])
+        document = await self.log.entry(index)
+        if document is None:
+            raise NotFound(f"the audit log has no entry {index}")
+        signed = await self._checkpoint_covering(index, tree_size)
+        path = await self.tree.range_hashes(proofs.inclusion_ranges(index, signed.size))
+        return proof_bundles.inclusion(entries.public_form(document), path, signed)
+
+    async def _checkpoint_covering(self, index: int, tree_size: int | None) -> SignedCheckpoint:
+        if tree_size is not None:
+            signed = await self.integrity.checkpoint_of_size(tree_size)
+            if signed is None:
+                raise NotFound(f"no checkpoint was signed for {tree_size} entries")
+            if index >= signed.size:
+                raise NotFound(f"entry {index} is not in the tree of {tree_size} entries")
+            return signed
+        latest = await self.integrity.latest()
+        if latest is not None and index < latest.size:
+            return latest
+        return await self.integrity.checkpoint()
+
+    async def consistency_bundle(self, first: int, second: int | None = None) -> dict[str, Any]:
+        old = await self.integrity.checkpoint_of_size(first)
+        new = (
+            await self.integrity.latest()
+            if second is None
+            else await self.integrity.checkpoint_of_size(second)
+        )
+        if old is None or new is None:
+            missing = first if old is None else second
+            raise NotFound(f"no checkpoint was signed for {missing} entries")
+        if old.size > new.size:
+            raise NotFound(f"checkpoint {old.size} is newer than checkpoint {new.size}")
+        path = await self.tree.range_hashes(proofs.consistency_ranges(old.size, new.size))
+        return proof_bundles.consistency(old, new, path)

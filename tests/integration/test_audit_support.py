@@ -1,0 +1,139 @@
+"""Shared pieces of the audit integration tests (no tests here): the audit log on a test
+database, and appeal lifecycles as the services publish them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from appeals.v1 import appeal_pb2, events_pb2
+from appeals_runtime import events, store, topics
+from services.audit import records
+from services.audit.config import AuditLogSettings
+from services.audit.main import INDEXES, build
+from services.audit.privacy import Secrets
+from services.audit.service import AuditService
+
+
+@dataclass
+class Audit:
+    service: AuditService
+    secrets: Secrets
+    settings: AuditLogSettings
+    db: store.Database
+
+
+def audit_settings(tmp_path: Path, db: store.Database, **overrides: Any) -> AuditLogSettings:
+    return AuditLogSettings(
+        mongodb_database=db.name,
+        audit_state_dir=tmp_path / "audit-state",
+        audit_checkpoint_dir=tmp_path / "checkpoints",
+        **overrides,
+    )
+
+
+async def open_audit(db: store.Database, tmp_path: Path) -> Audit:
+    await store.ensure_indexes(db, INDEXES)
+    settings = audit_settings(tmp_path, db)
+    service, secrets = build(db, settings)
+    return Audit(service, secrets, settings, db)
+
+
+def new_appeal_id() -> str:
+    return f"ap_{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a fixture appeal is about and how it ends."""
+
+    platform: int = appeal_pb2.PLATFORM_INSTAGRAM
+    kind: int = appeal_pb2.SUBJECT_KIND_POST
+    policy: str = "hate_speech"
+    action: str = "removed"
+    automated: bool = True
+    locale: str = "de-DE"
+    country: str = "DE"
+    queue: str = "instagram.de"
+    outcome: int = appeal_pb2.OUTCOME_OVERTURNED
+    rationale: str = "A quotation in news reporting."
+    user_id: str = "17841400000000001"
+    decided_after: timedelta = timedelta(hours=5)
+
+
+def lifecycle(
+    appeal_id: str, case: Case = Case(), *, start: datetime | None = None
+) -> list[events_pb2.AppealEvent]:
+    """submitted → routed → claimed → decided → notified, as the services would publish them."""
+    start = start or datetime.now(UTC)
+    submission = appeal_pb2.AppealSubmission(
+        platform=case.platform,  # type: ignore[arg-type]
+        appellant=appeal_pb2.Appellant(
+            user_id=case.user_id,
+            contact=appeal_pb2.Contact(email=f"{case.user_id}@example.org"),
+        ),
+        subject=appeal_pb2.Subject(kind=case.kind, id="3141592653589793"),  # type: ignore[arg-type]
+        decision=appeal_pb2.OriginalDecision(
+            policy=case.policy, action=case.action, automated=case.automated
+        ),
+        statement=f"Statement of {case.user_id}: this was a quotation.",
+        locale=case.locale,
+        country=case.country,
+    )
+    submission.decision.decided_at.FromDatetime(start - timedelta(days=1))
+    steps: list[tuple[str, str, Any, timedelta]] = [
+        ("intake", "submitted", events_pb2.AppealSubmitted(submission=submission), timedelta(0)),
+        (
+            "routing",
+            "routed",
+            events_pb2.AppealRouted(queue=case.queue, platform=case.platform),  # type: ignore[arg-type]
+            timedelta(seconds=1),
+        ),
+        (
+            "routing",
+            "claimed",
+            events_pb2.CaseClaimed(agent_id="agent-7", queue=case.queue),
+            timedelta(seconds=2),
+        ),
+        (
+            "routing",
+            "decided",
+            events_pb2.AppealDecided(
+                agent_id="agent-7",
+                outcome=case.outcome,  # type: ignore[arg-type]
+                rationale=case.rationale,
+                platform=case.platform,  # type: ignore[arg-type]
+            ),
+            case.decided_after,
+        ),
+        (
+            "notifications",
+            "notified",
+            events_pb2.AppellantNotified(kind="decided"),
+            case.decided_after + timedelta(seconds=1),
+        ),
+    ]
+    built: list[events_pb2.AppealEvent] = []
+    for producer, field, payload, after in steps:
+        built.append(
+            events.new_event(
+                event_id=events.derived_event_id(appeal_id, field),
+                appeal_id=appeal_id,
+                producer=producer,
+                causation_id=built[-1].event_id if built else "",
+                occurred_at=start + after,
+                **{field: payload},
+            )
+        )
+    return built
+
+
+async def record(audit: Audit, *lifecycle_events: events_pb2.AppealEvent) -> None:
+    for event in lifecycle_events:
+        recorded = records.from_lifecycle_event(
+            event, topic=topics.APPEAL_LIFECYCLE.name, secrets=audit.secrets
+        )
+        await audit.service.record(recorded, records.index_facts(event))
