@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,18 +50,45 @@ class StatusChange:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+def _routed(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+    return "routed", {"queue": event.routed.queue}
+
+
+def _claimed(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+    return "in_review", {"reviewer": event.claimed.agent_id}
+
+
+def _released(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+    return "routed", {"reviewer": None}
+
+
+def _decided(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+    return "decided", {"outcome": vocabulary.outcome_name(event.decided.outcome)}
+
+
+def _escalated(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+    # Senior or legal queues, or an Oversight Board referral (which has no queue here).
+    return "escalated", {"queue": event.escalated.to_queue or None, "reviewer": None}
+
+
+def _transferred(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+    return "routed", {"queue": event.transferred.to_queue, "reviewer": None}
+
+
+_STATUS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], tuple[str, dict[str, Any]]]] = {
+    "routed": _routed,
+    "claimed": _claimed,
+    "released": _released,
+    "decided": _decided,
+    "escalated": _escalated,
+    "transferred": _transferred,
+}
+
+
 def status_change(event: events_pb2.AppealEvent) -> StatusChange | None:
     """The status an event moves its appeal to; None for events that do not change it."""
-    kind = event_type(event)
-    at = occurred_at(event)
-    if kind == "routed":
-        return StatusChange("routed", at, {"queue": event.routed.queue})
-    if kind == "claimed":
-        return StatusChange("in_review", at, {"reviewer": event.claimed.agent_id})
-    if kind == "released":
-        return StatusChange("routed", at, {"reviewer": None})
-    if kind == "decided":
-        return StatusChange(
-            "decided", at, {"outcome": vocabulary.outcome_name(event.decided.outcome)}
-        )
-    return None
+    change = _STATUS_BY_EVENT.get(event_type(event))
+    if change is None:
+        return None
+    status, fields = change(event)
+    return StatusChange(status, occurred_at(event), fields)
