@@ -6,6 +6,7 @@ They never collide with a `make run` on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,9 +19,9 @@ from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 
 
-@pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
-    state_dir: Path = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def private_stack(state_dir: Path) -> Iterator[Infrastructure]:
+    """Kafka and FerretDB on free ports under ``state_dir``, stopped however the block ends."""
     started = Infrastructure.start(
         state_dir,
         kafka_port=free_port(),
@@ -33,16 +34,28 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
         started.stop()
 
 
-@pytest.fixture(scope="session")
-async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
+@contextlib.asynccontextmanager
+async def running_producer(infra: Infrastructure, client_id: str) -> AsyncIterator[EventProducer]:
     publisher = EventProducer(
-        infra.kafka_bootstrap_servers, client_id="tests", publish_timeout_s=15
+        infra.kafka_bootstrap_servers, client_id=client_id, publish_timeout_s=15
     )
     await publisher.start()
     try:
         yield publisher
     finally:
         await publisher.stop()
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    with private_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
+    async with running_producer(infra, "tests") as publisher:
+        yield publisher
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from appeals_devstack.stack import (
     wait_all_ready,
 )
 from appeals_runtime.kafka.producer import EventProducer
+from tests.conftest import private_stack, running_producer
 
 
 @dataclass
@@ -62,27 +63,14 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
-    state_dir = tmp_path_factory.mktemp("e2e-stack")
-    started = Infrastructure.start(
-        state_dir,
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        mongodb_port=free_port(),
-    )
-    try:
+    with private_stack(tmp_path_factory.mktemp("e2e-stack")) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="session")
 async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
-    publisher = EventProducer(infra.kafka_bootstrap_servers, client_id="e2e", publish_timeout_s=15)
-    await publisher.start()
-    try:
+    async with running_producer(infra, "e2e") as publisher:
         yield publisher
-    finally:
-        await publisher.stop()
 
 
 @pytest.fixture(scope="session")
