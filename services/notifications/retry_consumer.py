@@ -19,7 +19,6 @@ import asyncio
 import heapq
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -309,21 +308,8 @@ class RetryScheduler:
         """A retry record that cannot be handled goes to the notifications DLQ, like the runner
         does it, and is finished: the records after it still run. False when shutdown came
         first: the record is then neither parked nor finished, and is re-read after restart."""
-        reason = error.reason if isinstance(error, InvalidMessage) else repr(error)
-        extra = {
-            h.DLQ_ERROR_TYPE: h.text(type(error).__name__),
-            h.DLQ_ERROR_MESSAGE: h.text(reason),
-            h.DLQ_ATTEMPTS: h.text(1),
-            h.DLQ_ORIGINAL_TOPIC: h.text(record.topic),
-            h.DLQ_ORIGINAL_PARTITION: h.text(record.partition),
-            h.DLQ_ORIGINAL_OFFSET: h.text(record.offset),
-            h.DLQ_ORIGINAL_TIMESTAMP: h.text(record.timestamp),
-            h.DLQ_CONSUMER_GROUP: h.text(self._group_id),
-            h.DLQ_FAILED_AT: h.text(int(time.time() * 1000)),
-        }
-        if isinstance(error, InvalidMessage) and error.field:
-            extra[h.DLQ_ERROR_FIELD] = h.text(error.field)
-        headers = h.merge(list(record.headers or ()), extra)
+        reason = h.failure_reason(error)
+        headers = h.dead_letter_headers(record, error, attempts=1, group_id=self._group_id)
         attempt = 0
         while True:
             try:

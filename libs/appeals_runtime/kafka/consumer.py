@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
@@ -302,21 +301,10 @@ class ConsumerRunner:
         False when shutdown came first: the record is then neither parked nor committed.
         """
         topic = self._topics_by_name[record.topic]
-        reason = error.reason if isinstance(error, InvalidMessage) else repr(error)
-        extra = {
-            h.DLQ_ERROR_TYPE: h.text(type(error).__name__),
-            h.DLQ_ERROR_MESSAGE: h.text(reason),
-            h.DLQ_ATTEMPTS: h.text(attempts),
-            h.DLQ_ORIGINAL_TOPIC: h.text(record.topic),
-            h.DLQ_ORIGINAL_PARTITION: h.text(record.partition),
-            h.DLQ_ORIGINAL_OFFSET: h.text(record.offset),
-            h.DLQ_ORIGINAL_TIMESTAMP: h.text(record.timestamp),
-            h.DLQ_CONSUMER_GROUP: h.text(self.group_id),
-            h.DLQ_FAILED_AT: h.text(int(time.time() * 1000)),
-        }
-        if isinstance(error, InvalidMessage) and error.field:
-            extra[h.DLQ_ERROR_FIELD] = h.text(error.field)
-        dlq_headers = h.merge(list(record.headers or ()), extra)
+        reason = h.failure_reason(error)
+        dlq_headers = h.dead_letter_headers(
+            record, error, attempts=attempts, group_id=self.group_id
+        )
         # The DLQ write is the handling of this message; if the broker refuses it, keep retrying
         # rather than commit past a message that is neither handled nor parked.
         retry_attempt = 0

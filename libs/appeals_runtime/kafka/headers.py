@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from appeals_runtime.errors import InvalidMessage
 
 Headers = list[tuple[str, bytes]]
 
@@ -22,6 +28,31 @@ DLQ_CONSUMER_GROUP = "dlq.consumer.group"
 DLQ_FAILED_AT = "dlq.failed.at"
 
 _MAX_HEADER_TEXT = 1000
+
+
+def failure_reason(error: BaseException) -> str:
+    """What a DLQ entry and its log line say went wrong."""
+    return error.reason if isinstance(error, InvalidMessage) else repr(error)
+
+
+def dead_letter_headers(
+    record: ConsumerRecord[Any, Any], error: BaseException, *, attempts: int, group_id: str
+) -> Headers:
+    """The original record's headers plus the ``dlq.*`` ones that explain why it was parked."""
+    extra = {
+        DLQ_ERROR_TYPE: text(type(error).__name__),
+        DLQ_ERROR_MESSAGE: text(failure_reason(error)),
+        DLQ_ATTEMPTS: text(attempts),
+        DLQ_ORIGINAL_TOPIC: text(record.topic),
+        DLQ_ORIGINAL_PARTITION: text(record.partition),
+        DLQ_ORIGINAL_OFFSET: text(record.offset),
+        DLQ_ORIGINAL_TIMESTAMP: text(record.timestamp),
+        DLQ_CONSUMER_GROUP: text(group_id),
+        DLQ_FAILED_AT: text(int(time.time() * 1000)),
+    }
+    if isinstance(error, InvalidMessage) and error.field:
+        extra[DLQ_ERROR_FIELD] = text(error.field)
+    return merge(list(record.headers or ()), extra)
 
 
 def as_dict(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, bytes]:
