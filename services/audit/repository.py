@@ -222,12 +222,7 @@ class LogRepository:
     ) -> list[store.Document]:
         """Entries of one type, optionally in a time range or for some appeals."""
         query: dict[str, Any] = {"type": kind}
-        period: dict[str, datetime] = {}
-        if since is not None:
-            period["$gte"] = since
-        if until is not None:
-            period["$lt"] = until
-        if period:
+        if period := _period(since, until):
             query["occurred_at"] = period
         if appeal_ids is not None:
             query["appeal_id"] = {"$in": list(appeal_ids)}
@@ -306,12 +301,7 @@ class LogRepository:
         for name, value in (("platform", platform), ("queues", queue), ("outcome", outcome)):
             if value is not None:
                 query[name] = value
-        period: dict[str, datetime] = {}
-        if since is not None:
-            period["$gte"] = since
-        if until is not None:
-            period["$lt"] = until
-        if period:
+        if period := _period(since, until):
             query["submitted_at"] = period
         if after is not None:
             query["first_index"] = {"$gt": after}
@@ -353,3 +343,13 @@ async def insert_ignoring_duplicates(
             raise
         return int(error.details.get("nInserted", 0))
     return len(result.inserted_ids)
+
+
+def _period(since: datetime | None, until: datetime | None) -> dict[str, datetime]:
+    """A [since, until) filter on a date field; empty when neither end is given."""
+    period: dict[str, datetime] = {}
+    if since is not None:
+        period["$gte"] = since
+    if until is not None:
+        period["$lt"] = until
+    return period
