@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class InvalidMessage(Exception):  # noqa: N818 - reads naturally at raise sites
     """The message violates its contract; retrying cannot help. It goes to the topic's DLQ."""
@@ -54,26 +56,12 @@ class TooManyRequests(_Explained):
     """A rate limit is exhausted (HTTP 429 with Retry-After, gRPC RESOURCE_EXHAUSTED)."""
 
 
+@dataclass(frozen=True, slots=True)
 class FieldViolation:
     """One invalid field of a request: where (dotted path) and why."""
 
-    __slots__ = ("description", "field")
-
-    def __init__(self, field: str, description: str) -> None:
-        self.field = field
-        self.description = description
-
-    def __repr__(self) -> str:
-        return f"FieldViolation({self.field!r}, {self.description!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FieldViolation) and (self.field, self.description) == (
-            other.field,
-            other.description,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.field, self.description))
+    field: str
+    description: str
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "description": self.description}
