@@ -42,6 +42,7 @@ def _trail(trail: Trail) -> dict[str, Any]:
                 "recorded_at": rfc3339(entry.document["recorded_at"]),
                 "producer": entry.document["producer"],
                 "leaf_hash": entry.document["leaf_hash"],
+                "trace_id": entry.trace_id,
                 "audit_path": (
                     None if entry.audit_path is None else [h.hex() for h in entry.audit_path]
                 ),

@@ -55,7 +55,8 @@ class AuditHandler:
     async def __call__(self, message: InboundMessage[Any]) -> None:
         recorded, facts = to_recorded(message, self._secrets)
         event = recorded.event
-        appended = await self._service.record(recorded, facts)
+        trace_id = records.trace_id(message.headers.get(h.TRACEPARENT))
+        appended = await self._service.record(recorded, facts, trace_id=trace_id)
         if appended:
             _appended_counter.add(1, {"type": event.type})
         log.debug(

@@ -11,6 +11,7 @@ looked at what, and whose data was shredded, is as tamper-evident as the appeals
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,6 +193,20 @@ _FACTS: dict[str, Callable[[events_pb2.AppealEvent], IndexFacts]] = {
     "transferred": lambda e: IndexFacts(queue=e.transferred.to_queue or None),
     "escalated": lambda e: IndexFacts(queue=e.escalated.to_queue or None),
 }
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def trace_id(traceparent: bytes | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` header value; None when absent or malformed (an
+    unusable header never stops an event from being logged: the trace is a navigation aid)."""
+    if not traceparent:
+        return None
+    found = _TRACEPARENT.match(traceparent.decode("ascii", errors="replace").strip())
+    if found is None or found.group(1) == "ff" or set(found.group(2)) == {"0"}:
+        return None
+    return found.group(2)
 
 
 def _platform(value: int) -> str | None:

@@ -16,7 +16,8 @@ update or delete, ``_id`` equality included, by scanning the collection; only an
 * reads are batched: one ``$in`` or range query per request instead of many point lookups (one
   scan on FerretDB, one index walk on MongoDB).
 
-The index is derived from the log (rebuildable from it) and never trusted for integrity: every
+The index is derived from the log (rebuildable from it, except each event's ``trace_id``, which
+only the Kafka record's ``traceparent`` header carried) and never trusted for integrity: every
 entry a trail shows is read from the log and comes with an inclusion proof.
 """
 
@@ -236,10 +237,17 @@ class LogRepository:
     # The per-appeal index -------------------------------------------------------------------
 
     async def index_entry(
-        self, appeal_id: str, *, event_id: str, index: int, kind: str, facts: IndexFacts
+        self,
+        appeal_id: str,
+        *,
+        event_id: str,
+        index: int,
+        kind: str,
+        facts: IndexFacts,
+        trace_id: str | None = None,
     ) -> None:
         """Record that entry ``index`` belongs to ``appeal_id``, with the appeal's summary as of
-        that entry. Indexing the same event twice is a no-op."""
+        that entry and the trace the event came in. Indexing the same event twice is a no-op."""
         previous = self._summaries.get(appeal_id)
         if previous is None and kind != "submitted":
             # Not seen by this instance yet (a restart, a rebalance): read the newest summary.
@@ -262,6 +270,8 @@ class LogRepository:
             "outcome": summary.outcome,
             "submitted_at": summary.submitted_at,
             "decided_at": summary.decided_at,
+            # Operational metadata, deliberately outside the hashed entry: see the README.
+            "trace_id": trace_id,
         }
         await store.insert_once(self._index, document)
         self._remember(appeal_id, summary)

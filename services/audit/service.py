@@ -38,6 +38,8 @@ class TrailEntry:
     document: store.Document
     # Inclusion proof against the trail's checkpoint; None for entries newer than it.
     audit_path: list[bytes] | None
+    # The W3C trace the event travelled in (from the appeal index, not the hashed entry).
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,11 @@ class AuditService:
 
     # Writing ----------------------------------------------------------------------------------
 
-    async def record(self, recorded: Recorded, facts: IndexFacts | None = None) -> bool:
-        """Log an event once (sealing its personal data) and index it; False if logged before."""
+    async def record(
+        self, recorded: Recorded, facts: IndexFacts | None = None, *, trace_id: str | None = None
+    ) -> bool:
+        """Log an event once (sealing its personal data) and index it, with the trace it came
+        in (``trace_id``); False if logged before."""
         event = recorded.event
         if recorded.personal is not None and recorded.subject is not None:
             key = await self.keys.key_for_sealing(recorded.subject)
@@ -81,11 +86,20 @@ class AuditService:
             event = dataclasses.replace(event, sealed=sealed)
         appended = await self.log.append(event)
         if event.appeal_id:
-            await self._index(event, appended.index, new=appended.new, facts=facts or IndexFacts())
+            await self._index(
+                event, appended.index, new=appended.new, facts=facts or IndexFacts(),
+                trace_id=trace_id,
+            )  # fmt: skip
         return appended.new
 
     async def _index(
-        self, event: entries.LoggedEvent, index: int | None, *, new: bool, facts: IndexFacts
+        self,
+        event: entries.LoggedEvent,
+        index: int | None,
+        *,
+        new: bool,
+        facts: IndexFacts,
+        trace_id: str | None,
     ) -> None:
         if not new:
             # Redelivered: indexed already, unless the first delivery died in between.
@@ -98,8 +112,9 @@ class AuditService:
                 index = int(found["index"])
         assert index is not None
         await self.log.index_entry(
-            event.appeal_id, event_id=event.event_id, index=index, kind=event.type, facts=facts
-        )
+            event.appeal_id, event_id=event.event_id, index=index, kind=event.type, facts=facts,
+            trace_id=trace_id,
+        )  # fmt: skip
 
     async def log_access(self, reader: Reader, action: str, target: str, **details: Any) -> None:
         """Every read of the log is itself an entry, written before the read is answered."""
@@ -137,6 +152,7 @@ class AuditService:
         if not indexed:
             raise NotFound(f"the audit log has no entries for appeal {appeal_id!r}")
         indexes = sorted({int(document["index"]) for document in indexed})
+        traces = {int(document["index"]): document.get("trace_id") for document in indexed}
         documents = await self.log.entries(indexes)
         checkpoint = await self.integrity.latest_published()
         size = checkpoint.size if checkpoint else 0
@@ -148,7 +164,7 @@ class AuditService:
             paths[index], hashes = hashes[: len(path)], hashes[len(path) :]
         return Trail(
             appeal_id,
-            [TrailEntry(documents[i], paths.get(i)) for i in indexes if i in documents],
+            [TrailEntry(documents[i], paths.get(i), traces[i]) for i in indexes if i in documents],
             checkpoint,
         )
 

@@ -143,3 +143,19 @@ def test_an_appeals_summary_accumulates_what_its_events_say() -> None:
         submitted_at=AT,
         decided_at=AT,
     )
+
+
+def test_the_trace_id_comes_from_a_w3c_traceparent_header() -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert records.trace_id(f"00-{trace}-00f067aa0ba902b7-01".encode()) == trace
+    # Later versions may append fields; the first four keep their meaning.
+    assert records.trace_id(f"01-{trace}-00f067aa0ba902b7-01-future".encode()) == trace
+    for unusable in (
+        None,
+        b"",
+        b"garbage",
+        f"ff-{trace}-00f067aa0ba902b7-01".encode(),  # version ff is invalid
+        b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+        f"00-{trace.upper()}-00f067aa0ba902b7-01".encode(),  # must be lower-case hex
+    ):
+        assert records.trace_id(unusable) is None
