@@ -1,0 +1,138 @@
+"""The ops page's data source: a component of the audit service that scrapes every service's
+``/metrics`` on an interval and keeps what the page shows (``OpsBoard``).
+
+Scraping happens in the audit process, not in the browser, so the page needs only audit's origin
+and an ops token; the services' ``/metrics`` stay unauthenticated on their own ports, as
+Prometheus expects. A target that does not answer is shown as down with the reason; the others
+still count. Live viewers wait on :meth:`OpsBoard.next_sample`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from services.audit import ops_metrics
+from services.audit.ops_history import History
+from services.audit.ops_metrics import TargetScrape
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_S = 1.5
+
+
+class OpsBoard:
+    """The latest snapshot and its history, and a way to wait for the next one."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, str],
+        *,
+        interval_s: float,
+        window_s: float,
+        trace_ui_url: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.targets = dict(targets)
+        self.interval_s = interval_s
+        self.trace_ui_url = trace_ui_url.rstrip("/")
+        self.history = History(window_s=window_s, interval_s=interval_s)
+        self._clock = clock
+        self.latest: dict[str, Any] = self._stamped(
+            ops_metrics.snapshot(
+                [TargetScrape(name, url, error="not scraped yet") for name, url in targets.items()]
+            )
+        )
+        self.latest_point: dict[str, Any] | None = None
+        self.version = 0
+        self.closed = False
+        self._changed = asyncio.Condition()
+
+    def _stamped(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        return {"at": self._clock(), **snapshot}
+
+    async def publish(self, scrapes: list[TargetScrape]) -> None:
+        """Record one round of scrapes and wake every viewer."""
+        snapshot = self._stamped(ops_metrics.snapshot(scrapes))
+        point = self.history.add(snapshot["at"], snapshot)
+        snapshot["rates"] = point["rates"]
+        async with self._changed:
+            self.latest, self.latest_point = snapshot, point
+            self.version += 1
+            self._changed.notify_all()
+
+    async def next_sample(self, seen: int, timeout_s: float) -> int:
+        """Wait until a sample newer than version ``seen`` exists (or the board closes, or the
+        timeout passes); returns the version now current."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.version != seen or self.closed), timeout_s
+                )
+            return self.version
+
+    async def close(self) -> None:
+        """Wake every viewer for good (the service is stopping: open streams must end)."""
+        async with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.interval_s,
+            "window_s": self.history.window_s,
+            "trace_ui_url": self.trace_ui_url,
+            "targets": self.targets,
+        }
+
+
+async def scrape(client: httpx.AsyncClient, name: str, url: str) -> TargetScrape:
+    try:
+        response = await client.get(url, timeout=SCRAPE_TIMEOUT_S)
+        response.raise_for_status()
+        return TargetScrape(name, url, ops_metrics.parse(response.text))
+    except httpx.HTTPStatusError as error:
+        return TargetScrape(name, url, error=f"HTTP {error.response.status_code}")
+    except httpx.HTTPError as error:
+        return TargetScrape(name, url, error=f"{type(error).__name__}: {error}".rstrip(": "))
+    except ValueError as error:
+        return TargetScrape(name, url, error=f"not a Prometheus exposition: {error}")
+
+
+class OpsScraper:
+    """Component: one scrape round every ``board.interval_s``, all targets at once."""
+
+    name = "ops-scraper"
+
+    def __init__(self, board: OpsBoard) -> None:
+        self.board = board
+        self._stopping = asyncio.Event()
+
+    async def scrape_once(self, client: httpx.AsyncClient) -> None:
+        rounds = [scrape(client, name, url) for name, url in self.board.targets.items()]
+        await self.board.publish(list(await asyncio.gather(*rounds)))
+
+    async def run(self) -> None:
+        if not self.board.targets:
+            log.warning("no metrics targets configured (AUDIT_OPS_METRICS_TARGETS): the ops page "
+                        "will show no figures")  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                try:
+                    await self.scrape_once(client)
+                except Exception:
+                    log.exception("ops scrape round failed")
+                pause = max(0.0, self.board.interval_s - (time.monotonic() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self.board.close()

@@ -1,0 +1,290 @@
+"""The ops page's figures, from expositions written by the same OpenTelemetry Prometheus exporter
+the services use, with metrics declared by the registry (no metric name is spelled here)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry, generate_latest
+
+from appeals_runtime import metrics as m
+from appeals_runtime.metrics import Kind, Metric
+from services.audit import ops_metrics
+from services.audit.config import parse_targets
+from services.audit.ops_history import History, increase
+from services.audit.ops_metrics import TargetScrape
+from services.audit.ops_scraper import OpsBoard, OpsScraper
+
+Points = list[tuple[float, dict[str, str]]]
+
+
+class Exporter:
+    """One service process's /metrics: instruments made from registry declarations."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._provider = MeterProvider(
+            metric_readers=[PrometheusMetricReader(registry=self.registry)]
+        )
+        self._meter = self._provider.get_meter("test")
+        self.gauges: dict[str, Points] = {}
+
+    def add(self, metric: Metric, value: float, **attributes: str) -> None:
+        assert metric.kind is Kind.COUNTER
+        counter = self._meter.create_counter(metric.name, unit=metric.unit)
+        counter.add(value, attributes)
+
+    def gauge(self, metric: Metric, points: Points) -> None:
+        if metric.name not in self.gauges:
+            self._meter.create_observable_gauge(
+                metric.name, [self._observe(metric.name)], unit=metric.unit
+            )
+        self.gauges[metric.name] = points
+
+    def _observe(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        return lambda _: [Observation(v, a) for v, a in self.gauges[name]]
+
+    def scrape(self, name: str) -> TargetScrape:
+        text = generate_latest(self.registry).decode()
+        return TargetScrape(name, f"http://{name}/metrics", ops_metrics.parse(text))
+
+
+def _label(attribute: str) -> str:
+    return m.prometheus_label(attribute)
+
+
+@pytest.fixture
+def pipeline() -> dict[str, Exporter]:
+    intake, routing_a, routing_b, notifications = Exporter(), Exporter(), Exporter(), Exporter()
+    intake.add(m.APPEALS_RECEIVED, 5, platform="instagram", channel="rest")
+    intake.add(m.APPEALS_RECEIVED, 2, platform="facebook", channel="grpc")
+    intake.add(m.APPEALS_REJECTED, 1, reason="invalid", channel="rest")
+    for routing, routed in ((routing_a, 3), (routing_b, 2)):
+        routing.add(m.CASES_ROUTED, routed, queue="ig.hate", platform="instagram", rule="r1")
+        # Both instances report the same store snapshot.
+        routing.gauge(m.QUEUE_DEPTH, [(4, {"queue": "ig.hate"}), (1, {"queue": "fb.spam"})])
+        routing.gauge(m.QUEUE_OLDEST_AGE, [(120.5, {"queue": "ig.hate"})])
+        routing.gauge(m.QUEUE_BREACHED, [(1, {"queue": "ig.hate"})])
+        routing.gauge(m.AGENTS_ONLINE, [(2, {})])
+    routing_a.add(m.CASES_ROUTED, 2, queue="fb.spam", platform="facebook", rule="r2")
+    final = {"queue": "ig.hate", "platform": "instagram", "status": "decided"}
+    routing_a.add(m.DECISIONS, 2, outcome="upheld", **final)
+    routing_a.add(m.DECISIONS, 1, outcome="overturned", **final)
+    routing_b.add(m.DECISIONS, 1, outcome="partially_overturned", **final)
+    # A first review that awaits a second reviewer is not a decision yet.
+    routing_b.add(
+        m.DECISIONS, 1, outcome="overturned", **{**final, "status": "second_review_pending"}
+    )
+    routing_a.add(m.SLA_WARNINGS, 2, queue="ig.hate", platform="instagram")
+    routing_b.add(m.SLA_BREACHES, 1, queue="ig.hate", platform="instagram")
+    notifications.add(m.NOTIFICATIONS_DELIVERED, 6, channel="email", kind="decision")
+    notifications.add(m.NOTIFICATIONS_DELIVERED, 1, channel="push", kind="received")
+    notifications.add(
+        m.NOTIFICATIONS_FAILED, 2, channel="email", kind="decision", permanent="false"
+    )
+    group, topic, partition = m.CONSUMER_LAG.attributes
+    for exporter in (routing_a, routing_b):
+        exporter.gauge(
+            m.CONSUMER_LAG,
+            [(7, {group: "routing", topic: "appeals.lifecycle.v1", partition: "0"})],
+        )
+    notifications.gauge(
+        m.DLQ_RECORDS, [(3, {m.DLQ_RECORDS.attributes[0]: "appeals.lifecycle.v1.dlq"})]
+    )
+    return {
+        "intake": intake,
+        "routing-a": routing_a,
+        "routing-b": routing_b,
+        "notifications": notifications,
+    }
+
+
+def snapshot(pipeline: dict[str, Exporter], *extra: TargetScrape) -> dict[str, Any]:
+    return ops_metrics.snapshot([e.scrape(name) for name, e in pipeline.items()] + list(extra))
+
+
+def test_the_exporters_series_names_are_the_registrys(pipeline: dict[str, Exporter]) -> None:
+    scraped = pipeline["intake"].scrape("intake").series
+    assert m.APPEALS_RECEIVED.prometheus_name in scraped
+    for labels, _ in scraped[m.APPEALS_RECEIVED.prometheus_name]:
+        # The exporter adds its otel_scope_* labels.
+        assert {_label(a) for a in m.APPEALS_RECEIVED.attributes} <= set(labels)
+    oldest = pipeline["routing-a"].scrape("routing").series
+    assert m.QUEUE_OLDEST_AGE.prometheus_name in oldest  # the unit suffix included
+
+
+def test_headline_figures_sum_counters_and_take_the_max_of_shared_gauges(
+    pipeline: dict[str, Exporter],
+) -> None:
+    totals = snapshot(pipeline)["totals"]
+
+    assert totals["received"] == 7
+    assert totals["rejected"] == 1
+    assert totals["routed"] == 7
+    assert totals["decided"] == 4  # the pending second review is left out
+    assert totals["reversals"] == 2  # overturned + partially overturned
+    assert totals["notified"] == 7
+    assert totals["notification_failures"] == 2
+    assert totals["queue_depth"] == 5  # 4 + 1, not doubled by the second routing instance
+    assert totals["oldest_wait_s"] == 120.5
+    assert totals["breached_now"] == 1
+    assert (totals["sla_warnings"], totals["sla_breaches"]) == (2, 1)
+    assert totals["consumer_lag"] == 7
+    assert totals["dlq_records"] == 3
+    assert totals["agents_online"] == 4  # each instance has its own desk streams
+
+
+def test_breakdowns_per_platform_queue_outcome_channel_and_partition(
+    pipeline: dict[str, Exporter],
+) -> None:
+    shown = snapshot(pipeline)
+
+    assert shown["platforms"] == [
+        {"platform": "facebook", "received": 2, "routed": 2, "decided": 0, "reversals": 0},
+        {"platform": "instagram", "received": 5, "routed": 5, "decided": 4, "reversals": 2},
+    ]
+    assert shown["received"] == [
+        {"platform": "facebook", "channel": "grpc", "value": 2},
+        {"platform": "instagram", "channel": "rest", "value": 5},
+    ]
+    assert shown["decisions"] == [
+        {"outcome": "overturned", "value": 1},
+        {"outcome": "partially_overturned", "value": 1},
+        {"outcome": "upheld", "value": 2},
+    ]
+    hate = next(row for row in shown["queues"] if row["queue"] == "ig.hate")
+    assert hate == {
+        "queue": "ig.hate", "depth": 4, "oldest_wait_s": 120.5, "breached_now": 1, "routed": 5,
+        "sla_warnings": 2, "sla_breaches": 1,
+    }  # fmt: skip
+    assert shown["notifications"] == [
+        {"channel": "email", "delivered": 6, "failed": 2},
+        {"channel": "push", "delivered": 1, "failed": 0},
+    ]
+    assert shown["consumer_lag"] == [
+        {"group": "routing", "topic": "appeals.lifecycle.v1", "partition": "0", "lag": 7}
+    ]
+    assert shown["dlq"] == [{"topic": "appeals.lifecycle.v1.dlq", "records": 3}]
+    assert shown["missing"] == [] and shown["no_data"] == []
+
+
+def test_a_target_that_is_down_is_named_and_its_metrics_are_no_data() -> None:
+    intake = Exporter()
+    intake.add(m.APPEALS_RECEIVED, 1, platform="horizon", channel="kafka")
+    down = TargetScrape("routing", "http://127.0.0.1:1/metrics", error="ConnectError")
+
+    shown = ops_metrics.snapshot([intake.scrape("intake"), down])
+
+    assert shown["targets"][1] == {
+        "name": "routing", "url": "http://127.0.0.1:1/metrics", "up": False, "error": "ConnectError"
+    }  # fmt: skip
+    assert shown["totals"]["received"] == 1
+    assert m.QUEUE_DEPTH.name in shown["missing"]
+    assert m.APPEALS_RECEIVED.name not in shown["missing"]
+    assert {"routed", "decided", "queue_depth", "consumer_lag"} <= set(shown["no_data"])
+    assert "received" not in shown["no_data"]
+    assert shown["totals"]["queue_depth"] == 0
+    assert shown["queues"] == []
+
+
+def test_nothing_configured_or_nothing_reachable_is_all_zeros() -> None:
+    shown = ops_metrics.snapshot([])
+    assert shown["targets"] == []
+    assert set(shown["totals"].values()) == {0}
+    assert set(shown["no_data"]) == set(ops_metrics.FIGURE_SOURCES)
+
+
+def test_what_is_not_an_exposition_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ops_metrics.parse("<html>this is not prometheus</html>")
+
+
+def _snapshot(**totals: float) -> dict[str, Any]:
+    names = ("received", "routed", "decided", "notified", "notification_failures",
+             "queue_depth", "consumer_lag", "dlq_records", "breached_now")  # fmt: skip
+    return {"totals": {name: totals.get(name, 0.0) for name in names}, "queues": []}
+
+
+def test_counter_increases_count_a_restart_as_a_reset() -> None:
+    assert increase([1, 4, 9]) == 8
+    assert increase([10, 12, 3, 5]) == 2 + 3 + 2  # restarted at 3
+    assert increase([5]) == 0
+
+
+def test_rates_are_per_minute_over_the_trailing_window() -> None:
+    history = History(window_s=900, interval_s=2)
+    history.add(1000, _snapshot(received=0))
+    history.add(1010, _snapshot(received=5))
+    point = history.add(1020, _snapshot(received=10, routed=4))
+    assert point["rates"]["received"] == 30.0  # 10 in 20 s
+    assert point["rates"]["routed"] == 12.0
+    # Beyond the 30 s window only the recent points count.
+    point = history.add(1060, _snapshot(received=10))
+    assert point["rates"]["received"] == 0.0
+
+
+def test_the_history_is_bounded_and_stays_in_time_order() -> None:
+    history = History(window_s=10, interval_s=2)
+    for second in range(0, 40, 2):
+        history.add(second, _snapshot(received=second))
+    assert len(history) == 6
+    assert [p["t"] for p in history.points()] == [28, 30, 32, 34, 36, 38]
+    history.add(33, _snapshot())  # the clock stepped back
+    assert [p["t"] for p in history.points()][-2:] == [32, 33]
+
+
+def test_metrics_targets_are_read_from_one_variable() -> None:
+    assert parse_targets(" intake=http://127.0.0.1:8080/metrics, audit=http://a:8083/metrics ") == {
+        "intake": "http://127.0.0.1:8080/metrics",
+        "audit": "http://a:8083/metrics",
+    }
+    assert parse_targets("") == {}
+    for bad in ("intake", "intake=ftp://x", "=http://x", "a=http://x,a=http://y"):
+        with pytest.raises(ValueError):
+            parse_targets(bad)
+
+
+async def test_a_scrape_round_marks_each_target_up_or_down_with_the_reason() -> None:
+    received = m.APPEALS_RECEIVED.prometheus_name
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "intake":
+            return httpx.Response(200, text=f'{received}{{platform="whatsapp"}} 4\n')
+        if request.url.host == "routing":
+            return httpx.Response(503, text="not ready")
+        if request.url.host == "notifications":
+            return httpx.Response(200, text="<html>a login page</html>")
+        raise httpx.ConnectError("connection refused", request=request)
+
+    targets = {
+        name: f"http://{name}/metrics" for name in ("intake", "routing", "notifications", "audit")
+    }
+    board = OpsBoard(targets, interval_s=2, window_s=60, trace_ui_url="http://jaeger")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        await OpsScraper(board).scrape_once(client)
+
+    shown = {t["name"]: (t["up"], t["error"]) for t in board.latest["targets"]}
+    assert shown["intake"] == (True, None)
+    assert shown["routing"] == (False, "HTTP 503")
+    assert shown["notifications"][1].startswith("not a Prometheus exposition")
+    assert shown["audit"] == (False, "ConnectError: connection refused")
+    assert board.latest["totals"]["received"] == 4
+    assert board.version == 1 and len(board.history) == 1
+
+
+async def test_viewers_wake_on_a_new_sample_and_when_the_board_closes() -> None:
+    board = OpsBoard({}, interval_s=2, window_s=60, trace_ui_url="http://jaeger")
+    assert await board.next_sample(0, timeout_s=0.05) == 0  # nothing new: the timeout passes
+    waiting = asyncio.create_task(board.next_sample(0, timeout_s=5))
+    await board.publish([])
+    assert await waiting == 1
+    waiting = asyncio.create_task(board.next_sample(1, timeout_s=5))
+    await board.close()
+    assert await asyncio.wait_for(waiting, 1) == 1 and board.closed
