@@ -13,16 +13,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from appeals_runtime.auth import Role, Scope, TokenVerifier
+from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
 from appeals_runtime.http import ReadinessCheck, health_router, install_problem_handlers
-from services.audit import complaints_report, exports, transparency
+from services.audit import complaints_report, exports, ops_api, transparency
+from services.audit.callers import Caller
 from services.audit.entries import rfc3339
 from services.audit.integrity import IntegrityError
-from services.audit.service import AuditService, Reader, Trail
+from services.audit.ops_scraper import OpsBoard
+from services.audit.service import AuditService, Trail
 
 MAX_PAGE = 500
 
@@ -67,17 +69,6 @@ def _appeal(document: Mapping[str, Any]) -> dict[str, Any]:
         "decided_at": moment("decided_at"),
         "trail": f"/v1/appeals/{document['appeal_id']}/trail",
     }
-
-
-def _reader(request: Request, authorization: Annotated[str | None, Header()] = None) -> Reader:
-    """FastAPI dependency: the verified ops caller (the app keeps the verifier in its state)."""
-    tokens: TokenVerifier = request.app.state.audit_tokens
-    principal = tokens.verify_header(authorization)
-    principal.require(Scope.READ_AUDIT, role=Role.OPS)
-    return Reader(principal.subject, principal.role.value)
-
-
-Caller = Annotated[Reader, Depends(_reader)]
 
 
 def audit_router(service: AuditService) -> APIRouter:
@@ -214,10 +205,13 @@ def create_app(
     tokens: TokenVerifier,
     *,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    ops: OpsBoard | None = None,
 ) -> FastAPI:
     app = FastAPI(title="appeals audit")
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.state.audit_tokens = tokens
     app.include_router(audit_router(service))
+    if ops is not None:
+        app.include_router(ops_api.ops_router(service, ops))
     return app

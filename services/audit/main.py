@@ -14,6 +14,7 @@ from services.audit.checkpointer import Checkpointer
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
 from services.audit.consumer import audit_consumer
 from services.audit.integrity import Integrity
+from services.audit.ops_scraper import OpsBoard, OpsScraper
 from services.audit.privacy import Secrets
 from services.audit.service import AuditService
 
@@ -46,9 +47,17 @@ async def serve(settings: AuditSettings) -> None:
         checkpointer = Checkpointer(
             audit.integrity, interval_s=settings.audit_checkpoint_interval_s
         )
-        app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks)
+        board = OpsBoard(
+            settings.ops_metrics_targets,
+            interval_s=settings.audit_ops_scrape_interval_s,
+            window_s=settings.audit_ops_history_s,
+            trace_ui_url=settings.audit_ops_trace_ui_url,
+        )
+        app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks, ops=board)
         http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
-        await run_components([http, consumer, checkpointer])
+        # Stopped first (components stop last first): its board ends the page's open streams,
+        # which the HTTP server would otherwise wait for.
+        await run_components([http, consumer, checkpointer, OpsScraper(board)])
 
 
 def main() -> None:

@@ -47,6 +47,8 @@ class Trail:
     appeal_id: str
     entries: list[TrailEntry]
     checkpoint: SignedCheckpoint | None
+    # The appeal's newest index document: its summary so far (platform, queues, outcome, times).
+    summary: store.Document = dataclasses.field(default_factory=dict)
 
 
 class AuditService:
@@ -166,6 +168,7 @@ class AuditService:
             appeal_id,
             [TrailEntry(documents[i], paths.get(i), traces[i]) for i in indexes if i in documents],
             checkpoint,
+            indexed[-1],
         )
 
     async def inclusion_bundle(

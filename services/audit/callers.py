@@ -1,0 +1,41 @@
+"""Who may read through audit's HTTP API: FastAPI dependencies shared by its routers.
+
+Only ops tokens get in. Reading the log (trails, proofs, exports, the ops page's search) needs the
+``audit:read`` scope as well; the ops page's live figures are aggregate metrics, not the log, so
+any ops token sees them. Apps keep the verifier in ``app.state.audit_tokens``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, TokenVerifier
+from services.audit.service import Reader
+
+
+def _principal(request: Request, authorization: str | None) -> Principal:
+    tokens: TokenVerifier = request.app.state.audit_tokens
+    return tokens.verify_header(authorization)
+
+
+def _reader(request: Request, authorization: Annotated[str | None, Header()] = None) -> Reader:
+    """The verified ops caller with ``audit:read``."""
+    principal = _principal(request, authorization)
+    principal.require(Scope.READ_AUDIT, role=Role.OPS)
+    return Reader(principal.subject, principal.role.value)
+
+
+def _ops_viewer(request: Request, authorization: Annotated[str | None, Header()] = None) -> Reader:
+    """The verified ops caller, whatever its scopes."""
+    principal = _principal(request, authorization)
+    if principal.role != Role.OPS:
+        raise PermissionDenied(f"the ops page needs an ops token, not a {principal.role} token")
+    return Reader(principal.subject, principal.role.value)
+
+
+# A reader of the audit log.
+Caller = Annotated[Reader, Depends(_reader)]
+# A viewer of the ops page's figures.
+OpsViewer = Annotated[Reader, Depends(_ops_viewer)]
