@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from appeals_devstack import processes
 from appeals_devstack.paths import STATE_DIR
@@ -22,6 +23,7 @@ from appeals_devstack.stack import (
     SERVICES,
     Infrastructure,
     ServiceProcess,
+    ops_metrics_targets,
     service_environment,
     start_service,
     wait_all_ready,
@@ -103,7 +105,20 @@ def _service_env(infra: Infrastructure) -> dict[str, str]:
 
     env = service_environment(infra)
     env.update(devkeys.service_environment(STATE_DIR))
+    env.setdefault("AUDIT_OPS_METRICS_TARGETS", ops_metrics_targets(env))
     return env
+
+
+def _say_ops_page(env: dict[str, str], services: list[ServiceProcess]) -> None:
+    """The ops page's address with a dev ops token in its fragment (never sent to the server)."""
+    from appeals_devstack import devkeys
+
+    audit = next(s for s in services if s.spec.name == "audit")
+    token = devkeys.mint_token(
+        Path(env["APPEALS_DEV_SIGNING_KEY_FILE"]), role="ops", subject="ops-page-dev"
+    )
+    _say(f"ops page, signed in with a DEV-ONLY ops token (12 h; local runs only):\n"
+         f"    {audit.base_url}/ops#token={token}")  # fmt: skip
 
 
 def run() -> int:
@@ -125,6 +140,7 @@ def run() -> int:
         _say(
             "all four services ready: " + ", ".join(f"{s.spec.name} {s.base_url}" for s in services)
         )
+        _say_ops_page(env, services)
         _say("try: .venv/bin/appeals demo    (Ctrl-C stops everything)")
         while not stop.is_set():
             exited = [s for s in services if s.process.poll() is not None]
@@ -155,6 +171,7 @@ def up() -> int:
         _stop(services, infra)
         raise
     _say("up: " + ", ".join(f"{s.spec.name} {s.base_url}" for s in services))
+    _say_ops_page(env, services)
     _say(f"logs in {LOG_DIR}; stop with `make down`")
     return 0
 

@@ -183,6 +183,12 @@ def service_environment(
     return env
 
 
+def ops_metrics_targets(env: Mapping[str, str]) -> str:
+    """``AUDIT_OPS_METRICS_TARGETS`` for a local stack: every service's ``/metrics``, which the
+    audit service scrapes for its ops page."""
+    return ",".join(f"{spec.name}=http://127.0.0.1:{spec.port(env)}/metrics" for spec in SERVICES)
+
+
 def wait_all_ready(started: list[ServiceProcess], timeout: float = 60.0) -> None:
     for service in started:
         processes.wait_until(

@@ -22,6 +22,7 @@ from appeals_devstack.stack import (
     SERVICES,
     Infrastructure,
     ServiceProcess,
+    ops_metrics_targets,
     service_environment,
     start_service,
     wait_all_ready,
@@ -91,8 +92,10 @@ def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
             "LOG_LEVEL": "INFO",
             # Keep audit's checkpoint files and dev keys out of the checkout.
             "AUDIT_STATE_DIR": str(state / "audit"),
+            "AUDIT_OPS_SCRAPE_INTERVAL_S": "1",
         }
     )
+    env["AUDIT_OPS_METRICS_TARGETS"] = ops_metrics_targets(env)
     started: dict[str, ServiceProcess] = {}
     try:
         for spec in SERVICES:
