@@ -22,11 +22,15 @@ export APPEALS_CACHE_DIR := $(CACHE_DIR)
 export APPEALS_KAFKA_LIBS := $(KAFKA_LIBS)
 export APPEALS_FERRETDB_BIN := $(FERRETDB_BIN)
 
+# Debian's Chromium drives the ops page's browser test (headless, over the DevTools protocol).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 # Local servers are needed only when the environment does not point at existing ones.
 RUN_INFRA := $(if $(KAFKA_BOOTSTRAP_SERVERS),,$(KAFKA_LIBS)/.complete) $(if $(MONGODB_URL),,$(FERRETDB_BIN))
 TEST_INFRA := $(KAFKA_LIBS)/.complete $(FERRETDB_BIN)
 
-.PHONY: help run up down status test lint typecheck unit integration e2e proto openapi bootstrap kafka ferretdb constraints clean
+.PHONY: help run up down status test lint typecheck unit integration e2e proto openapi bootstrap kafka ferretdb chromium constraints clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,7 +47,7 @@ down: $(VENV_STAMP) ## Stop what `make up` started
 status: $(VENV_STAMP) ## Show what is running
 	@$(BIN)/python -m appeals_devstack status
 
-test: $(VENV_STAMP) $(TEST_INFRA) lint typecheck ## Lint, type-check, then unit, integration and e2e tests on a private broker and store
+test: $(VENV_STAMP) $(TEST_INFRA) $(CHROMIUM) lint typecheck ## Lint, type-check, then unit, integration and e2e tests on a private broker and store
 	@echo "==> tests (the session starts its own Kafka and FerretDB on free ports)"
 	@$(BIN)/pytest -q
 
@@ -65,7 +69,7 @@ proto: $(VENV_STAMP) ## Regenerate Python code from protos/ (commit the result)
 openapi: $(VENV_STAMP) ## Rewrite services/intake/openapi.json (commit the result)
 	@$(BIN)/python -m services.intake.openapi
 
-bootstrap: $(VENV_STAMP) $(TEST_INFRA) ## Install everything without running anything
+bootstrap: $(VENV_STAMP) $(TEST_INFRA) $(CHROMIUM) ## Install everything without running anything
 
 .PHONY: bench bench-audit
 bench: bench-audit ## Run the benchmarks
@@ -95,6 +99,14 @@ ferretdb: $(FERRETDB_BIN) ## Build FerretDB from the Go module proxy (cached per
 
 $(FERRETDB_BIN):
 	@bash deploy/local/build-ferretdb.sh $(FERRETDB_VERSION) $@
+
+chromium: $(CHROMIUM) ## Install Debian's chromium for the browser test (apt-get; sudo unless root)
+
+$(CHROMIUM):
+	@echo "==> Debian's chromium for the ops page's browser test (apt-get, first time only)"
+	@$(SUDO) apt-get update -q
+	@$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+	@test -x $@
 
 constraints: ## Re-pin constraints.txt from a fresh resolution of pyproject.toml
 	@rm -rf /tmp/appeals-constraints-venv && $(PYTHON) -m venv /tmp/appeals-constraints-venv

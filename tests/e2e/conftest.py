@@ -9,6 +9,8 @@ react to the other's events.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -60,6 +62,33 @@ class Pipeline:
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
             for path in sorted(self.log_dir.glob("*.log"))
         )
+
+
+APPEALS = str(Path(sys.executable).with_name("appeals"))
+
+
+def cli_environment(pipeline: Pipeline) -> dict[str, str]:
+    """The environment that points the `appeals` command at the test pipeline."""
+    return {
+        **os.environ,
+        "APPEALS_INTAKE_URL": pipeline.url("intake"),
+        "APPEALS_AGENT_DESK": pipeline.desk_grpc,
+        "APPEALS_DEV_SIGNING_KEY_FILE": str(pipeline.signing_key),
+    }
+
+
+def appeals(
+    pipeline: Pipeline, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the `appeals` command against the test pipeline."""
+    return subprocess.run(
+        [APPEALS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_environment(pipeline),
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from appeals_runtime.auth import Role, TokenVerifier
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, appeals
 
 pytestmark = pytest.mark.e2e
-
-APPEALS = str(Path(sys.executable).with_name("appeals"))
-
-
-def appeals(
-    pipeline: Pipeline, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "APPEALS_INTAKE_URL": pipeline.url("intake"),
-        "APPEALS_AGENT_DESK": pipeline.desk_grpc,
-        "APPEALS_DEV_SIGNING_KEY_FILE": str(pipeline.signing_key),
-    }
-    return subprocess.run(
-        [APPEALS, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
 
 
 def test_tokens_are_printed_alone_on_the_last_line_and_verify(pipeline: Pipeline) -> None:

@@ -1,0 +1,139 @@
+"""The ops page in a real browser (headless Chromium) while `appeals demo` runs.
+
+The page is opened once with an ops token in its fragment; the figures must change while the demo
+submits and decides appeals, without a reload; a search by appeal id shows the appeal's status,
+its trail and a link to its trace. The screenshot is kept in ``.local/test-artifacts/`` for a
+person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appeals_devstack.paths import REPO_ROOT
+from tests.e2e.browser import Page, chromium, read_png
+from tests.e2e.conftest import APPEALS, Pipeline, cli_environment
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOT = REPO_ROOT / ".local" / "test-artifacts" / "ops-page.png"
+WIDTH, HEIGHT = 1280, 1100
+# Flow figures the demo moves, and those every service already exposes the metrics of: each must
+# go up on the page while it stays open; the others must go up once they have data.
+FLOW = ("received", "routed", "decided", "notified")
+REQUIRED = ("notified",)
+FIGURES = """Object.fromEntries([...document.querySelectorAll('.figure')].map(
+    card => [card.dataset.figure, card.querySelector('output').textContent]))"""
+
+
+def figures(page: Page) -> dict[str, str]:
+    found: dict[str, str] = page.evaluate(FIGURES)
+    return found
+
+
+def count(text: str) -> int | None:
+    """A figure as a number; None for "no data"."""
+    return int(text.replace(",", "")) if re.fullmatch(r"[\d,]+", text) else None
+
+
+def grown(before: dict[str, str], now: dict[str, str]) -> list[str]:
+    return [name for name in FLOW if (count(now[name]) or 0) > (count(before[name]) or 0)]
+
+
+def run_demo(pipeline: Pipeline) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [APPEALS, "demo", "--appeals", "6", "--reviewers", "2", "--rate", "4", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_environment(pipeline),
+    )
+
+
+def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    with chromium(tmp_path / "chromium", width=WIDTH, height=HEIGHT) as page:
+        try:
+            appeal_id, before, after = watch_the_demo(page, pipeline)
+            status, trail, link = search(page, appeal_id)
+        except BaseException:
+            page.screenshot(SCREENSHOT.with_name("ops-page-failed.png"))
+            raise
+        page.evaluate("window.scrollTo(0, 0)")
+        png = page.screenshot(SCREENSHOT)
+
+    assert set(REQUIRED) <= set(grown(before, after)), (before, after)
+    assert all(name in grown(before, after) for name in FLOW if count(after[name]) is not None)
+    assert status == "decided"
+    assert trail[0] == "submitted"
+    assert {"routed", "claimed", "decided"} <= set(trail)
+    assert re.fullmatch(r"http://127\.0\.0\.1:16686/trace/[0-9a-f]{32}", link), link
+    picture = read_png(png)
+    assert (picture.width, picture.height) == (WIDTH, HEIGHT)
+    colours = picture.colours()
+    assert len(colours) > 50, "a rendered page has text, charts and colours"
+    assert colours.most_common(1)[0][1] < 0.9 * WIDTH * HEIGHT, "not a blank page"
+
+
+def watch_the_demo(page: Page, pipeline: Pipeline) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Open the page, run the demo, see the figures move without a reload."""
+    page.navigate(f"{pipeline.url('audit')}/ops#token={pipeline.ops_token()}")
+    page.wait_for(
+        "document.querySelector('#connection').dataset.state === 'live'"
+        " && document.querySelectorAll('#targets li.up').length === 4",
+        timeout_s=30,
+        what="the page to connect and see all four services up",
+    )
+    assert page.evaluate("location.hash") == "", "the token must leave the address bar"
+    before = figures(page)
+    page.evaluate("window.sameDocument = true")
+    changed = f"""(() => {{
+        const before = {json.dumps(before)}, now = {FIGURES};
+        return {json.dumps(FLOW)}.some(name => now[name] !== before[name]);
+    }})()"""
+    demo = run_demo(pipeline)
+    try:
+        page.wait_for(changed, timeout_s=60, what="a figure to change while the demo runs")
+        output, _ = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, output
+    # The demo ends once its appeals are decided; the page catches up within a scrape or two.
+    caught_up = f"""(() => {{
+        const before = {json.dumps(before)}, now = {FIGURES};
+        const number = text => /^[0-9,]+$/.test(text) ? Number(text.replace(/,/g, "")) : null;
+        return {json.dumps(FLOW)}.every(name => number(now[name]) === null
+            ? !{json.dumps(REQUIRED)}.includes(name)
+            : number(now[name]) >= (number(before[name]) || 0) + 6);
+    }})()"""
+    page.wait_for(caught_up, timeout_s=30, what="the demo's six appeals to show in each figure")
+    assert page.evaluate("window.sameDocument") is True, "the page must update without a reload"
+    assert page.evaluate("document.querySelector('#chart-flow polyline') !== null")
+    return re.findall(r"submitted (ap_\w+)", output)[0], before, figures(page)
+
+
+def search(page: Page, appeal_id: str) -> tuple[str, list[str], str]:
+    """Search the appeal on the page: its status, the events of its trail, its trace link."""
+    page.evaluate(
+        f"document.querySelector('#search-input').value = {json.dumps(appeal_id)};"
+        "document.querySelector('#search-form').requestSubmit()"
+    )
+    page.wait_for(
+        f"document.querySelector('#search-result').dataset.appeal === {json.dumps(appeal_id)}",
+        timeout_s=15,
+        what="the search result",
+    )
+    status = page.evaluate("document.querySelector('#search-result .status').textContent")
+    trail = page.evaluate(
+        "[...document.querySelectorAll('#trail tbody tr')].map(row => row.dataset.event)"
+    )
+    link = page.evaluate("document.querySelector('#search-result [data-trace-link]').href")
+    return status, trail, link
