@@ -42,6 +42,7 @@ function svgEl(tag, attributes = {}) {
 
 const integer = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
 const decimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
+const axis = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
 
 function duration(seconds) {
   if (!seconds) return "0 s";
@@ -285,7 +286,7 @@ function lineChart(name, series) {
     const value = (top * i) / 4;
     svg.append(svgEl("line", { class: "grid", x1: pad.left, x2: width - pad.right, y1: y(value), y2: y(value) }));
     const label = svgEl("text", { class: "axis", x: pad.left - 4, y: y(value) + 3, "text-anchor": "end" });
-    label.textContent = decimal.format(value);
+    label.textContent = axis.format(value);
     svg.append(label);
   }
   const stepS = [30, 60, 120, 180, 300].find((step) => windowS / step <= 6) || 300;
