@@ -14,13 +14,16 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 
+from appeals.v1 import events_pb2
+from appeals_runtime import events
 from appeals_runtime import metrics as m
 from appeals_runtime.metrics import Kind, Metric
-from services.audit import ops_metrics
+from services.audit import ops_api, ops_metrics
 from services.audit.config import parse_targets
 from services.audit.ops_history import History, increase
 from services.audit.ops_metrics import TargetScrape
 from services.audit.ops_scraper import OpsBoard, OpsScraper
+from services.intake import model as intake_model
 
 Points = list[tuple[float, dict[str, str]]]
 
@@ -288,3 +291,12 @@ async def test_viewers_wake_on_a_new_sample_and_when_the_board_closes() -> None:
     waiting = asyncio.create_task(board.next_sample(1, timeout_s=5))
     await board.close()
     assert await asyncio.wait_for(waiting, 1) == 1 and board.closed
+
+
+@pytest.mark.parametrize("event_type", events.EVENT_TYPES)
+def test_the_ops_search_reads_status_from_the_trail_as_intake_does(event_type: str) -> None:
+    event = events_pb2.AppealEvent(event_id="e-1", appeal_id="ap_1")
+    getattr(event, event_type).SetInParent()
+    change = intake_model.status_change(event)
+    expected = "received" if event_type == "submitted" else change and change.status
+    assert ops_api.appeal_status(["submitted", event_type]) == (expected or "received")
