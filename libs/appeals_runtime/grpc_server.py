@@ -20,6 +20,7 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from appeals_runtime.tracing import GrpcTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class GrpcServer:
         name: str = "grpc",
     ) -> None:
         self.name = name
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(interceptors=[GrpcTelemetry()])
         register(self._server)
         self._address = f"{host}:{port}"
         if self._server.add_insecure_port(self._address) == 0:

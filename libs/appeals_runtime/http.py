@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
@@ -27,6 +28,19 @@ from appeals_runtime.errors import (
 from appeals_runtime.telemetry import prometheus_exposition
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+# Probes are called every few seconds by orchestrators and Prometheus: neither traced nor timed.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+# FastAPI's built-in OpenTelemetry support, for every service's app (``FastAPI(telemetry=...)``):
+# SERVER spans continuing the caller's ``traceparent`` and ``http.server.request.duration`` with
+# the route template, never the raw path. Its log records are off: they would carry request
+# bodies (personal data) into logs; our problem handlers log what matters.
+TELEMETRY: TelemetryConfig = {
+    "exclude": lambda scope: scope.get("path") in PROBE_PATHS,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def authenticated(
@@ -93,7 +107,12 @@ class HttpServer:
     def __init__(self, app: FastAPI, *, host: str, port: int, name: str = "http") -> None:
         self.name = name
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
         )
         self._server = _Server(config)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from appeals_runtime.tracing import APPEAL_ID
+
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as data.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -25,13 +27,20 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _trace_ids() -> dict[str, str]:
-    context = trace.get_current_span().get_span_context()
+    """Trace and span id of the active span, and the appeal it works on when it says so."""
+    span = trace.get_current_span()
+    context = span.get_span_context()
     if not context.is_valid:
         return {}
-    return {
+    ids = {
         "trace_id": format(context.trace_id, "032x"),
         "span_id": format(context.span_id, "016x"),
     }
+    attributes = getattr(span, "attributes", None) or {}
+    appeal_id = attributes.get(APPEAL_ID)
+    if isinstance(appeal_id, str):
+        ids["appeal_id"] = appeal_id
+    return ids
 
 
 class JsonFormatter(logging.Formatter):

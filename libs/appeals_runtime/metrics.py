@@ -178,7 +178,7 @@ LEASES_EXPIRED = _declare(
 )  # fmt: skip
 POLICY_RELOADS = _declare(
     "appeals.routing.policy.reloads", Kind.COUNTER, "{reload}",
-    "Routing policy file re-reads, by outcome (loaded, rejected)",
+    "Routing policy file re-reads, by outcome (applied, rejected)",
     ("outcome",),
 )  # fmt: skip
 
@@ -233,9 +233,6 @@ AUDIT_CHECKPOINTS = _declare(
     "Checkpoints signed, and refusals to sign (outcome)",
     ("outcome",),
 )  # fmt: skip
-AUDIT_LOG_SIZE = _declare(
-    "appeals.audit.log.size", Kind.GAUGE, "{entry}", "Entries in the audit log"
-)
 
 # --- Kafka, every service -----------------------------------------------------------------------
 CONSUMER_MESSAGES = _declare(
@@ -266,6 +263,8 @@ DLQ_PUBLISHED = _declare(
 )  # fmt: skip
 
 # --- OpenTelemetry semantic-convention metrics ----------------------------------------------------
+# Recorded by FastAPI's built-in telemetry (appeals_runtime.http.TELEMETRY); declared here so
+# rules and dashboards can name it like any other.
 HTTP_SERVER_DURATION = _declare(
     "http.server.request.duration", Kind.HISTOGRAM, "s", "Duration of HTTP server requests",
     ("http.request.method", "http.route", "http.response.status_code", "error.type"),

@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
 
 from appeals_runtime.errors import TransientError
+from appeals_runtime.tracing import StoreTelemetry
 
 ResultT = TypeVar("ResultT")
 Document = dict[str, Any]
@@ -57,6 +58,7 @@ def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
         tz_aware=True,
         serverSelectionTimeoutMS=5000,
         connectTimeoutMS=3000,
+        event_listeners=[StoreTelemetry()],
     )
 
 

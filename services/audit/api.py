@@ -18,7 +18,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
-from appeals_runtime.http import ReadinessCheck, health_router, install_problem_handlers
+from appeals_runtime.http import (
+    TELEMETRY,
+    ReadinessCheck,
+    health_router,
+    install_problem_handlers,
+)
 from services.audit import complaints_report, exports, ops_api, transparency
 from services.audit.callers import Caller
 from services.audit.entries import rfc3339
@@ -207,7 +212,7 @@ def create_app(
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     ops: OpsBoard | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="appeals audit")
+    app = FastAPI(title="appeals audit", telemetry=TELEMETRY)
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.state.audit_tokens = tokens

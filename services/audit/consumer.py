@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from opentelemetry import metrics
-
-from appeals_runtime import topics
+from appeals_runtime import metrics, topics
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
@@ -22,10 +20,7 @@ from services.audit import privacy, records
 from services.audit.service import AuditService
 
 log = logging.getLogger(__name__)
-meter = metrics.get_meter(__name__)
-_appended_counter = meter.create_counter(
-    "appeals.audit.appended", description="Events appended to the audit log, by event type"
-)
+_appended_counter = metrics.counter(metrics.AUDIT_APPENDED)
 
 RESTORE_TOPICS = frozenset(topic.name for topic in topics.RESTORE_COMMANDS.values())
 AUDITED_TOPICS: tuple[topics.Topic[Any], ...] = (
@@ -58,7 +53,7 @@ class AuditHandler:
         trace_id = records.trace_id(message.headers.get(h.TRACEPARENT))
         appended = await self._service.record(recorded, facts, trace_id=trace_id)
         if appended:
-            _appended_counter.add(1, {"type": event.type})
+            _appended_counter.add(1, {"event_type": event.type})
         log.debug(
             "audited" if appended else "already audited",
             extra={"appeal_id": event.appeal_id, "event_id": event.event_id, "type": event.type},

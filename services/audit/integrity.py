@@ -16,8 +16,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from opentelemetry import metrics
-
+from appeals_runtime import metrics
 from services.audit import checkpoint_files, checkpoints, entries, merkle, verification
 from services.audit.checkpoints import Checkpoint, SignedCheckpoint
 from services.audit.repository import LogRepository
@@ -25,10 +24,7 @@ from services.audit.signed_note import InvalidNote, Signer
 from services.audit.tree_repository import TreeRepository
 
 log = logging.getLogger(__name__)
-meter = metrics.get_meter(__name__)
-_checkpoint_counter = meter.create_counter(
-    "appeals.audit.checkpoints", description="Checkpoints signed, and refusals to sign"
-)
+_checkpoint_counter = metrics.counter(metrics.AUDIT_CHECKPOINTS)
 
 
 class IntegrityError(Exception):

@@ -13,6 +13,7 @@ from appeals.v1 import appeal_pb2
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.http import (
+    TELEMETRY,
     Caller,
     ReadinessCheck,
     health_router,
@@ -61,6 +62,7 @@ def create_app(
         title="Appeals intake",
         version="1.0",
         summary="Submit and look up appeals against moderation decisions.",
+        telemetry=TELEMETRY,
     )
     app.state.verifier = verifier
     install_problem_handlers(app)

@@ -22,9 +22,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime import store, topics, vocabulary
-from appeals_runtime.auth import Principal, Role, Scope
-from appeals_runtime.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from appeals_runtime import metrics, store, topics, tracing, vocabulary
+from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, Unauthenticated
+from appeals_runtime.errors import (
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    TransientError,
+    Unprocessable,
+    ValidationFailed,
+)
 from appeals_runtime.events import new_event
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import eligibility, identity, validation
@@ -33,6 +40,24 @@ from services.intake.rate_limits import RateLimiter
 from services.intake.repository import IdempotencyRecord, IntakeRepository
 
 log = logging.getLogger(__name__)
+_received = metrics.counter(metrics.APPEALS_RECEIVED)
+_rejected = metrics.counter(metrics.APPEALS_REJECTED)
+_flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
+
+
+def rejection_reason(error: BaseException) -> str:
+    """The ``reason`` label of a refused submission: a short, bounded vocabulary."""
+    if isinstance(error, ValidationFailed):
+        return "invalid"
+    if isinstance(error, (Unprocessable, Conflict)):
+        return error.code or type(error).__name__.lower()
+    if isinstance(error, TooManyRequests):
+        return "rate_limited"
+    if isinstance(error, (PermissionDenied, Unauthenticated)):
+        return "forbidden"
+    if isinstance(error, TransientError):
+        return "unavailable"
+    return "error"
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,28 @@ class AppealIntake:
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
 
     async def submit(
+        self,
+        principal: Principal,
+        submission: appeal_pb2.AppealSubmission,
+        *,
+        idempotency_key: str | None,
+        key_field: str,
+        channel: str,
+    ) -> Accepted:
+        """Validate, check eligibility and limits, publish: the one submit flow of every channel."""
+        try:
+            return await self._submit(
+                principal,
+                submission,
+                idempotency_key=idempotency_key,
+                key_field=key_field,
+                channel=channel,
+            )
+        except Exception as error:
+            _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
+            raise
+
+    async def _submit(
         self,
         principal: Principal,
         submission: appeal_pb2.AppealSubmission,
@@ -135,6 +182,7 @@ class AppealIntake:
                 ),
             ),
         )
+        tracing.annotate(appeal_id, platform=platform)
         await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
         await self._repository.insert_appeal(
             AppealRecord(
@@ -145,6 +193,9 @@ class AppealIntake:
         )  # fmt: skip
         accepted = Accepted(appeal_id)
         await self._repository.record_response(scope, accepted.as_response())
+        _received.add(1, {"platform": platform, "channel": channel})
+        if suspected:
+            _flagged.add(1, {"platform": platform})
         log.info(
             "appeal accepted",
             extra={"appeal_id": appeal_id, "platform": platform, "channel": channel,

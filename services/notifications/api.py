@@ -11,7 +11,12 @@ from pydantic import BaseModel
 
 from appeals_runtime.auth import Principal, Role, Scope, TokenVerifier
 from appeals_runtime.errors import NotFound
-from appeals_runtime.http import ReadinessCheck, health_router, install_problem_handlers
+from appeals_runtime.http import (
+    TELEMETRY,
+    ReadinessCheck,
+    health_router,
+    install_problem_handlers,
+)
 from services.notifications.model import Delivery
 from services.notifications.repository import NotificationsRepository
 
@@ -54,7 +59,7 @@ def create_app(
     *,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="appeals notifications")
+    app = FastAPI(title="appeals notifications", telemetry=TELEMETRY)
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.include_router(notifications_router(repository, verifier))

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import httpx
 
+from appeals_runtime import topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
+from appeals_runtime.kafka.dead_letters import DeadLetterProbe
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
@@ -32,7 +34,6 @@ from services.notifications.channels.platforms import PlatformChannel, classify_
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_consumer, retry_consumer
 from services.notifications.messages import MessageRenderer, Redress
-from services.notifications.metrics import DeadLetterProbe
 from services.notifications.notifier import Clock, Notifier
 from services.notifications.policy import Backoff, Limits, QuietHours
 from services.notifications.retries import RetryQueue
@@ -135,7 +136,10 @@ async def serve(settings: NotificationsSettings) -> None:
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
                 DeadLetterProbe(
-                    settings.kafka_bootstrap_servers, refresh_s=settings.metrics_refresh_s
+                    settings.kafka_bootstrap_servers,
+                    [topics.APPEAL_LIFECYCLE.dlq, topics.NOTIFICATION_RETRIES.dlq],
+                    refresh_s=settings.metrics_refresh_s,
+                    client_id=SERVICE_NAME,
                 ),
                 retry_consumer(
                     notifier,

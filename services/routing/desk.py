@@ -217,7 +217,13 @@ class AgentDesk:
             # Only what gives people their content back spreads to copies: upholding a copy's
             # removal needs a look at that appellant's own statement.
             applied = await self._apply_to_copies(after, recorded)
-        metrics.decisions.add(1, {"outcome": vocabulary.outcome_name(outcome), "status": status})
+        outcome_name = vocabulary.outcome_name(outcome)
+        labels = {**metrics.case_labels(case), "outcome": outcome_name}
+        metrics.decisions.add(1, {**labels, "status": status})
+        if record is not None and after.status == Status.DECIDED:
+            # The review that closes the case: its age is what the appellant waited.
+            waited = (now - case.routing.received_at).total_seconds()
+            metrics.time_to_decision.record(max(0.0, waited), labels)
         log.info(
             "appeal reviewed",
             extra={"appeal_id": appeal_id, "agent": agent.subject, "queue": case.queue,
@@ -252,6 +258,7 @@ class AgentDesk:
             ),
             known=case,
         )  # fmt: skip
+        metrics.escalations.add(1, {"tier": target.value})
         log.info(
             "case escalated",
             extra={"appeal_id": appeal_id, "agent": agent.subject, "target": target.value,

@@ -209,6 +209,7 @@ def _routing_document(routing: Routing) -> store.Document:
         "causation_id": routing.causation_id,
         "ban_evasion_suspected": routing.ban_evasion_suspected,
         "appellant_pseudonym": routing.appellant_pseudonym,
+        "trace_parent": routing.trace_parent,
     }
 
 
@@ -226,6 +227,7 @@ def _routing(document: store.Document) -> Routing:
         causation_id=document.get("causation_id", ""),
         ban_evasion_suspected=document.get("ban_evasion_suspected", False),
         appellant_pseudonym=document.get("appellant_pseudonym", ""),
+        trace_parent=document.get("trace_parent", ""),
     )
 
 

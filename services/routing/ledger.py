@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
+from opentelemetry.trace import Span
+
+from appeals_runtime import tracing, vocabulary
 from appeals_runtime.errors import NotFound, TransientError
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import announcements, case_rules
-from services.routing.model import CaseRecord, CaseState
+from services.routing.model import CaseRecord, CaseState, Kind
 from services.routing.repository import RoutingRepository
 
 # Changes to one case rarely race; a step that keeps losing signals a hot case, not a bug.
@@ -65,10 +69,11 @@ class CaseLedger:
             record = step(state)
             if record is None:
                 return state, None
-            if await self._repository.append(record):
-                after = case_rules.apply(state, record)
-                await self._settle(record, after, after)
-                return after, record
+            with self._in_appeal_trace(state, record):
+                if await self._repository.append(record):
+                    after = case_rules.apply(state, record)
+                    await self._settle(record, after, after)
+                    return after, record
         raise TransientError(f"case {appeal_id} is changing too fast; retry")
 
     async def republish(self, record: CaseRecord) -> None:
@@ -78,7 +83,25 @@ class CaseLedger:
         latest = case_rules.fold(records)
         if upto is None or latest is None:
             return
-        await self._settle(record, upto, latest, force_publish=True)
+        with self._in_appeal_trace(latest, record):
+            await self._settle(record, upto, latest, force_publish=True)
+
+    @staticmethod
+    def _in_appeal_trace(
+        state: CaseState, record: CaseRecord
+    ) -> AbstractContextManager[Span | None]:
+        """Steps triggered outside the appeal's trace (an agent's RPC, a timer) are recorded and
+        announced in it, linked to what triggered them. Heartbeats announce nothing and come
+        every few seconds: they stay in the agent's trace."""
+        if record.kind == Kind.HEARTBEAT:
+            return nullcontext()
+        return tracing.appeal_span(
+            f"case {record.kind.value}",
+            state.routing.trace_parent,
+            appeal_id=state.appeal_id,
+            platform=vocabulary.platform_name(state.routing.submission.platform),
+            queue=state.queue,
+        )
 
     async def _settle(
         self,

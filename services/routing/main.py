@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from appeals_runtime import store, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
-from appeals_runtime.http import HttpServer, health_router
+from appeals_runtime.http import TELEMETRY, HttpServer, health_router
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import Periodic, run_components, service_context
@@ -80,7 +80,7 @@ async def serve(settings: RoutingSettings) -> None:
         parts = assemble(
             ctx.db, ctx.producer, policies, lease=timedelta(seconds=settings.claim_lease_s)
         )
-        app = FastAPI(title="Appeals routing")
+        app = FastAPI(title="Appeals routing", telemetry=TELEMETRY)
         app.include_router(health_router(ctx.readiness_checks))
         await run_components(
             [

@@ -1,4 +1,4 @@
-"""Routing's metrics (OpenTelemetry, exposed for Prometheus on routing's /metrics).
+"""Routing's metrics (declared in :mod:`appeals_runtime.metrics`, exposed on routing's /metrics).
 
 Queue gauges report the latest snapshot the timer took of the store, so every routing instance
 reports the same numbers: aggregate them with ``max``, not ``sum``. Counters count what this
@@ -11,31 +11,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
-
+from appeals_runtime import metrics, vocabulary
+from services.routing.model import CaseState
 from services.routing.repository import QueueStats
 
-_meter = metrics.get_meter("services.routing")
+cases_routed = metrics.counter(metrics.CASES_ROUTED)
+sla_warnings = metrics.counter(metrics.SLA_WARNINGS)
+sla_breaches = metrics.counter(metrics.SLA_BREACHES)
+leases_expired = metrics.counter(metrics.LEASES_EXPIRED)
+decisions = metrics.counter(metrics.DECISIONS)
+time_to_decision = metrics.histogram(metrics.TIME_TO_DECISION)
+escalations = metrics.counter(metrics.ESCALATIONS)
+offers_made = metrics.counter(metrics.OFFERS)
 
-cases_routed = _meter.create_counter(
-    "routing.cases.routed", unit="{case}", description="Appeals placed, by queue and rule"
-)
-sla_warnings = _meter.create_counter(
-    "routing.sla.warnings", unit="{case}", description="Cases that neared their due time undecided"
-)
-sla_breaches = _meter.create_counter(
-    "routing.sla.breaches", unit="{case}", description="Cases that passed their due time undecided"
-)
-leases_expired = _meter.create_counter(
-    "routing.leases.expired", unit="{claim}", description="Claims whose lease ran out"
-)
-decisions = _meter.create_counter(
-    "routing.decisions", unit="{decision}", description="Reviews recorded, by outcome and status"
-)
-offers_made = _meter.create_counter(
-    "routing.offers", unit="{offer}", description="Cases offered (reserved) to an agent"
-)
+
+def case_labels(case: CaseState) -> dict[str, str]:
+    """Queue and platform of a case: the labels its counters carry."""
+    return {
+        "queue": case.queue,
+        "platform": vocabulary.platform_name(case.routing.submission.platform),
+    }
 
 
 @dataclass
@@ -54,38 +49,28 @@ def observe(stats: Sequence[QueueStats], agents_online: int, now: datetime) -> N
     _latest = _Snapshot(stats, agents_online, now, {s.queue: s for s in stats})
 
 
-def _depth(_: CallbackOptions) -> Iterable[Observation]:
-    return [Observation(s.depth, {"queue": s.queue}) for s in _latest.stats]
+def _depth() -> Iterable[tuple[float, dict[str, str]]]:
+    return [(s.depth, {"queue": s.queue}) for s in _latest.stats]
 
 
-def _oldest_age(_: CallbackOptions) -> Iterable[Observation]:
+def _oldest_age() -> Iterable[tuple[float, dict[str, str]]]:
     now = _latest.taken_at
     return [
-        Observation((now - s.oldest_waiting_since).total_seconds(), {"queue": s.queue})
+        ((now - s.oldest_waiting_since).total_seconds(), {"queue": s.queue})
         for s in _latest.stats
         if now is not None and s.oldest_waiting_since is not None
     ]
 
 
-def _breached(_: CallbackOptions) -> Iterable[Observation]:
-    return [Observation(s.breached, {"queue": s.queue}) for s in _latest.stats]
+def _breached() -> Iterable[tuple[float, dict[str, str]]]:
+    return [(s.breached, {"queue": s.queue}) for s in _latest.stats]
 
 
-def _online(_: CallbackOptions) -> Iterable[Observation]:
-    return [Observation(_latest.agents_online)]
+def _online() -> Iterable[tuple[float, dict[str, str]]]:
+    return [(_latest.agents_online, {})]
 
 
-_meter.create_observable_gauge(
-    "routing.queue.depth", [_depth], unit="{case}", description="Cases waiting for a reviewer"
-)
-_meter.create_observable_gauge(
-    "routing.queue.oldest_age", [_oldest_age], unit="s",
-    description="How long the longest-waiting case of the queue has waited",
-)  # fmt: skip
-_meter.create_observable_gauge(
-    "routing.queue.breached", [_breached], unit="{case}",
-    description="Open cases past their SLA due time",
-)  # fmt: skip
-_meter.create_observable_gauge(
-    "routing.agents.online", [_online], unit="{agent}", description="Agents with a stream open"
-)
+metrics.gauge(metrics.QUEUE_DEPTH, _depth)
+metrics.gauge(metrics.QUEUE_OLDEST_AGE, _oldest_age)
+metrics.gauge(metrics.QUEUE_BREACHED, _breached)
+metrics.gauge(metrics.AGENTS_ONLINE, _online)

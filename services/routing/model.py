@@ -90,6 +90,9 @@ class Routing:
     causation_id: str = ""
     ban_evasion_suspected: bool = False
     appellant_pseudonym: str = ""
+    # W3C traceparent of the appeal's trace: later steps (an agent's decision, a timer) publish
+    # their events in it, so one trace follows the appeal (see appeals_runtime.tracing).
+    trace_parent: str = ""
 
     @property
     def original_decider(self) -> str:

@@ -13,17 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from opentelemetry import metrics
 from pydantic import ValidationError
 
+from appeals_runtime import metrics
 from services.routing.policy_schema import RoutingPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("routing_policy.yaml")
 
 log = logging.getLogger(__name__)
-_reloads = metrics.get_meter(__name__).create_counter(
-    "routing.policy.reloads", description="Routing policy file re-reads, by outcome"
-)
+_reloads = metrics.counter(metrics.POLICY_RELOADS)
 
 
 class PolicyError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from appeals.v1 import events_pb2
-from appeals_runtime import store
+from appeals_runtime import store, tracing
 from appeals_runtime.events import occurred_at
 from services.routing import metrics
 from services.routing import policy as routing_policy
@@ -57,12 +57,13 @@ class Router:
                 causation_id=event.event_id,
                 ban_evasion_suspected=submitted.ban_evasion_suspected,
                 appellant_pseudonym=submitted.appellant_pseudonym,
+                trace_parent=tracing.current_traceparent(),
             ),
         )
         state, created = await self._ledger.open(routed)
         if not created:
             return state  # a redelivery: announced again above, nothing new to count or log
-        metrics.cases_routed.add(1, {"queue": state.queue, "rule": state.routing.rule})
+        metrics.cases_routed.add(1, {**metrics.case_labels(state), "rule": state.routing.rule})
         log.info(
             "appeal routed",
             extra={"appeal_id": event.appeal_id, "queue": state.queue, "rule": state.routing.rule,

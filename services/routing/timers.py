@@ -77,14 +77,18 @@ class CaseTimers:
     async def _sla(self, now: datetime) -> tuple[int, int]:
         warnings = breaches = 0
         for appeal_id in await self._repository.sla_due(now, self._batch):
-            _, record = await self._ledger.change(appeal_id, lambda s: self._sla_step(s, now))
+            after, record = await self._ledger.change(appeal_id, lambda s: self._sla_step(s, now))
             if record is None:
                 await self._ledger.refresh_view(appeal_id)
-            elif record.kind == Kind.SLA_WARNED:
+                continue
+            # Counted against the queue the case waited in, not the one a breach moved it to.
+            labels = {**metrics.case_labels(after), "queue": record.from_queue or after.queue}
+            if record.kind == Kind.SLA_WARNED:
                 warnings += 1
-                metrics.sla_warnings.add(1, {"queue": record.from_queue or "unknown"})
+                metrics.sla_warnings.add(1, labels)
             else:
                 breaches += 1
+                metrics.sla_breaches.add(1, labels)
                 self._log_breach(record)
         return warnings, breaches
 
@@ -104,7 +108,6 @@ class CaseTimers:
         )
 
     def _log_breach(self, record: CaseRecord) -> None:
-        metrics.sla_breaches.add(1, {"queue": record.from_queue})
         log.warning(
             "SLA breached",
             extra={"appeal_id": record.appeal_id, "queue": record.from_queue,

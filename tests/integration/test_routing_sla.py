@@ -96,9 +96,12 @@ async def test_queue_metrics_are_exposed_on_metrics(
     ) as client:
         body = (await client.get("/metrics")).text
     depth = [line for line in body.splitlines() if 'queue="instagram.integrity.ja"' in line]
-    assert any(line.startswith("routing_queue_depth") and line.endswith(" 2.0") for line in depth)
     assert any(
-        line.startswith("routing_queue_oldest_age") and float(line.split()[-1]) >= 600
+        line.startswith("appeals_routing_queue_depth") and line.endswith(" 2.0") for line in depth
+    )
+    assert any(
+        line.startswith("appeals_routing_queue_oldest_age_seconds")
+        and float(line.split()[-1]) >= 600
         for line in depth
     ), depth
-    assert "routing_cases_routed" in body
+    assert "appeals_routing_routed_total" in body

@@ -18,19 +18,24 @@ Guarantees, for every consumer in the pipeline:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from google.protobuf.message import DecodeError
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from appeals_runtime import metrics, tracing
 from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.producer import EventProducer
@@ -38,13 +43,25 @@ from appeals_runtime.topics import PayloadT, Topic
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
-meter = metrics.get_meter(__name__)
-_handled_counter = meter.create_counter(
-    "appeals.consumer.messages", description="Messages a consumer finished, by outcome"
-)
-_retry_counter = meter.create_counter(
-    "appeals.consumer.retries", description="Handler attempts that failed and were retried"
-)
+_finished = metrics.counter(metrics.CONSUMER_MESSAGES)
+_retries = metrics.counter(metrics.CONSUMER_RETRIES)
+_dead_lettered = metrics.counter(metrics.DLQ_PUBLISHED)
+_process_duration = metrics.histogram(metrics.MESSAGING_PROCESS_DURATION)
+
+GROUP = "messaging.consumer.group.name"
+DESTINATION = "messaging.destination.name"
+PARTITION = "messaging.destination.partition.id"
+
+# Runners of this process, for the consumer-lag gauge (weak: a finished runner disappears).
+_running: weakref.WeakValueDictionary[int, ConsumerRunner] = weakref.WeakValueDictionary()
+
+
+def _lag() -> Iterator[tuple[float, dict[str, str]]]:
+    for runner in list(_running.values()):
+        yield from runner.lag()
+
+
+metrics.gauge(metrics.CONSUMER_LAG, _lag)
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._runner._commit_handled(only=set(revoked))
+        for tp in revoked:
+            self._runner._positions.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": [str(tp) for tp in assigned]})
@@ -120,6 +139,8 @@ class ConsumerRunner:
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _handled: dict[TopicPartition, int] = field(default_factory=dict, init=False)
+    # Next offset to handle per assigned partition: what consumer lag is measured from.
+    _positions: dict[TopicPartition, int] = field(default_factory=dict, init=False)
     _started: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +163,7 @@ class ConsumerRunner:
         )
         consumer.subscribe(topics=list(self._topics_by_name), listener=_CommitOnRevoke(self))
         self._consumer = consumer
+        _running[id(self)] = self
         await consumer.start()
         self._started.set()
         log.info(
@@ -157,10 +179,14 @@ class ConsumerRunner:
                         tp = TopicPartition(record.topic, record.partition)
                         if tp not in consumer.assignment():
                             break  # revoked meanwhile: the new owner takes it from the commit
+                        self._positions[tp] = record.offset  # in hand, not yet handled
                         if await self._process(record):
                             self._handled[tp] = record.offset + 1
+                            self._positions[tp] = record.offset + 1
                 await self._commit_handled()
+                await self._learn_positions(consumer)
         finally:
+            _running.pop(id(self), None)
             await self._commit_handled()
             await consumer.stop()
             self._consumer = None
@@ -168,6 +194,28 @@ class ConsumerRunner:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    def lag(self) -> Iterator[tuple[float, dict[str, str]]]:
+        """Records the broker holds beyond what this member handled, per assigned partition."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if end is None or position is None:
+                continue  # not fetched yet: unknown, not zero
+            yield (
+                max(0, end - position),
+                {GROUP: self.group_id, DESTINATION: tp.topic, PARTITION: str(tp.partition)},
+            )
+
+    async def _learn_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Where newly assigned partitions start (their first handled record updates it later)."""
+        for tp in consumer.assignment():
+            if tp not in self._positions:
+                with contextlib.suppress(Exception):  # unknown yet: asked again next poll
+                    self._positions[tp] = await asyncio.wait_for(consumer.position(tp), 0.1)
 
     async def _commit_handled(self, only: set[TopicPartition] | None = None) -> None:
         consumer = self._consumer
@@ -192,6 +240,32 @@ class ConsumerRunner:
         headers = h.as_dict(record.headers)
         parent = propagate.extract(headers, getter=_HeaderGetter())
         attempts = _Attempts()
+        started = time.perf_counter()
+        outcome: dict[str, str] = {}
+        try:
+            return await self._process_in_span(record, headers, parent, attempts, outcome)
+        finally:
+            _process_duration.record(
+                time.perf_counter() - started,
+                {
+                    "messaging.system": "kafka",
+                    DESTINATION: record.topic,
+                    GROUP: self.group_id,
+                    **outcome,
+                },
+            )
+
+    async def _process_in_span(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        headers: dict[str, bytes],
+        parent: Context,
+        attempts: _Attempts,
+        outcome: dict[str, str],
+    ) -> bool:
+        # The processing span is started here, around the handler, as a child of the context
+        # the producer injected: the handler's own spans (store calls, published events) nest in
+        # it, so the trace continues through this hop.
         with tracer.start_as_current_span(
             f"process {record.topic}",
             context=parent,
@@ -203,19 +277,29 @@ class ConsumerRunner:
                 "messaging.consumer.group.name": self.group_id,
                 "messaging.destination.partition.id": str(record.partition),
                 "messaging.kafka.offset": record.offset,
+                **(
+                    {"messaging.kafka.message.key": record.key.decode(errors="replace")}
+                    if record.key is not None
+                    else {}
+                ),
             },
         ) as span:
             try:
                 message = self._decode(record, headers)
             except InvalidMessage as error:
                 span.set_status(Status(StatusCode.ERROR, error.reason))
+                outcome["error.type"] = "InvalidMessage"
                 return await self._dead_letter(record, error, attempts=1)
+            appeal_id = getattr(message.payload, "appeal_id", None)
+            if isinstance(appeal_id, str) and appeal_id:
+                span.set_attribute(tracing.APPEAL_ID, appeal_id)
             while not self._stopping.is_set():
                 attempts.count += 1
                 try:
                     await self.handler(message)
                 except InvalidMessage as error:
                     span.set_status(Status(StatusCode.ERROR, error.reason))
+                    outcome["error.type"] = "InvalidMessage"
                     return await self._dead_letter(record, error, attempts=attempts.count)
                 except TransientError as error:
                     attempts.last_error = error
@@ -225,10 +309,13 @@ class ConsumerRunner:
                     if attempts.count >= self.retry.max_attempts_unexpected:
                         log.exception("handler failed; dead-lettering", extra=_where(record))
                         span.set_status(Status(StatusCode.ERROR, repr(error)))
+                        outcome["error.type"] = type(error).__qualname__
                         return await self._dead_letter(record, error, attempts=attempts.count)
                     await self._wait_before_retry(record, attempts)
                 else:
-                    _handled_counter.add(1, {"consumer": self.name, "outcome": "handled"})
+                    _finished.add(
+                        1, {GROUP: self.group_id, DESTINATION: record.topic, "outcome": "handled"}
+                    )
                     return True
             return False
 
@@ -261,7 +348,7 @@ class ConsumerRunner:
     async def _wait_before_retry(
         self, record: ConsumerRecord[bytes, bytes], attempts: _Attempts
     ) -> None:
-        _retry_counter.add(1, {"consumer": self.name})
+        _retries.add(1, {GROUP: self.group_id, DESTINATION: record.topic})
         delay = self.retry.backoff(attempts.count)
         log.warning(
             "handler failed; retrying",
@@ -317,7 +404,10 @@ class ConsumerRunner:
                 await self._pause_while(asyncio.sleep(self.retry.backoff(retry_attempt)))
                 if self._stopping.is_set():
                     return False
-        _handled_counter.add(1, {"consumer": self.name, "outcome": "dead_lettered"})
+        _finished.add(
+            1, {GROUP: self.group_id, DESTINATION: record.topic, "outcome": "dead_lettered"}
+        )
+        _dead_lettered.add(1, {DESTINATION: topic.dlq})
         log.error(
             "message dead-lettered",
             extra={**_where(record), "dlq": topic.dlq, "reason": reason, "attempts": attempts},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -14,12 +15,14 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import SpanKind
 
+from appeals_runtime import metrics
 from appeals_runtime.errors import PublishError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.topics import Topic
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+_send_duration = metrics.histogram(metrics.MESSAGING_SEND_DURATION)
 
 
 class _HeaderSetter(Setter[list[tuple[str, bytes]]]):
@@ -122,16 +125,26 @@ class EventProducer:
     ) -> Any:
         """Publish bytes as they are (dead-letter queues forward the original record)."""
         producer = self._producer
+        started = time.perf_counter()
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "send",
+            "messaging.destination.name": topic_name,
+        }
         try:
             return await asyncio.wait_for(
                 producer.send_and_wait(topic_name, value=value, key=key, headers=headers),
                 timeout=self._publish_timeout_s,
             )
         except TimeoutError as error:
+            attributes["error.type"] = "timeout"
             raise PublishError(f"broker did not acknowledge a record on {topic_name}") from error
         except KafkaError as error:
+            attributes["error.type"] = type(error).__qualname__
             # Every broker-side failure means "not acknowledged", which callers treat alike.
             if not error.retriable and not isinstance(error, KafkaTimeoutError):
                 with contextlib.suppress(Exception):
                     await self._replace_producer(producer)
             raise PublishError(f"publish to {topic_name} failed: {error!r}") from error
+        finally:
+            _send_duration.record(time.perf_counter() - started, attributes)
