@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from appeals_runtime import metrics, topics
+from appeals_runtime import metrics, topics, tracing
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
@@ -50,7 +50,7 @@ class AuditHandler:
     async def __call__(self, message: InboundMessage[Any]) -> None:
         recorded, facts = to_recorded(message, self._secrets)
         event = recorded.event
-        trace_id = records.trace_id(message.headers.get(h.TRACEPARENT))
+        trace_id = records.trace_id(message.headers.get(tracing.TRACEPARENT))
         appended = await self._service.record(recorded, facts, trace_id=trace_id)
         if appended:
             _appended_counter.add(1, {"event_type": event.type})

@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from appeals_devstack import devkeys
-from appeals_runtime import metrics, store, topics
+from appeals_runtime import metrics, store, topics, tracing
 from appeals_runtime.auth import TokenVerifier
-from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.audit import api, entries, ops_metrics
 from services.audit.config import AuditSettings
@@ -78,7 +77,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def deliver(audit: Audit, event: Any, trace_id: str | None) -> None:
     """One lifecycle record as the audit consumer receives it from Kafka."""
-    headers = {h.TRACEPARENT: traceparent(trace_id)} if trace_id else {}
+    headers = {tracing.TRACEPARENT: traceparent(trace_id)} if trace_id else {}
     message = InboundMessage(topics.APPEAL_LIFECYCLE.name, 0, 0, None, event, headers, 0)
     await AuditHandler(audit.service, audit.secrets)(message)
 

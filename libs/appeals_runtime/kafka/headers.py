@@ -14,8 +14,6 @@ Headers = list[tuple[str, bytes]]
 
 SCHEMA = "appeals.schema"
 PRODUCER = "appeals.producer"
-# W3C Trace Context, written by OpenTelemetry's propagator on every published record.
-TRACEPARENT = "traceparent"
 
 # Dead-letter headers: what went wrong, where the message came from, how often it was tried.
 DLQ_ERROR_TYPE = "dlq.error.type"
