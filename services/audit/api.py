@@ -9,12 +9,13 @@ store.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.telemetry import TelemetryConfig
 
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
@@ -205,6 +206,17 @@ def _text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+def _telemetry() -> TelemetryConfig:
+    """The services' HTTP telemetry without the ops page's live stream: it stays open for
+    minutes, and a span and a duration of that length would only skew audit's request figures."""
+    shared = TELEMETRY["exclude"]
+
+    def exclude(scope: MutableMapping[str, Any]) -> bool:
+        return scope.get("path") == ops_api.STREAM_PATH or bool(shared and shared(scope))
+
+    return {**TELEMETRY, "exclude": exclude}
+
+
 def create_app(
     service: AuditService,
     tokens: TokenVerifier,
@@ -212,7 +224,7 @@ def create_app(
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     ops: OpsBoard | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="appeals audit", telemetry=TELEMETRY)
+    app = FastAPI(title="appeals audit", telemetry=_telemetry())
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.state.audit_tokens = tokens

@@ -25,6 +25,7 @@ from services.audit.entries import rfc3339
 from services.audit.ops_scraper import OpsBoard
 from services.audit.service import AuditService, Trail
 
+STREAM_PATH = "/v1/ops/stream"
 # A stream ends after this long and the page reconnects, so an expired token stops being served.
 STREAM_LIFETIME_S = 300.0
 KEEP_ALIVE_S = 15.0
@@ -167,7 +168,7 @@ def ops_router(service: AuditService, board: OpsBoard) -> APIRouter:
         """The latest figures, their recent history, and the page's settings."""
         return overview(board)
 
-    @router.get("/v1/ops/stream")
+    @router.get(STREAM_PATH)
     async def ops_stream(request: Request, _: OpsViewer) -> StreamingResponse:
         """Server-Sent Events: ``overview`` once, then ``sample`` after every scrape round."""
         return StreamingResponse(

@@ -18,7 +18,7 @@ from appeals.v1 import events_pb2
 from appeals_runtime import events
 from appeals_runtime import metrics as m
 from appeals_runtime.metrics import Kind, Metric
-from services.audit import ops_api, ops_metrics
+from services.audit import api, ops_api, ops_metrics
 from services.audit.config import parse_targets
 from services.audit.ops_history import History, increase
 from services.audit.ops_metrics import TargetScrape
@@ -300,3 +300,10 @@ def test_the_ops_search_reads_status_from_the_trail_as_intake_does(event_type: s
     change = intake_model.status_change(event)
     expected = "received" if event_type == "submitted" else change and change.status
     assert ops_api.appeal_status(["submitted", event_type]) == (expected or "received")
+
+
+def test_the_live_stream_is_left_out_of_http_telemetry_like_the_probes() -> None:
+    exclude = api._telemetry()["exclude"]
+    assert exclude is not None
+    assert exclude({"path": ops_api.STREAM_PATH}) and exclude({"path": "/metrics"})
+    assert not exclude({"path": "/v1/ops/overview"})
