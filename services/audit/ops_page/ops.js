@@ -257,10 +257,11 @@ function renderCharts() {
   })));
 }
 
-function niceCeiling(value) {
-  if (value <= 0) return 1;
+function niceStep(value) {
+  // A round step (1, 2 or 5 times a power of ten) close to value.
+  if (value <= 0) return 0.25;
   const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) {
+  for (const step of [1, 2, 5]) {
     if (value <= step * magnitude) return step * magnitude;
   }
   return 10 * magnitude;
@@ -280,16 +281,16 @@ function lineChart(name, series) {
                            Math.max(120, now - oldest));
   const x = (t) => pad.left + ((t - (now - windowS)) / windowS) * (width - pad.left - pad.right);
   const peak = Math.max(0, ...series.flatMap((s) => s.values.map(([, v]) => v)));
-  const top = niceCeiling(peak);
+  const step = niceStep(peak / 4);
+  const top = peak > 0 ? Math.ceil(peak / step) * step : 1;
   const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
-  for (let i = 0; i <= 4; i += 1) {
-    const value = (top * i) / 4;
+  for (let value = 0; value <= top + step / 2; value += step) {
     svg.append(svgEl("line", { class: "grid", x1: pad.left, x2: width - pad.right, y1: y(value), y2: y(value) }));
     const label = svgEl("text", { class: "axis", x: pad.left - 4, y: y(value) + 3, "text-anchor": "end" });
     label.textContent = axis.format(value);
     svg.append(label);
   }
-  const stepS = [30, 60, 120, 180, 300].find((step) => windowS / step <= 6) || 300;
+  const stepS = [30, 60, 120, 180, 300].find((candidate) => windowS / candidate <= 6) || 300;
   for (let ago = 0; ago <= windowS; ago += stepS) {
     const label = svgEl("text", { class: "axis", x: x(now - ago), y: height - 4, "text-anchor": "middle" });
     label.textContent = ago === 0 ? "now" : ago % 60 ? `−${decimal.format(ago / 60)}m` : `−${ago / 60}m`;
