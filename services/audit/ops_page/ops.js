@@ -205,7 +205,8 @@ function renderNotice(snapshot) {
     notes.push("Down: " + down.map((t) => `${t.name} (${t.url}: ${t.error})`).join("; ") + ".");
   }
   if (snapshot.missing.length && snapshot.targets.some((target) => target.up)) {
-    notes.push(`No data yet from: ${snapshot.missing.join(", ")}.`);
+    notes.push(`Nothing reported yet for ${snapshot.missing.join(", ")} ` +
+               "(a counter appears with its first event).");
   }
   const notice = $("notice");
   notice.textContent = notes.join(" ");
