@@ -12,7 +12,7 @@ from appeals_runtime.settings import load_settings
 from services.audit import api, key_files, key_repository, repository, tree_repository
 from services.audit.checkpointer import Checkpointer
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
-from services.audit.consumer import audit_consumer
+from services.audit.consumer import AUDITED_TOPICS, audit_consumer
 from services.audit.integrity import Integrity
 from services.audit.privacy import Secrets
 from services.audit.service import AuditService
@@ -48,7 +48,8 @@ async def serve(settings: AuditSettings) -> None:
         )
         app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks)
         http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
-        await run_components([http, consumer, checkpointer])
+        probe = ctx.dead_letter_probe(AUDITED_TOPICS)
+        await run_components([http, consumer, checkpointer, probe])
 
 
 def main() -> None:
