@@ -18,10 +18,12 @@ from typing import Any, Protocol
 from pymongo import AsyncMongoClient
 
 from appeals_runtime import store
+from appeals_runtime.kafka.dead_letters import DeadLetterProbe
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.logs import configure_logging
 from appeals_runtime.settings import ServiceSettings
 from appeals_runtime.telemetry import Telemetry, setup_telemetry
+from appeals_runtime.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,15 @@ class ServiceContext:
     @property
     def readiness_checks(self) -> dict[str, Any]:
         return {"kafka": self.check_kafka, "store": self.check_store}
+
+    def dead_letter_probe(self, consumed: Sequence[Topic[Any]]) -> DeadLetterProbe:
+        """A component reporting the size of the DLQs of the topics this service consumes."""
+        return DeadLetterProbe(
+            self.settings.kafka_bootstrap_servers,
+            [topic.dlq for topic in consumed],
+            refresh_s=self.settings.metrics_refresh_s,
+            client_id=self.name,
+        )
 
 
 @contextlib.asynccontextmanager

@@ -31,6 +31,8 @@ class ServiceSettings(BaseSettings):
     kafka_publish_timeout_s: float = Field(default=10.0, gt=0)
     # Partitions given to topics this process creates (local runs and tests only).
     kafka_topic_partitions: int = Field(default=3, ge=1)
+    # How often gauges read from the broker (DLQ sizes) are refreshed.
+    metrics_refresh_s: float = Field(default=15.0, gt=0)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

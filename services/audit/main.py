@@ -12,7 +12,7 @@ from appeals_runtime.settings import load_settings
 from services.audit import api, key_files, key_repository, repository, tree_repository
 from services.audit.checkpointer import Checkpointer
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
-from services.audit.consumer import audit_consumer
+from services.audit.consumer import AUDITED_TOPICS, audit_consumer
 from services.audit.integrity import Integrity
 from services.audit.ops_scraper import OpsBoard, OpsScraper
 from services.audit.privacy import Secrets
@@ -55,9 +55,10 @@ async def serve(settings: AuditSettings) -> None:
         )
         app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks, ops=board)
         http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
-        # Stopped first (components stop last first): its board ends the page's open streams,
-        # which the HTTP server would otherwise wait for.
-        await run_components([http, consumer, checkpointer, OpsScraper(board)])
+        probe = ctx.dead_letter_probe(AUDITED_TOPICS)
+        # The scraper is stopped first (components stop last first): its board ends the page's
+        # open streams, which the HTTP server would otherwise wait for.
+        await run_components([http, consumer, checkpointer, probe, OpsScraper(board)])
 
 
 def main() -> None:

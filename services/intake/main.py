@@ -68,6 +68,7 @@ async def serve(settings: IntakeSettings) -> None:
                     handler=RequestEvents(intake, verifier, ctx.producer).handle,
                     producer=ctx.producer,
                 ),
+                ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.APPEAL_REQUESTS]),
                 # FerretDB has no TTL indexes: expired idempotency keys are swept here.
                 Periodic(
                     "idempotency-key-sweeper", KEY_SWEEP_INTERVAL_S, intake.sweep_expired_keys

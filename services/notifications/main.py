@@ -10,7 +10,6 @@ import httpx
 from appeals_runtime import topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
-from appeals_runtime.kafka.dead_letters import DeadLetterProbe
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
@@ -135,12 +134,7 @@ async def serve(settings: NotificationsSettings) -> None:
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
-                DeadLetterProbe(
-                    settings.kafka_bootstrap_servers,
-                    [topics.APPEAL_LIFECYCLE.dlq, topics.NOTIFICATION_RETRIES.dlq],
-                    refresh_s=settings.metrics_refresh_s,
-                    client_id=SERVICE_NAME,
-                ),
+                ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.NOTIFICATION_RETRIES]),
                 retry_consumer(
                     notifier,
                     bootstrap_servers=settings.kafka_bootstrap_servers,

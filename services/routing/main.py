@@ -102,6 +102,7 @@ async def serve(settings: RoutingSettings) -> None:
                     handler=parts.handler,
                     producer=ctx.producer,
                 ),
+                ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS]),
                 Periodic("routing-timers", settings.sweep_s, parts.timers.sweep),
                 Periodic("routing-policy-reload", settings.policy_reload_s, policies.poll),
             ]

@@ -44,9 +44,23 @@ class _Snapshot:
 _latest = _Snapshot()
 
 
+# Queues seen since start: a queue that empties reports depth 0 instead of vanishing, so a
+# drained queue and a queue nobody measures look different on a dashboard.
+_seen_queues: set[str] = set()
+
+
+def record_routed(case: CaseState) -> None:
+    cases_routed.add(1, {**case_labels(case), "rule": case.routing.rule})
+    _seen_queues.add(case.queue)
+
+
 def observe(stats: Sequence[QueueStats], agents_online: int, now: datetime) -> None:
     global _latest  # noqa: PLW0603 - the gauges read one process-wide snapshot
-    _latest = _Snapshot(stats, agents_online, now, {s.queue: s for s in stats})
+    by_queue = {s.queue: s for s in stats}
+    _seen_queues.update(by_queue)
+    for queue in _seen_queues - by_queue.keys():
+        by_queue[queue] = QueueStats(queue, 0, None, 0)
+    _latest = _Snapshot([by_queue[q] for q in sorted(by_queue)], agents_online, now, by_queue)
 
 
 def _depth() -> Iterable[tuple[float, dict[str, str]]]:

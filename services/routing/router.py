@@ -63,7 +63,7 @@ class Router:
         state, created = await self._ledger.open(routed)
         if not created:
             return state  # a redelivery: announced again above, nothing new to count or log
-        metrics.cases_routed.add(1, {**metrics.case_labels(state), "rule": state.routing.rule})
+        metrics.record_routed(state)
         log.info(
             "appeal routed",
             extra={"appeal_id": event.appeal_id, "queue": state.queue, "rule": state.routing.rule,
