@@ -27,21 +27,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from google.protobuf.message import DecodeError
-from opentelemetry import propagate, trace
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind
 
 from appeals.v1 import events_pb2
 from appeals_runtime import topics
 from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
-from appeals_runtime.kafka.consumer import InboundMessage, RetryPolicy
+from appeals_runtime.kafka.consumer import (
+    InboundMessage,
+    RetryPolicy,
+    mark_failed,
+    processing_span,
+)
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications.metrics import GAUGES
 from services.notifications.retries import PendingAttempt
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 
 RetryHandler = Callable[[InboundMessage[events_pb2.AppealEvent], PendingAttempt], Awaitable[None]]
 
@@ -56,15 +57,6 @@ class _Held:
     pending: PendingAttempt = field(compare=False)
     # Failures of the handler itself (store or broker down), not of a channel.
     failures: int = field(default=0, compare=False)
-
-
-class _HeaderGetter(Getter[dict[str, bytes]]):
-    def get(self, carrier: dict[str, bytes], key: str) -> list[str] | None:
-        value = carrier.get(key)
-        return [value.decode(errors="replace")] if value is not None else None
-
-    def keys(self, carrier: dict[str, bytes]) -> list[str]:
-        return list(carrier)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -212,22 +204,11 @@ class RetryScheduler:
 
     async def _run_one(self, held: _Held) -> None:
         message = held.message
-        parent = propagate.extract(message.headers, getter=_HeaderGetter())
-        with tracer.start_as_current_span(
-            f"process {message.topic}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": message.topic,
-                "messaging.consumer.group.name": self._group_id,
-                "messaging.kafka.offset": message.offset,
-            },
-        ):
+        with processing_span(held.record, message.headers, group_id=self._group_id) as span:
             try:
                 await self._handler(message, held.pending)
             except InvalidMessage as error:
+                mark_failed(span, error)
                 if not await self._dead_letter(held.record, error):
                     return
             except Exception as error:
@@ -238,6 +219,7 @@ class RetryScheduler:
                     self._again_later(held, error)
                     return
                 log.exception("retry handler failed; dead-lettering", extra=_where(message))
+                mark_failed(span, error)
                 if not await self._dead_letter(held.record, error):
                     return
         self._finish(held)

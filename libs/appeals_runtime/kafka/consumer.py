@@ -23,7 +23,8 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
@@ -31,9 +32,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from google.protobuf.message import DecodeError
 from opentelemetry import propagate, trace
-from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from appeals_runtime import metrics, tracing
 from appeals_runtime.errors import InvalidMessage, TransientError
@@ -113,6 +113,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class _HeaderGetter(Getter[dict[str, bytes]]):
+    """Reads W3C trace context from Kafka headers (bytes values)."""
+
     def get(self, carrier: dict[str, bytes], key: str) -> list[str] | None:
         value = carrier.get(key)
         return [value.decode(errors="replace")] if value is not None else None
@@ -238,57 +240,12 @@ class ConsumerRunner:
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Handle one record to completion. False when shutdown interrupted it (no commit)."""
         headers = h.as_dict(record.headers)
-        parent = propagate.extract(headers, getter=_HeaderGetter())
         attempts = _Attempts()
-        started = time.perf_counter()
-        outcome: dict[str, str] = {}
-        try:
-            return await self._process_in_span(record, headers, parent, attempts, outcome)
-        finally:
-            _process_duration.record(
-                time.perf_counter() - started,
-                {
-                    "messaging.system": "kafka",
-                    DESTINATION: record.topic,
-                    GROUP: self.group_id,
-                    **outcome,
-                },
-            )
-
-    async def _process_in_span(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        headers: dict[str, bytes],
-        parent: Context,
-        attempts: _Attempts,
-        outcome: dict[str, str],
-    ) -> bool:
-        # The processing span is started here, around the handler, as a child of the context
-        # the producer injected: the handler's own spans (store calls, published events) nest in
-        # it, so the trace continues through this hop.
-        with tracer.start_as_current_span(
-            f"process {record.topic}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.consumer.group.name": self.group_id,
-                "messaging.destination.partition.id": str(record.partition),
-                "messaging.kafka.offset": record.offset,
-                **(
-                    {"messaging.kafka.message.key": record.key.decode(errors="replace")}
-                    if record.key is not None
-                    else {}
-                ),
-            },
-        ) as span:
+        with processing_span(record, headers, group_id=self.group_id) as span:
             try:
                 message = self._decode(record, headers)
             except InvalidMessage as error:
-                span.set_status(Status(StatusCode.ERROR, error.reason))
-                outcome["error.type"] = "InvalidMessage"
+                mark_failed(span, error)
                 return await self._dead_letter(record, error, attempts=1)
             appeal_id = getattr(message.payload, "appeal_id", None)
             if isinstance(appeal_id, str) and appeal_id:
@@ -298,8 +255,7 @@ class ConsumerRunner:
                 try:
                     await self.handler(message)
                 except InvalidMessage as error:
-                    span.set_status(Status(StatusCode.ERROR, error.reason))
-                    outcome["error.type"] = "InvalidMessage"
+                    mark_failed(span, error)
                     return await self._dead_letter(record, error, attempts=attempts.count)
                 except TransientError as error:
                     attempts.last_error = error
@@ -308,8 +264,7 @@ class ConsumerRunner:
                     attempts.last_error = error
                     if attempts.count >= self.retry.max_attempts_unexpected:
                         log.exception("handler failed; dead-lettering", extra=_where(record))
-                        span.set_status(Status(StatusCode.ERROR, repr(error)))
-                        outcome["error.type"] = type(error).__qualname__
+                        mark_failed(span, error)
                         return await self._dead_letter(record, error, attempts=attempts.count)
                     await self._wait_before_retry(record, attempts)
                 else:
@@ -413,6 +368,56 @@ class ConsumerRunner:
             extra={**_where(record), "dlq": topic.dlq, "reason": reason, "attempts": attempts},
         )
         return True
+
+
+def mark_failed(span: Span, error: BaseException) -> None:
+    """The record could not be handled: the span says why (and the duration's ``error.type``)."""
+    span.set_status(Status(StatusCode.ERROR, h.failure_reason(error)))
+    span.set_attribute("error.type", type(error).__qualname__)
+
+
+@contextmanager
+def processing_span(
+    record: ConsumerRecord[Any, Any], headers: Mapping[str, bytes], *, group_id: str
+) -> Iterator[Span]:
+    """The CONSUMER span around handling one record, and its ``messaging.process.duration``.
+
+    Started here, around the handler, as a child of the context the producer injected (not by an
+    instrumentation that would end it before the handler runs): the handler's own spans (store
+    calls, the events it publishes) nest in it, so the trace continues through this hop.
+    Handlers set ``error.type`` on the span when the record failed; the duration carries it too.
+    """
+    key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        DESTINATION: record.topic,
+        GROUP: group_id,
+        PARTITION: str(record.partition),
+        "messaging.kafka.offset": record.offset,
+    }
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = key
+    started = time.perf_counter()
+    with tracer.start_as_current_span(
+        f"process {record.topic}",
+        context=propagate.extract(dict(headers), getter=_HeaderGetter()),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        try:
+            yield span
+        finally:
+            error_type = getattr(span, "attributes", {}).get("error.type")
+            _process_duration.record(
+                time.perf_counter() - started,
+                {
+                    "messaging.system": "kafka",
+                    DESTINATION: record.topic,
+                    GROUP: group_id,
+                    **({"error.type": str(error_type)} if error_type else {}),
+                },
+            )
 
 
 def _where(record: ConsumerRecord[Any, Any]) -> dict[str, Any]:
