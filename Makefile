@@ -1,5 +1,6 @@
 # The appeals pipeline. `make run` runs everything locally; `make test` runs the whole suite.
-# Every install step lives here: a fresh clone needs only Python 3.11, Java 17 + Maven and Go.
+# Every install step lives here: a fresh clone needs only Python 3.11, Java 17 + Maven and Go
+# (and apt-get, for Debian's Prometheus package).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,28 +15,37 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/appeals-pipeline
 # files are all new) still finds what an earlier clone fetched or built.
 KAFKA_RECIPE := $(shell cat deploy/local/pom.xml | sha256sum | cut -c1-10)
 FERRETDB_RECIPE := $(shell cat deploy/local/build-ferretdb.sh | sha256sum | cut -c1-10)
+JAEGER_RECIPE := $(shell cat deploy/local/build-jaeger.sh | sha256sum | cut -c1-10)
 KAFKA_LIBS := $(CACHE_DIR)/kafka-$(KAFKA_VERSION)-$(KAFKA_RECIPE)/libs
 FERRETDB_BIN := $(CACHE_DIR)/ferretdb-$(FERRETDB_VERSION)-$(FERRETDB_RECIPE)/ferretdb
+JAEGER_BIN := $(CACHE_DIR)/jaeger-$(JAEGER_VERSION)-$(JAEGER_RECIPE)/jaeger
 VENV_STAMP := $(VENV)/.installed
 
 export APPEALS_CACHE_DIR := $(CACHE_DIR)
 export APPEALS_KAFKA_LIBS := $(KAFKA_LIBS)
 export APPEALS_FERRETDB_BIN := $(FERRETDB_BIN)
+export APPEALS_JAEGER_BIN := $(JAEGER_BIN)
+
+# The ops stack (Jaeger for traces, Prometheus with our rules) runs with `make run` / `make up`
+# unless OPS=0. Jaeger is skipped too when OTEL_EXPORTER_OTLP_ENDPOINT names a collector.
+OPS ?= 1
+export APPEALS_OPS := $(OPS)
 
 # Debian's Chromium drives the ops page's browser test (headless, over the DevTools protocol).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Local servers are needed only when the environment does not point at existing ones.
-RUN_INFRA := $(if $(KAFKA_BOOTSTRAP_SERVERS),,$(KAFKA_LIBS)/.complete) $(if $(MONGODB_URL),,$(FERRETDB_BIN))
-TEST_INFRA := $(KAFKA_LIBS)/.complete $(FERRETDB_BIN)
+RUN_INFRA := $(if $(KAFKA_BOOTSTRAP_SERVERS),,$(KAFKA_LIBS)/.complete) $(if $(MONGODB_URL),,$(FERRETDB_BIN)) \
+	$(if $(filter 0,$(OPS)),,$(if $(OTEL_EXPORTER_OTLP_ENDPOINT),,$(JAEGER_BIN)) prometheus)
+TEST_INFRA := $(KAFKA_LIBS)/.complete $(FERRETDB_BIN) $(JAEGER_BIN) prometheus
 
-.PHONY: help run up down status test lint typecheck unit integration e2e proto openapi bootstrap kafka ferretdb chromium constraints clean
+.PHONY: help run up down status test lint typecheck unit integration e2e proto openapi bootstrap kafka ferretdb jaeger prometheus chromium constraints clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-run: $(VENV_STAMP) $(RUN_INFRA) ## Set up and run the whole pipeline in the foreground (Ctrl-C stops it)
+run: $(VENV_STAMP) $(RUN_INFRA) ## Set up and run the whole pipeline and its ops stack in the foreground (OPS=0: no Jaeger/Prometheus)
 	@$(BIN)/python -m appeals_devstack run
 
 up: $(VENV_STAMP) $(RUN_INFRA) ## Start the whole pipeline in the background; returns when all are ready
@@ -48,7 +58,7 @@ status: $(VENV_STAMP) ## Show what is running
 	@$(BIN)/python -m appeals_devstack status
 
 test: $(VENV_STAMP) $(TEST_INFRA) $(CHROMIUM) lint typecheck ## Lint, type-check, then unit, integration and e2e tests on a private broker and store
-	@echo "==> tests (the session starts its own Kafka and FerretDB on free ports)"
+	@echo "==> tests (the session starts its own Kafka, FerretDB, Jaeger and Prometheus on free ports)"
 	@$(BIN)/pytest -q
 
 lint: $(VENV_STAMP) ## ruff lint and format check
@@ -99,6 +109,14 @@ ferretdb: $(FERRETDB_BIN) ## Build FerretDB from the Go module proxy (cached per
 
 $(FERRETDB_BIN):
 	@bash deploy/local/build-ferretdb.sh $(FERRETDB_VERSION) $@
+
+jaeger: $(JAEGER_BIN) ## Build Jaeger (v2 all-in-one) from the Go module proxy (cached per version)
+
+$(JAEGER_BIN):
+	@bash deploy/local/build-jaeger.sh $(JAEGER_VERSION) $@
+
+prometheus: ## Install Prometheus and promtool from Debian's packages (skipped when present)
+	@bash deploy/local/install-prometheus.sh
 
 chromium: $(CHROMIUM) ## Install Debian's chromium for the browser test (apt-get; sudo unless root)
 

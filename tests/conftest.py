@@ -14,19 +14,21 @@ from pathlib import Path
 import pytest
 
 from appeals_devstack.processes import free_port
-from appeals_devstack.stack import Infrastructure
+from appeals_devstack.stack import Infrastructure, OpsOptions
 from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 
 
 @contextlib.contextmanager
-def private_stack(state_dir: Path) -> Iterator[Infrastructure]:
-    """Kafka and FerretDB on free ports under ``state_dir``, stopped however the block ends."""
+def private_stack(state_dir: Path, ops: OpsOptions | None = None) -> Iterator[Infrastructure]:
+    """Kafka and FerretDB (and ``ops``, if given) on free ports under ``state_dir``, stopped
+    however the block ends."""
     started = Infrastructure.start(
         state_dir,
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
         mongodb_port=free_port(),
+        ops=ops,
     )
     try:
         yield started

@@ -1,8 +1,10 @@
 """`python -m appeals_devstack run|up|down|status` — what `make run`, `make up`, `make down` call.
 
 * ``run``: start Kafka and FerretDB (unless ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` name
-  existing servers), create the topics, run the four services in the foreground with prefixed
-  logs; Ctrl-C stops everything.
+  existing servers) and the ops stack, Jaeger (unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` names an
+  existing collector) and Prometheus, both skipped with ``APPEALS_OPS=0`` (``make run OPS=0``);
+  create the topics, run the four services in the foreground with prefixed logs; Ctrl-C stops
+  everything.
 * ``up``: the same, detached; returns once every service answers ``/readyz``.
 * ``down``: stops what ``up`` (or a ``run`` that was killed) left running.
 """
@@ -18,10 +20,13 @@ import time
 from pathlib import Path
 
 from appeals_devstack import processes
+from appeals_devstack.jaeger import JaegerPorts
 from appeals_devstack.paths import STATE_DIR
 from appeals_devstack.stack import (
+    INFRASTRUCTURE_NAMES,
     SERVICES,
     Infrastructure,
+    OpsOptions,
     ServiceProcess,
     ops_metrics_targets,
     service_environment,
@@ -31,7 +36,7 @@ from appeals_devstack.stack import (
 
 RUN_DIR = STATE_DIR / "run"
 LOG_DIR = STATE_DIR / "logs"
-STOP_ORDER = [spec.name for spec in reversed(SERVICES)] + ["kafka", "ferretdb"]
+STOP_ORDER = [spec.name for spec in reversed(SERVICES)] + list(reversed(INFRASTRUCTURE_NAMES))
 
 
 def _say(message: str) -> None:
@@ -54,17 +59,37 @@ def _record(name: str, pid: int) -> None:
     (RUN_DIR / f"{name}.pid").write_text(str(pid))
 
 
+def _ops_options() -> OpsOptions | None:
+    if os.environ.get("APPEALS_OPS", "1") == "0":
+        return None
+    return OpsOptions.for_services(
+        os.environ,
+        jaeger_ports=JaegerPorts.from_env(os.environ),
+        prometheus_port=int(os.environ.get("APPEALS_LOCAL_PROMETHEUS_PORT", "9090")),
+    )
+
+
 def _start_infrastructure() -> Infrastructure:
     existing_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     existing_mongodb = os.environ.get("MONGODB_URL")
+    ops = _ops_options()
+    existing_otlp = ops.existing_otlp_endpoint if ops else None
     for what, value in (("Kafka", existing_kafka), ("MongoDB", existing_mongodb)):
         if value:
             _say(f"using existing {what} at {value} (nothing started locally for it)")
-    _say(
-        "starting Kafka and FerretDB"
-        if not (existing_kafka or existing_mongodb)
-        else "starting local infrastructure"
-    )
+    if existing_otlp:
+        _say(f"using existing OTLP collector at {existing_otlp} (no local Jaeger)")
+    started_here = [
+        name
+        for name, absent in (
+            ("Kafka", existing_kafka),
+            ("FerretDB", existing_mongodb),
+            ("Jaeger", not ops or existing_otlp),
+            ("Prometheus", not ops),
+        )
+        if not absent
+    ]
+    _say(f"starting {', '.join(started_here) or 'nothing locally'}")
     started = time.monotonic()
     infra = Infrastructure.start(
         STATE_DIR,
@@ -74,6 +99,7 @@ def _start_infrastructure() -> Infrastructure:
         existing_kafka=existing_kafka,
         existing_mongodb=existing_mongodb,
         topic_partitions=int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3")),
+        ops=ops,
     )
     for name, pid in infra.pids().items():
         _record(name, pid)
@@ -84,13 +110,30 @@ def _start_infrastructure() -> Infrastructure:
     return infra
 
 
+def _say_ops(infra: Infrastructure) -> None:
+    if infra.jaeger is not None:
+        _say(
+            f"traces: Jaeger {infra.jaeger.query_url} (query API /api/traces; "
+            f"services export to OTLP {infra.jaeger.otlp_endpoint})"
+        )
+    elif infra.otlp_endpoint:
+        _say(f"traces: exported to {infra.otlp_endpoint}")
+    if infra.prometheus is not None:
+        _say(
+            f"metrics: Prometheus {infra.prometheus.url} "
+            f"(scraping {', '.join(infra.prometheus.targets)}; rules from deploy/prometheus/rules)"
+        )
+    if infra.jaeger is None and infra.prometheus is None:
+        _say("ops stack off (OPS=0): no Jaeger, no Prometheus")
+
+
 def _stop(services: list[ServiceProcess], infra: Infrastructure | None) -> None:
     for service in reversed(services):
         service.stop()
         (RUN_DIR / f"{service.spec.name}.pid").unlink(missing_ok=True)
     if infra is not None:
         infra.stop()
-        for name in ("kafka", "ferretdb"):
+        for name in INFRASTRUCTURE_NAMES:
             (RUN_DIR / f"{name}.pid").unlink(missing_ok=True)
 
 
@@ -140,6 +183,7 @@ def run() -> int:
         _say(
             "all four services ready: " + ", ".join(f"{s.spec.name} {s.base_url}" for s in services)
         )
+        _say_ops(infra)
         _say_ops_page(env, services)
         _say("try: .venv/bin/appeals demo    (Ctrl-C stops everything)")
         while not stop.is_set():
@@ -150,7 +194,7 @@ def run() -> int:
             stop.wait(0.5)
         return 0
     finally:
-        _say("stopping services, Kafka and FerretDB")
+        _say("stopping the services and the infrastructure")
         _stop(services, infra)
         _say("stopped")
 
@@ -171,6 +215,7 @@ def up() -> int:
         _stop(services, infra)
         raise
     _say("up: " + ", ".join(f"{s.spec.name} {s.base_url}" for s in services))
+    _say_ops(infra)
     _say_ops_page(env, services)
     _say(f"logs in {LOG_DIR}; stop with `make down`")
     return 0

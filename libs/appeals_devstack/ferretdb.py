@@ -13,7 +13,7 @@ from appeals_devstack.paths import ferretdb_binary
 
 
 @dataclass
-class FerretDB:
+class FerretDB(processes.LocalServer):
     data_dir: Path
     port: int
     binary: Path = field(default_factory=ferretdb_binary)
@@ -34,7 +34,7 @@ class FerretDB:
             )
         sqlite_dir = self.data_dir / "sqlite"
         sqlite_dir.mkdir(parents=True, exist_ok=True)
-        self.process = processes.spawn(
+        self._launch(
             [
                 str(self.binary),
                 "--handler=sqlite",
@@ -46,24 +46,15 @@ class FerretDB:
                 "--debug-addr=-",
                 "--telemetry=disable",
                 "--log-level=warn",
-            ],
-            log_path=self.log_path,
+            ]
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        process = self.process
-        processes.wait_until(
+        self._wait(
             lambda: processes.port_open(self.port) and _ping(self.url),
             timeout=timeout,
             what=f"FerretDB on :{self.port}",
-            alive=(lambda: process.poll() is None) if process else None,
-            log_path=self.log_path,
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop_group(self.process.pid, timeout=10, process=self.process)
-            self.process = None
 
 
 def _ping(url: str) -> bool:

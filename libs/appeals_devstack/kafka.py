@@ -32,7 +32,9 @@ def _java_command(libs: Path, *args: str) -> list[str]:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(processes.LocalServer):
+    stop_timeout = 30.0
+
     data_dir: Path
     port: int
     controller_port: int
@@ -89,25 +91,14 @@ class KafkaBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_properties()
         self._format_storage_once()
-        self.process = processes.spawn(
-            _java_command(self.libs_dir, "kafka.Kafka", str(self.properties_path)),
-            log_path=self.log_path,
-        )
+        self._launch(_java_command(self.libs_dir, "kafka.Kafka", str(self.properties_path)))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        process = self.process
-        processes.wait_until(
+        self._wait(
             lambda: processes.port_open(self.port) and _metadata_answers(self.bootstrap_servers),
             timeout=timeout,
             what=f"Kafka on :{self.port}",
-            alive=(lambda: process.poll() is None) if process else None,
-            log_path=self.log_path,
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop_group(self.process.pid, timeout=30, process=self.process)
-            self.process = None
 
 
 def _metadata_answers(bootstrap_servers: str) -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_LOCAL = REPO_ROOT / "deploy" / "local"
 VERSIONS_FILE = DEPLOY_LOCAL / "versions.env"
+DEPLOY_PROMETHEUS = REPO_ROOT / "deploy" / "prometheus"
 # Runtime state of `make run`/`make up` for this checkout (git-ignored): data, logs, pid files.
 STATE_DIR = Path(os.environ.get("APPEALS_STATE_DIR", REPO_ROOT / ".local"))
 
@@ -36,16 +38,34 @@ def _recipe_digest(recipe: Path) -> str:
     return hashlib.sha256(recipe.read_bytes()).hexdigest()[:10]
 
 
+def _cached(variable: str, version_key: str, name: str, recipe: str, leaf: str) -> Path:
+    """A fetched or built artifact: ``$variable`` if set, else its versioned cache path."""
+    if variable in os.environ:
+        return Path(os.environ[variable])
+    version = read_versions()[version_key]
+    return cache_dir() / f"{name}-{version}-{_recipe_digest(DEPLOY_LOCAL / recipe)}" / leaf
+
+
 def kafka_libs_dir() -> Path:
-    if "APPEALS_KAFKA_LIBS" in os.environ:
-        return Path(os.environ["APPEALS_KAFKA_LIBS"])
-    version = read_versions()["KAFKA_VERSION"]
-    return cache_dir() / f"kafka-{version}-{_recipe_digest(DEPLOY_LOCAL / 'pom.xml')}" / "libs"
+    return _cached("APPEALS_KAFKA_LIBS", "KAFKA_VERSION", "kafka", "pom.xml", "libs")
 
 
 def ferretdb_binary() -> Path:
-    if "APPEALS_FERRETDB_BIN" in os.environ:
-        return Path(os.environ["APPEALS_FERRETDB_BIN"])
-    version = read_versions()["FERRETDB_VERSION"]
-    digest = _recipe_digest(DEPLOY_LOCAL / "build-ferretdb.sh")
-    return cache_dir() / f"ferretdb-{version}-{digest}" / "ferretdb"
+    return _cached(
+        "APPEALS_FERRETDB_BIN", "FERRETDB_VERSION", "ferretdb", "build-ferretdb.sh", "ferretdb"
+    )
+
+
+def jaeger_binary() -> Path:
+    return _cached("APPEALS_JAEGER_BIN", "JAEGER_VERSION", "jaeger", "build-jaeger.sh", "jaeger")
+
+
+def system_binary(name: str) -> Path:
+    """A tool installed from Debian's packages (``make prometheus``), or ``$APPEALS_<NAME>_BIN``."""
+    variable = f"APPEALS_{name.upper()}_BIN"
+    if variable in os.environ:
+        return Path(os.environ[variable])
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found on PATH: run `make prometheus` first")
+    return Path(found)

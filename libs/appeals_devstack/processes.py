@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 
 def free_port() -> int:
@@ -110,3 +111,34 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class LocalServer:
+    """What the dev stack's servers (Kafka, FerretDB, Jaeger, Prometheus) share: one child
+    process group logging to ``log_path``, a wait for readiness that fails fast when the process
+    dies, and a stop that leaves nothing behind."""
+
+    process: subprocess.Popen[bytes] | None
+    stop_timeout: ClassVar[float] = 10.0
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def _launch(self, args: list[str]) -> None:
+        self.process = spawn(args, log_path=self.log_path)
+
+    def _wait(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+        process = self.process
+        wait_until(
+            condition,
+            timeout=timeout,
+            what=what,
+            alive=(lambda: process.poll() is None) if process else None,
+            log_path=self.log_path,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process.pid, timeout=self.stop_timeout, process=self.process)
+            self.process = None

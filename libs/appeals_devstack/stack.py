@@ -1,4 +1,7 @@
-"""The whole local pipeline: infrastructure (Kafka, FerretDB) and the four service processes.
+"""The whole local pipeline: infrastructure and the four service processes.
+
+Infrastructure is Kafka and FerretDB, and optionally the ops stack: Jaeger (the services' traces
+go to its OTLP port) and Prometheus (scraping every service's ``/metrics``).
 
 Shared by `make run` / `make up` / `make down` (see ``__main__``) and by the test session, which
 starts its own instance on free ports in a temporary folder.
@@ -20,8 +23,10 @@ import httpx
 
 from appeals_devstack import processes
 from appeals_devstack.ferretdb import FerretDB
+from appeals_devstack.jaeger import Jaeger, JaegerPorts
 from appeals_devstack.kafka import KafkaBroker, create_topics
 from appeals_devstack.paths import REPO_ROOT
+from appeals_devstack.prometheus import Prometheus
 from appeals_runtime.topics import all_topic_names
 
 
@@ -49,14 +54,50 @@ SERVICES = (
 _RESET = "\033[0m"
 
 
+@dataclass(frozen=True)
+class OpsOptions:
+    """What of the ops stack to start: Jaeger unless an OTLP endpoint exists, and Prometheus."""
+
+    jaeger_ports: JaegerPorts | None
+    prometheus_port: int | None
+    # Prometheus jobs: service name → host:port of its /metrics.
+    scrape_targets: Mapping[str, str]
+    existing_otlp_endpoint: str | None = None
+    scrape_interval: str = "5s"
+
+    @classmethod
+    def for_services(
+        cls,
+        env: Mapping[str, str],
+        *,
+        jaeger_ports: JaegerPorts | None,
+        prometheus_port: int | None,
+        scrape_interval: str = "5s",
+    ) -> OpsOptions:
+        """Scrape each service at the HTTP port ``env`` gives it; reuse an OTLP endpoint it sets."""
+        existing = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+        return cls(
+            jaeger_ports=None if existing else jaeger_ports,
+            prometheus_port=prometheus_port,
+            scrape_targets={spec.name: f"127.0.0.1:{spec.port(env)}" for spec in SERVICES},
+            existing_otlp_endpoint=existing,
+            scrape_interval=scrape_interval,
+        )
+
+
 @dataclass
 class Infrastructure:
-    """Kafka and the document store: started here, or existing servers named by the environment."""
+    """Kafka and the document store (started here, or existing servers named by the environment),
+    and the ops stack when asked for."""
 
     kafka_bootstrap_servers: str
     mongodb_url: str
     broker: KafkaBroker | None = None
     ferretdb: FerretDB | None = None
+    jaeger: Jaeger | None = None
+    prometheus: Prometheus | None = None
+    # Where the services send traces (and metrics) over OTLP/gRPC; None: they export nothing.
+    otlp_endpoint: str | None = None
 
     @classmethod
     def start(
@@ -69,6 +110,7 @@ class Infrastructure:
         existing_kafka: str | None = None,
         existing_mongodb: str | None = None,
         topic_partitions: int = 3,
+        ops: OpsOptions | None = None,
     ) -> Infrastructure:
         broker = (
             None
@@ -76,9 +118,12 @@ class Infrastructure:
             else KafkaBroker(state_dir / "kafka", kafka_port, kafka_controller_port)
         )
         ferret = None if existing_mongodb else FerretDB(state_dir / "ferretdb", mongodb_port)
-        for port in ([kafka_port, kafka_controller_port] if broker else []) + (
+        jaeger, prometheus = _ops_servers(state_dir, ops)
+        ports = ([kafka_port, kafka_controller_port] if broker else []) + (
             [mongodb_port] if ferret else []
-        ):
+        )
+        ports += (jaeger.ports.all() if jaeger else []) + ([prometheus.port] if prometheus else [])
+        for port in ports:
             if processes.port_open(port):
                 raise RuntimeError(
                     f"port {port} is already in use; is another stack running? (make down)"
@@ -88,15 +133,18 @@ class Infrastructure:
             mongodb_url=existing_mongodb or (ferret.url if ferret else ""),
             broker=broker,
             ferretdb=ferret,
+            jaeger=jaeger,
+            prometheus=prometheus,
+            otlp_endpoint=(
+                jaeger.otlp_endpoint if jaeger else ops.existing_otlp_endpoint if ops else None
+            ),
         )
         try:
-            # Both start at once; the JVM is the slow one.
-            for server in (broker, ferret):
-                if server:
-                    server.start()
-            for server in (ferret, broker):
-                if server:
-                    server.wait_ready()
+            # All start at once; the JVM is the slow one.
+            for server in infra._servers():
+                server.start()
+            for server in reversed(infra._servers()):
+                server.wait_ready()
             asyncio.run(
                 create_topics(
                     infra.kafka_bootstrap_servers,
@@ -109,19 +157,49 @@ class Infrastructure:
             raise
         return infra
 
+    def _named(self) -> dict[str, KafkaBroker | FerretDB | Jaeger | Prometheus]:
+        named = {
+            "kafka": self.broker,
+            "ferretdb": self.ferretdb,
+            "jaeger": self.jaeger,
+            "prometheus": self.prometheus,
+        }
+        return {name: server for name, server in named.items() if server is not None}
+
+    def _servers(self) -> list[KafkaBroker | FerretDB | Jaeger | Prometheus]:
+        return list(self._named().values())
+
     def pids(self) -> dict[str, int]:
-        found = {}
-        if self.broker and self.broker.process:
-            found["kafka"] = self.broker.process.pid
-        if self.ferretdb and self.ferretdb.process:
-            found["ferretdb"] = self.ferretdb.process.pid
-        return found
+        return {
+            name: server.process.pid
+            for name, server in self._named().items()
+            if server.process is not None
+        }
 
     def stop(self) -> None:
-        if self.broker:
-            self.broker.stop()
-        if self.ferretdb:
-            self.ferretdb.stop()
+        for server in self._servers():
+            server.stop()
+
+
+# What Infrastructure may run, by the name of its pid file (`make status`, `make down`).
+INFRASTRUCTURE_NAMES = ("kafka", "ferretdb", "jaeger", "prometheus")
+
+
+def _ops_servers(
+    state_dir: Path, ops: OpsOptions | None
+) -> tuple[Jaeger | None, Prometheus | None]:
+    if ops is None:
+        return None, None
+    jaeger = Jaeger(state_dir / "jaeger", ops.jaeger_ports) if ops.jaeger_ports else None
+    if ops.prometheus_port is None:
+        return jaeger, None
+    targets = dict(ops.scrape_targets)
+    if jaeger is not None:
+        targets["jaeger"] = jaeger.metrics_target
+    prometheus = Prometheus(
+        state_dir / "prometheus", ops.prometheus_port, targets, ops.scrape_interval
+    )
+    return jaeger, prometheus
 
 
 @dataclass
@@ -179,6 +257,12 @@ def service_environment(
     env = dict(os.environ if base is None else base)
     env["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
     env["MONGODB_URL"] = infra.mongodb_url
+    if infra.otlp_endpoint:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = infra.otlp_endpoint
+    if infra.jaeger is not None:
+        # Export finished spans every half second (the SDK's default is 5 s), so that a trace
+        # is in Jaeger by the time someone looks for it.
+        env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

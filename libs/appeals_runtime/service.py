@@ -75,7 +75,11 @@ async def service_context(
 ) -> AsyncIterator[ServiceContext]:
     """Set up logging, telemetry, the producer and the store client; tear them down after."""
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
-    telemetry = setup_telemetry(name, otlp_endpoint=settings.otel_exporter_otlp_endpoint)
+    telemetry = setup_telemetry(
+        name,
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        otlp_metrics_endpoint=settings.otel_exporter_otlp_metrics_endpoint,
+    )
     producer = EventProducer(
         settings.kafka_bootstrap_servers,
         client_id=name,

@@ -25,8 +25,11 @@ class ServiceSettings(BaseSettings):
     bind_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
-    # OTLP/gRPC endpoint for traces and metrics, e.g. http://collector:4317. Unset: no export.
+    # OTLP/gRPC endpoint for traces, e.g. http://collector:4317. Unset: no trace export.
     otel_exporter_otlp_endpoint: str | None = None
+    # OTLP/gRPC endpoint for metrics too (a collector that takes them); unset: metrics are only
+    # scraped from /metrics. Separate because a trace backend (Jaeger) rejects metrics.
+    otel_exporter_otlp_metrics_endpoint: str | None = None
     # How long a publish may wait for the broker's acknowledgement before the caller gets 503.
     kafka_publish_timeout_s: float = Field(default=10.0, gt=0)
     # Partitions given to topics this process creates (local runs and tests only).

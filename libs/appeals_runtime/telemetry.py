@@ -27,8 +27,14 @@ class Telemetry:
 _installed: Telemetry | None = None
 
 
-def setup_telemetry(service_name: str, *, otlp_endpoint: str | None) -> Telemetry:
-    """Install global tracer and meter providers once per process."""
+def setup_telemetry(
+    service_name: str, *, otlp_endpoint: str | None, otlp_metrics_endpoint: str | None = None
+) -> Telemetry:
+    """Install global tracer and meter providers once per process.
+
+    Traces go to ``otlp_endpoint`` when set; metrics are always exposed for Prometheus and also
+    pushed to ``otlp_metrics_endpoint`` when set.
+    """
     global _installed  # noqa: PLW0603 - OpenTelemetry's providers are process-global by design
     if _installed is not None:
         return _installed
@@ -36,13 +42,17 @@ def setup_telemetry(service_name: str, *, otlp_endpoint: str | None) -> Telemetr
     tracer_provider = TracerProvider(resource=resource)
     readers: list[MetricReader] = [PrometheusMetricReader()]
     if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         tracer_provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
         )
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=otlp_endpoint)))
+    if otlp_metrics_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=otlp_metrics_endpoint))
+        )
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)

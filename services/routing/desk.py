@@ -170,11 +170,16 @@ class AgentDesk:
         require_agent(agent)
         now = self._clock()
         case = await self._visible_case(agent, appeal_id, now)
-        after, _ = await self._ledger.change(
+        after, record = await self._ledger.change(
             appeal_id,
             lambda s: case_rules.release(s, agent.subject, reason.strip(), now),
             known=case,
         )
+        if record is not None:
+            log.info(
+                "case released",
+                extra={"appeal_id": appeal_id, "agent": agent.subject, "queue": after.queue},
+            )
         return after
 
     async def decide(
@@ -281,13 +286,19 @@ class AgentDesk:
             raise ValidationFailed(
                 [FieldViolation("to_queue", f"{to_queue!r} is no queue of the routing policy")]
             )
-        after, _ = await self._ledger.change(
+        after, record = await self._ledger.change(
             appeal_id,
             lambda s: case_rules.transfer(
                 s, agent.subject, now, placement=placement, reason=reason.strip()
             ),
             known=case,
         )
+        if record is not None:
+            log.info(
+                "case transferred",
+                extra={"appeal_id": appeal_id, "agent": agent.subject, "from_queue": case.queue,
+                       "queue": after.queue},
+            )  # fmt: skip
         return after
 
     # --- helpers ----------------------------------------------------------------------------

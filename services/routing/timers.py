@@ -86,6 +86,7 @@ class CaseTimers:
             if record.kind == Kind.SLA_WARNED:
                 warnings += 1
                 metrics.sla_warnings.add(1, labels)
+                log.info("SLA warning", extra={"appeal_id": appeal_id, "queue": labels["queue"]})
             else:
                 breaches += 1
                 metrics.sla_breaches.add(1, labels)

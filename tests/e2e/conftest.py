@@ -4,6 +4,10 @@ The end-to-end tests get their own Kafka and FerretDB (overriding the session's 
 ``producer`` for this folder): the running services consume every lifecycle event from the start
 of the topic, and integration tests publish there too; sharing one broker would let each side
 react to the other's events.
+
+The ops stack runs with them: the services export their traces to a Jaeger of this session
+(fixture ``jaeger``: its query API) and a Prometheus of this session scrapes every service
+(fixture ``prometheus``: its HTTP API), with the rule files of ``deploy/prometheus/rules``.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from pathlib import Path
 import pytest
 
 from appeals_devstack import devkeys
+from appeals_devstack.jaeger import JaegerPorts, JaegerQuery
 from appeals_devstack.processes import free_port
+from appeals_devstack.prometheus import PrometheusQuery
 from appeals_devstack.stack import (
     SERVICES,
     Infrastructure,
+    OpsOptions,
     ServiceProcess,
     ops_metrics_targets,
     service_environment,
@@ -92,9 +99,38 @@ def appeals(
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
-    with private_stack(tmp_path_factory.mktemp("e2e-stack")) as started:
+def service_ports() -> dict[str, str]:
+    """Each service's HTTP port variable → a free port, chosen before the stack starts so that
+    Prometheus knows where to scrape."""
+    return {spec.port_variable: str(free_port()) for spec in SERVICES}
+
+
+@pytest.fixture(scope="session")
+def infra(
+    tmp_path_factory: pytest.TempPathFactory, service_ports: dict[str, str]
+) -> Iterator[Infrastructure]:
+    ops = OpsOptions.for_services(
+        service_ports,
+        jaeger_ports=JaegerPorts.free(),
+        prometheus_port=free_port(),
+        scrape_interval="1s",
+    )
+    with private_stack(tmp_path_factory.mktemp("e2e-stack"), ops) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def jaeger(infra: Infrastructure) -> JaegerQuery:
+    """The query API of the Jaeger the services export their traces to."""
+    assert infra.jaeger is not None
+    return infra.jaeger.query()
+
+
+@pytest.fixture(scope="session")
+def prometheus(infra: Infrastructure) -> PrometheusQuery:
+    """The HTTP API of the Prometheus that scrapes every service of the pipeline."""
+    assert infra.prometheus is not None
+    return infra.prometheus.query()
 
 
 @pytest.fixture(scope="session")
@@ -104,14 +140,15 @@ async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
 
 
 @pytest.fixture(scope="session")
-def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def pipeline(
+    infra: Infrastructure, service_ports: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
     state = tmp_path_factory.mktemp("pipeline")
     database = f"e2e_{uuid.uuid4().hex[:8]}"
     env = service_environment(infra, base=os.environ)
     env.update(devkeys.service_environment(state))
-    ports = {spec.port_variable: str(free_port()) for spec in SERVICES}
     intake_grpc, desk_grpc = free_port(), free_port()
-    env.update(ports)
+    env.update(service_ports)
     env.update(
         {
             "MONGODB_DATABASE": database,

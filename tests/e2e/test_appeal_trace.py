@@ -1,0 +1,168 @@
+"""One trace per appeal, read back from Jaeger's query API after a full lifecycle.
+
+The surface starts the trace (its ``traceparent`` on the REST call); intake, every Kafka hop,
+routing, notifications and audit continue it. The reviewer's claim and decision arrive on the
+agent's own RPC traces: routing records them in the appeal's trace, linked (FOLLOWS_FROM) to the
+RPC that triggered them, so the decision's events and everything downstream stay in one trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from appeals.v1 import appeal_pb2
+from appeals_devstack.jaeger import JaegerQuery, Span, Trace
+from tests.e2e.conftest import Pipeline
+from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review_all
+
+pytestmark = pytest.mark.e2e
+
+LIFECYCLE = "appeals.lifecycle.v1"
+SERVICES = {"intake", "routing", "notifications", "audit"}
+# Every service consumes the lifecycle topic (intake keeps its status view from it).
+LIFECYCLE_READERS = SERVICES
+
+
+def kind(span: Span) -> str:
+    return str(span.tags.get("span.kind", ""))
+
+
+def destination(span: Span) -> str:
+    return str(span.tags.get("messaging.destination.name", ""))
+
+
+async def test_an_appeal_is_one_trace_across_all_four_services_and_every_kafka_hop(
+    pipeline: Pipeline, jaeger: JaegerQuery
+) -> None:
+    trace_id = secrets.token_hex(16)
+    surface_span = secrets.token_hex(8)
+    body = appeal_body("instagram")
+    async with httpx.AsyncClient(timeout=20) as client:
+        response = await client.post(
+            f"{pipeline.url('intake')}/v1/appeals",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {pipeline.surface_token('instagram')}",
+                "Idempotency-Key": uuid.uuid4().hex,
+                "traceparent": f"00-{trace_id}-{surface_span}-01",
+            },
+        )
+        assert response.status_code == 202, response.text
+        appeal_id = response.json()["appeal_id"]
+        await review_all(pipeline, {appeal_id: appeal_pb2.OUTCOME_OVERTURNED})
+
+    def complete() -> Trace | None:
+        """The trace once every service reported and the decision reached notifications and
+        audit (exporters batch: spans arrive over a few seconds)."""
+        found = jaeger.trace(trace_id)
+        if found is None or found.services() < SERVICES:
+            return None
+        after_decision = {
+            s.service
+            for s in found.spans
+            if kind(s) == "consumer" and _carries(found, s, "case decided")
+        }
+        unread = [p for p in _lifecycle_sends(found) if _readers(found, p) < LIFECYCLE_READERS]
+        return found if {"notifications", "audit"} <= after_decision and not unread else None
+
+    trace = await eventually(lambda: asyncio.to_thread(complete), "the appeal's trace", 90)
+
+    # The surface's span is the root: intake's server span is its child.
+    (server,) = [s for s in trace.spans if s.operation == "POST /v1/appeals"]
+    assert server.service == "intake" and server.child_of == (surface_span,)
+    assert server.tags["http.route"] == "/v1/appeals"
+    assert server.tags.get("appeals.appeal.id") == appeal_id
+
+    # Every Kafka hop: each consumer span's parent is a producer span of the same topic, and
+    # every lifecycle event sent in this trace was processed by routing, notifications and audit.
+    producers = [s for s in trace.spans if kind(s) == "producer"]
+    consumers = [s for s in trace.spans if kind(s) == "consumer"]
+    assert producers and consumers
+    for consumer in consumers:
+        parent = trace.parent(consumer)
+        assert parent is not None, f"{consumer.operation} in {consumer.service} has no parent"
+        assert kind(parent) == "producer", (consumer.operation, parent.operation)
+        assert destination(parent) == destination(consumer)
+        assert consumer.operation == f"process {destination(consumer)}"
+        assert consumer.tags.get("messaging.system") == "kafka"
+    sends = _lifecycle_sends(trace)
+    assert {p.service for p in sends} == SERVICES - {"audit"}  # audit only reads
+    for producer in sends:
+        assert _readers(trace, producer) == LIFECYCLE_READERS, producer.service
+
+    # The first hop: intake's send span inside its server span; routing consumes it.
+    sent = [p for p in producers if p.service == "intake" and destination(p) == LIFECYCLE]
+    assert sent and all(_has_ancestor(trace, p, server) for p in sent)
+
+    # The human action: the decision is recorded in this trace, parented on the appeal's routing
+    # work and linked to the reviewer's RPC in the reviewer's own trace.
+    decided = trace.span("case decided")
+    assert decided.service == "routing"
+    assert decided.tags.get("appeals.appeal.id") == appeal_id
+    assert decided.follows_from, "the decision is not linked to the reviewer's RPC"
+    assert not any(s.span_id in decided.follows_from for s in trace.spans)  # another trace
+    assert _has_ancestor(trace, decided, server)
+    claimed = trace.span("case claimed")
+    assert claimed.follows_from and _has_ancestor(trace, claimed, server)
+    reviewer_rpc = _linked_trace(jaeger, decided)
+    assert reviewer_rpc is not None
+    assert {s.operation for s in reviewer_rpc.spans} & {"appeals.v1.AgentDesk/Decide"}
+
+    # Store calls are client spans of their service's work; no span carries personal data.
+    assert any(s.tags.get("db.system.name") == "mongodb" for s in trace.spans)
+    statement = body["statement"]
+    user_id = body["appellant"]["user_id"]
+    for span in trace.spans:
+        for value in span.tags.values():
+            assert statement not in str(value) and user_id not in str(value), span.operation
+
+
+def _lifecycle_sends(trace: Trace) -> list[Span]:
+    return [s for s in trace.spans if kind(s) == "producer" and destination(s) == LIFECYCLE]
+
+
+def _readers(trace: Trace, producer: Span) -> set[str]:
+    """Services whose consumer span is a child of ``producer``."""
+    return {s.service for s in trace.spans if kind(s) == "consumer" and trace.parent(s) == producer}
+
+
+def _carries(trace: Trace, span: Span, ancestor_operation: str) -> bool:
+    """Whether ``span`` descends from a span named ``ancestor_operation``."""
+    current = trace.parent(span)
+    while current is not None:
+        if current.operation == ancestor_operation:
+            return True
+        current = trace.parent(current)
+    return False
+
+
+def _has_ancestor(trace: Trace, span: Span, ancestor: Span) -> bool:
+    current = trace.parent(span)
+    while current is not None:
+        if current.span_id == ancestor.span_id:
+            return True
+        current = trace.parent(current)
+    return False
+
+
+def _linked_trace(jaeger: JaegerQuery, span: Span) -> Trace | None:
+    """The trace a span's link points into (Jaeger keeps the link's trace id on the reference)."""
+    for reference in _references(jaeger, span):
+        if reference.get("refType") == "FOLLOWS_FROM":
+            return jaeger.trace(str(reference["traceID"]))
+    return None
+
+
+def _references(jaeger: JaegerQuery, span: Span) -> list[dict[str, Any]]:
+    response = httpx.get(f"{jaeger.base_url}/api/traces/{span.trace_id}", timeout=jaeger.timeout)
+    response.raise_for_status()
+    for raw in response.json()["data"][0]["spans"]:
+        if raw["spanID"] == span.span_id:
+            return list(raw.get("references") or [])
+    return []
