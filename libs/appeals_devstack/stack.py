@@ -263,6 +263,8 @@ def service_environment(
         # Export finished spans every half second (the SDK's default is 5 s), so that a trace
         # is in Jaeger by the time someone looks for it.
         env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
+        # The ops page links each appeal's trace to this Jaeger's UI.
+        env.setdefault("AUDIT_OPS_TRACE_UI_URL", infra.jaeger.query_url)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

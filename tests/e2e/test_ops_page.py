@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from appeals_devstack.jaeger import JaegerQuery
 from appeals_devstack.paths import REPO_ROOT
 from tests.e2e.browser import Page, chromium, read_png
 from tests.e2e.conftest import APPEALS, Pipeline, cli_environment
@@ -54,7 +55,7 @@ def run_demo(pipeline: Pipeline) -> subprocess.Popen[str]:
 
 
 def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
-    pipeline: Pipeline, tmp_path: Path
+    pipeline: Pipeline, jaeger: JaegerQuery, tmp_path: Path
 ) -> None:
     with chromium(tmp_path / "chromium", width=WIDTH, height=HEIGHT) as page:
         try:
@@ -70,7 +71,10 @@ def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
     assert status == "decided"
     assert trail[0] == "submitted"
     assert {"routed", "claimed", "decided"} <= set(trail)
-    assert re.fullmatch(r"http://127\.0\.0\.1:16686/trace/[0-9a-f]{32}", link), link
+    # The link opens the appeal's trace in the stack's Jaeger, which holds it.
+    trace_ui, _, trace_id = link.rpartition("/trace/")
+    assert trace_ui == jaeger.base_url and re.fullmatch("[0-9a-f]{32}", trace_id), link
+    assert {"intake", "routing"} <= jaeger.wait_for_trace(trace_id).services()
     picture = read_png(png)
     assert (picture.width, picture.height) == (WIDTH, HEIGHT)
     colours = picture.colours()
