@@ -128,6 +128,7 @@ class AppealSubmitted(_message.Message):
     SURFACE_FIELD_NUMBER: _builtins.int
     BAN_EVASION_SUSPECTED_FIELD_NUMBER: _builtins.int
     APPELLANT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     """How the appeal reached intake: "rest", "grpc" or "kafka"."""
     surface: _builtins.str
@@ -140,6 +141,10 @@ class AppealSubmitted(_message.Message):
     """
     @_builtins.property
     def submission(self) -> _appeal_pb2.AppealSubmission: ...
+    @_builtins.property
+    def facts(self) -> _appeal_pb2.SubmissionFacts:
+        """What the appeal is about, without personal data."""
+
     def __init__(
         self,
         *,
@@ -148,10 +153,11 @@ class AppealSubmitted(_message.Message):
         surface: _builtins.str = ...,
         ban_evasion_suspected: _builtins.bool = ...,
         appellant_pseudonym: _builtins.str = ...,
+        facts: _appeal_pb2.SubmissionFacts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "submission", b"submission"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant_pseudonym", b"appellant_pseudonym", "ban_evasion_suspected", b"ban_evasion_suspected", "channel", b"channel", "submission", b"submission", "surface", b"surface"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant_pseudonym", b"appellant_pseudonym", "ban_evasion_suspected", b"ban_evasion_suspected", "channel", b"channel", "facts", b"facts", "submission", b"submission", "surface", b"surface"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -384,6 +390,7 @@ class CasePackage(_message.Message):
     SLA_DUE_AT_FIELD_NUMBER: _builtins.int
     REVIEWS_FIELD_NUMBER: _builtins.int
     QUESTION_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
     routing_rule: _builtins.str
     """The routing rule that placed the case, its priority and why."""
     priority: _builtins.int
@@ -401,6 +408,10 @@ class CasePackage(_message.Message):
     def reviews(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriorReview]:
         """Reviews so far (a blind second review's disagreement, for instance)."""
 
+    @_builtins.property
+    def facts(self) -> _appeal_pb2.SubmissionFacts:
+        """What the appeal is about, without personal data."""
+
     def __init__(
         self,
         *,
@@ -412,10 +423,11 @@ class CasePackage(_message.Message):
         sla_due_at: _timestamp_pb2.Timestamp | None = ...,
         reviews: _abc.Iterable[Global___PriorReview] | None = ...,
         question: _builtins.str = ...,
+        facts: _appeal_pb2.SubmissionFacts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
