@@ -179,6 +179,9 @@ def service_environment(
     env = dict(os.environ if base is None else base)
     env["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
     env["MONGODB_URL"] = infra.mongodb_url
+    # Routing and notifications read appellants' particulars from the intake started next to
+    # them, wherever its gRPC port was moved.
+    env.setdefault("INTAKE_GRPC_TARGET", f"127.0.0.1:{env.get('INTAKE_GRPC_PORT', '50051')}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

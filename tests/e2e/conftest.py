@@ -86,6 +86,7 @@ def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
         {
             "MONGODB_DATABASE": database,
             "INTAKE_GRPC_PORT": str(intake_grpc),
+            "INTAKE_GRPC_TARGET": f"127.0.0.1:{intake_grpc}",
             "ROUTING_GRPC_PORT": str(desk_grpc),
             "ROUTING_OFFER_POLL_S": "0.2",
             "LOG_LEVEL": "INFO",

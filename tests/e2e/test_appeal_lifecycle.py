@@ -34,6 +34,7 @@ CHANNELS = {
     "horizon": "horizon_headset",
 }
 LIFECYCLE = ["submitted", "routed", "claimed", "decided", "notified"]
+STATEMENT = "This was a quote from a news article, not hate speech."
 T = TypeVar("T")
 
 
@@ -49,7 +50,7 @@ def appeal_body(platform: str, *, locale: str = "en-US", kind: str = "post") -> 
             "automated": True,
             "decided_at": (datetime.now(UTC) - timedelta(days=2)).isoformat(),
         },
-        "statement": "This was a quote from a news article, not hate speech.",
+        "statement": STATEMENT,
         "locale": locale,
         "country": locale.rsplit("-", maxsplit=1)[-1],
     }
@@ -156,7 +157,8 @@ async def review_all(pipeline: Pipeline, verdicts: Mapping[str, int]) -> None:
                 claimed = await desk.Claim(
                     agent_desk_pb2.ClaimRequest(appeal_id=offer.appeal_id), metadata=metadata
                 )
-                assert claimed.case.submission.appellant.user_id
+                # The reviewer holding the case reads the statement, fetched from intake.
+                assert claimed.case.statement == STATEMENT
                 await desk.Decide(
                     agent_desk_pb2.DecideRequest(
                         appeal_id=offer.appeal_id,
