@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from appeals_devstack import devkeys
+from appeals_runtime.intake_client import IntakeClientSettings
 from appeals_runtime.settings import SettingsError, load_settings
 from services.intake.config import IntakeSettings
+from services.notifications.config import NotificationsSettings
 from services.routing.config import RoutingSettings
 
 
@@ -67,9 +69,9 @@ def test_a_service_without_a_verification_key_refuses_to_start(
     assert "AUTH_JWKS_FILE" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("settings_type", [RoutingSettings])
+@pytest.mark.parametrize("settings_type", [RoutingSettings, NotificationsSettings])
 def test_a_service_that_reads_particulars_refuses_to_start_without_a_service_token(
-    settings_type: type[RoutingSettings],
+    settings_type: type[IntakeClientSettings],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
