@@ -132,7 +132,6 @@ class AppealIntake:
             producer=self._service_name,
             occurred_at=now,
             submitted=events_pb2.AppealSubmitted(
-                submission=submission,
                 facts=submission_facts(submission),
                 channel=channel,
                 surface=principal.subject,

@@ -244,7 +244,6 @@ class CaseOffer(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     SLA_DUE_AT_FIELD_NUMBER: _builtins.int
-    SUBMISSION_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     OFFER_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
@@ -266,8 +265,6 @@ class CaseOffer(_message.Message):
     """
     @_builtins.property
     def sla_due_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def submission(self) -> _appeal_pb2.AppealSubmission: ...
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -293,7 +290,6 @@ class CaseOffer(_message.Message):
         queue: _builtins.str = ...,
         priority: _builtins.int = ...,
         sla_due_at: _timestamp_pb2.Timestamp | None = ...,
-        submission: _appeal_pb2.AppealSubmission | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
         offer_expires_at: _timestamp_pb2.Timestamp | None = ...,
         rule: _builtins.str = ...,
@@ -304,9 +300,9 @@ class CaseOffer(_message.Message):
         statement: _builtins.str = ...,
         attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "offer_expires_at", b"offer_expires_at", "received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "offer_expires_at", b"offer_expires_at", "received_at", b"received_at", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "facts", b"facts", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "statement", b"statement", "submission", b"submission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "facts", b"facts", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "statement", b"statement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
