@@ -54,6 +54,13 @@ class Pipeline:
     def ops_token(self) -> str:
         return devkeys.mint_token(self.signing_key, role="ops", subject="ops-e2e")
 
+    def log_lines(self, service: str) -> list[str]:
+        """Every line ``service`` logged so far (JSON, one record a line)."""
+        return (self.log_dir / f"{service}.log").read_text(errors="replace").splitlines()
+
+    def full_logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in self.log_dir.glob("*.log"))
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"

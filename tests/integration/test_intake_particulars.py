@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import pytest
 from appeals.v1 import intake_pb2, intake_pb2_grpc
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
-from appeals_runtime import store
 from appeals_runtime.errors import NotFound
 from appeals_runtime.intake_client import (
     IntakeParticulars,
@@ -28,8 +26,7 @@ from appeals_runtime.intake_client import (
     ServiceToken,
     service_token_problem,
 )
-from appeals_runtime.kafka.producer import EventProducer
-from tests.integration.intake_app import IntakeUnderTest, serving_grpc, start_intake
+from tests.integration.intake_app import IntakeUnderTest, serving_grpc
 from tests.integration.test_intake_rules import fresh_body
 from tests.integration.test_notifications_support import eventually
 
@@ -46,15 +43,6 @@ def personal_body() -> dict[str, Any]:
         {"media_type": "image/png", "uri": "https://cdn.example/zyg.png", "size_bytes": 2048}
     ]
     return body
-
-
-@pytest.fixture
-async def intake(
-    db: store.Database, producer: EventProducer, tmp_path: Path
-) -> AsyncIterator[IntakeUnderTest]:
-    under_test = await start_intake(db, producer, tmp_path)
-    yield under_test
-    await under_test.client.aclose()
 
 
 def token_file(intake: IntakeUnderTest, path: Path, role: str, subject: str) -> Path:

@@ -34,6 +34,7 @@ from tests.integration.test_notifications_service import inbound
 from tests.integration.test_notifications_support import (
     appeal,
     eventually,
+    lifecycle_events,
     notifications_service,
     private_settings,
     smtp_receiver,
@@ -91,14 +92,23 @@ async def test_the_contact_is_read_from_intake_at_send_time_and_stored_nowhere_h
     (delivery,) = await service.notifications.deliveries(appeal_id)
     assert (delivery.kind, delivery.channel, delivery.recipient) == ("received", "email", "email")
 
-    # Nothing notifications stored holds the user id or an address.
+    # Nothing notifications stored, and nothing on the lifecycle topic about the appeal (intake's
+    # submitted event, notifications' notified event), holds the user id or an address.
     stored: list[Any] = []
     for collection in (repository.RECIPIENTS, repository.OUTBOX, repository.MILESTONES):
         stored += await db[collection].find({"appeal_id": appeal_id}).to_list()
     assert len(stored) == 3
     written = b"".join(encode(document) for document in stored)
+    published = await lifecycle_events(
+        infra.kafka_bootstrap_servers,
+        {appeal_id},
+        until=lambda found: {"submitted", "notified"} <= {e.WhichOneof("payload") for e in found},
+    )
+    assert len(published) == 2
+    on_the_topic = b"".join(event.SerializeToString() for event in published)
     for secret in (user_id, EMAIL, PHONE, PHONE.lstrip("+")):
         assert secret.encode() not in written, secret
+        assert secret.encode() not in on_the_topic, secret
 
 
 async def test_an_appeal_intake_does_not_know_is_dead_lettered_not_guessed(

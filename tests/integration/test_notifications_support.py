@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -46,6 +45,7 @@ from services.notifications.consumer import lifecycle_handler, retry_handler
 from services.notifications.main import notifier_from
 from services.notifications.retries import PendingAttempt
 from services.notifications.retry_consumer import RetryScheduler
+from tests.integration.kafka_helpers import from_the_start
 from tests.integration.particulars import APPELLANTS
 
 LifecycleEvent = events_pb2.AppealEvent
@@ -338,13 +338,7 @@ async def topic_records(
 ) -> list[Any]:
     """Records keyed by our appeals on ``topic``, read from the start until ``until``."""
     wanted = {appeal_id.encode() for appeal_id in appeal_ids}
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = from_the_start(bootstrap_servers, topic)
     await consumer.start()
     found: list[Any] = []
     try:
