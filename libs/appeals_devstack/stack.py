@@ -263,6 +263,9 @@ def service_environment(
         # Export finished spans every half second (the SDK's default is 5 s), so that a trace
         # is in Jaeger by the time someone looks for it.
         env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
+    # Routing and notifications read appellants' particulars from the intake started next to
+    # them, wherever its gRPC port was moved.
+    env.setdefault("INTAKE_GRPC_TARGET", f"127.0.0.1:{env.get('INTAKE_GRPC_PORT', '50051')}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

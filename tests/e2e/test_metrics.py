@@ -23,7 +23,7 @@ from tests.e2e.test_appeal_lifecycle import (
     CHANNELS,
     appeal_body,
     eventually,
-    review_all,
+    review,
     submit_grpc,
     submit_rest,
 )
@@ -81,7 +81,7 @@ async def test_each_services_metrics_count_a_known_workload(pipeline: Pipeline) 
         assert too_long.status_code == 400, too_long.text
 
         overturned = {a for a, p in platform_of.items() if p in ("facebook", "whatsapp")}
-        await review_all(
+        await review(
             pipeline,
             {
                 appeal_id: (
