@@ -20,11 +20,12 @@ come after the broker's acknowledgement.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_runtime import metrics, store, topics, tracing, vocabulary
@@ -49,6 +50,26 @@ log = logging.getLogger(__name__)
 _received = metrics.counter(metrics.APPEALS_RECEIVED)
 _rejected = metrics.counter(metrics.APPEALS_REJECTED)
 _flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
+
+
+P = ParamSpec("P")
+
+
+def _counting_rejections(
+    submit: Callable[P, Awaitable[Accepted]],
+) -> Callable[P, Awaitable[Accepted]]:
+    """Count every refused submission by reason and channel (``appeals.intake.rejected``)."""
+
+    @functools.wraps(submit)
+    async def counted(*args: P.args, **kwargs: P.kwargs) -> Accepted:
+        try:
+            return await submit(*args, **kwargs)
+        except Exception as error:
+            channel = str(kwargs.get("channel", ""))
+            _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
+            raise
+
+    return counted
 
 
 def rejection_reason(error: BaseException) -> str:
@@ -102,6 +123,7 @@ class AppealIntake:
         self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
 
+    @_counting_rejections
     async def submit(
         self,
         principal: Principal,
@@ -112,27 +134,6 @@ class AppealIntake:
         channel: str,
     ) -> Accepted:
         """Validate, check eligibility and limits, publish: the one submit flow of every channel."""
-        try:
-            return await self._submit(
-                principal,
-                submission,
-                idempotency_key=idempotency_key,
-                key_field=key_field,
-                channel=channel,
-            )
-        except Exception as error:
-            _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
-            raise
-
-    async def _submit(
-        self,
-        principal: Principal,
-        submission: appeal_pb2.AppealSubmission,
-        *,
-        idempotency_key: str | None,
-        key_field: str,
-        channel: str,
-    ) -> Accepted:
         principal.require(Scope.SUBMIT, role=Role.SURFACE)
         now = self._clock()
         validation.ensure_valid(
