@@ -3,7 +3,8 @@
   appeals submit [--file appeal.json | flags]    submit an appeal over REST
   appeals status APPEAL_ID                       show an appeal and its status
   appeals agent NAME [--auto] [--count N]        review cases from the agent desk
-  appeals token surface PLATFORM | agent NAME | ops   mint a local dev token (last line)
+  appeals token surface PLATFORM | agent NAME | ops | service NAME
+                                                 mint a local dev token (last line)
   appeals demo                                   appeals from all four products + reviewers
   appeals route --explain appeal.json            how the routing policy places an appeal, why
   appeals audit verify | proof | check-proof | export | report | reconcile | ...
@@ -87,6 +88,8 @@ def _token(args: argparse.Namespace) -> int:
         token = tokens.surface_token(args.name)
     elif args.role == "agent":
         token = tokens.agent_token(args.name, args.queues.split(",") if args.queues else None)
+    elif args.role == "service":
+        token = tokens.service_token(args.name or "ops-tooling")
     else:
         token = tokens.ops_token(args.name or "ops")
     print(
@@ -152,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token", help="mint a local dev token (printed alone on the last line)"
     )
-    token.add_argument("role", choices=["surface", "agent", "ops"])
+    token.add_argument("role", choices=["surface", "agent", "ops", "service"])
     token.add_argument(
-        "name", nargs="?", help="platform (surface), reviewer id (agent) or operator id"
+        "name",
+        nargs="?",
+        help="platform (surface), reviewer id (agent), operator id or internal service name",
     )
     token.add_argument("--queues", help="agent only: comma-separated queues (default: all)")
     token.set_defaults(handler=_token)

@@ -26,13 +26,12 @@ class Verdict:
     policy_cited: str
 
 
-def automatic_verdict(offer: agent_desk_pb2.CaseOffer) -> Verdict:
+def automatic_verdict(case: agent_desk_pb2.CaseOffer) -> Verdict:
     """The demo's stand-in reviewer: overturn when the statement gives context the original
     decision could have missed, uphold otherwise. For demos and tests only: real decisions are
-    made by people."""
-    submission = offer.submission
-    policy = submission.decision.policy
-    if _CONTEXT_WORDS.search(submission.statement):
+    made by people. ``case`` is a claimed case: only a claim carries the statement."""
+    policy = case.facts.decision.policy
+    if _CONTEXT_WORDS.search(case.statement):
         return Verdict(
             appeal_pb2.OUTCOME_OVERTURNED,
             "The content reports on or quotes the material in a way our policy allows.",
@@ -45,25 +44,26 @@ def automatic_verdict(offer: agent_desk_pb2.CaseOffer) -> Verdict:
     )
 
 
-def describe(offer: agent_desk_pb2.CaseOffer) -> str:
-    s = offer.submission
+def describe(case: agent_desk_pb2.CaseOffer) -> str:
+    f = case.facts
     return (
-        f"{offer.appeal_id}  queue={offer.queue}  priority={offer.priority}\n"
-        f"  {vocabulary.platform_name(s.platform)} {vocabulary.subject_kind_name(s.subject.kind)}"
-        f" {s.subject.id}: {s.decision.action} under {s.decision.policy}"
-        f" ({'automated' if s.decision.automated else 'by a person'})\n"
-        f"  statement ({s.locale}): {s.statement}"
+        f"{case.appeal_id}  queue={case.queue}  priority={case.priority}\n"
+        f"  {vocabulary.platform_name(f.platform)} {vocabulary.subject_kind_name(f.subject.kind)}"
+        f" {f.subject.id}: {f.decision.action} under {f.decision.policy}"
+        f" ({'automated' if f.decision.automated else 'by a person'})\n"
+        f"  statement ({f.locale}): {case.statement}"
+        + "".join(f"\n  attached: {a.media_type} {a.uri}" for a in case.attachments)
     )
 
 
-def _ask(offer: agent_desk_pb2.CaseOffer) -> Verdict | None:
-    print(describe(offer))
+def _ask(case: agent_desk_pb2.CaseOffer) -> Verdict | None:
+    print(describe(case))
     answer = input("  [u]phold, [o]verturn, [r]elease? ").strip().lower()
     if answer not in ("u", "o"):
         return None
     rationale = input("  rationale: ").strip() or "See the policy cited."
     outcome = appeal_pb2.OUTCOME_UPHELD if answer == "u" else appeal_pb2.OUTCOME_OVERTURNED
-    return Verdict(outcome, rationale, offer.submission.decision.policy)
+    return Verdict(outcome, rationale, case.facts.decision.policy)
 
 
 async def review(

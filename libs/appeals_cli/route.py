@@ -43,6 +43,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _explain_command(args: argparse.Namespace) -> int:
+    from appeals_runtime.privacy import submission_facts
     from services.intake.schemas import AppealIn
     from services.routing.policy import AppealFacts
     from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicyError, load_policy
@@ -54,7 +55,8 @@ def _explain_command(args: argparse.Namespace) -> int:
         return 2
     try:
         body = json.loads(Path(args.explain).read_text(encoding="utf-8"))
-        submission = AppealIn.model_validate(body).to_proto()
+        # Routing sees what leaves intake: the facts, not the appellant's personal data.
+        submission = submission_facts(AppealIn.model_validate(body).to_proto())
     except (OSError, ValueError) as error:
         print(f"{args.explain}: {_describe(error)}", file=sys.stderr)
         return 2

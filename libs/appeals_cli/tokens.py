@@ -35,3 +35,8 @@ def agent_token(name: str, queues: list[str] | None = None) -> str:
 
 def ops_token(subject: str = "ops") -> str:
     return devkeys.mint_token(signing_key_file(), role="ops", subject=subject)
+
+
+def service_token(name: str) -> str:
+    """An internal service's token (e.g. ``routing``): reads appellants' particulars from intake."""
+    return devkeys.mint_token(signing_key_file(), role="service", subject=name)

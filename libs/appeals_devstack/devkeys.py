@@ -3,7 +3,10 @@
 `make run` / `make up` generate an Ed25519 key pair on first use under ``.local/dev-keys/``
 (git-ignored, per checkout; nothing is committed). Services trust the public half through
 ``AUTH_JWKS_FILE``; the ``appeals token ...`` command signs dev tokens with the private half.
-Production configures ``AUTH_JWKS_FILE`` (or its successor) with the identity provider's keys.
+Routing and notifications each get a dev *service* token there too (``<service>-service.jwt``),
+with which they read appellants' particulars from intake. Production configures
+``AUTH_JWKS_FILE`` (or its successor) with the identity provider's keys and mounts service tokens
+the identity provider issues.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 DEV_KEY_ID = "appeals-dev-1"
+# Services that read appellants' particulars from intake, each under its own identity, and the
+# variable that names its token file.
+INTAKE_CLIENTS = {
+    "routing": "ROUTING_INTAKE_TOKEN_FILE",
+    "notifications": "NOTIFICATIONS_INTAKE_TOKEN_FILE",
+}
+# Long enough for a local run that stays up for days; minted afresh at every start.
+SERVICE_TOKEN_TTL_S = 30 * 24 * 3600
 
 
 def key_dir(state_dir: Path) -> Path:
@@ -38,9 +49,7 @@ def ensure(state_dir: Path) -> tuple[Path, Path]:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(pem)
+    _write_private(private_path, pem)
     public_jwk = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
     public_jwk.update({"kid": DEV_KEY_ID, "alg": "EdDSA", "use": "sig"})
     jwks_path.write_text(json.dumps({"keys": [public_jwk]}, indent=2))
@@ -52,9 +61,17 @@ def ensure_secret(state_dir: Path, name: str) -> Path:
     path = key_dir(state_dir) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))
+        _write_private(path, secrets.token_hex(32).encode())
+    return path
+
+
+def service_token_file(state_dir: Path, service: str) -> Path:
+    """A dev service token for ``service`` (role ``service``), minted afresh on every call so it
+    always matches the current dev key and never runs out during a local run."""
+    private_path, _ = ensure(state_dir)
+    path = key_dir(state_dir) / f"{service}-service.jwt"
+    token = mint_token(private_path, role="service", subject=service, ttl_s=SERVICE_TOKEN_TTL_S)
+    _write_private(path, token.encode())
     return path
 
 
@@ -64,7 +81,18 @@ def service_environment(state_dir: Path) -> dict[str, str]:
         "AUTH_JWKS_FILE": str(jwks_path),
         "APPEALS_DEV_SIGNING_KEY_FILE": str(private_path),
         "INTAKE_PSEUDONYM_KEY_FILE": str(ensure_secret(state_dir, "pseudonym-key.hex")),
+        **{
+            variable: str(service_token_file(state_dir, service))
+            for service, variable in INTAKE_CLIENTS.items()
+        },
     }
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Write a secret readable by its owner only (0600 from the start, never world-readable)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
 
 
 def mint_token(

@@ -265,6 +265,9 @@ def service_environment(
         env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
         # The ops page links each appeal's trace to this Jaeger's UI.
         env.setdefault("AUDIT_OPS_TRACE_UI_URL", infra.jaeger.query_url)
+    # Routing and notifications read appellants' particulars from the intake started next to
+    # them, wherever its gRPC port was moved.
+    env.setdefault("INTAKE_GRPC_TARGET", f"127.0.0.1:{env.get('INTAKE_GRPC_PORT', '50051')}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

@@ -4,11 +4,13 @@ Every caller presents a JWT signed by a key in the configured JWKS. The algorith
 (EdDSA by default, never "none" or whatever the token header claims), expiry, issuer and audience
 are enforced. Claims the pipeline reads:
 
-* ``sub``: the surface, agent or operator id;
-* ``role``: ``surface`` (a product submitting appeals), ``agent`` (a reviewer) or ``ops``;
+* ``sub``: the surface, agent, operator or internal service id;
+* ``role``: ``surface`` (a product submitting appeals), ``agent`` (a reviewer), ``ops``, or
+  ``service`` (one of the pipeline's own services calling another, e.g. routing asking intake for
+  an appellant's statement);
 * ``platforms``: for surfaces, the platforms whose appeals they may submit and read;
 * ``scope``: space-separated permissions (``appeals:submit appeals:read``, ``cases:work``,
-  ``audit:read``);
+  ``audit:read``, ``particulars:read``);
 * ``queues``: for agents, the review queues they work (``*`` for all).
 """
 
@@ -34,6 +36,8 @@ class Role(StrEnum):
     SURFACE = "surface"
     AGENT = "agent"
     OPS = "ops"
+    # The pipeline's own services; never given to people or product surfaces.
+    SERVICE = "service"
 
 
 class Scope(StrEnum):
@@ -41,12 +45,15 @@ class Scope(StrEnum):
     READ = "appeals:read"
     WORK_CASES = "cases:work"
     READ_AUDIT = "audit:read"
+    # The appellant's personal data (user id, contact, statement) that only intake keeps.
+    READ_PARTICULARS = "particulars:read"
 
 
 DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
     Role.SURFACE: (Scope.SUBMIT, Scope.READ),
     Role.AGENT: (Scope.WORK_CASES,),
     Role.OPS: (Scope.READ, Scope.READ_AUDIT),
+    Role.SERVICE: (Scope.READ_PARTICULARS,),
 }
 
 

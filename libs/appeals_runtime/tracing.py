@@ -189,6 +189,19 @@ def _traced_behaviour(
     return unary
 
 
+@contextmanager
+def grpc_client_call(service: str, method: str) -> Iterator[list[tuple[str, str]]]:
+    """A CLIENT span around one outgoing RPC; yields the metadata that carries its context."""
+    with tracer.start_as_current_span(
+        f"{service}/{method}",
+        kind=SpanKind.CLIENT,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+    ):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield list(carrier.items())
+
+
 # Status codes that mean the server failed (OTel's RPC conventions): the rest are the caller's.
 _SERVER_ERRORS = frozenset(
     {

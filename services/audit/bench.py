@@ -41,33 +41,31 @@ from services.audit.signed_note import Signer
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 # An appeal's lifecycle, cycled through so sizes are realistic: a submitted event carries the
-# submission (sealed personal data included), the others are 60-200 bytes.
+# submission's facts and the appellant's pseudonym, the others are 60-200 bytes.
 STEPS = ("submitted", "routed", "claimed", "decided", "notified")
 
 
-def submission(n: int) -> appeal_pb2.AppealSubmission:
-    found = appeal_pb2.AppealSubmission(
+def submitted(n: int) -> events_pb2.AppealSubmitted:
+    facts = appeal_pb2.SubmissionFacts(
         platform=appeal_pb2.PLATFORM_INSTAGRAM,
-        appellant=appeal_pb2.Appellant(
-            user_id=f"178414{n:011d}", contact=appeal_pb2.Contact(email=f"user{n}@example.org")
-        ),
         subject=appeal_pb2.Subject(kind=appeal_pb2.SUBJECT_KIND_POST, id=f"{n:016d}"),
         decision=appeal_pb2.OriginalDecision(
             id=f"dec-{n}", policy="hate_speech", action="removed", automated=True
         ),
-        statement="Das war ein Zitat aus einem Nachrichtenartikel, keine Hassrede.",
         locale="de-DE",
         country="DE",
     )
-    found.decision.decided_at.FromDatetime(START - timedelta(days=1))
-    return found
+    facts.decision.decided_at.FromDatetime(START - timedelta(days=1))
+    return events_pb2.AppealSubmitted(
+        facts=facts, channel="rest", appellant_pseudonym=f"psn_{n:032x}"
+    )
 
 
 def lifecycle_event(n: int) -> events_pb2.AppealEvent:
     appeal_id = f"ap_{n // len(STEPS):026d}"
     step = STEPS[n % len(STEPS)]
     payloads: dict[str, Any] = {
-        "submitted": events_pb2.AppealSubmitted(submission=submission(n), channel="rest"),
+        "submitted": submitted(n),
         "routed": events_pb2.AppealRouted(
             queue="instagram.de", priority=2, platform=appeal_pb2.PLATFORM_INSTAGRAM
         ),

@@ -12,7 +12,7 @@ from typing import Any
 
 from appeals.v1 import events_pb2
 from appeals_runtime import events, vocabulary
-from services.audit import entries
+from services.audit import entries, legacy
 from services.audit.complaints_report import Decision, Received
 from services.audit.integrity import IntegrityError
 from services.audit.reconciliation import (
@@ -83,7 +83,7 @@ async def report_inputs(log: LogRepository, month: str) -> tuple[list[Received],
     received = []
     for document in await log.of_type("submitted", since=since, until=until):
         event = _event(document)
-        submission = event.submitted.submission
+        submission = legacy.facts_of(event.submitted)
         received.append(
             Received(
                 appeal_id=event.appeal_id,
@@ -97,7 +97,9 @@ async def report_inputs(log: LogRepository, month: str) -> tuple[list[Received],
     decisions = []
     for event in decided:
         origin = submitted.get(event.appeal_id)
-        platform = event.decided.platform or (origin.submitted.submission.platform if origin else 0)
+        platform = event.decided.platform or (
+            legacy.facts_of(origin.submitted).platform if origin else 0
+        )
         decisions.append(
             Decision(
                 appeal_id=event.appeal_id,

@@ -1,13 +1,19 @@
 """Privacy with verifiability: pseudonyms in the clear, personal data sealed per person. Pure.
 
 An entry is hashed into the tree forever, so nothing in it may be something we could be asked to
-erase. The submitted event therefore enters the log split in two:
+erase. Events carry no personal data today: intake keeps the appellant's user id, contact details,
+statement and attachments, and events name the person by ``appellant_pseudonym`` (intake's keyed
+hash). They enter the log as they are.
 
-* a *redacted* event: the appellant's platform user id, contact details, statement and attachment
-  links removed, and ``appellant_pseudonym`` set to a keyed hash (HMAC-SHA-256) of platform and
-  user id, so one person's appeals still join up without naming them;
-* a *sealed* blob: those removed fields, encrypted with AES-256-GCM under a data key that belongs
-  to that pseudonym alone. The nonce and ciphertext are part of the entry, so they are hashed.
+Events in the layout from before (:mod:`services.audit.legacy`: the whole submission in a
+submitted event or a case package), from a producer not yet upgraded, enter it split in two:
+
+* a *redacted* event: the submission replaced by its facts, and ``appellant_pseudonym`` set to
+  a keyed hash (HMAC-SHA-256) of platform and user id unless intake set one, so one person's
+  appeals still join up without naming them;
+* a *sealed* blob: the user id, contact details, statement and attachment links, encrypted with
+  AES-256-GCM under a data key that belongs to that pseudonym alone. The nonce and ciphertext
+  are part of the entry, so they are hashed.
 
 Erasing the person's data key (crypto-shredding) makes the blob unreadable for good, while the
 entry, its hash and every proof stay exactly as they were. Data keys are stored wrapped
@@ -30,6 +36,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appeals.v1 import appeal_pb2, events_pb2
+from appeals_runtime.privacy import submission_facts
+from services.audit import legacy
 
 ALGORITHM = "A256GCM"
 NONCE_SIZE = 12
@@ -135,14 +143,14 @@ class Separated:
     subject: str | None
 
 
-def _submission_in(event: events_pb2.AppealEvent) -> appeal_pb2.AppealSubmission | None:
-    """The appellant's submission an event carries: a submitted event, or a case package that
-    goes up with an escalation."""
+def _carrier(event: events_pb2.AppealEvent) -> legacy.Carrier | None:
+    """The message of an event that carried a submission in the old layout: a submitted event,
+    or the case package that goes up with an escalation."""
     kind = event.WhichOneof("payload")
     if kind == "submitted":
-        return event.submitted.submission
+        return event.submitted
     if kind == "escalated" and event.escalated.HasField("package"):
-        return event.escalated.package.submission
+        return event.escalated.package
     return None
 
 
@@ -150,28 +158,32 @@ def separate_personal(event: events_pb2.AppealEvent, secrets: Secrets) -> Separa
     """Split an event into what the log keeps in the clear and what it seals, and for whom."""
     redacted = events_pb2.AppealEvent()
     redacted.CopyFrom(event)
-    kept = _submission_in(redacted)
-    if kept is None:
-        return Separated(redacted, None, None)
-    appellant = kept.appellant
-    personal = appeal_pb2.AppealSubmission(statement=kept.statement)
+    carrier = _carrier(redacted)
+    submission = legacy.legacy_submission(carrier) if carrier is not None else None
+    if carrier is None or submission is None:
+        return Separated(redacted, None, None)  # today's events: nothing personal in them
+    if not carrier.HasField("facts"):
+        carrier.facts.CopyFrom(submission_facts(submission))
+    # Drops field 1 (and only unknown fields of a producer that predates every newer field).
+    carrier.DiscardUnknownFields()
+    appellant = submission.appellant
+    personal = appeal_pb2.AppealSubmission(statement=submission.statement)
     personal.appellant.user_id = appellant.user_id
     personal.appellant.contact.CopyFrom(appellant.contact)
-    personal.attachments.extend(kept.attachments)
+    personal.attachments.extend(submission.attachments)
     has_personal = bool(
-        appellant.user_id or appellant.contact.ByteSize() or kept.statement or kept.attachments
+        appellant.user_id
+        or appellant.contact.ByteSize()
+        or submission.statement
+        or submission.attachments
     )
     given = redacted.submitted.appellant_pseudonym if redacted.HasField("submitted") else ""
     if given:
         subject = given
     elif appellant.user_id:
-        subject = pseudonym(secrets, platform=kept.platform, user_id=appellant.user_id)
+        subject = pseudonym(secrets, platform=submission.platform, user_id=appellant.user_id)
     else:
         subject = appeal_pseudonym(secrets, event.appeal_id)
-    kept.appellant.ClearField("user_id")
-    kept.appellant.ClearField("contact")
-    kept.ClearField("statement")
-    kept.ClearField("attachments")
     if redacted.HasField("submitted"):
         redacted.submitted.appellant_pseudonym = subject
     return Separated(
@@ -179,14 +191,3 @@ def separate_personal(event: events_pb2.AppealEvent, secrets: Secrets) -> Separa
         personal=personal.SerializeToString(deterministic=True) if has_personal else None,
         subject=subject if has_personal else None,
     )
-
-
-def restore_personal(redacted: events_pb2.AppealEvent, personal: bytes) -> events_pb2.AppealEvent:
-    """The event as it was, from its redacted form and the opened personal data."""
-    whole = events_pb2.AppealEvent()
-    whole.CopyFrom(redacted)
-    submission = _submission_in(whole)
-    if submission is None:
-        raise ValueError("this event carries no submission to restore")
-    submission.MergeFrom(appeal_pb2.AppealSubmission.FromString(personal))
-    return whole

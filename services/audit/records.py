@@ -21,7 +21,7 @@ from typing import Any
 from appeals.v1 import commands_pb2, events_pb2
 from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
-from services.audit import privacy
+from services.audit import legacy, privacy
 from services.audit.entries import NO_APPEAL, LoggedEvent
 
 # The type of a restore command in trails; lifecycle events use their payload's name.
@@ -173,7 +173,7 @@ def index_facts(event: events_pb2.AppealEvent) -> IndexFacts:
 
 
 def _submitted_facts(event: events_pb2.AppealEvent) -> IndexFacts:
-    platform = _platform(event.submitted.submission.platform)
+    platform = _platform(legacy.facts_of(event.submitted).platform)
     return IndexFacts(platform=platform, submitted_at=events.occurred_at(event))
 
 

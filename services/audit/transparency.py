@@ -20,6 +20,7 @@ from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import vocabulary
+from services.audit import legacy
 
 MAX_BATCH = 100
 
@@ -121,17 +122,21 @@ class DecidedAppeal:
     decided_at: datetime
 
     @property
+    def facts(self) -> appeal_pb2.SubmissionFacts:
+        return legacy.facts_of(self.submitted)
+
+    @property
     def platform(self) -> str:
-        return vocabulary.platform_name(self.submitted.submission.platform)
+        return vocabulary.platform_name(self.facts.platform)
 
 
 def _date(moment: datetime) -> str:
     return moment.date().isoformat()
 
 
-def _restrictions(submission: appeal_pb2.AppealSubmission) -> dict[str, Any]:
-    action = submission.decision.action.strip().lower()
-    kind = submission.subject.kind
+def _restrictions(facts: appeal_pb2.SubmissionFacts) -> dict[str, Any]:
+    action = facts.decision.action.strip().lower()
+    kind = facts.subject.kind
     fields: dict[str, Any] = {
         "decision_visibility": [],
         "decision_monetary": None,
@@ -152,7 +157,7 @@ def _restrictions(submission: appeal_pb2.AppealSubmission) -> dict[str, Any]:
 
 
 def _ground(appeal: DecidedAppeal) -> dict[str, Any]:
-    policy = appeal.submitted.submission.decision.policy
+    policy = appeal.facts.decision.policy
     cited = appeal.decided.policy_cited or policy
     explanation = (
         appeal.decided.rationale or f"The content was found to breach the {policy} policy."
@@ -181,7 +186,7 @@ def _content_type(kind: int) -> dict[str, Any]:
 
 def _territorial_scope(appeal: DecidedAppeal, ground: str) -> list[str]:
     # Terms of service apply everywhere; a law only where it is in force.
-    country = appeal.submitted.submission.country.upper()
+    country = appeal.facts.country.upper()
     if ground == "DECISION_GROUND_ILLEGAL_CONTENT" and country in EEA:
         return [country]
     return list(EEA)
@@ -189,8 +194,8 @@ def _territorial_scope(appeal: DecidedAppeal, ground: str) -> list[str]:
 
 def _facts(appeal: DecidedAppeal) -> str:
     """What the reviewer's own account of the facts is replaced by when they gave none."""
-    original = appeal.submitted.submission.decision
-    kind = vocabulary.subject_kind_name(appeal.submitted.submission.subject.kind)
+    original = appeal.facts.decision
+    kind = vocabulary.subject_kind_name(appeal.facts.subject.kind)
     detected = ", detected by automated means" if original.automated else ""
     verdict = OUTCOME_WORDS.get(appeal.decided.outcome, "decided on")
     return (
@@ -201,17 +206,17 @@ def _facts(appeal: DecidedAppeal) -> str:
 
 
 def statement_of_reasons(appeal: DecidedAppeal) -> dict[str, Any]:
-    submission = appeal.submitted.submission
-    original = submission.decision
+    facts = appeal.facts
+    original = facts.decision
     policy_area = original.policy.removeprefix(LEGAL_PREFIX)
     outcome = appeal.decided.outcome
-    restrictions = _restrictions(submission)
+    restrictions = _restrictions(facts)
     ground = _ground(appeal)
     statement: dict[str, Any] = {
         **restrictions,
         **ground,
         "category": CATEGORIES.get(policy_area, OTHER_CATEGORY),
-        **_content_type(submission.subject.kind),
+        **_content_type(facts.subject.kind),
         "automated_detection": "Yes" if original.automated else "No",
         # The first decision may have been automated; the appeal was decided by a person.
         "automated_decision": (
@@ -221,14 +226,14 @@ def statement_of_reasons(appeal: DecidedAppeal) -> dict[str, Any]:
         ),
         "source_type": (
             "SOURCE_ARTICLE_16"
-            if submission.appellant.role == appeal_pb2.APPELLANT_ROLE_REPORTER
+            if facts.appellant_role == appeal_pb2.APPELLANT_ROLE_REPORTER
             else "SOURCE_VOLUNTARY"
         ),
         "content_date": _date(original.decided_at.ToDatetime()),
         "application_date": _date(original.decided_at.ToDatetime()),
         "puid": appeal.appeal_id,
         "territorial_scope": _territorial_scope(appeal, ground["decision_ground"]),
-        "content_language": submission.locale.split("-")[0].upper() or None,
+        "content_language": facts.locale.split("-")[0].upper() or None,
         "decision_facts": appeal.decided.facts or _facts(appeal),
     }
     if outcome == appeal_pb2.OUTCOME_OVERTURNED:

@@ -6,22 +6,28 @@ Order of a submit, and why:
 2. reserve the idempotency key (unique index), with a fresh appeal id: a retry finds the id, a
    concurrent duplicate gets 409, a different body with the same key gets 422;
 3. hold the (appellant, item) open-appeal slot: a second open appeal gets 409 naming the first;
-4. publish the submitted event and wait for the broker's acknowledgement: only now is the
-   appeal accepted (a broker failure surfaces as 503 and the caller retries with the same key);
-5. record the appeal and the answer for replays.
-A crash between 4 and 5 is safe: the retry takes over the reservation after the in-flight window
-and republishes the same event id, which every consumer deduplicates.
+4. record the appeal, not yet acknowledged: it holds the appellant's personal data, which no
+   event carries, so it must exist before any service can see the event and ask for it;
+5. publish the submitted event (facts and pseudonym only) and wait for the broker's
+   acknowledgement: only now is the appeal accepted (a broker failure surfaces as 503 and the
+   caller retries with the same key);
+6. mark the appeal acknowledged (look-ups show it from now on) and record the answer for replays.
+A crash between 4 and 6 is safe: the retry takes over the reservation after the in-flight window,
+finds the record and republishes the same event id, which every consumer deduplicates; the status
+projection marks an appeal acknowledged when its submitted event comes by, should the crash have
+come after the broker's acknowledgement.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
-from appeals.v1 import appeal_pb2, events_pb2
+from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_runtime import metrics, store, topics, tracing, vocabulary
 from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, Unauthenticated
 from appeals_runtime.errors import (
@@ -34,6 +40,7 @@ from appeals_runtime.errors import (
 )
 from appeals_runtime.events import new_event
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.privacy import submission_facts
 from services.intake import eligibility, identity, validation
 from services.intake.model import AppealRecord
 from services.intake.rate_limits import RateLimiter
@@ -43,6 +50,26 @@ log = logging.getLogger(__name__)
 _received = metrics.counter(metrics.APPEALS_RECEIVED)
 _rejected = metrics.counter(metrics.APPEALS_REJECTED)
 _flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
+
+
+P = ParamSpec("P")
+
+
+def _counting_rejections(
+    submit: Callable[P, Awaitable[Accepted]],
+) -> Callable[P, Awaitable[Accepted]]:
+    """Count every refused submission by reason and channel (``appeals.intake.rejected``)."""
+
+    @functools.wraps(submit)
+    async def counted(*args: P.args, **kwargs: P.kwargs) -> Accepted:
+        try:
+            return await submit(*args, **kwargs)
+        except Exception as error:
+            channel = str(kwargs.get("channel", ""))
+            _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
+            raise
+
+    return counted
 
 
 def rejection_reason(error: BaseException) -> str:
@@ -96,6 +123,7 @@ class AppealIntake:
         self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
 
+    @_counting_rejections
     async def submit(
         self,
         principal: Principal,
@@ -106,27 +134,6 @@ class AppealIntake:
         channel: str,
     ) -> Accepted:
         """Validate, check eligibility and limits, publish: the one submit flow of every channel."""
-        try:
-            return await self._submit(
-                principal,
-                submission,
-                idempotency_key=idempotency_key,
-                key_field=key_field,
-                channel=channel,
-            )
-        except Exception as error:
-            _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
-            raise
-
-    async def _submit(
-        self,
-        principal: Principal,
-        submission: appeal_pb2.AppealSubmission,
-        *,
-        idempotency_key: str | None,
-        key_field: str,
-        channel: str,
-    ) -> Accepted:
         principal.require(Scope.SUBMIT, role=Role.SURFACE)
         now = self._clock()
         validation.ensure_valid(
@@ -173,7 +180,7 @@ class AppealIntake:
             producer=self._service_name,
             occurred_at=now,
             submitted=events_pb2.AppealSubmitted(
-                submission=submission,
+                facts=submission_facts(submission),
                 channel=channel,
                 surface=principal.subject,
                 ban_evasion_suspected=suspected,
@@ -183,14 +190,16 @@ class AppealIntake:
             ),
         )
         tracing.annotate(appeal_id, platform=platform)
-        await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
+        # A retry taking over finds the record of its first attempt (the same submission).
         await self._repository.insert_appeal(
             AppealRecord(
                 appeal_id, principal.subject, submission, "received", now, now,
-                ban_evasion_suspected=suspected,
+                ban_evasion_suspected=suspected, acknowledged=False,
             ),
             event_id=event.event_id,
         )  # fmt: skip
+        await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
+        await self._repository.acknowledge(appeal_id)
         accepted = Accepted(appeal_id)
         await self._repository.record_response(scope, accepted.as_response())
         _received.add(1, {"platform": platform, "channel": channel})
@@ -247,10 +256,28 @@ class AppealIntake:
     async def get(self, principal: Principal, appeal_id: str) -> AppealRecord:
         principal.require(Scope.READ)
         record = await self._repository.get_appeal(appeal_id)
-        if record is None:
+        # Not acknowledged: the broker never confirmed it, so the surface was told 503.
+        if record is None or not record.acknowledged:
             raise NotFound(f"no appeal {appeal_id}")
         principal.require_platform(record.platform)
         return record
+
+    async def particulars(
+        self, principal: Principal, appeal_id: str
+    ) -> intake_pb2.AppealParticulars:
+        """The appellant's personal data, for the pipeline's own services only.
+
+        Served as soon as the record exists, acknowledged or not: a consumer may see the
+        submitted event before intake has marked the appeal acknowledged.
+        """
+        principal.require(Scope.READ_PARTICULARS, role=Role.SERVICE)
+        record = await self._repository.get_appeal(appeal_id)
+        if record is None:
+            raise NotFound(f"no appeal {appeal_id}")
+        # Who read whose data is logged; the data itself never is.
+        log.info("appeal particulars read", extra={"appeal_id": appeal_id,
+                                                   "reader": principal.subject})  # fmt: skip
+        return record.particulars()
 
     async def add_evasion_identifiers(self, principal: Principal, hashes: list[str]) -> int:
         """Ops record identifiers of accounts removed for ban evasion (keyed hashes)."""

@@ -15,11 +15,11 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
-from appeals_runtime.events import event_type, occurred_at
+from appeals_runtime.events import event_type
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake.appeals import AppealIntake
-from services.intake.model import AppealRecord, status_change
+from services.intake.model import status_change
 from services.intake.repository import IntakeRepository
 
 
@@ -34,14 +34,10 @@ class StatusProjection:
         if not event.event_id or not event.appeal_id:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
-            # Usually intake wrote the record already, right after the broker's ack; this
-            # covers a crash between the two.
-            at = occurred_at(event)
-            record = AppealRecord(
-                event.appeal_id, event.submitted.surface, event.submitted.submission,
-                "received", at, at,
-            )  # fmt: skip
-            await self._repository.insert_appeal(record, event_id=event.event_id)
+            # Intake wrote the record before publishing and marks it acknowledged right after
+            # the broker's ack; this covers a crash between the two. (The event carries no
+            # personal data, so it could not rebuild the record; it never has to.)
+            await self._repository.acknowledge(event.appeal_id)
             return
         change = status_change(event)
         if change is not None:

@@ -60,6 +60,17 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
 
         return await guarded(context, record)
 
+    async def GetAppealParticulars(  # noqa: N802
+        self, request: intake_pb2.GetAppealParticularsRequest, context: Context
+    ) -> intake_pb2.GetAppealParticularsResponse:
+        async def read() -> intake_pb2.GetAppealParticularsResponse:
+            particulars = await self._intake.particulars(
+                principal(context, self._verifier), request.appeal_id
+            )
+            return intake_pb2.GetAppealParticularsResponse(particulars=particulars)
+
+        return await guarded(context, read)
+
 
 def register(servicer: IntakeServicer) -> Any:
     def add(server: grpc.aio.Server) -> None:

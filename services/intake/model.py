@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from appeals.v1 import appeal_pb2, events_pb2
+from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_runtime import vocabulary
 from appeals_runtime.events import event_type, occurred_at
 
 
 @dataclass
 class AppealRecord:
+    """An appeal with everything the surface submitted: the only place the appellant's personal
+    data lives in the pipeline."""
+
     appeal_id: str
     surface: str
     submission: appeal_pb2.AppealSubmission
@@ -23,6 +26,8 @@ class AppealRecord:
     queue: str | None = None
     outcome: str | None = None
     ban_evasion_suspected: bool = False
+    # False from just before the submitted event is published until the broker acknowledged it.
+    acknowledged: bool = True
 
     @property
     def platform(self) -> str:
@@ -39,6 +44,16 @@ class AppealRecord:
         appeal.received_at.FromDatetime(self.received_at)
         appeal.updated_at.FromDatetime(self.updated_at)
         return appeal
+
+    def particulars(self) -> intake_pb2.AppealParticulars:
+        submission = self.submission
+        return intake_pb2.AppealParticulars(
+            appeal_id=self.appeal_id,
+            user_id=submission.appellant.user_id,
+            contact=submission.appellant.contact,
+            statement=submission.statement,
+            attachments=submission.attachments,
+        )
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class IntakeRepository:
         return found is not None
 
     async def insert_appeal(self, record: AppealRecord, *, event_id: str) -> bool:
-        """Create the appeal once; False when it already exists (a retry or the projection)."""
+        """Create the appeal once; False when it already exists (a retry taking over)."""
         return await store.insert_once(
             self._appeals,
             {
@@ -135,8 +135,15 @@ class IntakeRepository:
                 "received_at": record.received_at,
                 "updated_at": record.updated_at,
                 "ban_evasion_suspected": record.ban_evasion_suspected,
+                "acknowledged": record.acknowledged,
                 "applied_events": [event_id],
             },
+        )
+
+    async def acknowledge(self, appeal_id: str) -> None:
+        """The broker acknowledged the appeal's submitted event: look-ups may show it."""
+        await store.available(
+            self._appeals.update_one({"_id": appeal_id}, {"$set": {"acknowledged": True}})
         )
 
     async def apply_status(self, appeal_id: str, event_id: str, change: StatusChange) -> bool:
@@ -168,4 +175,6 @@ class IntakeRepository:
             queue=document.get("queue"),
             outcome=document.get("outcome"),
             ban_evasion_suspected=document.get("ban_evasion_suspected", False),
+            # Records from before the flag existed were written after the acknowledgement.
+            acknowledged=document.get("acknowledged", True),
         )

@@ -70,7 +70,7 @@ def notifications_router(repository: NotificationsRepository, verifier: TokenVer
     router = APIRouter(prefix="/v1", tags=["notifications"])
 
     async def ops_principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        # Messages carry personal data and reasons about a person's content: ops only.
+        # Messages are about a person's content and its review: ops only.
         principal = verifier.verify_header(authorization)
         principal.require(Scope.READ, role=Role.OPS)
         return principal

@@ -14,9 +14,10 @@ from datetime import time
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
 from appeals_runtime.auth import AuthSettings
+from appeals_runtime.intake_client import IntakeClientSettings
 
 # One group for every notifications process: each lifecycle event is handled by one member.
 CONSUMER_GROUP = "notifications"
@@ -39,9 +40,13 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
-class NotificationsSettings(AuthSettings):
+class NotificationsSettings(AuthSettings, IntakeClientSettings):
     """Needs ``AUTH_JWKS_FILE``: the API shows what people were told, so the service refuses to
-    start without a way to verify who is asking. Everything else has a working local default."""
+    start without a way to verify who is asking; and ``NOTIFICATIONS_INTAKE_TOKEN_FILE``: where
+    to reach a person is read from intake at each send. Everything else has a working local
+    default."""
+
+    intake_token_file: FilePath = Field(validation_alias="NOTIFICATIONS_INTAKE_TOKEN_FILE")
 
     http_port: int = Field(default=8082, validation_alias="NOTIFICATIONS_HTTP_PORT")
     consumer_group: str = Field(

@@ -6,7 +6,9 @@ with a reason someone can act on instead of retrying what can never succeed.
 
 from __future__ import annotations
 
-from appeals.v1 import events_pb2
+from dataclasses import replace
+
+from appeals.v1 import events_pb2, intake_pb2
 from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
 from services.notifications.model import (
@@ -35,24 +37,25 @@ def check_envelope(event: events_pb2.AppealEvent) -> None:
 
 
 def recipient_from_submitted(event: events_pb2.AppealEvent) -> Recipient:
+    """The recipient profile, without personal data (the event has none): who to ask intake
+    about, in which language, about what. See :func:`addressed` for the rest."""
     check_envelope(event)
-    submission = event.submitted.submission
+    submission = event.submitted.facts
     platform = vocabulary.platform_name(submission.platform)
     if platform not in vocabulary.PLATFORMS:
         raise InvalidMessage(
-            f"unknown platform {submission.platform}", field="submitted.submission.platform"
+            f"unknown platform {submission.platform}", field="submitted.facts.platform"
         )
-    if not submission.appellant.user_id:
+    if not event.submitted.appellant_pseudonym:
         raise InvalidMessage(
-            "submission names no appellant", field="submitted.submission.appellant.user_id"
+            "submitted event names no appellant", field="submitted.appellant_pseudonym"
         )
-    contact = submission.appellant.contact
     decision = submission.decision
     return Recipient(
         appeal_id=event.appeal_id,
         submitted_event_id=event.event_id,
         platform=platform,
-        user_id=submission.appellant.user_id,
+        user_id="",
         locale=submission.locale,
         country=submission.country,
         # An unspecified kind still gets a message ("your content"), not a dead letter.
@@ -68,6 +71,16 @@ def recipient_from_submitted(event: events_pb2.AppealEvent) -> Recipient:
             else None
         ),
         person=event.submitted.appellant_pseudonym,
+    )
+
+
+def addressed(profile: Recipient, particulars: intake_pb2.AppealParticulars) -> Recipient:
+    """The profile with where to reach the person, as intake holds it now: for this send only,
+    never stored (a contact the person corrected with the surface is used from then on)."""
+    contact = particulars.contact
+    return replace(
+        profile,
+        user_id=particulars.user_id,
         contact=Contact(
             email=contact.email.strip(),
             phone=contact.phone.strip(),

@@ -10,6 +10,7 @@ import httpx
 from appeals_runtime import topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
+from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
@@ -89,6 +90,7 @@ def notifier_from(
     notifications: repository.NotificationsRepository,
     producer: EventProducer,
     http: httpx.AsyncClient,
+    particulars: ParticularsSource,
     *,
     clock: Clock = utc_now,
 ) -> Notifier:
@@ -109,6 +111,7 @@ def notifier_from(
         ),
         producer,
         RetryQueue(producer, group=settings.consumer_group),
+        particulars,
         limits=Limits(
             daily_limit=settings.daily_limit,
             quiet_hours=QuietHours(*window) if window else None,
@@ -127,9 +130,12 @@ async def serve(settings: NotificationsSettings) -> None:
     async with (
         service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx,
         httpx.AsyncClient(timeout=settings.provider_timeout_s) as http,
+        IntakeParticulars.from_settings(settings) as particulars,
     ):
         notifications = repository.NotificationsRepository(ctx.db)
-        notifier = notifier_from(settings, notifications, ctx.producer, http)
+        # Profiles written before intake became the only holder of contacts lose their copy.
+        await notifications.forget_personal_copies()
+        notifier = notifier_from(settings, notifications, ctx.producer, http, particulars)
         app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
         await run_components(
             [

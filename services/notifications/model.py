@@ -43,12 +43,15 @@ class Recipient:
     """The recipient profile of one appeal, taken from its submitted event.
 
     Later events do not repeat who appealed or in which language, so this is kept from the
-    submitted event until a later message needs it.
+    submitted event until a later message needs it. It holds no personal data: the event carries
+    none. ``user_id`` and ``contact`` are filled in from intake at the moment a message is sent
+    (:func:`services.notifications.inbound.addressed`) and never stored.
     """
 
     appeal_id: str
     submitted_event_id: str
     platform: str
+    # The appellant's user id on the platform: empty in the stored profile, see above.
     user_id: str
     # The BCP 47 tag the surface sent, as sent; messages resolve it to a template locale.
     locale: str
@@ -68,6 +71,19 @@ class Recipient:
     @property
     def person_key(self) -> str:
         return self.person or f"{self.platform}:{self.user_id}"
+
+    def redact(self, text: str) -> str:
+        """``text`` (a provider's error, say) with this person's addresses replaced by what
+        they are: failure reasons go into events, DLQ headers and logs, none of which may hold
+        personal data. (Values shorter than three characters are left: no real address is.)"""
+        for value, kind in (
+            (self.user_id, "user_id"),
+            (self.contact.email, "email"),
+            (self.contact.phone.lstrip("+"), "phone"),
+        ):
+            if len(value) >= 3:
+                text = text.replace(value, f"<{kind}>")
+        return text
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,8 @@ class Delivery:
     channel: str
     platform: str
     locale: str
-    # The address on ``channel``: platform user id, email address, phone number.
+    # Which of the person's addresses ``channel`` used: ``user_id``, ``email`` or ``phone``. The
+    # address itself stays with intake; ``payload`` names it by this kind too.
     recipient: str
     subject: str
     body: str

@@ -11,6 +11,11 @@ the retry topic with backoff and returns (the lifecycle topic moves on); a perma
 the last retry failing) dead-letters that attempt, publishes ``notification_failed`` and goes on
 to the next channel at once. Non-urgent messages may first be deferred by quiet hours or the
 daily limit, through the same retry topic.
+
+Where to reach the person (user id, contact) is read from intake at the moment of sending and
+kept nowhere. Intake not answering is a transient error: the runner that called (the lifecycle
+consumer or the retry scheduler) tries the same event again with backoff, so nothing is lost.
+Failure reasons are stripped of the person's addresses before they go anywhere.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from datetime import datetime, timedelta
 
 from appeals.v1 import events_pb2
 from appeals_runtime import events, store, topics
-from appeals_runtime.errors import InvalidMessage
+from appeals_runtime.errors import InvalidMessage, NotFound
+from appeals_runtime.intake_client import ParticularsSource
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import metrics
 from services.notifications.channels.base import PermanentFailure, TransientFailure
 from services.notifications.channels.directory import ChannelDirectory, Route
+from services.notifications.inbound import addressed
 from services.notifications.locales import time_zone
 from services.notifications.messages import MessageRenderer
 from services.notifications.model import (
@@ -65,6 +72,7 @@ class Notifier:
         channels: ChannelDirectory,
         producer: EventProducer,
         retries: RetryQueue,
+        particulars: ParticularsSource,
         *,
         limits: Limits,
         backoff: Backoff,
@@ -76,6 +84,7 @@ class Notifier:
         self._channels = channels
         self._producer = producer
         self._retries = retries
+        self._particulars = particulars
         self._limits = limits
         self._backoff = backoff
         self._clock = clock
@@ -95,8 +104,8 @@ class Notifier:
     ) -> None:
         """Tell the appellant about ``notice`` (from ``event``); ``pending`` when this is a
         retry or a deferred message coming back from the retry topic."""
-        recipient = await self._repository.recipient(notice.appeal_id)
-        if recipient is None:
+        profile = await self._repository.recipient(notice.appeal_id)
+        if profile is None:
             # One appeal's events share a partition, so its submitted event was handled first;
             # if there is no profile, that event never arrived or was itself dead-lettered.
             raise InvalidMessage(
@@ -119,10 +128,21 @@ class Notifier:
             metrics.superseded.add(1, {"kind": notice.kind})
             log.info("superseded by the decision; not sent", extra=_about(notice))
             return
+        recipient = await self._addressed(profile)
         message = self._renderer.render(recipient, notice)
         if await self._deferred(event, notice, recipient, pending):
             return
         await self._deliver(event, notice, recipient, message, origin=origin, pending=pending)
+
+    async def _addressed(self, profile: Recipient) -> Recipient:
+        """The profile with the person's addresses from intake (ParticularsUnavailable, a
+        transient error, when intake cannot answer now: the caller's runner retries)."""
+        try:
+            return addressed(profile, await self._particulars.get(profile.appeal_id))
+        except NotFound as error:
+            # The submitted event came from intake, which records an appeal before publishing
+            # it: an appeal intake does not know is not ours to guess an address for.
+            raise InvalidMessage(str(error), field="appeal_id") from error
 
     async def _deferred(
         self,
@@ -172,15 +192,16 @@ class Notifier:
             try:
                 delivery = await self._send(recipient, notice, message, route, attempt)
             except TransientFailure as failure:
+                reason = recipient.redact(failure.reason)
                 if not self._backoff.exhausted(attempt):
                     metrics.failed.add(1, _labels(channel, notice, permanent=False))
-                    await self._retry_later(event, notice, channel, attempt, failure)
+                    await self._retry_later(event, notice, channel, attempt, failure, reason)
                     return
                 # The last attempt: from here on it counts (once) as a permanent failure.
                 error_type = "RetriesExhausted"
-                reason = f"gave up after {attempt} attempts: {failure.reason}"
+                reason = f"gave up after {attempt} attempts: {reason}"
             except PermanentFailure as failure:
-                error_type, reason = "PermanentFailure", failure.reason
+                error_type, reason = "PermanentFailure", recipient.redact(failure.reason)
             else:
                 await self._record(delivery)
                 return
@@ -207,6 +228,10 @@ class Notifier:
         )
         payload = channel.render(recipient, message, address=route.address, delivery_id=delivery_id)
         await channel.send(Outgoing(delivery_id, route.address, message, payload))
+        # The record shows what was sent with the address named by its kind, not written down.
+        recorded = channel.render(
+            recipient, message, address=f"<{route.kind}>", delivery_id=delivery_id
+        )
         return Delivery(
             appeal_id=recipient.appeal_id,
             about_event_id=notice.about_event_id,
@@ -215,10 +240,10 @@ class Notifier:
             channel=channel.name,
             platform=recipient.platform,
             locale=message.locale,
-            recipient=route.address,
+            recipient=route.kind,
             subject=message.subject,
             body=message.body,
-            payload=payload,
+            payload=recorded,
             delivered_at=store.stored_time(self._clock()),
             delivery_id=delivery_id,
             person=recipient.person_key,
@@ -247,19 +272,20 @@ class Notifier:
         channel: str,
         attempt: int,
         failure: TransientFailure,
+        reason: str,
     ) -> None:
         delay = self._backoff.delay_s(attempt, retry_after_s=failure.retry_after_s, rng=self._rng)
         due_at = self._clock() + timedelta(seconds=delay)
         await self._retries.schedule(
             event,
             self._retries.pending(
-                channel=channel, attempt=attempt + 1, due_at=due_at, reason=failure.reason
+                channel=channel, attempt=attempt + 1, due_at=due_at, reason=reason
             ),
         )
         log.warning(
             "channel failed; retrying later",
             extra={**_about(notice), "channel": channel, "attempt": attempt,
-                   "delay_s": round(delay, 3), "reason": failure.reason},
+                   "delay_s": round(delay, 3), "reason": reason},
         )  # fmt: skip
 
     async def _failed_for_good(

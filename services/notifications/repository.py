@@ -2,6 +2,10 @@
 
 FerretDB 1.x has no transactions, so every effect is one insert whose unique index is also its
 dedup key (:func:`store.insert_once`): a redelivered event finds its document already there.
+
+Nothing stored here is personal data: profiles hold the appellant's pseudonym, the outbox names
+which address a message went to (``user_id``, ``email``, ``phone``), not the address; intake
+alone keeps those.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from appeals_runtime import store
-from services.notifications.model import Contact, Delivery, NotificationKind, Recipient
+from services.notifications.model import Delivery, NotificationKind, Recipient
 
 RECIPIENTS = "recipients"
 OUTBOX = "outbox"
@@ -42,6 +46,17 @@ class NotificationsRepository:
     async def recipient(self, appeal_id: str) -> Recipient | None:
         document = await store.available(self._recipients.find_one({"appeal_id": appeal_id}))
         return _recipient(document) if document is not None else None
+
+    async def forget_personal_copies(self) -> int:
+        """Remove the user ids and contacts that profiles stored before intake became their
+        only holder; how many profiles held some."""
+        result = await store.available(
+            self._recipients.update_many(
+                {"$or": [{"contact": {"$exists": True}}, {"user_id": {"$exists": True}}]},
+                {"$unset": {"contact": "", "user_id": ""}},
+            )
+        )
+        return int(result.modified_count)
 
     async def claim_milestone(
         self, appeal_id: str, kind: NotificationKind, about_event_id: str
@@ -84,22 +99,14 @@ class NotificationsRepository:
 
 
 def _recipient_document(recipient: Recipient) -> store.Document:
-    contact = recipient.contact
+    # Never the user id or contact: they are read from intake for each send.
     return {
         "appeal_id": recipient.appeal_id,
         "submitted_event_id": recipient.submitted_event_id,
         "platform": recipient.platform,
-        "user_id": recipient.user_id,
         "person": recipient.person,
         "locale": recipient.locale,
         "country": recipient.country,
-        # Personal data, kept only for telling this person about this appeal.
-        "contact": {
-            "email": contact.email,
-            "phone": contact.phone,
-            "preferred_channel": contact.preferred_channel,
-            "time_zone": contact.time_zone,
-        },
         "subject": {"kind": recipient.subject_kind, "id": recipient.subject_id},
         "original_decision": {
             "policy": recipient.decision_policy,
@@ -114,13 +121,11 @@ def _recipient_document(recipient: Recipient) -> store.Document:
 def _recipient(document: store.Document) -> Recipient:
     subject: dict[str, Any] = document["subject"]
     decision: dict[str, Any] = document["original_decision"]
-    # Profiles stored before contacts existed have none: they read as "no contact".
-    contact: dict[str, Any] = document.get("contact") or {}
     return Recipient(
         appeal_id=document["appeal_id"],
         submitted_event_id=document["submitted_event_id"],
         platform=document["platform"],
-        user_id=document["user_id"],
+        user_id="",
         locale=document["locale"],
         country=document["country"],
         subject_kind=subject["kind"],
@@ -131,12 +136,6 @@ def _recipient(document: store.Document) -> Recipient:
         received_at=document["received_at"],
         decision_made_at=decision.get("decided_at"),
         person=document.get("person", ""),
-        contact=Contact(
-            email=contact.get("email", ""),
-            phone=contact.get("phone", ""),
-            preferred_channel=contact.get("preferred_channel", ""),
-            time_zone=contact.get("time_zone", ""),
-        ),
     )
 
 

@@ -161,10 +161,13 @@ def _sla_breached(record: CaseRecord, state: CaseState, producer: str) -> list[O
 
 
 def package(state: CaseState, *, question: str = "") -> events_pb2.CasePackage:
-    """Everything the next reviewer (senior, legal, the Oversight Board) needs about the case."""
+    """Everything the next reviewer (senior, legal, the Oversight Board) needs about the case,
+    except the appellant's personal data: the package travels on the lifecycle topic, so it
+    names the appeal (the envelope's id) and whoever takes it up reads the statement from intake
+    (a senior or legal reviewer through the desk when they claim it)."""
     routing = state.routing
     packaged = events_pb2.CasePackage(
-        submission=routing.submission,
+        facts=routing.submission,
         routing_rule=routing.rule,
         priority=state.priority,
         priority_reasons=list(routing.reasons),

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, FilePath
 
 from appeals_runtime.auth import AuthSettings
+from appeals_runtime.intake_client import IntakeClientSettings
 from services.routing.policy_file import DEFAULT_POLICY_FILE
 
 CONSUMER_GROUP = "routing"
 
 
-class RoutingSettings(AuthSettings):
+class RoutingSettings(AuthSettings, IntakeClientSettings):
+    # Routing's own service token: it reads the statement of a claimed case from intake.
+    intake_token_file: FilePath = Field(validation_alias="ROUTING_INTAKE_TOKEN_FILE")
     http_port: int = Field(default=8081, validation_alias="ROUTING_HTTP_PORT")
     grpc_port: int = Field(default=50052, validation_alias="ROUTING_GRPC_PORT")
     # The routing policy (YAML); re-read when it changes, checked this often.

@@ -16,6 +16,7 @@ from appeals.v1 import appeal_pb2
 from appeals_runtime import store, vocabulary
 from appeals_runtime.auth import PermissionDenied, Principal
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
+from appeals_runtime.intake_client import ParticularsSource
 from services.routing import case_rules, metrics
 from services.routing import policy as routing_policy
 from services.routing.agents import AgentRegistry, require_agent
@@ -54,6 +55,16 @@ class DecisionStatus:
 
 
 @dataclass(frozen=True)
+class ReviewFile:
+    """A claimed case with what only its reviewer sees: the appellant's own words and evidence,
+    read from intake for this answer and stored nowhere in routing."""
+
+    case: CaseState
+    statement: str
+    attachments: tuple[appeal_pb2.Attachment, ...]
+
+
+@dataclass(frozen=True)
 class DecisionResult:
     case: CaseState
     verdict: Verdict
@@ -67,6 +78,7 @@ class AgentDesk:
         ledger: CaseLedger,
         repository: RoutingRepository,
         policies: PolicySource,
+        particulars: ParticularsSource,
         *,
         lease: timedelta,
         presence_ttl: timedelta = timedelta(seconds=15),
@@ -75,6 +87,7 @@ class AgentDesk:
         self._ledger = ledger
         self._repository = repository
         self._policies = policies
+        self._particulars = particulars
         self._offers = OfferBook(ledger, repository, policies)
         self._lease = lease
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
@@ -134,11 +147,32 @@ class AgentDesk:
     # --- work -------------------------------------------------------------------------------
 
     async def claim(self, agent: Principal, appeal_id: str) -> CaseState:
+        """Take the case exclusively, with a lease; claiming what you hold is a no-op."""
         require_agent(agent)
         now = self._clock()
+        return await self._take(agent, await self._claimable(agent, appeal_id, now), now)
+
+    async def claim_for_review(self, agent: Principal, appeal_id: str) -> ReviewFile:
+        """Claim the case and read, from intake, the statement and attachments its reviewer needs.
+
+        Read first: when intake cannot answer, nothing is claimed and asking again is all it
+        takes (claiming what you hold is a no-op, so a retry after a lost answer reads again).
+        """
+        require_agent(agent)
+        now = self._clock()
+        case = await self._claimable(agent, appeal_id, now)
+        particulars = await self._particulars.get(appeal_id)
+        taken = await self._take(agent, case, now)
+        return ReviewFile(taken, particulars.statement, tuple(particulars.attachments))
+
+    async def _claimable(self, agent: Principal, appeal_id: str, now: datetime) -> CaseState:
         case = await self._visible_case(agent, appeal_id, now)
         if not case.held_by(agent.subject, now):
             await self._check_can_take(agent, case, now)
+        return case
+
+    async def _take(self, agent: Principal, case: CaseState, now: datetime) -> CaseState:
+        appeal_id = case.appeal_id
         # An expired claim is released on record first, so the trail shows where it went.
         case, _ = await self._ledger.change(
             appeal_id, lambda s: case_rules.expire_lease(s, now), known=case
@@ -359,18 +393,19 @@ class AgentDesk:
 
 
 def case_facts(case: CaseState) -> str:
-    """The facts of the case as submitted, recorded when an older desk client sends none."""
+    """The facts of the case as submitted, recorded when an older desk client sends none.
+
+    Never the appellant's statement: these facts go out in the decided event, into the statement
+    of reasons and the public transparency database.
+    """
     submission = case.routing.submission
     decision = submission.decision
     kind = vocabulary.subject_kind_name(submission.subject.kind)
     how = "automatically" if decision.automated else "by a person"
-    facts = (
+    return (
         f"The {kind} {submission.subject.id} on {vocabulary.platform_name(submission.platform)} "
         f"was {decision.action or 'actioned'} {how} under the {decision.policy} policy."
     )
-    if submission.statement:
-        facts += f" The appellant stated: {submission.statement}"
-    return facts
 
 
 def _recorded_verdict(case: CaseState, asked: Verdict) -> Verdict:

@@ -27,7 +27,7 @@ from services.routing.model import (
 from services.routing.policy import AgentSkills, Placement, Requirements
 
 
-def decision_key(submission: appeal_pb2.AppealSubmission) -> str:
+def decision_key(submission: appeal_pb2.SubmissionFacts) -> str:
     """Identifies the original decision across appeals (repeat appeals)."""
     if not submission.decision.id:
         return ""
@@ -214,8 +214,12 @@ def _routing_document(routing: Routing) -> store.Document:
 
 
 def _routing(document: store.Document) -> Routing:
-    submission = appeal_pb2.AppealSubmission()
+    submission = appeal_pb2.SubmissionFacts()
     submission.ParseFromString(bytes(document["submission"]))
+    # Cases stored before events lost their personal data hold a whole AppealSubmission: the
+    # field numbers match, so its facts parse and the personal fields are unknown ones, dropped
+    # here so that they are never written back.
+    submission.DiscardUnknownFields()
     return Routing(
         submission=submission,
         received_at=document["received_at"],

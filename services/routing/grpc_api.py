@@ -52,11 +52,12 @@ _ROUNDS = {
 
 
 def offer_message(case: CaseState, offer: Offer | None = None) -> agent_desk_pb2.CaseOffer:
+    """A case as offered: its facts, never the appellant's statement (only a claim reads it)."""
     message = agent_desk_pb2.CaseOffer(
         appeal_id=case.appeal_id,
         queue=case.queue,
         priority=case.priority,
-        submission=case.routing.submission,
+        facts=case.routing.submission,
         rule=case.routing.rule,
         priority_reasons=list(case.routing.reasons),
         round=_ROUNDS[case.round],
@@ -152,9 +153,14 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
         self, request: agent_desk_pb2.ClaimRequest, context: Context
     ) -> agent_desk_pb2.ClaimResponse:
         async def claim() -> agent_desk_pb2.ClaimResponse:
-            case = await self._desk.claim(principal(context, self._verifier), request.appeal_id)
+            review = await self._desk.claim_for_review(
+                principal(context, self._verifier), request.appeal_id
+            )
+            case = review.case
             response = agent_desk_pb2.ClaimResponse(appeal_id=case.appeal_id)
             response.case.CopyFrom(offer_message(case))
+            response.case.statement = review.statement
+            response.case.attachments.extend(review.attachments)
             assert case.hold is not None
             response.lease_expires_at.FromDatetime(case.hold.lease_expires_at)
             return response

@@ -14,6 +14,7 @@ from appeals_runtime import store, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import TELEMETRY, HttpServer, health_router
+from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import Periodic, run_components, service_context
@@ -46,6 +47,7 @@ def assemble(
     db: store.Database,
     producer: EventProducer,
     policies: PolicySource,
+    particulars: ParticularsSource,
     *,
     lease: timedelta,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -56,7 +58,7 @@ def assemble(
     return RoutingParts(
         repository=repo,
         ledger=ledger,
-        desk=AgentDesk(ledger, repo, policies, lease=lease, clock=clock),
+        desk=AgentDesk(ledger, repo, policies, particulars, lease=lease, clock=clock),
         timers=CaseTimers(ledger, repo, policies, clock=clock, republish_after=republish_after),
         handler=routing_handler(
             Router(ledger, repo, policies),
@@ -76,9 +78,16 @@ def load_policies(settings: RoutingSettings) -> PolicySource:
 async def serve(settings: RoutingSettings) -> None:
     verifier = TokenVerifier.from_settings(settings)
     policies = load_policies(settings)
-    async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
+    async with (
+        service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx,
+        IntakeParticulars.from_settings(settings) as particulars,
+    ):
         parts = assemble(
-            ctx.db, ctx.producer, policies, lease=timedelta(seconds=settings.claim_lease_s)
+            ctx.db,
+            ctx.producer,
+            policies,
+            particulars,
+            lease=timedelta(seconds=settings.claim_lease_s),
         )
         app = FastAPI(title="Appeals routing", telemetry=TELEMETRY)
         app.include_router(health_router(ctx.readiness_checks))

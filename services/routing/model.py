@@ -79,7 +79,9 @@ class Verdict:
 class Routing:
     """What routing decided when the appeal arrived; never changes afterwards."""
 
-    submission: appeal_pb2.AppealSubmission
+    # The submission's facts from the submitted event. The appellant's statement is not among
+    # them: the desk fetches it from intake for the reviewer holding the case.
+    submission: appeal_pb2.SubmissionFacts
     received_at: datetime
     rule: str
     reasons: tuple[str, ...]

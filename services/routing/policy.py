@@ -33,7 +33,8 @@ ANY = "*"
 class AppealFacts:
     """What routing knows about an appeal when it arrives."""
 
-    submission: appeal_pb2.AppealSubmission
+    # The submission as it leaves intake: its facts, no personal data.
+    submission: appeal_pb2.SubmissionFacts
     received_at: datetime
     ban_evasion_suspected: bool = False
     # The same original decision was appealed before.
@@ -137,7 +138,7 @@ def jurisdiction_of(policy: RoutingPolicy, country: str) -> str:
     return country or NO_JURISDICTION
 
 
-def attributes(policy: RoutingPolicy, submission: appeal_pb2.AppealSubmission) -> dict[str, str]:
+def attributes(policy: RoutingPolicy, submission: appeal_pb2.SubmissionFacts) -> dict[str, str]:
     return {
         "platform": vocabulary.platform_name(submission.platform),
         "policy_area": policy.policy_areas.get(
@@ -200,7 +201,7 @@ def priority(
     return score, reasons
 
 
-def legal_deadline(submission: appeal_pb2.AppealSubmission) -> datetime | None:
+def legal_deadline(submission: appeal_pb2.SubmissionFacts) -> datetime | None:
     if not submission.signals.HasField("legal_deadline"):
         return None
     return submission.signals.legal_deadline.ToDatetime(tzinfo=UTC)

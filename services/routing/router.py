@@ -28,7 +28,7 @@ class Router:
 
     async def route_submitted(self, event: events_pb2.AppealEvent) -> CaseState:
         submitted = event.submitted
-        submission = submitted.submission
+        submission = submitted.facts
         received_at = store.stored_time(occurred_at(event))
         facts = routing_policy.AppealFacts(
             submission=submission,

@@ -64,6 +64,13 @@ class Pipeline:
     def ops_token(self) -> str:
         return devkeys.mint_token(self.signing_key, role="ops", subject="ops-e2e")
 
+    def log_lines(self, service: str) -> list[str]:
+        """Every line ``service`` logged so far (JSON, one record a line)."""
+        return (self.log_dir / f"{service}.log").read_text(errors="replace").splitlines()
+
+    def full_logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in self.log_dir.glob("*.log"))
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
@@ -153,6 +160,7 @@ def pipeline(
         {
             "MONGODB_DATABASE": database,
             "INTAKE_GRPC_PORT": str(intake_grpc),
+            "INTAKE_GRPC_TARGET": f"127.0.0.1:{intake_grpc}",
             "ROUTING_GRPC_PORT": str(desk_grpc),
             "ROUTING_OFFER_POLL_S": "0.2",
             "LOG_LEVEL": "INFO",

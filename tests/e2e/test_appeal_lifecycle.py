@@ -34,6 +34,7 @@ CHANNELS = {
     "horizon": "horizon_headset",
 }
 LIFECYCLE = ["submitted", "routed", "claimed", "decided", "notified"]
+STATEMENT = "This was a quote from a news article, not hate speech."
 T = TypeVar("T")
 
 
@@ -49,7 +50,7 @@ def appeal_body(platform: str, *, locale: str = "en-US", kind: str = "post") -> 
             "automated": True,
             "decided_at": (datetime.now(UTC) - timedelta(days=2)).isoformat(),
         },
-        "statement": "This was a quote from a news article, not hate speech.",
+        "statement": STATEMENT,
         "locale": locale,
         "country": locale.rsplit("-", maxsplit=1)[-1],
     }
@@ -76,6 +77,9 @@ def submission_proto(body: dict[str, Any]) -> appeal_pb2.AppealSubmission:
     submission.decision.decided_at.FromJsonString(
         datetime.fromisoformat(body["decision"]["decided_at"]).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
+    if "contact" in body["appellant"]:
+        submission.appellant.contact.CopyFrom(appeal_pb2.Contact(**body["appellant"]["contact"]))
+    submission.attachments.extend(appeal_pb2.Attachment(**a) for a in body.get("attachments", []))
     return submission
 
 
@@ -140,38 +144,66 @@ async def submit_kafka(pipeline: Pipeline, body: dict[str, Any], producer: Any) 
     return await eventually(outcome, "the request outcome")
 
 
-async def review_all(pipeline: Pipeline, verdicts: Mapping[str, int]) -> None:
-    """A reviewer works the desk until every appeal in ``verdicts`` is decided as given."""
-    token = pipeline.agent_token("reviewer-e2e")
-    metadata = (("authorization", f"Bearer {token}"),)
-    pending = dict(verdicts)
+# A step of a review plan that escalates the case to a senior reviewer instead of deciding it.
+SENIOR = "senior"
+
+
+async def review(
+    pipeline: Pipeline,
+    plan: Mapping[str, int | str],
+    *,
+    agent: str = "reviewer-e2e",
+    statements: Mapping[str, str] | None = None,
+) -> dict[str, agent_desk_pb2.CaseOffer]:
+    """A reviewer works the desk until every appeal in ``plan`` is decided with the outcome given
+    (or escalated, for ``SENIOR``); returns each case as its claim showed it. An offer never shows
+    the statement; the claim shows the appellant's own (``statements``, else ``STATEMENT``),
+    read from intake for the reviewer holding the case."""
+    metadata = (("authorization", f"Bearer {pipeline.agent_token(agent)}"),)
+    pending = dict(plan)
+    claimed: dict[str, agent_desk_pb2.CaseOffer] = {}
     async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
         stream = desk.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
 
         async def work() -> None:
             async for offer in stream:
-                if offer.appeal_id not in pending:
+                appeal_id = offer.appeal_id
+                if appeal_id not in pending:
                     continue
-                claimed = await desk.Claim(
-                    agent_desk_pb2.ClaimRequest(appeal_id=offer.appeal_id), metadata=metadata
+                assert offer.statement == "" and not offer.attachments
+                claim = await desk.Claim(
+                    agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=metadata
                 )
-                assert claimed.case.submission.appellant.user_id
-                await desk.Decide(
-                    agent_desk_pb2.DecideRequest(
-                        appeal_id=offer.appeal_id,
-                        outcome=pending.pop(offer.appeal_id),  # type: ignore[arg-type]
-                        rationale="Reviewed by a person against the policy cited.",
-                        policy_cited="hate_speech",
-                    ),
-                    metadata=metadata,
-                )
+                claimed[appeal_id] = claim.case
+                assert claim.case.statement == (statements or {}).get(appeal_id, STATEMENT)
+                step = pending.pop(appeal_id)
+                if step == SENIOR:
+                    await desk.Escalate(
+                        agent_desk_pb2.EscalateRequest(
+                            appeal_id=appeal_id,
+                            target=agent_desk_pb2.ESCALATION_TARGET_SENIOR,
+                            reason="A borderline quotation.",
+                        ),
+                        metadata=metadata,
+                    )
+                else:
+                    await desk.Decide(
+                        agent_desk_pb2.DecideRequest(
+                            appeal_id=appeal_id,
+                            outcome=step,  # type: ignore[arg-type]
+                            rationale="Reviewed by a person against the policy cited.",
+                            policy_cited="hate_speech",
+                        ),
+                        metadata=metadata,
+                    )
                 if not pending:
                     stream.cancel()
                     return
 
         await asyncio.wait_for(work(), 60)
     assert not pending, f"never offered: {sorted(pending)}"
+    return claimed
 
 
 async def test_the_whole_lifecycle_for_every_platform_and_channel(
@@ -212,7 +244,7 @@ async def test_the_whole_lifecycle_for_every_platform_and_channel(
             appeal_id: (appeal_pb2.OUTCOME_OVERTURNED if i % 2 else appeal_pb2.OUTCOME_UPHELD)
             for i, appeal_id in enumerate(sorted(platform_of))
         }
-        await review_all(pipeline, outcomes)
+        await review(pipeline, outcomes)
 
         for appeal_id, outcome in outcomes.items():
 

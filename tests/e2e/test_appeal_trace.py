@@ -19,7 +19,7 @@ import pytest
 from appeals.v1 import appeal_pb2
 from appeals_devstack.jaeger import JaegerQuery, Span, Trace
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review_all
+from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ async def test_an_appeal_is_one_trace_across_all_four_services_and_every_kafka_h
         )
         assert response.status_code == 202, response.text
         appeal_id = response.json()["appeal_id"]
-        await review_all(pipeline, {appeal_id: appeal_pb2.OUTCOME_OVERTURNED})
+        await review(pipeline, {appeal_id: appeal_pb2.OUTCOME_OVERTURNED})
 
     def complete() -> Trace | None:
         """The trace once every service reported and the decision reached notifications and
@@ -113,6 +113,19 @@ async def test_an_appeal_is_one_trace_across_all_four_services_and_every_kafka_h
     reviewer_rpc = _linked_trace(jaeger, decided)
     assert reviewer_rpc is not None
     assert {s.operation for s in reviewer_rpc.spans} & {"appeals.v1.AgentDesk/Decide"}
+
+    # Notifications reads the recipient from intake over gRPC: a client span in its processing,
+    # intake's server span its child.
+    reads = [
+        s
+        for s in trace.spans
+        if s.operation == "appeals.v1.Intake/GetAppealParticulars" and kind(s) == "server"
+    ]
+    assert reads
+    for read in reads:
+        caller = trace.parent(read)
+        assert read.service == "intake" and caller is not None, read
+        assert caller.service == "notifications" and kind(caller) == "client"
 
     # Store calls are client spans of their service's work; no span carries personal data.
     assert any(s.tags.get("db.system.name") == "mongodb" for s in trace.spans)

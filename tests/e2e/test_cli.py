@@ -21,13 +21,20 @@ def test_tokens_are_printed_alone_on_the_last_line_and_verify(pipeline: Pipeline
     surface = appeals(pipeline, "token", "surface", "whatsapp")
     agent = appeals(pipeline, "token", "agent", "alice", "--queues", "whatsapp.integrity.pt")
     ops = appeals(pipeline, "token", "ops")
-    for result in (surface, agent, ops):
+    service = appeals(pipeline, "token", "service", "routing")
+    for result in (surface, agent, ops, service):
         assert result.returncode == 0, result.stderr
     principal = verifier.verify(surface.stdout.strip().splitlines()[-1])
     assert (principal.role, principal.platforms) == (Role.SURFACE, frozenset({"whatsapp"}))
     alice = verifier.verify(agent.stdout.strip().splitlines()[-1])
     assert (alice.subject, alice.queues) == ("alice", frozenset({"whatsapp.integrity.pt"}))
     assert verifier.verify(ops.stdout.strip().splitlines()[-1]).role == Role.OPS
+    routing = verifier.verify(service.stdout.strip().splitlines()[-1])
+    assert (routing.subject, routing.role, routing.scopes) == (
+        "routing",
+        Role.SERVICE,
+        frozenset({"particulars:read"}),
+    )
     assert appeals(pipeline, "token", "surface").returncode != 0  # names no platform
 
 

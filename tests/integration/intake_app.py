@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +15,12 @@ from typing import Any
 import httpx
 
 from appeals_devstack import devkeys
+from appeals_devstack.processes import free_port
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake import api, eligibility, repository
+from services.intake import api, eligibility, grpc_api, repository
 from services.intake.appeals import AppealIntake, IntakePolicy
 from services.intake.rate_limits import Limit, RateLimiter
 
@@ -27,6 +31,7 @@ class IntakeUnderTest:
     intake: AppealIntake
     repository: repository.IntakeRepository
     signing_key: Path
+    verifier: TokenVerifier
 
     def token(self, role: str = "surface", platforms: tuple[str, ...] = ("instagram",)) -> str:
         return devkeys.mint_token(
@@ -75,4 +80,21 @@ async def start_intake(
     )
     app = api.create_app(intake, verifier, {})
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
-    return IntakeUnderTest(client, intake, repo, private)
+    return IntakeUnderTest(client, intake, repo, private, verifier)
+
+
+@contextlib.asynccontextmanager
+async def serving_grpc(under_test: IntakeUnderTest, port: int | None = None) -> AsyncIterator[str]:
+    """Intake's real gRPC servicer on ``port`` (a free one by default); yields its target."""
+    port = port or free_port()
+    server = GrpcServer(
+        grpc_api.register(grpc_api.IntakeServicer(under_test.intake, under_test.verifier)),
+        host="127.0.0.1",
+        port=port,
+    )
+    task = asyncio.create_task(server.run())
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop()
+        await task

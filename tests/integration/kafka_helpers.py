@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -32,17 +33,22 @@ async def scratch_topic(
     return topic
 
 
-async def read_all(
-    bootstrap_servers: str, topic_name: str, *, expect: int, timeout_s: float = 20
-) -> list[ConsumerRecord[Any, Any]]:
-    """Read a topic from the beginning until ``expect`` records arrived or the time is up."""
-    consumer = AIOKafkaConsumer(
+def from_the_start(bootstrap_servers: str, topic_name: str) -> AIOKafkaConsumer:
+    """A reader of every partition of a topic from its first record, outside any group."""
+    return AIOKafkaConsumer(
         topic_name,
         bootstrap_servers=bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+
+
+async def read_all(
+    bootstrap_servers: str, topic_name: str, *, expect: int, timeout_s: float = 20
+) -> list[ConsumerRecord[Any, Any]]:
+    """Read a topic from the beginning until ``expect`` records arrived or the time is up."""
+    consumer = from_the_start(bootstrap_servers, topic_name)
     await consumer.start()
     records: list[ConsumerRecord[Any, Any]] = []
     try:
@@ -53,6 +59,30 @@ async def read_all(
             batch = await consumer.getmany(timeout_ms=500)
             for partition_records in batch.values():
                 records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_to_end(
+    bootstrap_servers: str, topic_name: str, *, timeout_s: float = 30
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record a topic holds now: each partition from its start to its current end."""
+    consumer = from_the_start(bootstrap_servers, topic_name)
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+
+    async def poll() -> None:
+        for batch in (await consumer.getmany(timeout_ms=200)).values():
+            records.extend(batch)
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not consumer.assignment():  # every partition, once metadata arrived
+                await poll()
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                await poll()
     finally:
         await consumer.stop()
     return records

@@ -24,12 +24,14 @@ from appeals_runtime.errors import Conflict, NotFound, ValidationFailed
 from appeals_runtime.events import derived_event_id, event_type, new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.privacy import submission_facts
 from services.routing import main as routing_main
 from services.routing import repository
 from services.routing.model import Kind, Status
 from services.routing.policy import AgentSkills
 from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicySource
 from services.routing.policy_schema import RoutingPolicy
+from tests.integration.particulars import APPELLANTS
 
 pytestmark = pytest.mark.integration
 
@@ -105,14 +107,17 @@ def submitted_event(
     at: datetime | None = None,
     ban_evasion: bool = False,
 ) -> events_pb2.AppealEvent:
+    """The submitted event intake would publish for ``appeal``: its facts only. Its particulars
+    are registered with the stand-in for intake, for the desk to read on a claim."""
     appeal_id = appeal_id or f"ap_{uuid.uuid4().hex[:12]}"
+    APPELLANTS.remember(appeal_id, appeal)
     return new_event(
         event_id=derived_event_id(appeal_id, "submitted"),
         appeal_id=appeal_id,
         producer="tests",
         occurred_at=at,
         submitted=events_pb2.AppealSubmitted(
-            submission=appeal, channel="rest", ban_evasion_suspected=ban_evasion
+            facts=submission_facts(appeal), channel="rest", ban_evasion_suspected=ban_evasion
         ),
     )
 
@@ -144,7 +149,7 @@ async def build_routing(
 ) -> routing_main.RoutingParts:
     await store.ensure_indexes(db, repository.INDEXES)
     return routing_main.assemble(
-        db, producer, PolicySource(policy or policy_with()), lease=lease, clock=clock
+        db, producer, PolicySource(policy or policy_with()), APPELLANTS, lease=lease, clock=clock
     )
 
 
@@ -305,8 +310,9 @@ async def test_deciding_needs_the_claim_happens_once_and_an_overturn_commands_a_
     events = await lifecycle.until(lambda seen: bool(of(seen, appeal_id, "decided")))
     (decided,) = of(events, appeal_id, "decided")
     assert decided.decided.agent_id == "reviewer"
-    # An unregistered (older) client sent no facts: the case's own facts are on record.
-    assert "was removed" in decided.decided.facts and "satire" in decided.decided.facts
+    # An unregistered (older) client sent no facts: the case's own facts are on record, never
+    # the appellant's statement (the facts are published in the statement of reasons).
+    assert "was removed" in decided.decided.facts and "satire" not in decided.decided.facts
 
 
 async def test_registered_agents_must_state_the_facts(routing: routing_main.RoutingParts) -> None:

@@ -44,11 +44,13 @@ A = Case(  # Instagram post, submitted 3 March 10:00, overturned 5 h later
     platform=appeal_pb2.PLATFORM_INSTAGRAM, policy="hate_speech", rationale="News quotation.",
     decided_after=timedelta(hours=5),
 )  # fmt: skip
-B = Case(  # Facebook account, submitted 10 March, upheld 2 days later
+B = Case(  # Facebook account, submitted 10 March, upheld 2 days later; logged in the old
+    # layout (personal data in the event, sealed by audit), as entries from before intake became
+    # its only holder are: exports read both layouts, and `forget` has a key to shred.
     platform=appeal_pb2.PLATFORM_FACEBOOK, kind=appeal_pb2.SUBJECT_KIND_ACCOUNT,
     policy="fake_account", action="disabled", locale="en-US", country="US",
     outcome=appeal_pb2.OUTCOME_UPHELD, rationale="Impersonation.", decided_after=timedelta(days=2),
-    user_id="u-b",
+    user_id="u-b", old_layout=True,
 )  # fmt: skip
 C = Case(  # Instagram reel, submitted 27 February 12:00, upheld 3 days later (2 March)
     platform=appeal_pb2.PLATFORM_INSTAGRAM, kind=appeal_pb2.SUBJECT_KIND_REEL, policy="spam",

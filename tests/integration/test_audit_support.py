@@ -11,11 +11,13 @@ from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import events, store, topics
+from appeals_runtime.privacy import submission_facts
 from services.audit import records
 from services.audit.config import AuditLogSettings
 from services.audit.main import INDEXES, build
 from services.audit.privacy import Secrets
 from services.audit.service import AuditService
+from tests.unit.test_audit_privacy import old_layout
 
 
 @dataclass
@@ -62,6 +64,22 @@ class Case:
     rationale: str = "A quotation in news reporting."
     user_id: str = "17841400000000001"
     decided_after: timedelta = timedelta(hours=5)
+    # Published as intake did before it became the only holder of personal data (the whole
+    # submission in the event): how the log's older entries and a not-yet-upgraded producer
+    # look, and what audit still seals.
+    old_layout: bool = False
+
+
+def submitted_payload(
+    case: Case, submission: appeal_pb2.AppealSubmission
+) -> events_pb2.AppealSubmitted:
+    if case.old_layout:
+        return old_layout(events_pb2.AppealSubmitted(), submission)
+    # Today: the facts and intake's pseudonym; the particulars stay in intake.
+    return events_pb2.AppealSubmitted(
+        facts=submission_facts(submission),
+        appellant_pseudonym=f"psn_{case.platform}_{case.user_id}",
+    )
 
 
 def lifecycle(
@@ -85,7 +103,7 @@ def lifecycle(
     )
     submission.decision.decided_at.FromDatetime(start - timedelta(days=1))
     steps: list[tuple[str, str, Any, timedelta]] = [
-        ("intake", "submitted", events_pb2.AppealSubmitted(submission=submission), timedelta(0)),
+        ("intake", "submitted", submitted_payload(case, submission), timedelta(0)),
         (
             "routing",
             "routed",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,6 @@ def fresh_body(**changes: Any) -> dict[str, Any]:
     }
     body["decision"] = dict(body["decision"]) | {"decided_at": datetime.now(UTC).isoformat()}  # type: ignore[call-overload]
     return body | changes
-
-
-@pytest.fixture
-async def intake(
-    db: store.Database, producer: EventProducer, tmp_path: Path
-) -> AsyncIterator[IntakeUnderTest]:
-    under_test = await start_intake(db, producer, tmp_path)
-    yield under_test
-    await under_test.client.aclose()
 
 
 async def test_same_key_same_body_replays_and_a_different_body_is_422(

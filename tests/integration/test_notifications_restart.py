@@ -14,6 +14,8 @@ import os
 import signal
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -32,14 +34,17 @@ from appeals_devstack.stack import (
 )
 from appeals_runtime import events, store, topics
 from appeals_runtime.kafka.producer import EventProducer
+from services.intake.model import AppealRecord
 from services.notifications import repository
+from tests.integration.intake_app import IntakeUnderTest, serving_grpc, start_intake
 from tests.integration.test_notifications_support import (
+    appeal,
     claimed,
     decided,
     eventually,
     lifecycle_events,
     smtp_receiver,
-    submitted,
+    submitted_event,
 )
 
 pytestmark = pytest.mark.integration
@@ -55,9 +60,13 @@ PLATFORMS = [
 ]
 
 
-def batch(run: str, appeals: int) -> list[events_pb2.AppealEvent]:
-    """Every appeal submitted, claimed and decided; every third one prefers email."""
+def batch(
+    run: str, appeals: int
+) -> tuple[list[events_pb2.AppealEvent], dict[str, appeal_pb2.AppealSubmission]]:
+    """Every appeal submitted, claimed and decided; every third one prefers email. Also what
+    each appellant submitted, for intake to know."""
     published: list[events_pb2.AppealEvent] = []
+    submissions: dict[str, appeal_pb2.AppealSubmission] = {}
     for i in range(appeals):
         appeal_id = f"ap_{run}_{i:02d}"
         contact = (
@@ -65,23 +74,54 @@ def batch(run: str, appeals: int) -> list[events_pb2.AppealEvent]:
             if i % 3 == 0
             else None
         )
+        submissions[appeal_id] = appeal(PLATFORMS[i % 4], locale="de-DE", contact=contact)
         published += [
-            submitted(appeal_id, PLATFORMS[i % 4], locale="de-DE", contact=contact),
+            submitted_event(appeal_id, submissions[appeal_id]),
             claimed(appeal_id),
             decided(
                 appeal_id, appeal_pb2.OUTCOME_OVERTURNED if i % 2 else appeal_pb2.OUTCOME_UPHELD
             ),
         ]
-    return published
+    return published, submissions
+
+
+async def intake_knows(
+    intake: IntakeUnderTest, appeal_id: str, submission: appeal_pb2.AppealSubmission
+) -> None:
+    """Record the appeal in intake's store as intake's submit does before publishing."""
+    now = store.stored_time(datetime.now(UTC))
+    record = AppealRecord(appeal_id, "tests", submission, "received", now, now)
+    await intake.repository.insert_appeal(
+        record, event_id=events.derived_event_id(appeal_id, "submitted")
+    )
+
+
+@pytest.fixture
+async def serving_intake(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> AsyncIterator[tuple[IntakeUnderTest, str]]:
+    """The real intake (its gRPC servicer and store) answers the service's particulars reads;
+    it trusts the dev key the service's token is signed with."""
+    under_test = await start_intake(db, producer, tmp_path)
+    async with serving_grpc(under_test) as target:
+        yield under_test, target
+    await under_test.client.aclose()
 
 
 async def test_a_service_killed_mid_batch_delivers_every_notification_exactly_once(
-    infra: Infrastructure, producer: EventProducer, db: store.Database, tmp_path: Path
+    infra: Infrastructure,
+    producer: EventProducer,
+    db: store.Database,
+    tmp_path: Path,
+    serving_intake: tuple[IntakeUnderTest, str],
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    published = batch(run, appeals=24)
+    published, submissions = batch(run, appeals=24)
     ours = {event.appeal_id for event in published}
     outbox = db[repository.OUTBOX]
+    intake, intake_target = serving_intake
+    for appeal_id, submission in submissions.items():
+        await intake_knows(intake, appeal_id, submission)
 
     async def recorded() -> int:
         return await outbox.count_documents({"appeal_id": {"$in": sorted(ours)}})
@@ -91,6 +131,7 @@ async def test_a_service_killed_mid_batch_delivers_every_notification_exactly_on
         env.update(devkeys.service_environment(tmp_path))
         env.update(
             {
+                "INTAKE_GRPC_TARGET": intake_target,
                 "MONGODB_DATABASE": db.name,
                 NOTIFICATIONS.port_variable: str(free_port()),
                 "NOTIFICATIONS_CONSUMER_GROUP": f"notifications-restart-{run}",
@@ -121,8 +162,11 @@ async def test_a_service_killed_mid_batch_delivers_every_notification_exactly_on
 
             async def every_partition_probed() -> bool:
                 probe = f"ap_{run}_probe_{uuid.uuid4().hex[:6]}"
+                await intake_knows(intake, probe, appeal())
                 probes[probe] = (
-                    await producer.publish(topics.APPEAL_LIFECYCLE, submitted(probe))
+                    await producer.publish(
+                        topics.APPEAL_LIFECYCLE, submitted_event(probe, appeal())
+                    )
                 ).partition
                 delivered = await outbox.find({"appeal_id": {"$in": [*probes]}}).to_list()
                 return len({probes[d["appeal_id"]] for d in delivered}) == PARTITIONS

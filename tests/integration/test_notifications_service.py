@@ -31,7 +31,8 @@ from services.notifications import repository
 from services.notifications.api import create_app
 from services.notifications.consumer import lifecycle_handler
 from services.notifications.main import notifier_from
-from tests.integration.test_notifications_support import claimed, private_settings
+from tests.integration.particulars import APPELLANTS
+from tests.integration.test_notifications_support import claimed, private_settings, submitted
 
 pytestmark = pytest.mark.integration
 
@@ -46,32 +47,8 @@ async def notifications_service(
     notifications = repository.NotificationsRepository(db)
     _, jwks = devkeys.ensure(tmp_path)
     settings = private_settings(str(jwks))
-    notifier = notifier_from(settings, notifications, producer, httpx.AsyncClient())
+    notifier = notifier_from(settings, notifications, producer, httpx.AsyncClient(), APPELLANTS)
     return notifications, lifecycle_handler(notifier, group=settings.consumer_group)
-
-
-def submitted(
-    appeal_id: str, platform: appeal_pb2.Platform.ValueType, *, locale: str, user_id: str = "user-1"
-) -> LifecycleEvent:
-    return events.new_event(
-        event_id=events.derived_event_id(appeal_id, "submitted"),
-        appeal_id=appeal_id,
-        producer="tests",
-        submitted=events_pb2.AppealSubmitted(
-            submission=appeal_pb2.AppealSubmission(
-                platform=platform,
-                appellant=appeal_pb2.Appellant(user_id=user_id),
-                subject=appeal_pb2.Subject(kind=appeal_pb2.SUBJECT_KIND_POST, id="post-1"),
-                decision=appeal_pb2.OriginalDecision(
-                    policy="hate_speech", action="removed", automated=True
-                ),
-                locale=locale,
-                country=locale.rpartition("-")[2],
-            ),
-            channel="rest",
-            surface="tests",
-        ),
-    )
 
 
 def decided(appeal_id: str, outcome: appeal_pb2.Outcome.ValueType) -> LifecycleEvent:
@@ -219,7 +196,8 @@ async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channe
     assert "außergerichtliche Streitbeilegungsstelle" in decision.body
     assert decision.payload["template"]["name"] == "appeal_decided_upheld"
     assert decision.payload["template"]["language"] == {"code": "de"}
-    assert decision.payload["to"] == "user-1"
+    # The record names the address by its kind; the address itself stays with intake.
+    assert decision.payload["to"] == "<user_id>" and decision.recipient == "user_id"
     assert by_appeal["instagram"][2].locale == "pt-BR"  # pt-PT falls back to pt-BR
     assert "revertemos nossa decisão original" in by_appeal["instagram"][2].body
     assert by_appeal["horizon"][2].subject == "Ihr Einspruch war erfolgreich"
@@ -344,7 +322,7 @@ async def test_ops_read_what_an_appellant_was_told_and_no_one_else_can(
             "horizon_headset",
             "horizon",
         )
-        assert (notification["locale"], notification["recipient"]) == ("de", "user-1")
+        assert (notification["locale"], notification["recipient"]) == ("de", "user_id")
     assert listed[1]["subject"] == "Ihr Einspruch war erfolgreich"
 
     for refused, status in ((forbidden, 403), (anonymous, 401), (forged, 401), (unknown, 404)):

@@ -22,26 +22,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from appeals.v1 import appeal_pb2, events_pb2
+from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import events, store, topics
+from appeals_runtime.intake_client import ParticularsSource
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.privacy import submission_facts
 from services.notifications import repository
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_handler, retry_handler
 from services.notifications.main import notifier_from
 from services.notifications.retries import PendingAttempt
 from services.notifications.retry_consumer import RetryScheduler
+from tests.integration.kafka_helpers import from_the_start
+from tests.integration.particulars import APPELLANTS
 
 LifecycleEvent = events_pb2.AppealEvent
 WEBHOOK_SECRET = "integration-test-webhook-secret-0123456789"
@@ -218,6 +223,45 @@ async def http_receiver(secret: str = WEBHOOK_SECRET) -> AsyncIterator[HttpRecei
 # --- lifecycle events ---------------------------------------------------------------------------
 
 
+def appeal(
+    platform: appeal_pb2.Platform.ValueType = appeal_pb2.PLATFORM_FACEBOOK,
+    *,
+    locale: str = "en-GB",
+    user_id: str = "user-1",
+    contact: appeal_pb2.Contact | None = None,
+) -> appeal_pb2.AppealSubmission:
+    """What a surface submits (the particulars of the tests' appellants come from here)."""
+    return appeal_pb2.AppealSubmission(
+        platform=platform,
+        appellant=appeal_pb2.Appellant(user_id=user_id, contact=contact),
+        subject=appeal_pb2.Subject(kind=appeal_pb2.SUBJECT_KIND_POST, id="post-1"),
+        decision=appeal_pb2.OriginalDecision(
+            policy="hate_speech", action="removed", automated=True
+        ),
+        locale=locale,
+        country=locale.rpartition("-")[2].upper(),
+    )
+
+
+def submitted_event(
+    appeal_id: str, submission: appeal_pb2.AppealSubmission, *, person: str = ""
+) -> LifecycleEvent:
+    """The submitted event intake publishes: facts and a pseudonym, no personal data. The
+    pseudonym, unless given, stands for the user id on the platform as intake's keyed hash does."""
+    return events.new_event(
+        event_id=events.derived_event_id(appeal_id, "submitted"),
+        appeal_id=appeal_id,
+        producer="tests",
+        submitted=events_pb2.AppealSubmitted(
+            facts=submission_facts(submission),
+            channel="rest",
+            surface="tests",
+            appellant_pseudonym=person
+            or f"psn_{submission.platform}_{submission.appellant.user_id}",
+        ),
+    )
+
+
 def submitted(
     appeal_id: str,
     platform: appeal_pb2.Platform.ValueType = appeal_pb2.PLATFORM_FACEBOOK,
@@ -227,26 +271,11 @@ def submitted(
     contact: appeal_pb2.Contact | None = None,
     person: str = "",
 ) -> LifecycleEvent:
-    return events.new_event(
-        event_id=events.derived_event_id(appeal_id, "submitted"),
-        appeal_id=appeal_id,
-        producer="tests",
-        submitted=events_pb2.AppealSubmitted(
-            submission=appeal_pb2.AppealSubmission(
-                platform=platform,
-                appellant=appeal_pb2.Appellant(user_id=user_id, contact=contact),
-                subject=appeal_pb2.Subject(kind=appeal_pb2.SUBJECT_KIND_POST, id="post-1"),
-                decision=appeal_pb2.OriginalDecision(
-                    policy="hate_speech", action="removed", automated=True
-                ),
-                locale=locale,
-                country=locale.rpartition("-")[2].upper(),
-            ),
-            channel="rest",
-            surface="tests",
-            appellant_pseudonym=person,
-        ),
-    )
+    """A submitted event, with the appellant's particulars registered with the stand-in for
+    intake that the in-process service reads them from."""
+    submission = appeal(platform, locale=locale, user_id=user_id, contact=contact)
+    APPELLANTS.remember(appeal_id, submission)
+    return submitted_event(appeal_id, submission, person=person)
 
 
 def claimed(appeal_id: str, n: int = 1) -> LifecycleEvent:
@@ -309,13 +338,7 @@ async def topic_records(
 ) -> list[Any]:
     """Records keyed by our appeals on ``topic``, read from the start until ``until``."""
     wanted = {appeal_id.encode() for appeal_id in appeal_ids}
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = from_the_start(bootstrap_servers, topic)
     await consumer.start()
     found: list[Any] = []
     try:
@@ -351,8 +374,11 @@ async def eventually(
 
 def private_settings(jwks_file: str, **env: str) -> NotificationsSettings:
     run = uuid.uuid4().hex[:8]
+    keys = Path(jwks_file).parent.parent
     values = {
         "auth_jwks_file": jwks_file,
+        # The in-process service reads particulars from APPELLANTS; the token only has to be one.
+        "NOTIFICATIONS_INTAKE_TOKEN_FILE": str(devkeys.service_token_file(keys, "notifications")),
         "NOTIFICATIONS_CONSUMER_GROUP": f"notifications-test-{run}",
         "NOTIFICATIONS_RETRY_CONSUMER_GROUP": f"notifications-retries-test-{run}",
         "NOTIFICATIONS_RETRY_INITIAL_BACKOFF_S": "0.05",
@@ -404,13 +430,14 @@ async def notifications_service(
     appeal_ids: set[str],
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    particulars: ParticularsSource = APPELLANTS,
 ) -> Service:
     """The service as ``main`` wires it (channels, renderer, policy from settings), handling only
     ``appeal_ids`` (add to the set to take on more)."""
     await store.ensure_indexes(db, repository.INDEXES)
     notifications = repository.NotificationsRepository(db)
     http = httpx.AsyncClient(timeout=5)
-    notifier = notifier_from(settings, notifications, producer, http, clock=clock)
+    notifier = notifier_from(settings, notifications, producer, http, particulars, clock=clock)
     on_lifecycle = lifecycle_handler(notifier, group=settings.consumer_group)
     on_retry = retry_handler(notifier, group=settings.retry_consumer_group)
     service: Service

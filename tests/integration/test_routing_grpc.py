@@ -21,6 +21,7 @@ from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import grpc_api
 from services.routing import main as routing_main
+from tests.integration.particulars import APPELLANTS
 from tests.integration.test_agent_desk import (
     Clock,
     build_routing,
@@ -105,9 +106,13 @@ async def test_a_registered_agent_streams_claims_heartbeats_and_decides(
     offer = await first_offer(desk, alice, appeal_id)
     assert offer.queue == "instagram.integrity.en" and offer.HasField("offer_expires_at")
     assert offer.round == agent_desk_pb2.REVIEW_ROUND_FIRST and offer.priority_reasons
+    # An offer shows the facts; the statement is read from intake for whoever claims the case.
+    assert offer.facts.decision.policy == "spam" and offer.statement == ""
     claimed = await desk.stub.Claim(
         agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=alice
     )
+    assert claimed.case.statement == "It was satire."
+    assert claimed.case.facts.platform == appeal_pb2.PLATFORM_INSTAGRAM
     beat = await desk.stub.Heartbeat(
         agent_desk_pb2.HeartbeatRequest(appeal_id=appeal_id), metadata=alice
     )
@@ -130,6 +135,27 @@ async def test_a_registered_agent_streams_claims_heartbeats_and_decides(
         metadata=alice,
     )  # fmt: skip
     assert decided.status == agent_desk_pb2.DECISION_STATUS_DECIDED
+
+
+async def test_a_claim_while_intake_is_unavailable_claims_nothing_and_can_simply_be_repeated(
+    served: tuple[Desk, routing_main.RoutingParts],
+) -> None:
+    desk, parts = served
+    carol = desk.as_agent("carol")
+    appeal_id = await route(parts)
+    APPELLANTS.down = True
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as unavailable:
+            await desk.stub.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=carol)
+    finally:
+        APPELLANTS.down = False
+    assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
+    case = await parts.ledger.state(appeal_id)
+    assert case is not None and case.hold is None  # nothing was claimed
+    claimed = await desk.stub.Claim(
+        agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=carol
+    )
+    assert claimed.case.statement == "It was satire."
 
 
 async def test_the_original_decider_gets_permission_denied(

@@ -139,7 +139,9 @@ async def test_escalations_to_senior_and_legal_and_a_board_referral_with_the_cas
     assert board.escalated.target == "oversight_board" and board.escalated.to_queue == ""
     package = board.escalated.package
     assert package.question.startswith("Does quoting")
-    assert package.submission.platform == appeal_pb2.PLATFORM_FACEBOOK
+    assert package.facts.platform == appeal_pb2.PLATFORM_FACEBOOK
+    # The package names the appeal; whoever takes it up reads the statement from intake.
+    assert b"It was satire." not in board.SerializeToString()
     assert package.routing_rule == "default" and package.priority_reasons
     (senior,) = of(seen, to_senior, "escalated")
     assert (senior.escalated.from_queue, senior.escalated.to_queue) == (

@@ -25,6 +25,7 @@ from services.routing import repository
 from services.routing.model import CaseState
 from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicySource
 from tests.integration.kafka_helpers import read_all, scratch_topic
+from tests.integration.particulars import APPELLANTS
 from tests.integration.test_agent_desk import (
     Clock,
     EventTap,
@@ -59,7 +60,9 @@ async def running_routing(
     infra: Infrastructure, db: store.Database, producer: EventProducer, policies: PolicySource
 ) -> AsyncIterator[RunningRouting]:
     await store.ensure_indexes(db, repository.INDEXES)
-    parts = routing_main.assemble(db, producer, policies, lease=timedelta(minutes=5), clock=Clock())
+    parts = routing_main.assemble(
+        db, producer, policies, APPELLANTS, lease=timedelta(minutes=5), clock=Clock()
+    )
     topic = await scratch_topic(infra.kafka_bootstrap_servers)
     runner = ConsumerRunner(
         name="routing-test",

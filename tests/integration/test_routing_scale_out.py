@@ -25,6 +25,7 @@ from services.routing import repository
 from services.routing.model import CaseRecord, Kind, Status
 from services.routing.policy_file import PolicySource
 from tests.integration.kafka_helpers import scratch_topic
+from tests.integration.particulars import APPELLANTS
 from tests.integration.test_agent_desk import (
     EventTap,
     agent,
@@ -116,7 +117,7 @@ async def test_two_instances_many_agents_one_killed_no_double_claims_and_no_lost
     for name in ("a", "b"):
         # Events a killed instance recorded but never published go out a second later.
         parts = routing_main.assemble(
-            db, producer, policies, lease=LEASE, republish_after=timedelta(seconds=1)
+            db, producer, policies, APPELLANTS, lease=LEASE, republish_after=timedelta(seconds=1)
         )
         runner = ConsumerRunner(
             name=f"routing-{name}", bootstrap_servers=infra.kafka_bootstrap_servers,

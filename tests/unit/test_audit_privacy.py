@@ -1,19 +1,40 @@
-"""Pseudonyms, sealing and crypto-shredding: the log keeps no personal data in the clear."""
+"""Pseudonyms, sealing and crypto-shredding: the log keeps no personal data in the clear.
+
+Today's events carry none (intake keeps it); events in the old layout, with the whole submission
+as field 1, are still sealed: entries already in the log, a producer not yet upgraded.
+"""
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 import pytest
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import events
-from services.audit import entries, privacy, records
+from appeals_runtime.privacy import submission_facts
+from services.audit import entries, legacy, privacy, records
 
 SECRETS = privacy.derive_secrets(b"\x01" * 32)
 OTHER_SECRETS = privacy.derive_secrets(b"\x02" * 32)
+CarrierT = TypeVar("CarrierT", events_pb2.AppealSubmitted, events_pb2.CasePackage)
 
 
-def submitted_event() -> events_pb2.AppealEvent:
-    submission = appeal_pb2.AppealSubmission(
+def old_layout(message: CarrierT, submission: appeal_pb2.AppealSubmission) -> CarrierT:
+    """``message`` as written before the privacy rule: the whole submission in field 1."""
+    raw = submission.SerializeToString()
+    length, size = b"", len(raw)
+    while True:  # a protobuf varint
+        length += bytes([(size & 0x7F) | (0x80 if size > 0x7F else 0)])
+        size >>= 7
+        if not size:
+            break
+    field_1 = bytes([legacy.LEGACY_SUBMISSION_FIELD << 3 | 2]) + length + raw
+    return type(message).FromString(field_1 + message.SerializeToString())
+
+
+def submission() -> appeal_pb2.AppealSubmission:
+    return appeal_pb2.AppealSubmission(
         platform=appeal_pb2.PLATFORM_INSTAGRAM,
         appellant=appeal_pb2.Appellant(
             user_id="17841400000000001",
@@ -27,15 +48,35 @@ def submitted_event() -> events_pb2.AppealEvent:
         country="DE",
         attachments=[appeal_pb2.Attachment(media_type="image/png", uri="https://x/lena.png")],
     )
+
+
+def submitted_event() -> events_pb2.AppealEvent:
+    """A submitted event in the old layout."""
     return events.new_event(
         event_id="e-1",
         appeal_id="ap_1",
         producer="intake",
-        submitted=events_pb2.AppealSubmitted(submission=submission, channel="rest"),
+        submitted=old_layout(events_pb2.AppealSubmitted(channel="rest"), submission()),
     )
 
 
-def test_a_submitted_event_is_logged_without_personal_data_in_the_clear() -> None:
+def test_todays_submitted_event_holds_no_personal_data_and_is_logged_as_it_is() -> None:
+    today = events.new_event(
+        event_id="e-1",
+        appeal_id="ap_1",
+        producer="intake",
+        submitted=events_pb2.AppealSubmitted(
+            facts=submission_facts(submission()), channel="rest", appellant_pseudonym="psn_1"
+        ),
+    )
+    recorded = records.from_lifecycle_event(today, topic="t", secrets=SECRETS)
+    assert (recorded.personal, recorded.subject) == (None, None)
+    assert recorded.event.payload == today.SerializeToString(deterministic=True)
+    for secret in (b"17841400000000001", b"lena@example.org", b"Zitat", b"x/lena"):
+        assert secret not in recorded.event.payload
+
+
+def test_an_old_layout_submitted_event_is_logged_without_personal_data_in_the_clear() -> None:
     recorded = records.from_lifecycle_event(submitted_event(), topic="t", secrets=SECRETS)
 
     assert recorded.personal is not None
@@ -50,8 +91,10 @@ def test_a_submitted_event_is_logged_without_personal_data_in_the_clear() -> Non
         assert secret not in recorded.event.payload
     kept = events_pb2.AppealEvent.FromString(recorded.event.payload).submitted
     assert kept.appellant_pseudonym == recorded.subject
-    assert kept.submission.decision.policy == "hate_speech"  # what exports need stays
-    assert (kept.submission.locale, kept.submission.country) == ("de-DE", "DE")
+    # What exports need stays, in today's layout.
+    assert legacy.legacy_submission(kept) is None
+    assert kept.facts.decision.policy == "hate_speech"
+    assert (kept.facts.locale, kept.facts.country) == ("de-DE", "DE")
 
 
 def test_the_pseudonym_is_stable_per_person_and_meaningless_without_the_key() -> None:
@@ -64,20 +107,21 @@ def test_the_pseudonym_is_stable_per_person_and_meaningless_without_the_key() ->
     assert "u-1" not in one
 
 
-def test_sealed_personal_data_opens_with_the_persons_key_and_restores_the_event() -> None:
-    original = submitted_event()
-    recorded = records.from_lifecycle_event(original, topic="t", secrets=SECRETS)
+def test_sealed_personal_data_opens_with_the_persons_key() -> None:
+    recorded = records.from_lifecycle_event(submitted_event(), topic="t", secrets=SECRETS)
     assert recorded.personal is not None
     assert recorded.subject is not None
     data_key = privacy.new_data_key()
     sealed = privacy.seal(data_key, recorded.personal, subject=recorded.subject, event_id="e-1")
 
-    opened = privacy.open_sealed(data_key, sealed, event_id="e-1")
-    restored = privacy.restore_personal(
-        events_pb2.AppealEvent.FromString(recorded.event.payload), opened
+    opened = appeal_pb2.AppealSubmission.FromString(
+        privacy.open_sealed(data_key, sealed, event_id="e-1")
     )
 
-    assert restored.submitted.submission == original.submitted.submission
+    assert opened.appellant.user_id == "17841400000000001"
+    assert opened.appellant.contact.email == "lena@example.org"
+    assert opened.statement.startswith("Das war ein Zitat")
+    assert [a.uri for a in opened.attachments] == ["https://x/lena.png"]
     assert b"lena" not in sealed["ciphertext"].encode()
 
 
@@ -114,9 +158,9 @@ def test_data_keys_are_wrapped_under_the_master_secret_and_bound_to_their_subjec
         privacy.unwrap_key(OTHER_SECRETS, wrapped, subject="ps_1")
 
 
-def test_an_escalation_package_is_sealed_for_the_same_person() -> None:
+def test_an_old_layout_escalation_package_is_sealed_for_the_same_person() -> None:
     submitted = submitted_event()
-    package = events_pb2.CasePackage(submission=submitted.submitted.submission, question="?")
+    package = old_layout(events_pb2.CasePackage(question="?"), submission())
     escalated = events.new_event(
         event_id="e-2",
         appeal_id="ap_1",
@@ -131,6 +175,7 @@ def test_an_escalation_package_is_sealed_for_the_same_person() -> None:
     assert b"lena@example.org" not in later.event.payload
     kept = events_pb2.AppealEvent.FromString(later.event.payload).escalated
     assert (kept.target, kept.package.question) == ("oversight_board", "?")
+    assert kept.package.facts.platform == appeal_pb2.PLATFORM_INSTAGRAM
 
 
 def test_events_without_personal_data_pass_unchanged() -> None:

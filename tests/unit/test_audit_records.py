@@ -113,7 +113,7 @@ def test_an_appeals_summary_accumulates_what_its_events_say() -> None:
         producer="intake",
         occurred_at=AT,
         submitted=events_pb2.AppealSubmitted(
-            submission=appeal_pb2.AppealSubmission(platform=appeal_pb2.PLATFORM_HORIZON)
+            facts=appeal_pb2.SubmissionFacts(platform=appeal_pb2.PLATFORM_HORIZON)
         ),
     )
     transferred = events.new_event(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from appeals.v1 import appeal_pb2, events_pb2
+from appeals_runtime.privacy import submission_facts
 from services.audit import transparency
 from services.audit.transparency import EEA, DecidedAppeal
+from tests.unit.test_audit_privacy import old_layout
 
 SUBMITTED_AT = datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -42,7 +45,7 @@ def appeal(
     submission.decision.decided_at.FromDatetime(datetime(2025, 3, 1, 23, 59, tzinfo=UTC))
     return DecidedAppeal(
         appeal_id=appeal_id,
-        submitted=events_pb2.AppealSubmitted(submission=submission),
+        submitted=events_pb2.AppealSubmitted(facts=submission_facts(submission)),
         submitted_at=SUBMITTED_AT,
         decided=events_pb2.AppealDecided(
             outcome=outcome,  # type: ignore[arg-type]
@@ -277,4 +280,17 @@ def test_an_unknown_action_is_visibility_other_naming_the_action() -> None:
     assert statement["content_language"] is None
     assert statement["incompatible_content_explanation"] == (
         "The content was found to breach the spam policy."
+    )
+
+
+def test_an_entry_logged_in_the_old_layout_gives_the_same_statement() -> None:
+    # Entries logged before events lost their personal data hold the (redacted) submission as
+    # field 1; its field numbers are the facts' own, so the facts' bytes stand in for it here.
+    facts = OVERTURNED_POST.submitted.facts
+    submission = appeal_pb2.AppealSubmission.FromString(facts.SerializeToString())
+    submitted = old_layout(events_pb2.AppealSubmitted(), submission)
+    logged_before = dataclasses.replace(OVERTURNED_POST, submitted=submitted)
+    assert not submitted.HasField("facts")
+    assert transparency.statement_of_reasons(logged_before) == transparency.statement_of_reasons(
+        OVERTURNED_POST
     )

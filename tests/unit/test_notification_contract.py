@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from appeals.v1 import appeal_pb2, events_pb2
+from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_devstack import devkeys
 from appeals_runtime import events
 from appeals_runtime.auth import TokenVerifier
@@ -20,41 +20,53 @@ from appeals_runtime.errors import InvalidMessage
 from appeals_runtime.settings import SettingsError, load_settings
 from services.notifications.config import DEV_WEBHOOK_SECRET, NotificationsSettings
 from services.notifications.inbound import (
+    addressed,
     decision_from_decided,
     notice_from,
     recipient_from_submitted,
 )
-from services.notifications.model import Delivery, Notice
+from services.notifications.model import Contact, Delivery, Notice
 from services.notifications.notifier import notification_failed_event, notified_event
 from services.notifications.retries import PendingAttempt
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def submitted(appeal_id: str = "ap_1", **submission: object) -> events_pb2.AppealEvent:
+PARTICULARS = intake_pb2.AppealParticulars(
+    appeal_id="ap_1",
+    user_id="ig-7",
+    contact=appeal_pb2.Contact(
+        email=" ana@example.org ",
+        phone="+4915112345678",
+        preferred_channel="email",
+        time_zone="Europe/Vienna",
+    ),
+    statement="Art, not nudity.",
+)
+
+
+@pytest.fixture(autouse=True)
+def intake_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every configuration needs a service token to read particulars from intake with."""
+    token = devkeys.service_token_file(tmp_path / "service", "notifications")
+    monkeypatch.setenv("NOTIFICATIONS_INTAKE_TOKEN_FILE", str(token))
+
+
+def submitted(appeal_id: str = "ap_1", **facts: object) -> events_pb2.AppealEvent:
     fields: dict[str, object] = {
         "platform": appeal_pb2.PLATFORM_INSTAGRAM,
-        "appellant": appeal_pb2.Appellant(
-            user_id="ig-7",
-            contact=appeal_pb2.Contact(
-                email=" ana@example.org ",
-                phone="+4915112345678",
-                preferred_channel="email",
-                time_zone="Europe/Vienna",
-            ),
-        ),
         "subject": appeal_pb2.Subject(kind=appeal_pb2.SUBJECT_KIND_REEL, id="reel-1"),
         "decision": appeal_pb2.OriginalDecision(policy="nudity", action="removed"),
         "locale": "de-AT",
         "country": "AT",
-        **submission,
+        **facts,
     }
     return events.new_event(
         event_id="ev-s",
         appeal_id=appeal_id,
         producer="tests",
         submitted=events_pb2.AppealSubmitted(
-            submission=appeal_pb2.AppealSubmission(**fields),  # type: ignore[arg-type]
+            facts=appeal_pb2.SubmissionFacts(**fields),  # type: ignore[arg-type]
             appellant_pseudonym="pseudo-7",
         ),
     )
@@ -73,21 +85,22 @@ def decided(
     )
 
 
-def test_a_submitted_event_gives_the_recipient_profile_with_contact() -> None:
+def test_a_submitted_event_gives_a_recipient_profile_without_personal_data() -> None:
     event = submitted()
-    event.submitted.submission.decision.decided_at.FromDatetime(datetime(2025, 1, 2, tzinfo=UTC))
+    event.submitted.facts.decision.decided_at.FromDatetime(datetime(2025, 1, 2, tzinfo=UTC))
     person = recipient_from_submitted(event)
     assert (person.appeal_id, person.submitted_event_id) == ("ap_1", "ev-s")
-    assert (person.platform, person.user_id, person.locale, person.country) == (
-        "instagram",
-        "ig-7",
-        "de-AT",
-        "AT",
-    )
+    assert (person.platform, person.locale, person.country) == ("instagram", "de-AT", "AT")
     assert (person.subject_kind, person.subject_id) == ("reel", "reel-1")
     assert (person.decision_policy, person.decision_action) == ("nudity", "removed")
     assert person.decision_made_at == datetime(2025, 1, 2, tzinfo=UTC)
     assert person.person_key == "pseudo-7"
+    assert person.user_id == "" and person.contact == Contact()
+
+
+def test_the_particulars_from_intake_address_the_profile_for_one_send() -> None:
+    person = addressed(recipient_from_submitted(submitted()), PARTICULARS)
+    assert (person.user_id, person.person_key) == ("ig-7", "pseudo-7")
     assert person.contact.email == "ana@example.org"
     assert (person.contact.preferred_channel, person.contact.time_zone) == (
         "email",
@@ -95,18 +108,17 @@ def test_a_submitted_event_gives_the_recipient_profile_with_contact() -> None:
     )
 
 
-def test_without_a_pseudonym_a_person_is_known_by_platform_and_user_id() -> None:
-    event = submitted()
-    event.submitted.appellant_pseudonym = ""
-    assert recipient_from_submitted(event).person_key == "instagram:ig-7"
+def test_failure_reasons_lose_the_persons_addresses() -> None:
+    person = addressed(recipient_from_submitted(submitted()), PARTICULARS)
+    reason = "550 5.1.1 <ana@example.org> unknown; also tried 4915112345678 and ig-7"
+    assert person.redact(reason) == "550 5.1.1 <<email>> unknown; also tried <phone> and <user_id>"
 
 
 @pytest.mark.parametrize(
     ("event", "field"),
     [
         (submitted(appeal_id=""), "appeal_id"),
-        (submitted(platform=appeal_pb2.PLATFORM_UNSPECIFIED), "submitted.submission.platform"),
-        (submitted(appellant=appeal_pb2.Appellant()), "submitted.submission.appellant.user_id"),
+        (submitted(platform=appeal_pb2.PLATFORM_UNSPECIFIED), "submitted.facts.platform"),
     ],
 )
 def test_a_submitted_event_that_breaks_the_contract_is_invalid(
@@ -115,6 +127,14 @@ def test_a_submitted_event_that_breaks_the_contract_is_invalid(
     with pytest.raises(InvalidMessage) as raised:
         recipient_from_submitted(event)
     assert raised.value.field == field
+
+
+def test_a_submitted_event_without_a_pseudonym_is_invalid() -> None:
+    event = submitted()
+    event.submitted.appellant_pseudonym = ""
+    with pytest.raises(InvalidMessage) as raised:
+        recipient_from_submitted(event)
+    assert raised.value.field == "submitted.appellant_pseudonym"
 
 
 def test_a_decided_event_gives_the_decision_and_an_unknown_outcome_is_invalid() -> None:
@@ -197,7 +217,7 @@ def test_the_notified_event_is_derived_from_what_it_is_about() -> None:
         channel="instagram_dm",
         platform="instagram",
         locale="de",
-        recipient="ig-7",
+        recipient="user_id",
         subject="s",
         body="b",
         payload={},
@@ -257,7 +277,7 @@ def test_retry_headers_round_trip_and_malformed_ones_are_invalid() -> None:
 
 def test_defaults_run_locally_with_the_recording_sink_and_no_email(tmp_path: Path) -> None:
     _, jwks = devkeys.ensure(tmp_path)
-    settings = NotificationsSettings(auth_jwks_file=jwks)
+    settings = NotificationsSettings(auth_jwks_file=jwks)  # type: ignore[call-arg]  # + env
     assert settings.platform_channels["whatsapp"] == "whatsapp_template"
     assert settings.provider("whatsapp_template") == (None, None)
     assert settings.smtp_host is None and settings.webhook_url is None

@@ -29,7 +29,7 @@ UPHELD, OVERTURNED = appeal_pb2.OUTCOME_UPHELD, appeal_pb2.OUTCOME_OVERTURNED
 
 
 def routed(*, second_review: bool = False, decided_by: str = "classifier-7") -> CaseState:
-    submission = appeal_pb2.AppealSubmission(
+    submission = appeal_pb2.SubmissionFacts(
         platform=appeal_pb2.PLATFORM_FACEBOOK,
         decision=appeal_pb2.OriginalDecision(
             policy="spam", action="removed", decided_by=decided_by

@@ -31,8 +31,8 @@ def submission(
     reach: int = 0,
     vulnerable: bool = False,
     legal_deadline: datetime | None = None,
-) -> appeal_pb2.AppealSubmission:
-    built = appeal_pb2.AppealSubmission(
+) -> appeal_pb2.SubmissionFacts:
+    built = appeal_pb2.SubmissionFacts(
         platform=platform,  # type: ignore[arg-type]
         subject=appeal_pb2.Subject(kind=kind, id="1"),  # type: ignore[arg-type]
         decision=appeal_pb2.OriginalDecision(
@@ -40,7 +40,7 @@ def submission(
         ),
         locale=locale,
         country=country,
-        signals=appeal_pb2.Signals(account_reach=reach, vulnerable_user=vulnerable),
+        signals=appeal_pb2.RoutingSignals(account_reach=reach, vulnerable_user=vulnerable),
     )
     if legal_deadline is not None:
         built.signals.legal_deadline.FromDatetime(legal_deadline)
@@ -49,7 +49,7 @@ def submission(
 
 def route(
     rules: RoutingPolicy,
-    appeal: appeal_pb2.AppealSubmission,
+    appeal: appeal_pb2.SubmissionFacts,
     *,
     ban_evasion: bool = False,
     repeat: bool = False,

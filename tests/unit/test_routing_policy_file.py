@@ -82,7 +82,7 @@ def test_a_changed_file_is_reloaded_and_a_bad_change_keeps_the_policy_in_force(
     os.utime(path, ns=(1, 2_000_000_000_000_000_000))  # mtime moves even within one tick
     assert source.reload_if_changed()
     facts = policy.AppealFacts(
-        appeal_pb2.AppealSubmission(locale="de-DE"), received_at=datetime(2026, 1, 1, tzinfo=UTC)
+        appeal_pb2.SubmissionFacts(locale="de-DE"), received_at=datetime(2026, 1, 1, tzinfo=UTC)
     )
     assert policy.route(source.current, facts).queue == "senior.de"
 

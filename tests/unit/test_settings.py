@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from appeals_devstack import devkeys
+from appeals_runtime.intake_client import IntakeClientSettings
 from appeals_runtime.settings import SettingsError, load_settings
 from services.intake.config import IntakeSettings
+from services.notifications.config import NotificationsSettings
 from services.routing.config import RoutingSettings
 
 
@@ -19,6 +22,11 @@ def jwks_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     secret = tmp_path / "pseudonym.hex"
     secret.write_text("00" * 32)
     monkeypatch.setenv("INTAKE_PSEUDONYM_KEY_FILE", str(secret))
+    for variable in devkeys.INTAKE_CLIENTS.values():
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv(
+        "ROUTING_INTAKE_TOKEN_FILE", str(devkeys.service_token_file(tmp_path, "routing"))
+    )
     return path
 
 
@@ -59,3 +67,25 @@ def test_a_service_without_a_verification_key_refuses_to_start(
     with pytest.raises(SettingsError):
         load_settings(IntakeSettings)
     assert "AUTH_JWKS_FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings_type", [RoutingSettings, NotificationsSettings])
+def test_a_service_that_reads_particulars_refuses_to_start_without_a_service_token(
+    settings_type: type[IntakeClientSettings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    variable = devkeys.INTAKE_CLIENTS[settings_type.__name__.removesuffix("Settings").lower()]
+    monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(SettingsError):
+        load_settings(settings_type)
+    assert variable in capsys.readouterr().err
+    private, _ = devkeys.ensure(tmp_path)
+    agent = tmp_path / "agent.jwt"
+    agent.write_text(devkeys.mint_token(private, role="agent", subject="alice"))
+    monkeypatch.setenv(variable, str(agent))
+    with pytest.raises(SettingsError):
+        load_settings(settings_type)
+    message = capsys.readouterr().err
+    assert variable in message and "'agent' token" in message

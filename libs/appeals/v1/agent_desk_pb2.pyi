@@ -244,23 +244,27 @@ class CaseOffer(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     SLA_DUE_AT_FIELD_NUMBER: _builtins.int
-    SUBMISSION_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     OFFER_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     PRIORITY_REASONS_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     PRIOR_REVIEWS_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
     rule: _builtins.str
     """The routing rule that placed the case, and why it has its priority."""
     round: Global___ReviewRound.ValueType
+    statement: _builtins.str
+    """The appellant's own words and evidence, fetched from intake for the agent holding the claim:
+    set in ClaimResponse.case, never in streamed offers.
+    """
     @_builtins.property
     def sla_due_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def submission(self) -> _appeal_pb2.AppealSubmission: ...
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -273,6 +277,12 @@ class CaseOffer(_message.Message):
     def prior_reviews(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.PriorReview]:
         """Earlier reviews, shown only to a senior reviewer adjudicating a disagreement."""
 
+    @_builtins.property
+    def facts(self) -> _appeal_pb2.SubmissionFacts:
+        """What the appeal is about, without personal data."""
+
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.Attachment]: ...
     def __init__(
         self,
         *,
@@ -280,17 +290,19 @@ class CaseOffer(_message.Message):
         queue: _builtins.str = ...,
         priority: _builtins.int = ...,
         sla_due_at: _timestamp_pb2.Timestamp | None = ...,
-        submission: _appeal_pb2.AppealSubmission | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
         offer_expires_at: _timestamp_pb2.Timestamp | None = ...,
         rule: _builtins.str = ...,
         priority_reasons: _abc.Iterable[_builtins.str] | None = ...,
         round: Global___ReviewRound.ValueType = ...,
         prior_reviews: _abc.Iterable[_events_pb2.PriorReview] | None = ...,
+        facts: _appeal_pb2.SubmissionFacts | None = ...,
+        statement: _builtins.str = ...,
+        attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["offer_expires_at", b"offer_expires_at", "received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "offer_expires_at", b"offer_expires_at", "received_at", b"received_at", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "facts", b"facts", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "statement", b"statement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -413,6 +413,89 @@ class AppealSubmission(_message.Message):
 Global___AppealSubmission: _TypeAlias = AppealSubmission  # noqa: Y015
 
 @_typing.final
+class SubmissionFacts(_message.Message):
+    """What a submission says that is not personal data: the one view of an appeal that leaves intake.
+    Lifecycle events, routing's cases and escalation packages carry this; the appellant's user id,
+    contact details, statement and attachments stay in intake (intake.v1 GetAppealParticulars).
+    Field numbers follow AppealSubmission's, so the bytes of a submission read as its facts once
+    the personal fields (kept as unknown fields) are discarded.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    APPELLANT_ROLE_FIELD_NUMBER: _builtins.int
+    platform: Global___Platform.ValueType
+    locale: _builtins.str
+    """BCP 47 language tag, e.g. "de-DE": the review language and the language of messages."""
+    country: _builtins.str
+    """ISO 3166-1 alpha-2 country code, e.g. "DE": the jurisdiction."""
+    appellant_role: Global___AppellantRole.ValueType
+    @_builtins.property
+    def subject(self) -> Global___Subject:
+        """The actioned item. Its id names content (or, for account-level subjects, the actioned
+        account): routing and the platform's restore command need it; it is not the appellant's id.
+        """
+
+    @_builtins.property
+    def decision(self) -> Global___OriginalDecision: ...
+    @_builtins.property
+    def signals(self) -> Global___RoutingSignals: ...
+    def __init__(
+        self,
+        *,
+        platform: Global___Platform.ValueType = ...,
+        subject: Global___Subject | None = ...,
+        decision: Global___OriginalDecision | None = ...,
+        locale: _builtins.str = ...,
+        country: _builtins.str = ...,
+        signals: Global___RoutingSignals | None = ...,
+        appellant_role: Global___AppellantRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "signals", b"signals", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant_role", b"appellant_role", "country", b"country", "decision", b"decision", "locale", b"locale", "platform", b"platform", "signals", b"signals", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmissionFacts: _TypeAlias = SubmissionFacts  # noqa: Y015
+
+@_typing.final
+class RoutingSignals(_message.Message):
+    """The signals routing uses. Field numbers follow Signals; its device, network and linked-account
+    hashes serve intake's abuse checks only and stay there.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_REACH_FIELD_NUMBER: _builtins.int
+    VULNERABLE_USER_FIELD_NUMBER: _builtins.int
+    LEGAL_DEADLINE_FIELD_NUMBER: _builtins.int
+    account_reach: _builtins.int
+    vulnerable_user: _builtins.bool
+    @_builtins.property
+    def legal_deadline(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        account_reach: _builtins.int = ...,
+        vulnerable_user: _builtins.bool = ...,
+        legal_deadline: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["legal_deadline", b"legal_deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_reach", b"account_reach", "legal_deadline", b"legal_deadline", "vulnerable_user", b"vulnerable_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingSignals: _TypeAlias = RoutingSignals  # noqa: Y015
+
+@_typing.final
 class Appeal(_message.Message):
     """An appeal as intake knows it."""
 

@@ -119,15 +119,18 @@ Global___AppealEvent: _TypeAlias = AppealEvent  # noqa: Y015
 
 @_typing.final
 class AppealSubmitted(_message.Message):
-    """Intake accepted an appeal."""
+    """Intake accepted an appeal. Like every lifecycle event it carries no personal data: the
+    appellant's user id, contact details, statement and attachments stay in intake, which serves
+    them to the pipeline's services on request (Intake/GetAppealParticulars).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SUBMISSION_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
     SURFACE_FIELD_NUMBER: _builtins.int
     BAN_EVASION_SUSPECTED_FIELD_NUMBER: _builtins.int
     APPELLANT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     """How the appeal reached intake: "rest", "grpc" or "kafka"."""
     surface: _builtins.str
@@ -135,23 +138,25 @@ class AppealSubmitted(_message.Message):
     ban_evasion_suspected: _builtins.bool
     """The appellant is linked to accounts removed for ban evasion: routing must look closer."""
     appellant_pseudonym: _builtins.str
-    """Keyed hash of the appellant's platform user id: joins an appellant's appeals without
-    revealing who they are.
+    """Keyed hash (HMAC-SHA-256, intake's secret) of platform and user id: joins one appellant's
+    appeals without revealing who they are.
     """
     @_builtins.property
-    def submission(self) -> _appeal_pb2.AppealSubmission: ...
+    def facts(self) -> _appeal_pb2.SubmissionFacts:
+        """What the appeal is about, without personal data."""
+
     def __init__(
         self,
         *,
-        submission: _appeal_pb2.AppealSubmission | None = ...,
         channel: _builtins.str = ...,
         surface: _builtins.str = ...,
         ban_evasion_suspected: _builtins.bool = ...,
         appellant_pseudonym: _builtins.str = ...,
+        facts: _appeal_pb2.SubmissionFacts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant_pseudonym", b"appellant_pseudonym", "ban_evasion_suspected", b"ban_evasion_suspected", "channel", b"channel", "submission", b"submission", "surface", b"surface"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appellant_pseudonym", b"appellant_pseudonym", "ban_evasion_suspected", b"ban_evasion_suspected", "channel", b"channel", "facts", b"facts", "surface", b"surface"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,7 +355,9 @@ class AppealEscalated(_message.Message):
     to_queue: _builtins.str
     @_builtins.property
     def package(self) -> Global___CasePackage:
-        """What goes up with the case: everything the next reviewer, legal or the Board needs."""
+        """What goes up with the case: everything the next reviewer, legal or the Board needs, except
+        the appellant's personal data.
+        """
 
     def __init__(
         self,
@@ -372,11 +379,12 @@ Global___AppealEscalated: _TypeAlias = AppealEscalated  # noqa: Y015
 
 @_typing.final
 class CasePackage(_message.Message):
-    """A case packaged for escalation (e.g. an Oversight Board referral)."""
+    """A case packaged for escalation (e.g. an Oversight Board referral). It names the appeal (the
+    envelope's appeal_id); whoever takes the case up reads the appellant's statement from intake.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SUBMISSION_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     ROUTING_RULE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
@@ -384,13 +392,12 @@ class CasePackage(_message.Message):
     SLA_DUE_AT_FIELD_NUMBER: _builtins.int
     REVIEWS_FIELD_NUMBER: _builtins.int
     QUESTION_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
     routing_rule: _builtins.str
     """The routing rule that placed the case, its priority and why."""
     priority: _builtins.int
     question: _builtins.str
     """What the escalating reviewer asks of the next one (or of the Board)."""
-    @_builtins.property
-    def submission(self) -> _appeal_pb2.AppealSubmission: ...
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -401,10 +408,13 @@ class CasePackage(_message.Message):
     def reviews(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriorReview]:
         """Reviews so far (a blind second review's disagreement, for instance)."""
 
+    @_builtins.property
+    def facts(self) -> _appeal_pb2.SubmissionFacts:
+        """What the appeal is about, without personal data."""
+
     def __init__(
         self,
         *,
-        submission: _appeal_pb2.AppealSubmission | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
         routing_rule: _builtins.str = ...,
         priority: _builtins.int = ...,
@@ -412,10 +422,11 @@ class CasePackage(_message.Message):
         sla_due_at: _timestamp_pb2.Timestamp | None = ...,
         reviews: _abc.Iterable[Global___PriorReview] | None = ...,
         question: _builtins.str = ...,
+        facts: _appeal_pb2.SubmissionFacts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "received_at", b"received_at", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at", "submission", b"submission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,83 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetAppealParticularsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAppealParticularsRequest: _TypeAlias = GetAppealParticularsRequest  # noqa: Y015
+
+@_typing.final
+class GetAppealParticularsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICULARS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def particulars(self) -> Global___AppealParticulars: ...
+    def __init__(
+        self,
+        *,
+        particulars: Global___AppealParticulars | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["particulars", b"particulars"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["particulars", b"particulars"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAppealParticularsResponse: _TypeAlias = GetAppealParticularsResponse  # noqa: Y015
+
+@_typing.final
+class AppealParticulars(_message.Message):
+    """The appellant's personal data of one appeal, as the surface submitted it. Callers use it for
+    the task at hand and keep no copy.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    user_id: _builtins.str
+    """The appellant's user id on the platform (the platform's own channel addresses them by it)."""
+    statement: _builtins.str
+    @_builtins.property
+    def contact(self) -> _appeal_pb2.Contact: ...
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.Attachment]: ...
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        contact: _appeal_pb2.Contact | None = ...,
+        statement: _builtins.str = ...,
+        attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "contact", b"contact", "statement", b"statement", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppealParticulars: _TypeAlias = AppealParticulars  # noqa: Y015
+
+@_typing.final
 class RecordEvasionIdentifiersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -51,6 +51,11 @@ class IntakeStub:
                 request_serializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersResponse.FromString,
                 _registered_method=True)
+        self.GetAppealParticulars = channel.unary_unary(
+                '/appeals.v1.Intake/GetAppealParticulars',
+                request_serializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsResponse.FromString,
+                _registered_method=True)
 
 
 class IntakeServicer:
@@ -78,6 +83,17 @@ class IntakeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAppealParticulars(self, request, context):
+        """The pipeline's own services only (role "service", scope "particulars:read"): the appellant's
+        personal data, which intake alone keeps and no event carries. Routing reads the statement
+        when a reviewer holds the case; notifications reads where to reach the person when it sends.
+        Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
+        PERMISSION_DENIED. No REST twin: it is an internal call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntakeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +111,11 @@ def add_IntakeServicer_to_server(servicer, server):
                     servicer.RecordEvasionIdentifiers,
                     request_deserializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersResponse.SerializeToString,
+            ),
+            'GetAppealParticulars': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAppealParticulars,
+                    request_deserializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +201,33 @@ class Intake:
             '/appeals.v1.Intake/RecordEvasionIdentifiers',
             appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersRequest.SerializeToString,
             appeals_dot_v1_dot_intake__pb2.RecordEvasionIdentifiersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAppealParticulars(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.Intake/GetAppealParticulars',
+            appeals_dot_v1_dot_intake__pb2.GetAppealParticularsRequest.SerializeToString,
+            appeals_dot_v1_dot_intake__pb2.GetAppealParticularsResponse.FromString,
             options,
             channel_credentials,
             insecure,

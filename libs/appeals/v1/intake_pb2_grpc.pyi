@@ -41,6 +41,13 @@ class IntakeStub:
     """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
     POST /v1/ban-evasion/identifiers).
     """
+    GetAppealParticulars: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetAppealParticularsRequest, _intake_pb2.GetAppealParticularsResponse]
+    """The pipeline's own services only (role "service", scope "particulars:read"): the appellant's
+    personal data, which intake alone keeps and no event carries. Routing reads the statement
+    when a reviewer holds the case; notifications reads where to reach the person when it sends.
+    Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
+    PERMISSION_DENIED. No REST twin: it is an internal call.
+    """
 
 @_typing.type_check_only
 class IntakeAsyncStub(IntakeStub):
@@ -54,6 +61,13 @@ class IntakeAsyncStub(IntakeStub):
     RecordEvasionIdentifiers: _aio.UnaryUnaryMultiCallable[_intake_pb2.RecordEvasionIdentifiersRequest, _intake_pb2.RecordEvasionIdentifiersResponse]  # type: ignore[assignment]
     """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
     POST /v1/ban-evasion/identifiers).
+    """
+    GetAppealParticulars: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetAppealParticularsRequest, _intake_pb2.GetAppealParticularsResponse]  # type: ignore[assignment]
+    """The pipeline's own services only (role "service", scope "particulars:read"): the appellant's
+    personal data, which intake alone keeps and no event carries. Routing reads the statement
+    when a reviewer holds the case; notifications reads where to reach the person when it sends.
+    Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
+    PERMISSION_DENIED. No REST twin: it is an internal call.
     """
 
 class IntakeServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +97,19 @@ class IntakeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_intake_pb2.RecordEvasionIdentifiersResponse, _abc.Awaitable[_intake_pb2.RecordEvasionIdentifiersResponse]]:
         """Ops only: record keyed hashes of accounts removed for ban evasion (REST parity:
         POST /v1/ban-evasion/identifiers).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAppealParticulars(
+        self,
+        request: _intake_pb2.GetAppealParticularsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.GetAppealParticularsResponse, _abc.Awaitable[_intake_pb2.GetAppealParticularsResponse]]:
+        """The pipeline's own services only (role "service", scope "particulars:read"): the appellant's
+        personal data, which intake alone keeps and no event carries. Routing reads the statement
+        when a reviewer holds the case; notifications reads where to reach the person when it sends.
+        Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
+        PERMISSION_DENIED. No REST twin: it is an internal call.
         """
 
 def add_IntakeServicer_to_server(servicer: IntakeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,10 +27,12 @@ PREFERENCE_ALIASES = {
 
 @dataclass(frozen=True)
 class Route:
-    """One step of a plan: a channel and the person's address on it."""
+    """One step of a plan: a channel, the person's address on it and which address that is."""
 
     channel: Channel
     address: str
+    # "user_id", "email" or "phone": what the delivery record names instead of the address.
+    kind: str
 
 
 def channel_plan(
@@ -51,8 +53,16 @@ def channel_plan(
         channel = channels.get(name)
         address = channel.address(recipient) if channel is not None else None
         if channel is not None and address:
-            plan.append(Route(channel, address))
+            plan.append(Route(channel, address, address_kind(recipient, address)))
     return plan
+
+
+def address_kind(recipient: Recipient, address: str) -> str:
+    if address == recipient.user_id:
+        return "user_id"
+    if address.lstrip("+") == recipient.contact.phone.lstrip("+"):
+        return "phone"
+    return "email"
 
 
 class ChannelDirectory:

@@ -1,0 +1,127 @@
+"""Notifications reaches the person through intake: the address is read when a message goes out
+and kept nowhere in notifications, and an intake that is down delays a message, never loses it.
+
+Real intake (REST submit, its gRPC servicer, its store), the real broker and store, a real SMTP
+server, and the service's own pieces with the gRPC client it runs with in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from bson import encode
+
+from appeals_devstack import devkeys
+from appeals_devstack.processes import free_port
+from appeals_devstack.stack import Infrastructure
+from appeals_runtime import store
+from appeals_runtime.errors import InvalidMessage
+from appeals_runtime.intake_client import IntakeParticulars, ServiceToken
+from appeals_runtime.kafka.producer import EventProducer
+from services.notifications import repository
+from services.notifications.consumer import lifecycle_handler
+from services.notifications.main import notifier_from
+from tests.integration.intake_app import serving_grpc, start_intake
+from tests.integration.particulars import APPELLANTS
+from tests.integration.test_intake_rules import fresh_body
+from tests.integration.test_notifications_delivery import smtp_env
+from tests.integration.test_notifications_service import inbound
+from tests.integration.test_notifications_support import (
+    appeal,
+    eventually,
+    lifecycle_events,
+    notifications_service,
+    private_settings,
+    smtp_receiver,
+    submitted_event,
+)
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "mirela.particulars@example.org"
+PHONE = "+40721000111"
+
+
+async def test_the_contact_is_read_from_intake_at_send_time_and_stored_nowhere_here(
+    infra: Infrastructure, producer: EventProducer, db: store.Database, tmp_path: Path
+) -> None:
+    intake = await start_intake(db, producer, tmp_path)
+    body = fresh_body()
+    body["appellant"] = dict(body["appellant"]) | {
+        "contact": {"email": EMAIL, "phone": PHONE, "preferred_channel": "email"}
+    }
+    user_id = body["appellant"]["user_id"]
+    port = free_port()
+    _, jwks = devkeys.ensure(tmp_path)
+    token = ServiceToken(devkeys.service_token_file(tmp_path, "notifications"))
+
+    with smtp_receiver() as smtp:
+        settings = private_settings(str(jwks), **smtp_env(smtp.port))
+        async with IntakeParticulars(f"127.0.0.1:{port}", token, timeout_s=2) as particulars:
+            # Intake takes the appeal in (and publishes its submitted event) but its gRPC
+            # server is not up yet: notifications cannot learn where to write.
+            answer = await intake.submit(body)
+            assert answer.status_code == 202, answer.text
+            appeal_id = answer.json()["appeal_id"]
+            service = await notifications_service(
+                infra, db, producer, settings, {appeal_id}, particulars=particulars
+            )
+            await service.start()
+            try:
+                await asyncio.sleep(3)
+                assert smtp.to(EMAIL) == []
+                assert await service.delivered(appeal_id) == []
+
+                async with serving_grpc(intake, port):
+
+                    async def emailed() -> bool:
+                        return bool(smtp.to(EMAIL))
+
+                    await eventually(emailed, "the email once intake answers", timeout_s=40)
+            finally:
+                await service.stop()
+        await intake.client.aclose()
+
+    (message,) = smtp.to(EMAIL)
+    assert message["Subject"]
+    (delivery,) = await service.notifications.deliveries(appeal_id)
+    assert (delivery.kind, delivery.channel, delivery.recipient) == ("received", "email", "email")
+
+    # Nothing notifications stored, and nothing on the lifecycle topic about the appeal (intake's
+    # submitted event, notifications' notified event), holds the user id or an address.
+    stored: list[Any] = []
+    for collection in (repository.RECIPIENTS, repository.OUTBOX, repository.MILESTONES):
+        stored += await db[collection].find({"appeal_id": appeal_id}).to_list()
+    assert len(stored) == 3
+    written = b"".join(encode(document) for document in stored)
+    published = await lifecycle_events(
+        infra.kafka_bootstrap_servers,
+        {appeal_id},
+        until=lambda found: {"submitted", "notified"} <= {e.WhichOneof("payload") for e in found},
+    )
+    assert len(published) == 2
+    on_the_topic = b"".join(event.SerializeToString() for event in published)
+    for secret in (user_id, EMAIL, PHONE, PHONE.lstrip("+")):
+        assert secret.encode() not in written, secret
+        assert secret.encode() not in on_the_topic, secret
+
+
+async def test_an_appeal_intake_does_not_know_is_dead_lettered_not_guessed(
+    producer: EventProducer, db: store.Database, tmp_path: Path
+) -> None:
+    stranger = f"ap_{uuid.uuid4().hex[:12]}"  # never registered with the stand-in for intake
+    _, jwks = devkeys.ensure(tmp_path)
+    settings = private_settings(str(jwks))
+    await store.ensure_indexes(db, repository.INDEXES)
+    notifications = repository.NotificationsRepository(db)
+    async with httpx.AsyncClient() as http:
+        notifier = notifier_from(settings, notifications, producer, http, APPELLANTS)
+        handler = lifecycle_handler(notifier, group=settings.consumer_group)
+        with pytest.raises(InvalidMessage, match="intake knows no appeal") as raised:
+            await handler(inbound(submitted_event(stranger, appeal())))
+    assert raised.value.field == "appeal_id"
