@@ -55,6 +55,17 @@ def _inverse(mapping: dict[str, int]) -> dict[int, str]:
 
 _PLATFORM_NAMES = _inverse(PLATFORMS)
 _SUBJECT_KIND_NAMES = _inverse(SUBJECT_KINDS)
+# The status an appeal has after each status-changing lifecycle event (others leave it as it
+# was): intake's status view and the ops page's search both read appeals this way.
+STATUS_AFTER_EVENT: dict[str, str] = {
+    "submitted": "received",
+    "routed": "routed",
+    "claimed": "in_review",
+    "released": "routed",
+    "transferred": "routed",
+    "decided": "decided",
+    "escalated": "escalated",
+}
 _STATUS_NAMES = _inverse(STATUSES)
 _OUTCOME_NAMES = _inverse(OUTCOMES)
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
+from appeals_runtime import vocabulary
 from appeals_runtime.errors import NotFound
 from services.audit.callers import Caller, OpsViewer
 from services.audit.entries import rfc3339
@@ -29,17 +30,6 @@ STREAM_PATH = "/v1/ops/stream"
 # A stream ends after this long and the page reconnects, so an expired token stops being served.
 STREAM_LIFETIME_S = 300.0
 KEEP_ALIVE_S = 15.0
-
-# What the newest status-changing event says about an appeal (as intake's status view does).
-STATUS_BY_EVENT = {
-    "submitted": "received",
-    "routed": "routed",
-    "released": "routed",
-    "transferred": "routed",
-    "claimed": "in_review",
-    "decided": "decided",
-    "escalated": "escalated",
-}
 
 _ASSETS = {
     "": ("index.html", "text/html; charset=utf-8"),
@@ -63,8 +53,8 @@ AppealId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 def appeal_status(event_types: list[str]) -> str | None:
     """The status the newest status-changing event of a trail implies."""
     for event_type in reversed(event_types):
-        if event_type in STATUS_BY_EVENT:
-            return STATUS_BY_EVENT[event_type]
+        if event_type in vocabulary.STATUS_AFTER_EVENT:
+            return vocabulary.STATUS_AFTER_EVENT[event_type]
     return None
 
 

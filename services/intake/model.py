@@ -65,32 +65,34 @@ class StatusChange:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _routed(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
-    return "routed", {"queue": event.routed.queue}
+# What each status-changing event adds to the view besides the status itself.
+def _routed(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    return {"queue": event.routed.queue}
 
 
-def _claimed(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
-    return "in_review", {"reviewer": event.claimed.agent_id}
+def _claimed(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    return {"reviewer": event.claimed.agent_id}
 
 
-def _released(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
-    return "routed", {"reviewer": None}
+def _released(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    return {"reviewer": None}
 
 
-def _decided(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
-    return "decided", {"outcome": vocabulary.outcome_name(event.decided.outcome)}
+def _decided(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    return {"outcome": vocabulary.outcome_name(event.decided.outcome)}
 
 
-def _escalated(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
+def _escalated(event: events_pb2.AppealEvent) -> dict[str, Any]:
     # Senior or legal queues, or an Oversight Board referral (which has no queue here).
-    return "escalated", {"queue": event.escalated.to_queue or None, "reviewer": None}
+    return {"queue": event.escalated.to_queue or None, "reviewer": None}
 
 
-def _transferred(event: events_pb2.AppealEvent) -> tuple[str, dict[str, Any]]:
-    return "routed", {"queue": event.transferred.to_queue, "reviewer": None}
+def _transferred(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    return {"queue": event.transferred.to_queue, "reviewer": None}
 
 
-_STATUS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], tuple[str, dict[str, Any]]]] = {
+# "submitted" is absent: intake writes the record itself before publishing that event.
+_FIELDS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], dict[str, Any]]] = {
     "routed": _routed,
     "claimed": _claimed,
     "released": _released,
@@ -102,8 +104,8 @@ _STATUS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], tuple[str, dict[s
 
 def status_change(event: events_pb2.AppealEvent) -> StatusChange | None:
     """The status an event moves its appeal to; None for events that do not change it."""
-    change = _STATUS_BY_EVENT.get(event_type(event))
-    if change is None:
+    kind = event_type(event)
+    fields = _FIELDS_BY_EVENT.get(kind)
+    if fields is None:
         return None
-    status, fields = change(event)
-    return StatusChange(status, occurred_at(event), fields)
+    return StatusChange(vocabulary.STATUS_AFTER_EVENT[kind], occurred_at(event), fields(event))
