@@ -11,15 +11,21 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
 
-from appeals.v1 import appeal_pb2
+from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_devstack.jaeger import JaegerQuery, Span, Trace
+from appeals_runtime import topics
+from appeals_runtime.kafka.producer import EventProducer
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review
+from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review, submission_proto
 
 pytestmark = pytest.mark.e2e
 
@@ -134,6 +140,65 @@ async def test_an_appeal_is_one_trace_across_all_four_services_and_every_kafka_h
     for span in trace.spans:
         for value in span.tags.values():
             assert statement not in str(value) and user_id not in str(value), span.operation
+
+
+async def test_grpc_calls_and_kafka_request_events_start_the_appeals_trace_too(
+    pipeline: Pipeline, jaeger: JaegerQuery, producer: EventProducer
+) -> None:
+    """The surface's trace continues whichever way it submits: gRPC metadata or record headers."""
+    grpc_trace, grpc_parent = secrets.token_hex(16), secrets.token_hex(8)
+    async with grpc.aio.insecure_channel(pipeline.intake_grpc) as channel:
+        answer = await intake_pb2_grpc.IntakeStub(channel).SubmitAppeal(
+            intake_pb2.SubmitAppealRequest(
+                idempotency_key=uuid.uuid4().hex,
+                submission=submission_proto(appeal_body("horizon", kind="avatar")),
+            ),
+            metadata=(
+                ("authorization", f"Bearer {pipeline.surface_token('horizon')}"),
+                ("traceparent", f"00-{grpc_trace}-{grpc_parent}-01"),
+            ),
+        )
+    assert answer.appeal_id
+
+    kafka_trace, kafka_parent = secrets.token_hex(16), secrets.token_hex(8)
+    surface = propagate.extract({"traceparent": f"00-{kafka_trace}-{kafka_parent}-01"})
+    with otel_trace.get_tracer(__name__).start_as_current_span("surface", context=surface):
+        await producer.publish(
+            topics.APPEAL_REQUESTS,
+            intake_pb2.AppealRequest(
+                request_id=f"req-{uuid.uuid4().hex}",
+                token=pipeline.surface_token("whatsapp"),
+                submission=submission_proto(appeal_body("whatsapp")),
+            ),
+        )
+
+    def routed(trace_id: str) -> Callable[[], Trace | None]:
+        def probe() -> Trace | None:
+            found = jaeger.trace(trace_id)
+            ok = found is not None and any(
+                s.service == "routing" and kind(s) == "consumer" for s in found.spans
+            )
+            return found if ok else None
+
+        return probe
+
+    by_grpc = await eventually(lambda: asyncio.to_thread(routed(grpc_trace)), "the gRPC trace")
+    (server,) = [s for s in by_grpc.spans if s.operation == "appeals.v1.Intake/SubmitAppeal"]
+    assert server.service == "intake" and kind(server) == "server"
+    assert server.child_of == (grpc_parent,)
+    assert server.tags["rpc.system"] == "grpc" and server.tags["rpc.grpc.status_code"] == 0
+
+    by_kafka = await eventually(lambda: asyncio.to_thread(routed(kafka_trace)), "the Kafka trace")
+    (request,) = [
+        s for s in by_kafka.spans if s.operation == f"process {topics.APPEAL_REQUESTS.name}"
+    ]
+    assert request.service == "intake" and kind(request) == "consumer"
+    submitted = [
+        s
+        for s in _lifecycle_sends(by_kafka)
+        if s.service == "intake" and _has_ancestor(by_kafka, s, request)
+    ]
+    assert submitted, "intake's submitted event is not part of the request's trace"
 
 
 def _lifecycle_sends(trace: Trace) -> list[Span]:
