@@ -252,7 +252,12 @@ class Notifier:
 
     async def _record(self, delivery: Delivery) -> None:
         if await self._repository.record_delivery(delivery):
-            metrics.delivered.add(1, {"channel": delivery.channel, "kind": delivery.kind})
+            labels = {"channel": delivery.channel, "kind": delivery.kind}
+            metrics.delivered.add(1, labels)
+            # Failure series exist (at 0) once a channel delivered something: a failure rate of
+            # 0 is then visible as such, and increase() counts the first failure.
+            for permanent in ("false", "true"):
+                metrics.failed.add(0, {**labels, "permanent": permanent})
             log.info(
                 "appellant notified",
                 extra={"appeal_id": delivery.appeal_id, "kind": delivery.kind,

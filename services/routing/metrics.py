@@ -50,8 +50,13 @@ _seen_queues: set[str] = set()
 
 
 def record_routed(case: CaseState) -> None:
-    cases_routed.add(1, {**case_labels(case), "rule": case.routing.rule})
+    labels = case_labels(case)
+    cases_routed.add(1, {**labels, "rule": case.routing.rule})
     _seen_queues.add(case.queue)
+    # A queue's SLA counters exist (at 0) from its first case on: "no breaches" then reads as 0,
+    # not as a series nobody reports, and rate() and increase() see the first breach.
+    sla_warnings.add(0, labels)
+    sla_breaches.add(0, labels)
 
 
 def observe(stats: Sequence[QueueStats], agents_online: int, now: datetime) -> None:

@@ -120,6 +120,8 @@ async def test_each_services_metrics_count_a_known_workload(pipeline: Pipeline) 
 
     check_intake(before["intake"], after["intake"], platform_of)
     check_routing(before["routing"], after["routing"], platform_of, overturned)
+    failed = metrics.NOTIFICATIONS_FAILED.prometheus_name
+    assert label_values(after["notifications"], failed, "channel") >= set(expected_deliveries)
     assert (
         delta(
             before["audit"], after["audit"], metrics.AUDIT_APPENDED.prometheus_name,
@@ -170,6 +172,10 @@ def check_routing(
     for method in ("Claim", "Decide"):
         assert delta(before, after, rpc_calls, **{"rpc.method": method}) == len(platform_of)
     assert label_values(after, metrics.QUEUE_DEPTH.prometheus_name, "queue")
+    # Counters of events that did not happen exist at 0 for every queue that had a case.
+    for counter in (metrics.SLA_WARNINGS, metrics.SLA_BREACHES):
+        platforms = label_values(after, counter.prometheus_name, "platform")
+        assert platforms >= set(platform_of.values()), counter.name
 
 
 def check_runtime(service: str, series: Series) -> None:
