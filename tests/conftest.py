@@ -7,9 +7,11 @@ They never collide with a `make run` on the same machine.
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -34,6 +36,17 @@ def private_stack(state_dir: Path, ops: OpsOptions | None = None) -> Iterator[In
         yield started
     finally:
         started.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A CI timeout stops the run with SIGTERM, which would end Python without running fixture
+    # teardown and leave brokers, stores and services running. Treated as Ctrl-C instead, pytest
+    # stops the session and its fixtures stop what they started.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @contextlib.asynccontextmanager
