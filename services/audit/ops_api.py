@@ -21,6 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from appeals_runtime import vocabulary
 from appeals_runtime.errors import NotFound
+from services.audit import ops_traces
 from services.audit.callers import Caller, OpsViewer
 from services.audit.entries import rfc3339
 from services.audit.ops_scraper import OpsBoard
@@ -48,6 +49,7 @@ _PAGE_HEADERS = {
 }
 
 AppealId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+TraceId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
 def appeal_status(event_types: list[str]) -> str | None:
@@ -166,6 +168,11 @@ def ops_router(service: AuditService, board: OpsBoard) -> APIRouter:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @router.get("/v1/ops/traces/{trace_id}")
+    async def ops_trace(trace_id: TraceId, _: OpsViewer) -> dict[str, Any]:
+        """A trace's spans as a tree, read from the trace backend's query API."""
+        return ops_traces.span_tree(await ops_traces.fetch_trace(board.trace_ui_url, trace_id))
 
     @router.get("/v1/ops/appeals/{appeal_id}")
     async def ops_appeal(appeal_id: AppealId, caller: Caller) -> dict[str, Any]:

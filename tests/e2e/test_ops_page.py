@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,7 @@ def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
         try:
             appeal_id, before, after = watch_the_demo(page, pipeline)
             status, trail, link = search(page, appeal_id)
+            span_services = show_spans(page)
         except BaseException:
             page.screenshot(SCREENSHOT.with_name("ops-page-failed.png"))
             raise
@@ -75,6 +77,8 @@ def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
     trace_ui, _, trace_id = link.rpartition("/trace/")
     assert trace_ui == jaeger.base_url and re.fullmatch("[0-9a-f]{32}", trace_id), link
     assert {"intake", "routing"} <= jaeger.wait_for_trace(trace_id).services()
+    # The page also draws the trace itself, read through audit from Jaeger's query API.
+    assert {"intake", "routing", "notifications", "audit"} <= span_services
     picture = read_png(png)
     assert (picture.width, picture.height) == (WIDTH, HEIGHT)
     colours = picture.colours()
@@ -118,6 +122,28 @@ def watch_the_demo(page: Page, pipeline: Pipeline) -> tuple[str, dict[str, str],
     assert page.evaluate("window.sameDocument") is True, "the page must update without a reload"
     assert page.evaluate("document.querySelector('#chart-flow polyline') !== null")
     return re.findall(r"submitted (ap_\w+)", output)[0], before, figures(page)
+
+
+def show_spans(page: Page) -> set[str]:
+    """Open the appeal's spans on the page (again, while the exporters are still delivering the
+    last ones); the services its waterfall shows."""
+    services: set[str] = set()
+    for _ in range(10):
+        page.evaluate(
+            "document.querySelector('#waterfall')?.remove();"
+            "document.querySelector('#show-spans').click()"
+        )
+        rows = page.wait_for(
+            "document.querySelector('#waterfall') &&"
+            " [...document.querySelectorAll('#waterfall tbody tr')].map(r => r.dataset.service)",
+            timeout_s=15,
+            what="the trace's waterfall",
+        )
+        services = set(rows)
+        if len(services) >= 4:
+            break
+        time.sleep(1)
+    return services
 
 
 def search(page: Page, appeal_id: str) -> tuple[str, list[str], str]:

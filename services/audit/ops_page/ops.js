@@ -356,6 +356,41 @@ function traceLink(url, text) {
             text);
 }
 
+// The appeal's spans as a waterfall, read through audit from the trace backend's query API.
+async function showSpans(traceId, target) {
+  target.replaceChildren(el("p", {}, `Reading trace ${traceId}…`));
+  const response = await fetch(`/v1/ops/traces/${encodeURIComponent(traceId)}`, {
+    headers: authHeaders(), cache: "no-store",
+  });
+  if (!response.ok) {
+    target.replaceChildren(el("p", { class: "error" },
+      `Trace unavailable (${response.status}): ${await problemOf(response)}`));
+    return;
+  }
+  const trace = await response.json();
+  const total = Math.max(trace.duration_ms, 0.001);
+  const rows = trace.spans.map((span) => {
+    const bar = el("span", { class: "bar", "data-kind": span.kind });
+    // CSSOM, not a style attribute: the page's CSP allows no inline styles.
+    bar.style.marginLeft = `${(100 * span.offset_ms) / total}%`;
+    bar.style.width = `${Math.max((100 * span.duration_ms) / total, 0.3)}%`;
+    const name = el("td", { class: "operation" }, span.operation,
+      span.links.length ? el("span", { class: "muted" }, " ↪ linked") : "");
+    name.style.paddingLeft = `${6 + 14 * span.depth}px`;
+    return el("tr", { "data-service": span.service, class: span.error ? "failed" : null },
+      el("td", {}, span.service), name, el("td", {}, span.kind),
+      el("td", { class: "num" }, `${decimal.format(span.duration_ms)} ms`),
+      el("td", { class: "timeline" }, bar));
+  });
+  target.replaceChildren(
+    el("p", { class: "muted" }, `${trace.spans.length} spans from ${trace.services.join(", ")} ` +
+      `over ${decimal.format(trace.duration_ms)} ms`),
+    el("table", { id: "waterfall" },
+      el("thead", {}, el("tr", {}, ...["service", "span", "kind", "duration", "timeline"]
+        .map((label) => el("th", {}, label)))),
+      el("tbody", {}, ...rows)));
+}
+
 async function search(appealId) {
   const result = $("search-result");
   result.replaceChildren(el("p", {}, `Looking up ${appealId}…`));
@@ -384,6 +419,12 @@ async function search(appealId) {
     el("dt", {}, "submitted"), el("dd", {}, appeal.submitted_at || "–"),
     el("dt", {}, "decided"), el("dd", {}, appeal.decided_at || "–"),
     el("dt", {}, "trace"), el("dd", {}, traceLink(appeal.trace_url, `open trace ${appeal.trace_id || ""} ↗`)));
+  const spans = el("div", { id: "spans" });
+  if (appeal.trace_id) {
+    const button = el("button", { type: "button", id: "show-spans" }, "show spans here");
+    button.addEventListener("click", () => showSpans(appeal.trace_id, spans));
+    details.lastChild.append(" ", button);
+  }
   const rows = appeal.entries.map((entry) => el("tr", { "data-event": entry.type },
     el("td", { class: "num" }, entry.index), el("td", {}, entry.type), el("td", {}, entry.occurred_at),
     el("td", {}, entry.producer), el("td", {}, entry.proved ? "proved" : "after checkpoint"),
@@ -392,7 +433,7 @@ async function search(appealId) {
     el("thead", {}, el("tr", {}, ...["#", "event", "occurred", "producer", "inclusion", "trace"]
       .map((label) => el("th", {}, label)))),
     el("tbody", {}, ...rows));
-  result.replaceChildren(el("h3", {}, appeal.appeal_id), details, trail);
+  result.replaceChildren(el("h3", {}, appeal.appeal_id), details, spans, trail);
   result.dataset.appeal = appeal.appeal_id;
 }
 
