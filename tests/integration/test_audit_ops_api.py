@@ -98,7 +98,15 @@ async def test_the_page_is_served_to_anyone_and_carries_no_data(client: httpx.As
     assert missing.status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/v1/ops/overview", "/v1/ops/stream", "/v1/ops/appeals/ap_1"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/ops/overview",
+        "/v1/ops/stream",
+        "/v1/ops/appeals/ap_1",
+        "/v1/ops/traces/4bf92f3577b34da6a3ce929d0e0e4736",
+    ],
+)
 async def test_the_data_needs_an_ops_token(
     client: httpx.AsyncClient, minted: dict[str, Any], path: str
 ) -> None:
@@ -226,4 +234,19 @@ async def test_searching_needs_the_audit_scope_and_a_known_appeal(
 
     assert unscoped.status_code == 403
     assert unknown.status_code == 404
+    assert malformed.status_code == 400
+
+
+async def test_a_trace_backend_that_does_not_answer_is_a_503_and_ids_are_checked(
+    client: httpx.AsyncClient, minted: dict[str, Any]
+) -> None:
+    # jaeger.test does not resolve: the backend is unreachable (the e2e tests read a real one).
+    away = await client.get(
+        "/v1/ops/traces/4bf92f3577b34da6a3ce929d0e0e4736", headers=bearer(minted["ops"])
+    )
+    malformed = await client.get("/v1/ops/traces/not-a-trace-id", headers=bearer(minted["ops"]))
+
+    assert away.status_code == 503
+    assert away.headers["content-type"] == "application/problem+json"
+    assert "Retry-After" in away.headers
     assert malformed.status_code == 400
