@@ -141,7 +141,7 @@ async def run_demo(
     workers = [
         asyncio.create_task(
             reviewer.review(desk_target, tokens.agent_token(name), auto=True, count=None,
-                            queues=[], say=reporter(name), pause_s=0.3)
+                            say=reporter(name), pause_s=0.3)
         )
         for name in team
     ]  # fmt: skip

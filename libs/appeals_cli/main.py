@@ -76,9 +76,7 @@ def _status(args: argparse.Namespace) -> int:
 def _agent(args: argparse.Namespace) -> int:
     queues = args.queues.split(",") if args.queues else None
     token = args.token or tokens.agent_token(args.name, queues)
-    decided = asyncio.run(
-        reviewer.review(args.desk, token, auto=args.auto, count=args.count, queues=[])
-    )
+    decided = asyncio.run(reviewer.review(args.desk, token, auto=args.auto, count=args.count))
     print(f"{args.name} decided {decided} case(s)")
     return 0
 

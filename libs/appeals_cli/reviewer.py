@@ -72,7 +72,6 @@ async def review(
     *,
     auto: bool,
     count: int | None,
-    queues: list[str],
     say: Callable[[str], None] = print,
     pause_s: float = 0.0,
 ) -> int:
@@ -81,9 +80,8 @@ async def review(
     decided = 0
     async with grpc.aio.insecure_channel(target) as channel:
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
-        stream = desk.StreamCases(
-            agent_desk_pb2.StreamCasesRequest(queues=queues), metadata=metadata
-        )
+        # The desk offers cases of the token's queues.
+        stream = desk.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
         async for offer in stream:
             try:
                 claimed = await desk.Claim(

@@ -7,9 +7,10 @@ Jaeger datasource use.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -117,6 +118,8 @@ class Span:
     # OpenTelemetry span link is FOLLOWS_FROM.
     child_of: tuple[str, ...]
     follows_from: tuple[str, ...]
+    # The traces the FOLLOWS_FROM references point into (a link usually leaves the trace).
+    follows_from_traces: tuple[str, ...]
     tags: Mapping[str, Any]
     start_us: int
     duration_us: int
@@ -140,9 +143,19 @@ class Trace:
             raise LookupError(f"{len(found)} spans named {operation!r} in trace {self.trace_id}")
         return found[0]
 
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Span]:
+        return {candidate.span_id: candidate for candidate in self.spans}
+
     def parent(self, span: Span) -> Span | None:
-        by_id = {candidate.span_id: candidate for candidate in self.spans}
-        return next((by_id[ref] for ref in span.child_of if ref in by_id), None)
+        return next((self._by_id[ref] for ref in span.child_of if ref in self._by_id), None)
+
+    def ancestors(self, span: Span) -> Iterator[Span]:
+        """The span's parent, its parent's parent, ... up to the root."""
+        current = self.parent(span)
+        while current is not None:
+            yield current
+            current = self.parent(current)
 
     def service_edges(self) -> set[tuple[str, str]]:
         """(parent service, child service) for every parent/child pair across services."""
@@ -229,6 +242,9 @@ def _trace(data: Mapping[str, Any]) -> Trace:
                 service=services.get(raw["processID"], ""),
                 child_of=tuple(r["spanID"] for r in refs if r["refType"] == "CHILD_OF"),
                 follows_from=tuple(r["spanID"] for r in refs if r["refType"] == "FOLLOWS_FROM"),
+                follows_from_traces=tuple(
+                    r["traceID"] for r in refs if r["refType"] == "FOLLOWS_FROM"
+                ),
                 tags={tag["key"]: tag["value"] for tag in raw.get("tags") or []},
                 start_us=int(raw["startTime"]),
                 duration_us=int(raw["duration"]),

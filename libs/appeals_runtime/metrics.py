@@ -22,14 +22,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import metrics as otel
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation, UpDownCounter
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
 
 _meter = otel.get_meter("appeals")
 
 
 class Kind(enum.Enum):
     COUNTER = "counter"
-    UP_DOWN_COUNTER = "updowncounter"
     HISTOGRAM = "histogram"
     GAUGE = "gauge"
 
@@ -303,13 +302,6 @@ def _check(metric: Metric, kind: Kind) -> None:
 def counter(metric: Metric) -> Counter:
     _check(metric, Kind.COUNTER)
     return _meter.create_counter(metric.name, unit=metric.unit, description=metric.description)
-
-
-def up_down_counter(metric: Metric) -> UpDownCounter:
-    _check(metric, Kind.UP_DOWN_COUNTER)
-    return _meter.create_up_down_counter(
-        metric.name, unit=metric.unit, description=metric.description
-    )
 
 
 def histogram(metric: Metric) -> Histogram:

@@ -227,7 +227,7 @@ def create_app(
     app = FastAPI(title="appeals audit", telemetry=_telemetry())
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
-    app.state.audit_tokens = tokens
+    app.state.verifier = tokens
     app.include_router(audit_router(service))
     if ops is not None:
         app.include_router(ops_api.ops_router(service, ops))

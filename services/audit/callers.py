@@ -2,34 +2,29 @@
 
 Only ops tokens get in. Reading the log (trails, proofs, exports, the ops page's search) needs the
 ``audit:read`` scope as well; the ops page's live figures are aggregate metrics, not the log, so
-any ops token sees them. Apps keep the verifier in ``app.state.audit_tokens``.
+any ops token sees them. Callers are verified by ``appeals_runtime.http.authenticated`` (the
+app keeps its verifier in ``app.state.verifier``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends
 
-from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, TokenVerifier
+from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope
+from appeals_runtime.http import authenticated
 from services.audit.service import Reader
 
 
-def _principal(request: Request, authorization: str | None) -> Principal:
-    tokens: TokenVerifier = request.app.state.audit_tokens
-    return tokens.verify_header(authorization)
-
-
-def _reader(request: Request, authorization: Annotated[str | None, Header()] = None) -> Reader:
+def _reader(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
     """The verified ops caller with ``audit:read``."""
-    principal = _principal(request, authorization)
     principal.require(Scope.READ_AUDIT, role=Role.OPS)
     return Reader(principal.subject, principal.role.value)
 
 
-def _ops_viewer(request: Request, authorization: Annotated[str | None, Header()] = None) -> Reader:
+def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
     """The verified ops caller, whatever its scopes."""
-    principal = _principal(request, authorization)
     if principal.role != Role.OPS:
         raise PermissionDenied(f"the ops page needs an ops token, not a {principal.role} token")
     return Reader(principal.subject, principal.role.value)

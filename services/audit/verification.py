@@ -87,9 +87,6 @@ class LeafHashes:
     def __getitem__(self, index: int) -> bytes:
         return self._packed[index * HASH : (index + 1) * HASH]
 
-    def range_hash(self, lo: int, hi: int) -> bytes:
-        return merkle.evaluate(merkle.subtree_plan(lo, hi), self.node_hash)
-
     def node_hash(self, node: merkle.Node) -> bytes:
         if node.level == 0:
             return self[node.index]

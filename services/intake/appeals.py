@@ -92,7 +92,6 @@ class Accepted:
     appeal_id: str
     status: str = "received"
     # True when this answer replays the one given to an earlier request with the same key.
-    replayed: bool = False
 
     def as_response(self) -> dict[str, Any]:
         return {"appeal_id": self.appeal_id, "status": self.status}
@@ -241,7 +240,7 @@ class AppealIntake:
                 code="idempotency_key_reused",
             )
         if earlier.response is not None:
-            return Accepted(**earlier.response, replayed=True)
+            return Accepted(**earlier.response)
         age = now - earlier.reserved_at
         if age < self._policy.in_flight:
             raise Conflict(

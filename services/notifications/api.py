@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path
+from fastapi import APIRouter, Depends, FastAPI, Path
 from pydantic import BaseModel
 
 from appeals_runtime.auth import Principal, Role, Scope, TokenVerifier
 from appeals_runtime.errors import NotFound
 from appeals_runtime.http import (
     TELEMETRY,
+    Caller,
     ReadinessCheck,
     health_router,
     install_problem_handlers,
@@ -60,23 +61,23 @@ def create_app(
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="appeals notifications", telemetry=TELEMETRY)
+    app.state.verifier = verifier
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
-    app.include_router(notifications_router(repository, verifier))
+    app.include_router(notifications_router(repository))
     return app
 
 
-def notifications_router(repository: NotificationsRepository, verifier: TokenVerifier) -> APIRouter:
+def ops_principal(principal: Caller) -> Principal:
+    # Messages are about a person's content and its review: ops only.
+    principal.require(Scope.READ, role=Role.OPS)
+    return principal
+
+
+def notifications_router(repository: NotificationsRepository) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notifications"])
 
-    async def ops_principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        # Messages are about a person's content and its review: ops only.
-        principal = verifier.verify_header(authorization)
-        principal.require(Scope.READ, role=Role.OPS)
-        return principal
-
-    # A dependency of the route, not a parameter: the handler never needs the principal, and a
-    # closure in a parameter annotation would not resolve under postponed annotations.
+    # A dependency of the route, not a parameter: the handler never needs the principal.
     @router.get("/appeals/{appeal_id}/notifications", dependencies=[Depends(ops_principal)])
     async def appeal_notifications(
         appeal_id: Annotated[str, Path(min_length=1, max_length=128)],

@@ -26,10 +26,6 @@ class Outbound:
     message: Message
 
 
-def routed_event_id(appeal_id: str) -> str:
-    return derived_event_id(appeal_id, "routed")
-
-
 def decided_event_id(appeal_id: str) -> str:
     return derived_event_id(appeal_id, "decided")
 

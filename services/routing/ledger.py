@@ -122,13 +122,6 @@ class CaseLedger:
         if not record.published:
             await self._repository.mark_published(record)
 
-    async def refresh_view(self, appeal_id: str) -> CaseState | None:
-        """Rewrite a case's view from its records (a view that lost a race is fixed here)."""
-        state = await self.state(appeal_id)
-        if state is not None:
-            await self._repository.save_view(state)
-        return state
-
     async def verify(self, seen: CaseState) -> CaseState | None:
         """The case as its records say, for a state read from the view; fixes a stale view."""
         state = await self.state(seen.appeal_id)

@@ -8,7 +8,7 @@ instance did (each warning, breach or expiry is recorded by exactly one instance
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from appeals_runtime import metrics, vocabulary
@@ -38,7 +38,6 @@ class _Snapshot:
     stats: Sequence[QueueStats] = ()
     agents_online: int = 0
     taken_at: datetime | None = None
-    by_queue: dict[str, QueueStats] = field(default_factory=dict)
 
 
 _latest = _Snapshot()
@@ -65,7 +64,7 @@ def observe(stats: Sequence[QueueStats], agents_online: int, now: datetime) -> N
     _seen_queues.update(by_queue)
     for queue in _seen_queues - by_queue.keys():
         by_queue[queue] = QueueStats(queue, 0, None, 0)
-    _latest = _Snapshot([by_queue[q] for q in sorted(by_queue)], agents_online, now, by_queue)
+    _latest = _Snapshot([by_queue[q] for q in sorted(by_queue)], agents_online, now)
 
 
 def _depth() -> Iterable[tuple[float, dict[str, str]]]:

@@ -82,10 +82,6 @@ class PolicySource:
     def current(self) -> RoutingPolicy:
         return self._policy
 
-    @property
-    def path(self) -> Path | None:
-        return self._path
-
     def reload_if_changed(self) -> bool:
         """True when a changed, valid file replaced the policy."""
         if self._path is None:

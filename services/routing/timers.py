@@ -67,7 +67,8 @@ class CaseTimers:
                 appeal_id, lambda s: case_rules.expire_lease(s, now)
             )
             if record is None:
-                await self._ledger.refresh_view(appeal_id)  # the view was behind the records
+                # The view was behind the records; ``after`` was just folded from them.
+                await self._repository.save_view(after)
                 continue
             expired += 1
             metrics.leases_expired.add(1, {"queue": after.queue})
@@ -79,7 +80,7 @@ class CaseTimers:
         for appeal_id in await self._repository.sla_due(now, self._batch):
             after, record = await self._ledger.change(appeal_id, lambda s: self._sla_step(s, now))
             if record is None:
-                await self._ledger.refresh_view(appeal_id)
+                await self._repository.save_view(after)  # as above: the view was behind
                 continue
             # Counted against the queue the case waited in, not the one a breach moved it to.
             labels = {**metrics.case_labels(after), "queue": record.from_queue or after.queue}

@@ -23,7 +23,7 @@ import pytest
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_runtime import topics, vocabulary
 from tests.e2e.conftest import Pipeline
-from tests.integration.kafka_helpers import read_all
+from tests.integration.kafka_helpers import read_all, read_to_end
 
 pytestmark = pytest.mark.e2e
 
@@ -130,10 +130,9 @@ async def submit_kafka(pipeline: Pipeline, body: dict[str, Any], producer: Any) 
     await producer.publish(topics.APPEAL_REQUESTS, request)
 
     async def outcome() -> str | None:
-        records = await read_all(
-            pipeline.infra.kafka_bootstrap_servers, topics.APPEAL_REQUEST_OUTCOMES.name,
-            expect=10_000, timeout_s=1.5,
-        )  # fmt: skip
+        records = await read_to_end(
+            pipeline.infra.kafka_bootstrap_servers, topics.APPEAL_REQUEST_OUTCOMES.name
+        )
         for record in records:
             answer = topics.APPEAL_REQUEST_OUTCOMES.decode(record.value)
             if answer.request_id == request_id:

@@ -12,7 +12,6 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 import httpx
@@ -212,35 +211,13 @@ def _readers(trace: Trace, producer: Span) -> set[str]:
 
 def _carries(trace: Trace, span: Span, ancestor_operation: str) -> bool:
     """Whether ``span`` descends from a span named ``ancestor_operation``."""
-    current = trace.parent(span)
-    while current is not None:
-        if current.operation == ancestor_operation:
-            return True
-        current = trace.parent(current)
-    return False
+    return any(a.operation == ancestor_operation for a in trace.ancestors(span))
 
 
 def _has_ancestor(trace: Trace, span: Span, ancestor: Span) -> bool:
-    current = trace.parent(span)
-    while current is not None:
-        if current.span_id == ancestor.span_id:
-            return True
-        current = trace.parent(current)
-    return False
+    return any(a.span_id == ancestor.span_id for a in trace.ancestors(span))
 
 
 def _linked_trace(jaeger: JaegerQuery, span: Span) -> Trace | None:
-    """The trace a span's link points into (Jaeger keeps the link's trace id on the reference)."""
-    for reference in _references(jaeger, span):
-        if reference.get("refType") == "FOLLOWS_FROM":
-            return jaeger.trace(str(reference["traceID"]))
-    return None
-
-
-def _references(jaeger: JaegerQuery, span: Span) -> list[dict[str, Any]]:
-    response = httpx.get(f"{jaeger.base_url}/api/traces/{span.trace_id}", timeout=jaeger.timeout)
-    response.raise_for_status()
-    for raw in response.json()["data"][0]["spans"]:
-        if raw["spanID"] == span.span_id:
-            return list(raw.get("references") or [])
-    return []
+    """The trace a span's link points into."""
+    return jaeger.trace(span.follows_from_traces[0]) if span.follows_from_traces else None

@@ -52,8 +52,6 @@ async def read_all(
     await consumer.start()
     records: list[ConsumerRecord[Any, Any]] = []
     try:
-        import asyncio
-
         deadline = asyncio.get_running_loop().time() + timeout_s
         while len(records) < expect and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)

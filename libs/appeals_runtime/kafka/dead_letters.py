@@ -32,11 +32,6 @@ def _observe() -> Iterator[tuple[float, dict[str, str]]]:
 metrics.gauge(metrics.DLQ_RECORDS, _observe)
 
 
-def known_size(topic: str) -> int | None:
-    """The last size the probe saw for ``topic`` (None before the first probe)."""
-    return _sizes.get(topic)
-
-
 async def records_in(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, topic: str) -> int:
     """Records currently in ``topic``: end minus beginning offsets over its partitions."""
     (described,) = await admin.describe_topics([topic])
@@ -63,18 +58,15 @@ class DeadLetterProbe:
         self._bootstrap_servers = bootstrap_servers
         self._topics = tuple(dlq_topics)
         self._refresh_s = refresh_s
-        self._client_id = self.name
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap_servers, client_id=self._client_id
-        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers, client_id=self.name)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
-            client_id=self._client_id,
+            client_id=self.name,
         )
         await admin.start()
         await consumer.start()
