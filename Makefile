@@ -14,7 +14,7 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/appeals-pipeline
 # Cache keys are the versions plus a digest of the recipe, never file dates: a fresh clone (whose
 # files are all new) still finds what an earlier clone fetched or built.
 KAFKA_RECIPE := $(shell cat deploy/local/pom.xml | sha256sum | cut -c1-10)
-FERRETDB_RECIPE := $(shell cat deploy/local/build-ferretdb.sh | sha256sum | cut -c1-10)
+FERRETDB_RECIPE := $(shell cat deploy/local/build-ferretdb.sh deploy/local/patches/ferretdb-*.patch | sha256sum | cut -c1-10)
 JAEGER_RECIPE := $(shell cat deploy/local/build-jaeger.sh | sha256sum | cut -c1-10)
 KAFKA_LIBS := $(CACHE_DIR)/kafka-$(KAFKA_VERSION)-$(KAFKA_RECIPE)/libs
 FERRETDB_BIN := $(CACHE_DIR)/ferretdb-$(FERRETDB_VERSION)-$(FERRETDB_RECIPE)/ferretdb

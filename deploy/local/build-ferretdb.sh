@@ -5,7 +5,13 @@
 # start-up: the module zip lacks build/version/version.txt, which FerretDB's own release build
 # generates from git. So we fetch the same module through the proxy, write that file, and build the
 # same main package from it, with the module's own go.mod and go.sum.
+#
+# Before building, the patches in deploy/local/patches/ferretdb-*.patch are applied: today one,
+# which makes the SQLite handler's `_id` lookups use the `_id` index (see the patch's comments and
+# the README's "Performance" section for why and what it changes). The Makefile keys the cache by
+# this script and those patches.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 version=$1
 output=$2
 
@@ -17,6 +23,10 @@ trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
 cp -r "$module_dir"/. "$work"
 chmod -R u+w "$work"
 echo "$version" > "$work/build/version/version.txt"
+for patch_file in "$here"/patches/ferretdb-*.patch; do
+  echo "    applying $(basename "$patch_file")"
+  patch --quiet --forward --strip=1 --directory="$work" < "$patch_file"
+done
 mkdir -p "$(dirname "$output")"
 ( cd "$work" && go build -v -o "$output.tmp" ./cmd/ferretdb 2>&1 \
     | awk '{ n++; if (n % 25 == 0) printf "    compiled %d packages (%s)\n", n, $0 }' )

@@ -33,31 +33,42 @@ def cache_dir() -> Path:
     return Path(base) / "appeals-pipeline"
 
 
-def _recipe_digest(recipe: Path) -> str:
-    """Same cache key as the Makefile: a digest of what fetches or builds the thing."""
-    return hashlib.sha256(recipe.read_bytes()).hexdigest()[:10]
+def _recipe_digest(*recipes: str) -> str:
+    """Same cache key as the Makefile: a digest of what fetches or builds the thing (the files
+    named, glob patterns under ``deploy/local`` in the order the shell expands them)."""
+    digest = hashlib.sha256()
+    for pattern in recipes:
+        for path in sorted(DEPLOY_LOCAL.glob(pattern)):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
-def _cached(variable: str, version_key: str, name: str, recipe: str, leaf: str) -> Path:
+def _cached(
+    variable: str, version_key: str, name: str, recipes: tuple[str, ...], leaf: str
+) -> Path:
     """A fetched or built artifact: ``$variable`` if set, else its versioned cache path."""
     if variable in os.environ:
         return Path(os.environ[variable])
     version = read_versions()[version_key]
-    return cache_dir() / f"{name}-{version}-{_recipe_digest(DEPLOY_LOCAL / recipe)}" / leaf
+    return cache_dir() / f"{name}-{version}-{_recipe_digest(*recipes)}" / leaf
 
 
 def kafka_libs_dir() -> Path:
-    return _cached("APPEALS_KAFKA_LIBS", "KAFKA_VERSION", "kafka", "pom.xml", "libs")
+    return _cached("APPEALS_KAFKA_LIBS", "KAFKA_VERSION", "kafka", ("pom.xml",), "libs")
 
 
 def ferretdb_binary() -> Path:
     return _cached(
-        "APPEALS_FERRETDB_BIN", "FERRETDB_VERSION", "ferretdb", "build-ferretdb.sh", "ferretdb"
+        "APPEALS_FERRETDB_BIN",
+        "FERRETDB_VERSION",
+        "ferretdb",
+        ("build-ferretdb.sh", "patches/ferretdb-*.patch"),
+        "ferretdb",
     )
 
 
 def jaeger_binary() -> Path:
-    return _cached("APPEALS_JAEGER_BIN", "JAEGER_VERSION", "jaeger", "build-jaeger.sh", "jaeger")
+    return _cached("APPEALS_JAEGER_BIN", "JAEGER_VERSION", "jaeger", ("build-jaeger.sh",), "jaeger")
 
 
 def system_binary(name: str) -> Path:

@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from appeals_runtime.errors import TransientError
 from appeals_runtime.tracing import StoreTelemetry
@@ -28,6 +33,19 @@ Collection = AsyncCollection[Document]
 
 # pymongo errors that mean "the store is unreachable right now", never "this data is wrong".
 UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)
+# Server answers that mean "busy, try again": MongoDB's lock and write-conflict codes and
+# replica-set elections; FerretDB's SQLite handler reports a held write lock as an internal error
+# whose message says "database is locked" (SQLITE_BUSY).
+_BUSY_CODES = frozenset({24, 112, 189, 262, 10107, 11600, 11602, 13435, 13436})
+_BUSY_MESSAGES = ("database is locked", "sqlite_busy", "database table is locked")
+
+
+def is_contention(error: OperationFailure) -> bool:
+    """Whether the store refused an operation only because it was busy (retrying may succeed)."""
+    if error.code in _BUSY_CODES or error.has_error_label("RetryableWriteError"):
+        return True
+    text = str(error).lower()
+    return any(message in text for message in _BUSY_MESSAGES)
 
 
 @dataclass(frozen=True)
@@ -71,12 +89,16 @@ async def ensure_indexes(db: Database, specs: Sequence[IndexSpec]) -> None:
 
 
 async def available(operation: Awaitable[ResultT]) -> ResultT:
-    """Await a store operation; an unreachable store becomes a :class:`TransientError`, which
-    consumers retry with backoff and APIs answer with 503."""
+    """Await a store operation; an unreachable or busy store becomes a :class:`TransientError`,
+    which consumers retry with backoff and APIs answer with 503 and Retry-After."""
     try:
         return await operation
     except UNAVAILABLE_ERRORS as error:
         raise TransientError(f"document store unavailable: {error}") from error
+    except OperationFailure as error:
+        if is_contention(error):
+            raise TransientError(f"document store busy: {error}") from error
+        raise
 
 
 async def insert_once(collection: Collection, document: Document) -> bool:
@@ -86,11 +108,9 @@ async def insert_once(collection: Collection, document: Document) -> bool:
     the effect, so writing the effect and recording that it happened are one write.
     """
     try:
-        await collection.insert_one(document)
+        await available(collection.insert_one(document))
     except DuplicateKeyError:
         return False
-    except UNAVAILABLE_ERRORS as error:
-        raise TransientError(f"document store unavailable: {error}") from error
     return True
 
 

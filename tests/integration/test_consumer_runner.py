@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from appeals.v1 import events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
-from appeals_runtime.errors import InvalidMessage
+from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage, RetryPolicy
 from appeals_runtime.kafka.producer import EventProducer
@@ -216,3 +217,81 @@ async def test_an_unexpected_error_is_retried_then_dead_lettered_without_blockin
     dead = await read_all(infra.kafka_bootstrap_servers, topic.dlq, expect=1)
     assert [h.as_dict(r.headers)[h.DLQ_ATTEMPTS] for r in dead] == [b"3"]
     assert h.as_dict(dead[0].headers)[h.DLQ_ERROR_TYPE] == b"KeyError"
+
+
+async def test_keys_are_handled_side_by_side_each_in_order_and_a_stuck_key_holds_the_commit(
+    infra: Infrastructure, producer: EventProducer
+) -> None:
+    """One partition, several appeals: records of different appeals run concurrently, each
+    appeal's records in offset order; one appeal failing transiently delays only itself, and
+    the group's committed offset never passes its record until it is handled."""
+    topic = await scratch_topic(infra.kafka_bootstrap_servers, partitions=1)
+    appeals = [f"appeal-{i}" for i in range(6)]
+    sent = [appeal_event(appeals[i % len(appeals)]) for i in range(36)]
+    stuck = sent[0]  # appeal-0's first record: fails until released
+    release = asyncio.Event()
+    order: dict[str, list[str]] = {appeal: [] for appeal in appeals}
+    running = 0
+    most_at_once = 0
+    done = asyncio.Event()
+    others_done = asyncio.Event()
+    others = [e.event_id for e in sent if e.appeal_id != stuck.appeal_id]
+
+    async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        nonlocal running, most_at_once
+        event = message.payload
+        if event.event_id == stuck.event_id and not release.is_set():
+            raise TransientError("store unavailable (test)")
+        running += 1
+        most_at_once = max(most_at_once, running)
+        try:
+            await asyncio.sleep(0.02)  # a store round trip
+        finally:
+            running -= 1
+        order[event.appeal_id].append(event.event_id)
+        if sum(len(order[a]) for a in appeals[1:]) == len(others):
+            others_done.set()
+        if sum(map(len, order.values())) == len(sent):
+            done.set()
+
+    for event in sent:
+        await producer.publish(topic, event)
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    runner = ConsumerRunner(
+        name="side-by-side",
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        group_id=group,
+        topics=[topic],
+        handler=handle,
+        producer=producer,
+        retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.1),
+        commit_interval_s=0.05,
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(others_done.wait(), 30)
+        # Everything else is handled, appeal-0 is stuck at offset 0: nothing may be committed.
+        assert order[stuck.appeal_id] == []
+        assert await _committed(infra, topic.name, group) is None
+        release.set()
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await runner.stop()
+        await task
+
+    assert most_at_once > 1
+    for appeal in appeals:
+        assert order[appeal] == [e.event_id for e in sent if e.appeal_id == appeal]
+    assert await _committed(infra, topic.name, group) == len(sent)
+
+
+async def _committed(infra: Infrastructure, topic_name: str, group: str) -> int | None:
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await reader.start()
+    try:
+        committed: int | None = await reader.committed(TopicPartition(topic_name, 0))
+        return committed
+    finally:
+        await reader.stop()

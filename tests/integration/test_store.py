@@ -34,3 +34,33 @@ async def test_ensure_indexes_is_idempotent(db: store.Database) -> None:
     await store.ensure_indexes(db, [spec])
     names = [index["name"] async for index in await db.things.list_indexes()]
     assert spec.index_name in names
+
+
+def _plan(explained: dict[str, object]) -> list[str]:
+    planner = explained["queryPlanner"]
+    assert isinstance(planner, dict)
+    return [str(step) for step in planner.get("Plan", [])]
+
+
+async def test_filters_naming_the_id_use_the_id_index_and_keep_their_meaning(
+    db: store.Database,
+) -> None:
+    """The FerretDB build's patch (deploy/local/patches): `_id` lookups are index searches, also
+    beside other conditions and as `$in`; any other filter still scans the collection."""
+    await db.things.insert_many([{"_id": f"k{i}", "v": i} for i in range(50)])
+    by_id = ({"_id": "k5"}, {"_id": "k5", "v": {"$lt": 9}}, {"_id": {"$in": ["k1", "k2"]}})
+    for query in by_id:
+        plan = _plan(await db.command("explain", {"find": "things", "filter": query}))
+        assert any("SEARCH" in step and "USING INDEX" in step for step in plan), (query, plan)
+    scan = _plan(await db.command("explain", {"find": "things", "filter": {"v": 5}}))
+    assert not any("USING INDEX" in step for step in scan), scan
+
+    assert [d["v"] for d in await db.things.find({"_id": "k5", "v": {"$lt": 9}}).to_list()] == [5]
+    assert await db.things.find({"_id": "k5", "v": {"$gt": 9}}).to_list() == []
+    found = await db.things.find({"_id": {"$in": ["k1", "k2", "nope"]}}).to_list()
+    assert sorted(d["_id"] for d in found) == ["k1", "k2"]
+    updated = await db.things.update_one({"_id": "k7", "v": 7}, {"$set": {"v": 70}})
+    assert updated.modified_count == 1
+    assert (await db.things.find_one({"_id": "k7"}) or {}).get("v") == 70
+    assert (await db.things.delete_one({"_id": "k8", "v": 0})).deleted_count == 0
+    assert (await db.things.delete_one({"_id": "k8", "v": 8})).deleted_count == 1

@@ -6,7 +6,9 @@ import json
 import logging
 
 from opentelemetry.sdk.trace import TracerProvider
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from appeals_runtime import store
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import RetryPolicy
 from appeals_runtime.logs import JsonFormatter
@@ -42,3 +44,10 @@ def test_json_logs_carry_trace_ids_and_extra_fields() -> None:
     assert entry["service"] == "routing"
     assert entry["appeal_id"] == "ap-1"
     assert entry["trace_id"] == format(span.get_span_context().trace_id, "032x")
+
+
+def test_a_busy_store_is_contention_and_a_broken_query_is_not() -> None:
+    assert store.is_contention(OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1))
+    assert store.is_contention(OperationFailure("WriteConflict", code=112))
+    assert not store.is_contention(OperationFailure("unknown operator: $nope", code=2))
+    assert not store.is_contention(DuplicateKeyError("E11000 duplicate key", code=11000))

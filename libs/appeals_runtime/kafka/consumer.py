@@ -8,11 +8,17 @@ Guarantees, for every consumer in the pipeline:
   ``<topic>.dlq`` with headers naming the error, the attempts and the original position, and
   the messages after it are still processed;
 * a :class:`TransientError` (store or broker unavailable) is retried with exponential backoff and
-  jitter until it succeeds, with the partitions paused meanwhile so the group keeps its members and
-  nothing is dropped;
+  jitter until it succeeds; only that record's key waits meanwhile, and when too many records
+  are in flight the partitions are paused (polling goes on, so the group keeps its members and
+  nothing is dropped);
 * any other exception is retried a few times (it may be a blip) and then dead-lettered, so a bug
   triggered by one message never blocks its partition forever;
-* SIGTERM (via :meth:`ConsumerRunner.stop`) finishes the message in hand and commits.
+* SIGTERM (via :meth:`ConsumerRunner.stop`) finishes the messages in hand and commits.
+
+Records are handled concurrently, up to ``max_in_flight`` at once: records of one key (one
+appeal) one after another in offset order, records of different keys side by side, so one
+consumer keeps up with the broker while each handler waits on the store. The committed offset of
+a partition never passes a record still in flight (``appeals_runtime.kafka.in_flight``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from appeals_runtime import metrics, tracing
 from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
+from appeals_runtime.kafka.in_flight import KeyChains, PartitionProgress
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.topics import PayloadT, Topic
 
@@ -104,9 +111,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._runner = runner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._runner._commit_handled(only=set(revoked))
-        for tp in revoked:
-            self._runner._positions.pop(tp, None)
+        await self._runner._hand_over(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": [str(tp) for tp in assigned]})
@@ -135,23 +140,42 @@ class ConsumerRunner:
     producer: EventProducer
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_batch: int = 100
+    # Records handled at once; beyond it the partitions are paused until half of them are done.
+    max_in_flight: int = 200
+    # How often handled offsets are committed while records keep coming (and at every
+    # rebalance and stop): a crash redelivers at most this much, which handlers absorb.
+    commit_interval_s: float = 0.2
     # Start from the beginning when a group has no committed offset: nothing is skipped.
     auto_offset_reset: str = "earliest"
 
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    # Commit position per partition, not yet committed.
     _handled: dict[TopicPartition, int] = field(default_factory=dict, init=False)
-    # Next offset to handle per assigned partition: what consumer lag is measured from.
+    _progress: dict[TopicPartition, PartitionProgress] = field(default_factory=dict, init=False)
+    _tasks: dict[TopicPartition, set[asyncio.Task[bool]]] = field(default_factory=dict, init=False)
+    # Partitions being handed over in a rebalance: their records stop retrying.
+    _revoked: set[TopicPartition] = field(default_factory=set, init=False)
+    _chains: KeyChains = field(default_factory=KeyChains, init=False)
+    _in_flight: int = field(default=0, init=False)
+    _room: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    # Where newly assigned partitions start, before their first record (for the lag gauge).
     _positions: dict[TopicPartition, int] = field(default_factory=dict, init=False)
     _started: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
         self._topics_by_name = {topic.name: topic for topic in self.topics}
+        self._room.set()
 
     @property
     def started(self) -> asyncio.Event:
         """Set once the consumer joined the group (tests and readiness wait on it)."""
         return self._started
+
+    def assigned_partitions(self) -> set[TopicPartition]:
+        """The partitions this member owns right now (empty before it joined)."""
+        consumer = self._consumer
+        return set(consumer.assignment()) if consumer is not None else set()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -171,24 +195,24 @@ class ConsumerRunner:
         log.info(
             "consumer started", extra={"group": self.group_id, "topics": list(self._topics_by_name)}
         )
+        last_commit = time.monotonic()
         try:
             while not self._stopping.is_set():
+                await self._respect_room(consumer)
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.max_batch)
-                for records in batches.values():
+                assignment = consumer.assignment()
+                for tp, records in batches.items():
+                    if tp not in assignment or tp in self._revoked:
+                        continue  # revoked meanwhile: the new owner takes it from the commit
                     for record in records:
-                        if self._stopping.is_set():
-                            break
-                        tp = TopicPartition(record.topic, record.partition)
-                        if tp not in consumer.assignment():
-                            break  # revoked meanwhile: the new owner takes it from the commit
-                        self._positions[tp] = record.offset  # in hand, not yet handled
-                        if await self._process(record):
-                            self._handled[tp] = record.offset + 1
-                            self._positions[tp] = record.offset + 1
-                await self._commit_handled()
+                        self._dispatch(tp, record)
+                if time.monotonic() - last_commit >= self.commit_interval_s or not batches:
+                    await self._commit_handled()
+                    last_commit = time.monotonic()
                 await self._learn_positions(consumer)
         finally:
             _running.pop(id(self), None)
+            await self._finish_in_flight(set(self._tasks))
             await self._commit_handled()
             await consumer.stop()
             self._consumer = None
@@ -204,7 +228,10 @@ class ConsumerRunner:
             return
         for tp in consumer.assignment():
             end = consumer.highwater(tp)
-            position = self._positions.get(tp)
+            progress = self._progress.get(tp)
+            position = progress.position if progress is not None else None
+            if position is None:
+                position = self._positions.get(tp)
             if end is None or position is None:
                 continue  # not fetched yet: unknown, not zero
             yield (
@@ -212,10 +239,92 @@ class ConsumerRunner:
                 {GROUP: self.group_id, DESTINATION: tp.topic, PARTITION: str(tp.partition)},
             )
 
+    def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Start handling ``record`` in its own task, after the previous record of its key."""
+        self._progress.setdefault(tp, PartitionProgress()).started(record.offset)
+        key = (tp, record.key)
+        task = asyncio.create_task(self._handle_in_turn(tp, record, self._chains.previous(key)))
+        self._chains.started(key, task)
+        self._tasks.setdefault(tp, set()).add(task)
+        self._in_flight += 1
+        if self._in_flight >= self.max_in_flight:
+            self._room.clear()
+
+    async def _handle_in_turn(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+        previous: asyncio.Future[bool] | None,
+    ) -> bool:
+        handled = False
+        try:
+            if previous is not None:
+                await asyncio.wait({previous})
+            # A record whose predecessor was abandoned (shutdown, rebalance) is abandoned too:
+            # neither is committed, so the next owner handles both, in order.
+            if not self._abandoned(tp) and (previous is None or previous.result()):
+                handled = await self._process(record)
+        finally:
+            self._finished(tp, record.offset, handled)
+        return handled
+
+    def _finished(self, tp: TopicPartition, offset: int, handled: bool) -> None:
+        self._in_flight -= 1
+        if self._in_flight <= self.max_in_flight // 2:
+            self._room.set()
+        tasks = self._tasks.get(tp)
+        current = asyncio.current_task()
+        if tasks is not None and current is not None:
+            tasks.discard(current)
+        progress = self._progress.get(tp)
+        if not handled or progress is None:
+            return  # not handled: the commit position stays before it
+        moved = progress.finished(offset)
+        if moved is not None:
+            self._handled[tp] = moved
+
+    async def _respect_room(self, consumer: AIOKafkaConsumer) -> None:
+        """Too many records in flight: pause fetching (still polling) until half are done."""
+        if self._room.is_set():
+            return
+        paused = consumer.assignment()
+        consumer.pause(*paused)
+        try:
+            while not self._room.is_set() and not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 0.5)
+                await consumer.getmany(timeout_ms=0)  # paused: returns nothing, keeps membership
+                await self._commit_handled()
+        finally:
+            consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
+
+    def _abandoned(self, tp: TopicPartition) -> bool:
+        return self._stopping.is_set() or tp in self._revoked
+
+    async def _hand_over(self, revoked: set[TopicPartition]) -> None:
+        """A rebalance takes ``revoked``: finish what is in hand, commit it, forget the rest."""
+        self._revoked |= revoked
+        try:
+            await self._finish_in_flight(revoked)
+            await self._commit_handled(only=revoked)
+        finally:
+            for tp in revoked:
+                self._progress.pop(tp, None)
+                self._positions.pop(tp, None)
+                self._handled.pop(tp, None)
+                self._tasks.pop(tp, None)
+            self._revoked -= revoked
+
+    async def _finish_in_flight(self, partitions: set[TopicPartition]) -> None:
+        """Wait for the records in hand on ``partitions`` (retries give up once abandoned)."""
+        tasks = {task for tp in partitions for task in self._tasks.get(tp, ())}
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def _learn_positions(self, consumer: AIOKafkaConsumer) -> None:
         """Where newly assigned partitions start (their first handled record updates it later)."""
         for tp in consumer.assignment():
-            if tp not in self._positions:
+            if tp not in self._positions and tp not in self._progress:
                 with contextlib.suppress(Exception):  # unknown yet: asked again next poll
                     self._positions[tp] = await asyncio.wait_for(consumer.position(tp), 0.1)
 
@@ -230,15 +339,17 @@ class ConsumerRunner:
         }
         if not offsets:
             return
+        for tp in offsets:
+            self._handled.pop(tp, None)
         try:
             await consumer.commit(offsets)
         except Exception as error:  # a rebalance took the partition: its new owner redelivers
             log.warning("commit failed; messages will be redelivered", extra={"error": repr(error)})
-        for tp in offsets:
-            self._handled.pop(tp, None)
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Handle one record to completion. False when shutdown interrupted it (no commit)."""
+        """Handle one record to completion. False when shutdown or a rebalance interrupted it
+        (no commit: the next owner handles it again)."""
+        tp = TopicPartition(record.topic, record.partition)
         headers = h.as_dict(record.headers)
         attempts = _Attempts()
         with processing_span(record, headers, group_id=self.group_id) as span:
@@ -250,7 +361,7 @@ class ConsumerRunner:
             appeal_id = getattr(message.payload, "appeal_id", None)
             if isinstance(appeal_id, str) and appeal_id:
                 span.set_attribute(tracing.APPEAL_ID, appeal_id)
-            while not self._stopping.is_set():
+            while not self._abandoned(tp):
                 attempts.count += 1
                 try:
                     await self.handler(message)
@@ -314,26 +425,21 @@ class ConsumerRunner:
                 "error": repr(attempts.last_error),
             },
         )
-        await self._pause_while(asyncio.sleep(delay))
+        await self._sleep_unless_abandoned(record, delay)
 
-    async def _pause_while(self, waiting: Awaitable[None]) -> None:
-        """Wait with every partition paused, polling so the group does not evict this member."""
-        consumer = self._consumer
-        assert consumer is not None
-        paused = consumer.assignment()
-        consumer.pause(*paused)
-        try:
-            task = asyncio.ensure_future(waiting)
-            stop = asyncio.ensure_future(self._stopping.wait())
-            while not task.done():
-                await asyncio.wait({task, stop}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                if stop.done():
-                    task.cancel()
-                    break
-                await consumer.getmany(timeout_ms=0)  # paused: returns nothing, keeps membership
-            stop.cancel()
-        finally:
-            consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
+    async def _sleep_unless_abandoned(
+        self, record: ConsumerRecord[bytes, bytes], delay: float
+    ) -> None:
+        """Back off before the next attempt; cut short by shutdown or a rebalance. Only this
+        record's key waits: the loop keeps polling and handling other keys meanwhile."""
+        tp = TopicPartition(record.topic, record.partition)
+        deadline = time.monotonic() + delay
+        while not self._abandoned(tp):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(remaining, 0.5))
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, attempts: int
@@ -350,14 +456,15 @@ class ConsumerRunner:
         # The DLQ write is the handling of this message; if the broker refuses it, keep retrying
         # rather than commit past a message that is neither handled nor parked.
         retry_attempt = 0
+        tp = TopicPartition(record.topic, record.partition)
         while True:
             try:
                 await self.producer.publish_raw(topic.dlq, record.key, record.value, dlq_headers)
                 break
             except TransientError:
                 retry_attempt += 1
-                await self._pause_while(asyncio.sleep(self.retry.backoff(retry_attempt)))
-                if self._stopping.is_set():
+                await self._sleep_unless_abandoned(record, self.retry.backoff(retry_attempt))
+                if self._abandoned(tp):
                     return False
         _finished.add(
             1, {GROUP: self.group_id, DESTINATION: record.topic, "outcome": "dead_lettered"}
