@@ -107,6 +107,8 @@ class RoutingRepository:
     async def save_view(self, state: CaseState) -> None:
         """Store the case as folded; a view only ever moves forward (a newer one stays)."""
         document = documents.view_document(state)
+        if state.version == 1 and await store.insert_once(self._views, document):
+            return  # a new case: one insert
         result = await store.available(
             self._views.replace_one({"_id": state.appeal_id, "version": {"$lt": state.version}},
                                     document)
