@@ -22,6 +22,7 @@ from services.notifications.retry_consumer import RetryHandler, RetryScheduler
 def lifecycle_handler(notifier: Notifier, *, group: str) -> Handler:
     async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
         event = message.payload
+        # A profile this very event stored: its notice reads nothing back (nothing was told yet).
         stored = None
         if event.HasField("submitted"):
             recipient = recipient_from_submitted(event)

@@ -12,6 +12,11 @@ the last retry failing) dead-letters that attempt, publishes ``notification_fail
 to the next channel at once. Non-urgent messages may first be deferred by quiet hours or the
 daily limit, through the same retry topic.
 
+Handlers call this concurrently for different appeals, and the lifecycle consumer and the retry
+scheduler may work on the same appeal at once. The notifier keeps nothing between calls; what
+two calls could race on (a milestone, a daily slot, the outbox record, the appeal's list) is an
+insert under a unique ``_id``, which exactly one of them wins (see the repository).
+
 Where to reach the person (user id, contact) is read from intake at the moment of sending and
 kept nowhere. Intake not answering is a transient error: the runner that called (the lifecycle
 consumer or the retry scheduler) tries the same event again with backoff, so nothing is lost.
