@@ -188,9 +188,9 @@ class Notifier:
         """Why and until when a non-urgent message must wait, or the slot of the person's day
         it took; None for urgent kinds, which neither wait nor count.
 
-        The slot is reserved in the store before sending, with one atomic conditional update,
-        so concurrent handlers (and instances) never pass the limit together; a redelivered or
-        retried notification finds its own slot still reserved.
+        The slot is taken in the store before sending: each slot is a document that only one
+        insert can create, so concurrent handlers (and instances) never pass the limit
+        together; a redelivered or retried notification finds the slot it already holds.
         """
         if notice.kind in URGENT_KINDS:
             return None

@@ -148,6 +148,8 @@ class RetryScheduler:
         self.started.set()
         log.info("retry scheduler started", extra={"group": self._group_id})
         reader = asyncio.create_task(self._read(consumer), name=f"{self.name} reader")
+        # A reader that fails wakes the scheduler, which then stops with its error.
+        reader.add_done_callback(lambda _: self._wake.set())
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
