@@ -24,8 +24,9 @@ from appeals_runtime import store
 from appeals_runtime.events import derived_event_id, new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake import repository
+from services.intake import identity, repository
 from services.intake.consumers import StatusProjection
+from services.intake.schemas import AppealIn
 from tests.integration.intake_app import IntakeUnderTest, start_intake
 from tests.integration.test_intake_rules import fresh_body
 
@@ -213,3 +214,43 @@ async def test_indexes_earlier_versions_created_are_dropped_and_none_are_created
         names = [index["name"] async for index in await db[collection].list_indexes()]
         assert names == ["_id_"], (collection, names)
     assert repository.INDEXES == []
+
+
+async def test_documents_in_the_shapes_of_earlier_versions_are_read_as_they_are(
+    intake: IntakeUnderTest, db: store.Database
+) -> None:
+    """A key with its answer stored apart is replayed from it; an appeal whose record names no
+    slot (and has no acknowledged mark) frees the slot its submission names when decided."""
+    body, key = fresh_body(), uuid.uuid4().hex
+    submission = AppealIn.model_validate(body).to_proto()
+    now = store.stored_time(datetime.now(UTC))
+    appeal_id = identity.new_appeal_id()
+    await db[repository.IDEMPOTENCY_KEYS].insert_one({
+        "_id": identity.idempotency_scope("surface-tests", key),
+        "fingerprint": identity.fingerprint(submission), "appeal_id": appeal_id,
+        "reserved_at": now, "expires_at": now + timedelta(hours=1),
+        "response": {"appeal_id": appeal_id, "status": "received"},
+    })  # fmt: skip
+    await db[repository.APPEALS].insert_one({
+        "_id": appeal_id, "surface": "surface-tests", "platform": "instagram",
+        "appellant_id": submission.appellant.user_id,
+        "submission": submission.SerializeToString(), "status": "received",
+        "received_at": now, "updated_at": now, "applied_events": [],
+    })  # fmt: skip
+    slot = identity.open_appeal_slot(submission)
+    await db[repository.OPEN_APPEALS].insert_one({"_id": slot, "appeal_id": appeal_id})
+
+    replay = await intake.submit(body, key=key)
+    assert (replay.status_code, replay.json()["appeal_id"]) == (202, appeal_id)
+    view = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
+    assert view.status_code == 200
+    second = await intake.submit(body | {"statement": "Again, before the answer."})
+    assert (second.status_code, second.json()["open_appeal_id"]) == (409, appeal_id)
+
+    upheld = events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_UPHELD)
+    await StatusProjection(intake.repository).handle(
+        lifecycle(appeal_id, "decided", decided=upheld)
+    )
+    assert await db[repository.OPEN_APPEALS].find_one({"_id": slot}) is None
+    after = await intake.submit(body | {"statement": "A new appeal once the first was answered."})
+    assert after.status_code == 202, after.text
