@@ -46,9 +46,9 @@ class BodyLimit:
     """Answers 413 (problem+json) to a body over the limit before the app sees it.
 
     A plain ASGI middleware that reads the body itself, at most ``max_body_bytes`` of it, and
-    hands it on: a chunked upload cannot make it read more than the limit, and no exception can
-    pass through it (the ``@app.middleware`` wrapper it replaces ran every request in an extra
-    task and answered a client that had gone with "Exception in ASGI application").
+    hands it on whole. The ``@app.middleware`` wrapper it replaces read a chunked upload to its
+    end before measuring it (any size, into memory) and ran every request through an extra task
+    and memory stream; this one adds nothing that could fail or wait to a request.
     """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:

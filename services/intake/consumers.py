@@ -35,8 +35,9 @@ class StatusProjection:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
             # Intake wrote the record before publishing and marks it acknowledged right after
-            # the broker's ack; this covers a crash between the two. (The event carries no
-            # personal data, so it could not rebuild the record; it never has to.)
+            # the broker's ack; this covers a crash between the two, or a store that refused the
+            # mark (a no-op otherwise). (The event carries no personal data, so it could not
+            # rebuild the record; it never has to.)
             await self._repository.acknowledge(
                 event.appeal_id, ban_evasion_suspected=event.submitted.ban_evasion_suspected
             )

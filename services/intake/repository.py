@@ -112,7 +112,9 @@ class IntakeRepository:
             if existing is None:
                 continue  # swept meanwhile
             if existing["appeal_id"] == appeal_id:
-                return None  # our own insert: it landed although the store reported it busy
+                # Our own insert: it landed although the store reported it busy.
+                self._expiry_notes.note(scope, existing["expires_at"])
+                return None
             if existing["expires_at"] > now:
                 return IdempotencyRecord(
                     scope,
