@@ -35,15 +35,19 @@ class StatusProjection:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
             # Intake wrote the record before publishing and marks it acknowledged right after
-            # the broker's ack; this covers a crash between the two. (The event carries no
-            # personal data, so it could not rebuild the record; it never has to.)
-            await self._repository.acknowledge(event.appeal_id)
+            # the broker's ack; this covers a crash between the two, or a store that refused the
+            # mark (a no-op otherwise). (The event carries no personal data, so it could not
+            # rebuild the record; it never has to.)
+            await self._repository.acknowledge(
+                event.appeal_id, ban_evasion_suspected=event.submitted.ban_evasion_suspected
+            )
             return
         change = status_change(event)
         if change is not None:
             await self._repository.apply_status(event.appeal_id, event.event_id, change)
         if event_type(event) == "decided":
-            # The appellant may appeal the same item again only once this one is answered.
+            # The appellant may appeal the same item again only once this one is answered. (Also
+            # when the status was applied before: a redelivery after a crash in between.)
             await self._repository.close_open_slot(event.appeal_id)
 
 
