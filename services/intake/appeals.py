@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,29 @@ class _Reserved:
     fresh: bool
 
 
+class AcknowledgedHere:
+    """Appeals this process marked acknowledged whose submitted event the status projection has
+    not seen yet: for those, the projection's own mark (which covers a crash between the
+    broker's acknowledgement and the mark) has nothing to do and costs no store write. Another
+    intake instance, or this one after a restart, does not find an appeal here and marks it
+    in the store, a no-op when it was marked. Entries leave when the projection takes them, so
+    only appeals in flight are held; the bound only matters when the projection lags far behind.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, appeal_id: str) -> None:
+        self._ids[appeal_id] = None
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def take(self, appeal_id: str) -> bool:
+        """Whether this process marked ``appeal_id`` (each appeal is taken once)."""
+        return self._ids.pop(appeal_id, 0) is None
+
+
 @dataclass(frozen=True)
 class IntakePolicy:
     rules: eligibility.EligibilityRules
@@ -138,6 +162,7 @@ class AppealIntake:
         self._policy = policy
         self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
+        self.acknowledged_here = AcknowledgedHere()
 
     @_counting_rejections
     async def submit(
@@ -194,6 +219,7 @@ class AppealIntake:
         accepted = Accepted(appeal_id)
         try:
             await self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected)
+            self.acknowledged_here.add(appeal_id)
         except TransientError:
             # The broker has the appeal, so it is accepted; the status projection sets the mark
             # when the submitted event comes by (until then look-ups answer 404 and a retry 409).

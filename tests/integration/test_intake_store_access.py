@@ -254,3 +254,21 @@ async def test_documents_in_the_shapes_of_earlier_versions_are_read_as_they_are(
     assert await db[repository.OPEN_APPEALS].find_one({"_id": slot}) is None
     after = await intake.submit(body | {"statement": "A new appeal once the first was answered."})
     assert after.status_code == 202, after.text
+
+
+async def test_the_status_projection_writes_nothing_for_an_appeal_this_process_marked(
+    watched: tuple[IntakeUnderTest, Recorder, list[datetime]],
+) -> None:
+    intake, recorder, _ = watched
+    first = await intake.submit(fresh_body())
+    assert first.status_code == 202, first.text
+    appeal_id = first.json()["appeal_id"]
+    recorder.take()
+    projection = StatusProjection(intake.repository, intake.intake.acknowledged_here)
+    submitted = lifecycle(appeal_id, "submitted", submitted=events_pb2.AppealSubmitted())
+    await projection.handle(submitted)
+    assert recorder.take() == []  # marked when the broker acknowledged: nothing to do
+    await projection.handle(submitted)  # redelivered: no longer known here, a no-op update
+    assert [name for name, _ in recorder.take()] == ["update"]
+    view = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
+    assert view.status_code == 200
