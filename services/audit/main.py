@@ -37,7 +37,7 @@ async def serve(settings: AuditSettings) -> None:
     tokens = TokenVerifier.from_settings(settings)
     async with service_context(SERVICE_NAME, settings, indexes=INDEXES) as ctx:
         audit, secrets = build(ctx.db, settings)
-        await audit.log.migrate_legacy_index()
+        await audit.upgrade_store()
         consumer = audit_consumer(
             name=SERVICE_NAME,
             bootstrap_servers=settings.kafka_bootstrap_servers,

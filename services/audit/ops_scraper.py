@@ -161,8 +161,9 @@ class OpsScraper:
 
     name = "ops-scraper"
 
-    def __init__(self, board: OpsBoard) -> None:
+    def __init__(self, board: OpsBoard, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.board = board
+        self._transport = transport
         self._stopping = asyncio.Event()
 
     async def scrape_once(self, client: httpx.AsyncClient) -> None:
@@ -175,7 +176,7 @@ class OpsScraper:
                         "will show no figures")  # fmt: skip
         self.board.scraping = True
         try:
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(transport=self._transport) as client:
                 while not self._stopping.is_set():
                     await self.board.until_watched()
                     if self._stopping.is_set() or self.board.closed:

@@ -7,6 +7,7 @@ trails with inclusion proofs, proof bundles, erasure. No framework imports: adap
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from services.audit.repository import LogRepository
 from services.audit.tree_repository import TreeRepository
 
 Clock = Callable[[], datetime]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,15 @@ class AuditService:
         self.keys = keys
         self.integrity = integrity
         self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def upgrade_store(self) -> None:
+        """Bring what earlier versions stored to today's shapes (one-off, idempotent): the
+        per-entry appeal index becomes one document per appeal plus each event's slot, and the
+        checkpoints get their ``latest`` pointer."""
+        folded = await self.log.migrate_legacy_index()
+        if folded:
+            logger.info("folded the old appeal index into audit_appeals", extra={"entries": folded})
+        await self.tree.point_to_newest()
 
     # Writing ----------------------------------------------------------------------------------
 

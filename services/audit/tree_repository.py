@@ -156,17 +156,19 @@ class TreeRepository:
 
     async def latest_note(self) -> str | None:
         """The newest checkpoint's note, read by ``_id`` from the pointer."""
-        found = await store.available(self._checkpoints.find_one({"_id": LATEST}))
-        if found is not None:
-            return str(found["note"])
-        # No pointer: no checkpoint yet (an empty collection is cheap to look through), or a
-        # store from before the pointer existed, which gets one now.
-        cursor = self._checkpoints.find({}).sort("_id", DESCENDING).limit(1)
-        newest = await store.available(cursor.to_list())
-        if not newest:
-            return None
-        await self._point_to({k: v for k, v in newest[0].items() if k != "_id"})
-        return str(newest[0]["note"])
+        found = await store.available(self._checkpoints.find_one({"_id": LATEST}, {"note": 1}))
+        return None if found is None else str(found["note"])
+
+    async def point_to_newest(self) -> None:
+        """Give a store from before the pointer existed its pointer (a one-off at start-up: a
+        sort over every checkpoint; a no-op once the pointer is there)."""
+        if await store.available(self._checkpoints.find_one({"_id": LATEST}, {"_id": 1})):
+            return
+        newest = await store.available(
+            self._checkpoints.find({}).sort("_id", DESCENDING).limit(1).to_list()
+        )
+        if newest:
+            await self._point_to({k: v for k, v in newest[0].items() if k != "_id"})
 
     async def notes(self) -> list[str]:
         """Every stored note (verification's whole-history read; the pointer's is a copy)."""
