@@ -57,8 +57,9 @@ SCAN_BATCH_SIZE = 1000
 # Slots read per $in query (checkpoint integration, subtree rebuilds, query walks).
 READ_BATCH = 1000
 # Index updates sent per update command. FerretDB 1.24 hangs for good (every later request
-# waits too) on an update command of 100 or more statements that modify documents; 50 is far
-# enough below that, and as good as more: each statement is its own write there anyway.
+# waits too) on an update command of 100 or more statements that modify documents (probed: 99
+# pass); 50 stays well below, and larger commands would save little, since FerretDB applies the
+# statements one by one.
 UPDATE_BATCH = 50
 # A query page walks at most this many slots of the log; if it has not filled the page by then it
 # answers what it found with a cursor to go on from, so no request costs more than this.
@@ -96,14 +97,14 @@ class AppealPage:
     next_cursor: int | None
 
 
-def appeal_update(entry: IndexedEntry, *, upsert: bool = True) -> dict[str, Any]:
-    """The update statement that adds ``entry`` to its appeal's document, once.
+def appeal_update(entry: IndexedEntry) -> dict[str, Any]:
+    """The update statement (an upsert) that adds ``entry`` to its appeal's document, once.
 
-    ``slots: {$ne: n}`` makes a second application match nothing; with ``upsert`` the first
-    entry of an appeal creates its document (and a second application of an entry the document
-    already holds fails with a duplicate ``_id``, which :meth:`LogRepository.index_entries`
-    treats as done). Summary fields are set only when the entry says something about them, as
-    ``AppealSummary.then`` does.
+    ``slots: {$ne: n}`` makes a second application match nothing, so the upsert then tries to
+    create the document and collides on its ``_id``; :meth:`LogRepository.index_entries` applies
+    such a statement again without upsert (a no-op then, or the update it should have been when
+    another writer created the document first). The first entry of an appeal creates it. Summary
+    fields are set only when the entry says something about them, as ``AppealSummary.then`` does.
     """
     facts = entry.facts
     summary = {
@@ -134,7 +135,7 @@ def appeal_update(entry: IndexedEntry, *, upsert: bool = True) -> dict[str, Any]
     if queues:
         update["$addToSet"] = {"queues": {"$each": queues}}
     query = {"_id": entry.appeal_id, "slots": {"$ne": entry.index}}
-    return {"q": query, "u": update, "upsert": upsert}
+    return {"q": query, "u": update, "upsert": True}
 
 
 class LogRepository:
@@ -199,8 +200,9 @@ class LogRepository:
 
     async def size(self) -> int:
         """How many entries the log holds (its first free slot), galloping from the known tail."""
-        self._next = await self.first_free(max(self._next or 0, self._floor))
-        return self._next
+        found = await self.first_free(max(self._next or 0, self._floor))
+        self.note_tail(found)  # never back: the appender may have written past it meanwhile
+        return found
 
     # Appending (the appender's primitives) ------------------------------------------------------
 
