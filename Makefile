@@ -84,7 +84,7 @@ bootstrap: $(VENV_STAMP) $(TEST_INFRA) $(CHROMIUM) ## Install everything without
 .PHONY: bench bench-audit
 bench: bench-audit ## Run the benchmarks
 
-bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
+bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) $(KAFKA_LIBS)/.complete ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
 	@$(BIN)/python -m services.audit.bench
 
 $(VENV_STAMP): pyproject.toml constraints.txt
