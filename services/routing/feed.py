@@ -35,6 +35,7 @@ REFRESH_ATTEMPTS = 20
 REFRESH_DELAY_S = 0.05
 CONCURRENT_REFRESHES = 16
 OPEN_CASES_UPGRADE = "open-cases-v1"
+FETCH_PACING_S = 0.02
 
 
 async def fill_board(repository: RoutingRepository, board: CaseBoard) -> int:
@@ -102,10 +103,12 @@ class CaseFeed:
             await fill_board(self._repository, self._board)
             self.started.set()
             while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 for records in batches.values():
                     for record in records:
                         self._consider(record)
+                if batches:  # let records gather: one fetch for several (see the runner)
+                    await asyncio.sleep(FETCH_PACING_S)
         finally:
             for task in self._refreshes:
                 task.cancel()
