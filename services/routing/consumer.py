@@ -8,15 +8,23 @@ from appeals_runtime import topics
 from appeals_runtime.errors import InvalidMessage
 from appeals_runtime.events import event_type
 from appeals_runtime.kafka.consumer import Handler, InboundMessage
+from services.routing.feed import CaseFeed
 from services.routing.restores import RestoreResults
 from services.routing.router import Router
 
 
-def routing_handler(router: Router, restores: RestoreResults) -> Handler:
+def routing_handler(
+    router: Router, restores: RestoreResults, feed: CaseFeed | None = None
+) -> Handler:
+    """``feed``: this instance's case feed, told of the case changes the consumer reads (the
+    feed itself reads only the partitions the consumer does not own)."""
+
     async def handle(message: InboundMessage[Any]) -> None:
         if message.topic == topics.RESTORE_RESULTS.name:
             await restores.record(message.payload)
             return
+        if feed is not None:
+            feed.consider(message.key, message.headers)
         event = message.payload
         if event_type(event) != "submitted":
             return  # routing acts on new appeals only; its own events come back here too

@@ -2,8 +2,9 @@
 
 Every routing instance serves every case on its desk, but each records only the changes its own
 agents, timers and partitions make. What the others change reaches this instance as their
-events on the lifecycle topic: the feed reads every partition of it (outside any consumer group,
-from where the topic ended at start), and for a case whose
+events on the lifecycle topic: the feed reads the partitions this instance's consumer does not
+own (outside any consumer group, from where the topic ended at start; the consumer hands over
+what it reads of the others), and for a case whose
 version (the ``appeals.case.version`` header, which only routing's ledger sets) is newer than
 the board's reads the case by ``_id`` and puts it on the board. Headers and key are enough to
 decide: nothing is decoded, and this instance's own events cost nothing.
@@ -17,15 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from appeals_runtime import topics
 from appeals_runtime.kafka import headers as h
 from services.routing.board import CaseBoard
 from services.routing.ledger import CaseLedger
+from services.routing.ownership import EVERY_PARTITION, Ownership
 from services.routing.repository import RoutingRepository
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,14 @@ class CaseFeed:
         board: CaseBoard,
         ledger: CaseLedger,
         repository: RoutingRepository,
+        ownership: Ownership,
         *,
         client_id: str,
         topic_name: str = topics.APPEAL_LIFECYCLE.name,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._board = board
+        self._ownership = ownership
         self._ledger = ledger
         self._repository = repository
         self._client_id = client_id
@@ -103,10 +107,11 @@ class CaseFeed:
             await fill_board(self._repository, self._board)
             self.started.set()
             while not self._stopping.is_set():
+                self._leave_owned_partitions_to_the_consumer(consumer)
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 for records in batches.values():
                     for record in records:
-                        self._consider(record)
+                        self.consider(record.key, h.as_dict(record.headers))
                 if batches:  # let records gather: one fetch for several (see the runner)
                     await asyncio.sleep(FETCH_PACING_S)
         finally:
@@ -128,12 +133,28 @@ class CaseFeed:
             await consumer.getmany(timeout_ms=200)
         return set()
 
-    def _consider(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        headers = h.as_dict(record.headers)
+    def _leave_owned_partitions_to_the_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        """Read only the partitions this instance's consumer does not own: it hands what it
+        reads of its own to :meth:`consider`. A paused partition keeps its position, so when the
+        consumer loses it the feed reads on from where it paused (what the consumer read
+        meanwhile is read again and skipped: the board knows those versions)."""
+        owned = self._ownership.partitions()
+        if owned == EVERY_PARTITION or self._ownership.topic != self._topic:
+            return  # no consumer reads this topic here: the feed reads everything
+        paused = consumer.paused()
+        for tp in consumer.assignment():
+            if tp.partition in owned and tp not in paused:
+                consumer.pause(tp)
+            elif tp.partition not in owned and tp in paused:
+                consumer.resume(tp)
+
+    def consider(self, key: bytes | str | None, headers: Mapping[str, bytes]) -> None:
+        """An event on the lifecycle topic, read by the feed or by this instance's consumer:
+        if it announces a case version the board lacks, read that case."""
         announced = headers.get(h.CASE_VERSION)
-        if announced is None or record.key is None:
+        if announced is None or key is None:
             return  # not a case change: only routing's ledger sets the header
-        appeal_id = record.key.decode(errors="replace")
+        appeal_id = key.decode(errors="replace") if isinstance(key, bytes) else key
         try:
             version = int(announced)
         except ValueError:

@@ -66,7 +66,7 @@ def assemble(
     ledger = CaseLedger(repo, producer, board, service_name=SERVICE_NAME)
     feed = None
     if bootstrap_servers:
-        feed = CaseFeed(bootstrap_servers, board, ledger, repo, client_id=SERVICE_NAME)
+        feed = CaseFeed(bootstrap_servers, board, ledger, repo, ownership, client_id=SERVICE_NAME)
     return RoutingParts(
         repository=repo,
         board=board,
@@ -77,6 +77,7 @@ def assemble(
         handler=routing_handler(
             Router(ledger, repo, policies),
             RestoreResults(producer, service_name=SERVICE_NAME),
+            feed,
         ),
         feed=feed,
     )

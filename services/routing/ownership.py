@@ -31,6 +31,11 @@ class Ownership:
         """Own what ``runner`` is assigned of ``topic`` (the topic cases arrive on)."""
         self._runner, self._topic = runner, topic
 
+    @property
+    def topic(self) -> str:
+        """The topic whose partitions decide ownership ("" while no consumer is followed)."""
+        return self._topic
+
     def _assignment(self) -> tuple[frozenset[int], int] | None:
         if self._runner is None:
             return None
