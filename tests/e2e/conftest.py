@@ -12,6 +12,7 @@ The ops stack runs with them: the services export their traces to a Jaeger of th
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,7 @@ from appeals_devstack.stack import (
     wait_all_ready,
 )
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.query_log import QUERY_LOG_VARIABLE
 from tests.conftest import private_stack, running_producer
 
 
@@ -63,6 +66,17 @@ class Pipeline:
 
     def ops_token(self) -> str:
         return devkeys.mint_token(self.signing_key, role="ops", subject="ops-e2e")
+
+    def store_queries(self, since: float) -> list[dict[str, Any]]:
+        """The store commands every service sent since ``since`` (time.time()), by shape:
+        collection, command and whether it selected by ``_id`` (appeals_runtime.query_log)."""
+        lines = []
+        for path in sorted((self.log_dir / "store-queries").glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["at"] >= since:
+                    lines.append(entry)
+        return lines
 
     def log_lines(self, service: str) -> list[str]:
         """Every line ``service`` logged so far (JSON, one record a line)."""
@@ -167,6 +181,8 @@ def pipeline(
             # Keep audit's checkpoint files and dev keys out of the checkout.
             "AUDIT_STATE_DIR": str(state / "audit"),
             "AUDIT_OPS_SCRAPE_INTERVAL_S": "1",
+            # Each service logs the shape of its store commands (test_store_queries reads it).
+            QUERY_LOG_VARIABLE: str(state / "store-queries"),
         }
     )
     env["AUDIT_OPS_METRICS_TARGETS"] = ops_metrics_targets(env)
