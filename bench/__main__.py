@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"==> bench: {os.cpu_count()} CPU(s), load average {load}; state in {state}")
     stack: BenchStack | None = None
     began = time.monotonic()
+    keep = options.keep_state
     try:
         say("==> starting Kafka, FerretDB and Jaeger on free ports")
         stack = BenchStack.start(state, partitions=options.partitions)
@@ -115,13 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("\n==> interrupted; stopping everything")
         return 130
+    except Exception:
+        keep = True  # the services' logs are what explains a failed run
+        raise
     finally:
         children.kill_all_started()
         if stack is not None:
             say("==> stopping the stack")
             stack.stop()
-        if options.keep_state:
-            say(f"==> kept {state}")
+        if keep:
+            say(f"==> kept {state} (logs in {state / 'logs'})")
         else:
             shutil.rmtree(state, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - began, 1)

@@ -34,6 +34,7 @@ class Options:
     perf_records: int = 200_000
     record_size: int = 512
     drain_timeout_s: float = 120.0
+    integrity_timeout_s: float = 1800.0
     backlog_limit_s: float = 10.0
     judge_rate: float = 50.0
     partitions: int = 3
@@ -75,6 +76,8 @@ def parse(argv: list[str] | None = None) -> Options:
     add("--record-size", type=int, default=defaults.record_size, help="bytes per limit record")
     add("--drain-timeout-s", type=float, default=defaults.drain_timeout_s,
         help="longest wait for the pipeline to catch up after a step")  # fmt: skip
+    add("--integrity-timeout-s", type=float, default=defaults.integrity_timeout_s,
+        help="longest wait at the end for every accepted appeal to arrive")  # fmt: skip
     add("--backlog-limit-s", type=float, default=defaults.backlog_limit_s,
         help="stop a step early when this many seconds of load are not yet audited")  # fmt: skip
     add("--judge-rate", type=float, default=defaults.judge_rate,
@@ -99,6 +102,7 @@ def parse(argv: list[str] | None = None) -> Options:
         perf_records=args.perf_records,
         record_size=args.record_size,
         drain_timeout_s=args.drain_timeout_s,
+        integrity_timeout_s=args.integrity_timeout_s,
         backlog_limit_s=args.backlog_limit_s,
         judge_rate=args.judge_rate,
         partitions=args.partitions,

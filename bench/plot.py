@@ -58,7 +58,7 @@ def _throughput(axes: Axes, steps: Sequence[Step], results: Mapping[str, Any]) -
     ends = [s["end_to_end_per_s"] for s in steps]
     axes.plot(offered, ends, "s-", label="end to end (routed and audited)/s")
     if offered:
-        axes.plot([0, max(offered)], [0, max(offered)], ":", color="grey", label="offered")
+        axes.plot(offered, offered, ":", color="grey", label="offered")
     limits = results.get("limits") or {}
     relay = (limits.get("relay_chain") or {}).get("messages_per_s")
     bare = (limits.get("bare_endpoint") or {}).get("accepted_per_s")
@@ -72,9 +72,10 @@ def _throughput(axes: Axes, steps: Sequence[Step], results: Mapping[str, Any]) -
     if saturated:
         label = f"intake at saturation ({saturated:,.1f} accepted/s)"
         axes.axhline(saturated, color="green", linestyle=":", label=label)
+    axes.set_yscale("log")
     axes.set_xlabel("offered appeals/s (open loop)")
-    axes.set_ylabel("appeals/s")
-    axes.set_title("Throughput")
+    axes.set_ylabel("appeals/s (log scale)")
+    axes.set_title("Throughput against the limits")
     axes.legend(fontsize=7)
     axes.grid(True, alpha=0.3)
 

@@ -47,6 +47,8 @@ Say = Callable[[str], None]
 BACKLOG_MIN = 50
 EARLY_STOP_AFTER_S = 3.0
 QUIET_S = 2.0
+# The integrity count gives up on an appeal once nothing has arrived for this long.
+STALL_S = 60.0
 
 
 @dataclass
@@ -147,6 +149,12 @@ class Bench:
 
     # Observations ------------------------------------------------------------------------
 
+    def _check_services(self) -> None:
+        exited = self.stack.exited()
+        if exited:
+            logs = ", ".join(str(self.stack.log_dir / f"{name}.log") for name in exited)
+            raise RuntimeError(f"{', '.join(exited)} exited during the run (see {logs})")
+
     def _routed(self, appeal_id: str) -> bool:
         times = self.lifecycle.appeals.get(appeal_id)
         return times is not None and times.routed_ms is not None
@@ -184,6 +192,7 @@ class Bench:
             if line is None:
                 raise RuntimeError(f"the load process ended{self.load.tail()}")
             if line.get("event") == "progress":
+                self._check_services()
                 ids.extend(line["new_ids"])
                 elapsed = time.monotonic() - began
                 self._progress(label, elapsed, line, ids, pipeline)
@@ -246,6 +255,7 @@ class Bench:
             if not pending and not undecided and quiet:
                 return True, time.monotonic() - began
             now = time.monotonic()
+            self._check_services()
             if now >= deadline:
                 self.say(
                     f"  [{label}] did not drain within {now - began:.0f}s: {len(pending)} not "
@@ -618,11 +628,41 @@ class Bench:
 
     # Integrity ---------------------------------------------------------------------------
 
+    def _arrived(self, appeal_id: str) -> bool:
+        return self.audit.submitted[appeal_id] > 0 and self._routed(appeal_id)
+
+    async def _wait_for_all(self, ids: list[str]) -> tuple[str, float]:
+        """Wait while appeals keep arriving in the audit log and at routing: a slow pipeline is
+        not a lossy one. Ends ``complete``, ``stalled`` (nothing new for ``STALL_S``: what is
+        missing is lost) or ``capped`` (``--integrity-timeout-s``)."""
+        began = last_progress = last_say = time.monotonic()
+        missing = len(ids)
+        while True:
+            pending = [i for i in ids if not self._arrived(i)]
+            now = time.monotonic()
+            self._check_services()
+            if len(pending) < missing:
+                missing, last_progress = len(pending), now
+            if not pending:
+                return "complete", now - began
+            if now - last_progress >= STALL_S:
+                self.say(f"  [integrity] {len(pending)} still missing, none arrived for "
+                         f"{STALL_S:.0f}s")  # fmt: skip
+                return "stalled", now - began
+            if now - began >= self.options.integrity_timeout_s:
+                self.say(f"  [integrity] {len(pending)} still arriving after {now - began:.0f}s")
+                return "capped", now - began
+            if now - last_say >= 5:
+                self.say(f"  [integrity] {now - began:4.0f}s  {len(pending):,} not yet logged "
+                         f"and routed  {self._lag_text()}")  # fmt: skip
+                last_say = now
+            await asyncio.sleep(0.5)
+
     async def integrity(self, steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Every accepted appeal: logged exactly once as submitted, routed exactly once."""
         ids = list(self.accepted)
         self.say(f"\n==> integrity: waiting for all {len(ids):,} accepted appeals")
-        await self._drain("integrity", ids)
+        ended, waited = await self._wait_for_all(ids)
         lost_audit = {i for i in ids if self.audit.submitted[i] == 0}
         dup_audit = {i for i in ids if self.audit.submitted[i] > 1}
         routed = {i: len(t.routed_ids) for i, t in self.lifecycle.appeals.items()}
@@ -635,6 +675,10 @@ class Bench:
             step["duplicated"] = len(mine & duplicated)
         return {
             "accepted": len(ids),
+            # complete: all arrived; stalled: the missing ones stopped coming (lost); capped:
+            # still arriving when the bench stopped waiting (--integrity-timeout-s).
+            "wait_ended": ended,
+            "waited_s": round(waited, 1),
             "lost": len(lost),
             "duplicated": len(duplicated),
             "not_in_audit_log": len(lost_audit),
@@ -711,6 +755,11 @@ async def run(stack: BenchStack, options: Options, say: Say) -> dict[str, Any]:
             name: {"max_rss_mb": round(usage.peak_rss_bytes / procstat.MB, 1),
                    "cpu_s": round(usage.cpu_s, 1)}
             for name, usage in sorted(bench.procs.usage.items())
+        }  # fmt: skip
+        # Every process the run started (all incarnations), so a test can check none is left.
+        results["pids"] = {
+            name: sorted(usage.cpu_by_pid) for name, usage in sorted(bench.procs.usage.items())
+            if name != "bench"
         }  # fmt: skip
         results["lag_series"] = [
             {"at": round(s.at, 2), "groups": s.groups} for s in bench.lag.samples
