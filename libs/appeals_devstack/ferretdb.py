@@ -12,15 +12,17 @@ from appeals_devstack import processes
 from appeals_devstack.paths import ferretdb_binary
 
 # How FerretDB opens its SQLite databases (on top of its own defaults: WAL, busy_timeout 10 s).
-# * _txlock=immediate: FerretDB runs an update as "read the rows, then write them" in one
-#   transaction; begun DEFERRED, two such transactions both hold a read snapshot and the second
-#   to write fails at once with SQLITE_BUSY ("database is locked"), busy_timeout or not. Begun
-#   IMMEDIATE, the second waits for the write lock instead.
+# * _txlock=immediate: a transaction that reads before it writes, begun DEFERRED, fails at once
+#   with SQLITE_BUSY ("database is locked") when another connection committed in between; the
+#   busy timeout does not apply there. Begun IMMEDIATE, it waits for the write lock instead.
 # * synchronous(normal): in WAL mode a commit is safe against a crash of FerretDB or of any
 #   process, and only an OS crash or power loss may undo the last commits. That is the local
 #   broker's guarantee too (Kafka leaves flushing to the OS page cache); production points
 #   MONGODB_URL at a replicated MongoDB. It triples concurrent write throughput here (README,
 #   "Performance").
+# The build patches (deploy/local/patches) make `_id` lookups use the `_id` index and make an
+# update of one document atomic, as in MongoDB (FerretDB 1.24 reads it outside the transaction
+# that writes it back, so two concurrent updates could lose one).
 SQLITE_OPTIONS = "_txlock=immediate&_pragma=synchronous(normal)"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from http import HTTPStatus
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
 from appeals_runtime.errors import (
@@ -26,6 +28,8 @@ from appeals_runtime.errors import (
     ValidationFailed,
 )
 from appeals_runtime.telemetry import prometheus_exposition
+
+log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -101,6 +105,9 @@ class _Server(uvicorn.Server):
         yield
 
 
+KEEP_ALIVE_S = 75
+
+
 class HttpServer:
     """Runs a FastAPI app as a component of the service runtime."""
 
@@ -113,6 +120,10 @@ class HttpServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # Longer than clients' pool expiry (httpx: 5 s, the server's default too): a client
+            # must never reuse a connection the server is closing at that moment, which it sees
+            # as "disconnected without sending a response".
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         self._server = _Server(config)
 
@@ -150,12 +161,23 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# A Retry-After beyond a day is no advice a client can act on (and infinity is no number).
+MAX_RETRY_AFTER_S = 86_400
+
+
+def retry_after_seconds(wait_s: float) -> int:
+    """A Retry-After value in whole seconds: at least 1, at most a day, even for inf or NaN."""
+    if not math.isfinite(wait_s):
+        return MAX_RETRY_AFTER_S
+    return min(MAX_RETRY_AFTER_S, max(1, math.ceil(wait_s)))
+
+
 def _explained(
     status: int, title: str, error: Conflict | Unprocessable | TooManyRequests
 ) -> JSONResponse:
     headers = None
     if error.retry_after_s is not None:
-        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+        headers = {"Retry-After": str(retry_after_seconds(error.retry_after_s))}
     members = dict(error.extra)
     if error.code:
         members["code"] = error.code
@@ -186,9 +208,45 @@ def _document_problems_not_fastapi_defaults(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class _LastResort:
+    """Answers an error nothing else handled with a 500 problem+json and logs it here.
+
+    Without it, Starlette sends a plain-text 500 and re-raises the error to the server, which
+    logs "Exception in ASGI application" and closes the connection: clients see an answer in
+    another format, or none at all when the response had started. It sits inside Starlette's
+    own error middleware, so the server never sees the error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracking)
+        except Exception:
+            log.exception("request failed", extra={"path": scope.get("path")})
+            if started:
+                return  # the answer is under way: the connection ends short, nothing else to do
+            response = problem(500, "Internal error", "The request failed; nothing was accepted.")
+            await response(scope, receive, send)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Map the pipeline's typed errors to RFC 9457 problem+json responses."""
+    """Map the pipeline's typed errors to RFC 9457 problem+json responses; anything else is a
+    500 problem+json (logged), never an error escaping to the server."""
     _document_problems_not_fastapi_defaults(app)
+    app.add_middleware(_LastResort)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -8,12 +8,14 @@ unique indexes: insert, and treat ``DuplicateKeyError`` as "already done" (:func
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -24,6 +26,7 @@ from pymongo.errors import (
 )
 
 from appeals_runtime.errors import TransientError
+from appeals_runtime.query_log import QUERY_LOG_VARIABLE, QueryLog
 from appeals_runtime.tracing import StoreTelemetry
 
 ResultT = TypeVar("ResultT")
@@ -70,13 +73,16 @@ def stored_time(moment: datetime) -> datetime:
 
 
 def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+    listeners: list[monitoring.CommandListener] = [StoreTelemetry()]
+    if query_log := os.environ.get(QUERY_LOG_VARIABLE):
+        listeners.append(QueryLog(Path(query_log), app_name))
     return AsyncMongoClient(
         url,
         appname=app_name,
         tz_aware=True,
         serverSelectionTimeoutMS=5000,
         connectTimeoutMS=3000,
-        event_listeners=[StoreTelemetry()],
+        event_listeners=listeners,
     )
 
 

@@ -3,29 +3,37 @@
 Order of a submit, and why:
 1. authenticate, check scope, validate, check limits and eligibility: nothing is written for a
    request that will be refused;
-2. reserve the idempotency key (unique index), with a fresh appeal id: a retry finds the id, a
-   concurrent duplicate gets 409, a different body with the same key gets 422;
-3. hold the (appellant, item) open-appeal slot: a second open appeal gets 409 naming the first;
-4. record the appeal, not yet acknowledged: it holds the appellant's personal data, which no
-   event carries, so it must exist before any service can see the event and ask for it;
-5. publish the submitted event (facts and pseudonym only) and wait for the broker's
+2. reserve the idempotency key (unique ``_id``) with a fresh appeal id: a retry finds the id, a
+   concurrent duplicate gets 409, a different body with the same key gets 422, a replay is
+   answered from the appeal record's acknowledged mark. Alone and first, so that only the one
+   request that holds the key goes on (a duplicate never touches the item's slot);
+3. at once, as they are independent: hold the (appellant, item) open-appeal slot (unique
+   ``_id``), record the appeal, not yet acknowledged, and look up ban-evasion identifiers (only
+   when the request carries any). The record holds the appellant's personal data, which no event
+   carries, so it must exist before any service can see the event and ask for it. A second open
+   appeal gets 409 naming the first; whatever this attempt took is then given back;
+4. publish the submitted event (facts and pseudonym only) and wait for the broker's
    acknowledgement: only now is the appeal accepted (a broker failure surfaces as 503 and the
    caller retries with the same key);
-6. mark the appeal acknowledged (look-ups show it from now on) and record the answer for replays.
-A crash between 4 and 6 is safe: the retry takes over the reservation after the in-flight window,
-finds the record and republishes the same event id, which every consumer deduplicates; the status
-projection marks an appeal acknowledged when its submitted event comes by, should the crash have
-come after the broker's acknowledgement.
+5. mark the appeal acknowledged, with the ban-evasion flag: look-ups show it from now on, and a
+   request with the same key and body is answered with it.
+That is three store round trips in a row (2, 3, 5) and one publish.
+A crash between 3 and 5 is safe: the retry takes over the reservation after the in-flight window,
+finds the record and the slot and republishes the same event id, which every consumer
+deduplicates; the status projection marks an appeal acknowledged when its submitted event comes
+by, should the crash (or a store refusing the mark) have come after the broker's acknowledgement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_runtime import metrics, store, topics, tracing, vocabulary
@@ -44,7 +52,7 @@ from appeals_runtime.privacy import submission_facts
 from services.intake import eligibility, identity, validation
 from services.intake.model import AppealRecord
 from services.intake.rate_limits import RateLimiter
-from services.intake.repository import IdempotencyRecord, IntakeRepository
+from services.intake.repository import IntakeRepository
 
 log = logging.getLogger(__name__)
 _received = metrics.counter(metrics.APPEALS_RECEIVED)
@@ -53,6 +61,9 @@ _flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
 
 
 P = ParamSpec("P")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
 
 
 def _counting_rejections(
@@ -91,10 +102,40 @@ def rejection_reason(error: BaseException) -> str:
 class Accepted:
     appeal_id: str
     status: str = "received"
-    # True when this answer replays the one given to an earlier request with the same key.
 
     def as_response(self) -> dict[str, Any]:
         return {"appeal_id": self.appeal_id, "status": self.status}
+
+
+@dataclass(frozen=True)
+class _Reserved:
+    """The idempotency key is held for ``appeal_id``: by this request (fresh) or taken over."""
+
+    appeal_id: str
+    fresh: bool
+
+
+class AcknowledgedHere:
+    """Appeals this process marked acknowledged whose submitted event the status projection has
+    not seen yet: for those, the projection's own mark (which covers a crash between the
+    broker's acknowledgement and the mark) has nothing to do and costs no store write. Another
+    intake instance, or this one after a restart, does not find an appeal here and marks it
+    in the store, a no-op when it was marked. Entries leave when the projection takes them, so
+    only appeals in flight are held; the bound only matters when the projection lags far behind.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, appeal_id: str) -> None:
+        self._ids[appeal_id] = None
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def take(self, appeal_id: str) -> bool:
+        """Whether this process marked ``appeal_id`` (each appeal is taken once)."""
+        return self._ids.pop(appeal_id, 0) is None
 
 
 @dataclass(frozen=True)
@@ -121,6 +162,7 @@ class AppealIntake:
         self._policy = policy
         self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
+        self.acknowledged_here = AcknowledgedHere()
 
     @_counting_rejections
     async def submit(
@@ -149,32 +191,16 @@ class AppealIntake:
         scope = identity.idempotency_scope(principal.subject, idempotency_key)
         fingerprint = identity.fingerprint(submission)
 
-        appeal_id = identity.new_appeal_id()
-        earlier = await self._repository.reserve_key(
-            scope, fingerprint, appeal_id, now, self._policy.key_ttl
-        )
-        if earlier is not None:
-            replay = self._replay_or_take_over(earlier, fingerprint, now)
-            if isinstance(replay, Accepted):
-                return replay
-            appeal_id = replay
-
-        holder = await self._repository.claim_open_slot(
-            identity.open_appeal_slot(submission), appeal_id, now
-        )
-        if holder != appeal_id:
-            await self._repository.forget_key(scope, appeal_id)
-            raise Conflict(
-                f"appeal {holder} about this item is still open; it will be answered first",
-                code="appeal_already_open",
-                open_appeal_id=holder,
-            )
-
-        suspected = await self._repository.linked_to_evasion(
-            list(submission.signals.linked_account_hashes)
-        )
+        reserved = await self._reserve(scope, fingerprint, now)
+        if isinstance(reserved, Accepted):
+            return reserved  # the answer the first request with this key was given
+        appeal_id = reserved.appeal_id
+        record = AppealRecord(appeal_id, principal.subject, submission, "received", now, now,
+                              acknowledged=False)  # fmt: skip
+        event_id = identity.submitted_event_id(appeal_id)
+        suspected = await self._open(scope, reserved, record, event_id=event_id)
         event = new_event(
-            event_id=identity.submitted_event_id(appeal_id),
+            event_id=event_id,
             appeal_id=appeal_id,
             producer=self._service_name,
             occurred_at=now,
@@ -189,18 +215,16 @@ class AppealIntake:
             ),
         )
         tracing.annotate(appeal_id, platform=platform)
-        # A retry taking over finds the record of its first attempt (the same submission).
-        await self._repository.insert_appeal(
-            AppealRecord(
-                appeal_id, principal.subject, submission, "received", now, now,
-                ban_evasion_suspected=suspected, acknowledged=False,
-            ),
-            event_id=event.event_id,
-        )  # fmt: skip
         await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
-        await self._repository.acknowledge(appeal_id)
         accepted = Accepted(appeal_id)
-        await self._repository.record_response(scope, accepted.as_response())
+        try:
+            await self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected)
+            self.acknowledged_here.add(appeal_id)
+        except TransientError:
+            # The broker has the appeal, so it is accepted; the status projection sets the mark
+            # when the submitted event comes by (until then look-ups answer 404 and a retry 409).
+            log.warning("appeal accepted but not yet marked acknowledged",
+                        extra={"appeal_id": appeal_id}, exc_info=True)  # fmt: skip
         _received.add(1, {"platform": platform, "channel": channel})
         if suspected:
             _flagged.add(1, {"platform": platform})
@@ -229,18 +253,25 @@ class AppealIntake:
                 retry_after_s=wait,
             )
 
-    def _replay_or_take_over(
-        self, earlier: IdempotencyRecord, fingerprint: str, now: datetime
-    ) -> Accepted | str:
-        """The answer for a key seen before, or the appeal id to continue with."""
+    async def _reserve(self, scope: str, fingerprint: str, now: datetime) -> Accepted | _Reserved:
+        """Step 2: the key reserved for a fresh appeal id, or taken over with the id of an
+        attempt that died, or the answer to replay; raises 422 or 409 for the key."""
+        appeal_id = identity.new_appeal_id()
+        earlier = await self._repository.reserve_key(
+            scope, fingerprint, appeal_id, now, self._policy.key_ttl
+        )
+        if earlier is None:
+            return _Reserved(appeal_id, fresh=True)
         if earlier.fingerprint != fingerprint:
             raise Unprocessable(
                 "this idempotency key was already used for a different request; "
                 "use a new key for a new appeal",
                 code="idempotency_key_reused",
             )
-        if earlier.response is not None:
+        if earlier.response is not None:  # stored by earlier versions
             return Accepted(**earlier.response)
+        if await self._repository.is_acknowledged(earlier.appeal_id):
+            return Accepted(earlier.appeal_id)
         age = now - earlier.reserved_at
         if age < self._policy.in_flight:
             raise Conflict(
@@ -250,12 +281,49 @@ class AppealIntake:
             )
         # The first attempt died before answering: continue it with the same appeal id, so
         # what it may already have published is the same event.
-        return earlier.appeal_id
+        return _Reserved(earlier.appeal_id, fresh=False)
+
+    async def _open(
+        self, scope: str, reserved: _Reserved, record: AppealRecord, *, event_id: str
+    ) -> bool:
+        """Step 3: hold the item's slot and record the appeal; whether it is linked to ban
+        evasion. Raises 409 naming the open appeal about the same item."""
+        submission = record.submission
+        slot = identity.open_appeal_slot(submission)
+        appeal_id = record.appeal_id
+        claimed, inserted, linked = await asyncio.gather(
+            self._repository.claim_open_slot(slot, appeal_id, record.received_at),
+            # A retry taking over finds the record of its first attempt (the same submission).
+            self._repository.insert_appeal(record, event_id=event_id, open_slot=slot),
+            self._repository.linked_to_evasion(list(submission.signals.linked_account_hashes)),
+            return_exceptions=True,
+        )
+        try:
+            holder, _, suspected = _results(claimed, inserted, linked)
+            if holder != appeal_id:
+                raise Conflict(
+                    f"appeal {holder} about this item is still open; it will be answered first",
+                    code="appeal_already_open",
+                    open_appeal_id=holder,
+                )
+        except BaseException as error:
+            # Nothing was published: give back what this attempt took, so that the key (and,
+            # for a fresh attempt, the slot) are free for the next request. A taken-over attempt
+            # keeps its slot: its first attempt may have published already.
+            if inserted is True:
+                await _quietly(self._repository.forget_appeal(appeal_id))
+            if reserved.fresh and claimed == appeal_id:
+                await _quietly(self._repository.release_open_slot(slot, appeal_id))
+            if reserved.fresh or isinstance(error, Conflict):
+                await _quietly(self._repository.forget_key(scope, appeal_id))
+            raise
+        return suspected
 
     async def get(self, principal: Principal, appeal_id: str) -> AppealRecord:
         principal.require(Scope.READ)
         record = await self._repository.get_appeal(appeal_id)
-        # Not acknowledged: the broker never confirmed it, so the surface was told 503.
+        # Not acknowledged: the broker never confirmed it (the surface was told 503), or it did
+        # and the mark is still to be set by the status projection.
         if record is None or not record.acknowledged:
             raise NotFound(f"no appeal {appeal_id}")
         principal.require_platform(record.platform)
@@ -283,5 +351,32 @@ class AppealIntake:
         principal.require(Scope.READ, role=Role.OPS)
         return await self._repository.add_evasion_identifiers(hashes, self._clock())
 
+    async def flush_key_expiries(self) -> int:
+        """Write down when the keys reserved lately expire (see ``key_expiry``)."""
+        return await self._repository.flush_key_expiries(self._clock())
+
     async def sweep_expired_keys(self) -> int:
         return await self._repository.sweep_expired_keys(self._clock())
+
+
+def _results(
+    first: A | BaseException, second: B | BaseException, third: C | BaseException
+) -> tuple[A, B, C]:
+    """The results of operations gathered with ``return_exceptions``, or the first error among
+    them, raised as it is (never as a group: a TransientError must still be answered 503)."""
+    if isinstance(first, BaseException):
+        raise first
+    if isinstance(second, BaseException):
+        raise second
+    if isinstance(third, BaseException):
+        raise third
+    return first, second, third
+
+
+async def _quietly(cleanup: Awaitable[None]) -> None:
+    """Undo what a refused or failed submit took; failing to is logged, never raised over the
+    answer (a reservation left behind is taken over or expires; a slot is freed by a retry)."""
+    try:
+        await cleanup
+    except Exception:
+        log.warning("could not give back what a refused submit had taken", exc_info=True)

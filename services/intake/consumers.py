@@ -18,7 +18,7 @@ from appeals_runtime.errors import (
 from appeals_runtime.events import event_type
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake.appeals import AppealIntake
+from services.intake.appeals import AcknowledgedHere, AppealIntake
 from services.intake.model import status_change
 from services.intake.repository import IntakeRepository
 
@@ -26,8 +26,11 @@ from services.intake.repository import IntakeRepository
 class StatusProjection:
     """Keeps each appeal's status current from the lifecycle events (idempotently)."""
 
-    def __init__(self, repository: IntakeRepository) -> None:
+    def __init__(
+        self, repository: IntakeRepository, acknowledged_here: AcknowledgedHere | None = None
+    ) -> None:
         self._repository = repository
+        self._acknowledged_here = acknowledged_here or AcknowledgedHere()
 
     async def handle(self, message: InboundMessage[events_pb2.AppealEvent]) -> None:
         event = message.payload
@@ -35,15 +38,22 @@ class StatusProjection:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
             # Intake wrote the record before publishing and marks it acknowledged right after
-            # the broker's ack; this covers a crash between the two. (The event carries no
-            # personal data, so it could not rebuild the record; it never has to.)
-            await self._repository.acknowledge(event.appeal_id)
+            # the broker's ack; this covers a crash between the two, or a store that refused the
+            # mark (a no-op otherwise, and skipped when this process made the mark itself).
+            # (The event carries no personal data, so it could not rebuild the record; it
+            # never has to.)
+            if self._acknowledged_here.take(event.appeal_id):
+                return
+            await self._repository.acknowledge(
+                event.appeal_id, ban_evasion_suspected=event.submitted.ban_evasion_suspected
+            )
             return
         change = status_change(event)
         if change is not None:
             await self._repository.apply_status(event.appeal_id, event.event_id, change)
         if event_type(event) == "decided":
-            # The appellant may appeal the same item again only once this one is answered.
+            # The appellant may appeal the same item again only once this one is answered. (Also
+            # when the status was applied before: a redelivery after a crash in between.)
             await self._repository.close_open_slot(event.appeal_id)
 
 

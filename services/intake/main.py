@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from appeals_runtime import topics
@@ -10,7 +11,13 @@ from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import HttpServer
 from appeals_runtime.kafka.consumer import ConsumerRunner
-from appeals_runtime.service import Periodic, run_components, service_context
+from appeals_runtime.service import (
+    Component,
+    Periodic,
+    ServiceContext,
+    run_components,
+    service_context,
+)
 from appeals_runtime.settings import load_settings
 from services.intake import api, eligibility, grpc_api, repository
 from services.intake.appeals import AppealIntake, IntakePolicy
@@ -20,12 +27,18 @@ from services.intake.rate_limits import RateLimiter
 
 SERVICE_NAME = "intake"
 KEY_SWEEP_INTERVAL_S = 600.0
+# How often the expiry of newly reserved idempotency keys is written down (one write per
+# minute-bucket, none when nothing was reserved).
+KEY_EXPIRY_FLUSH_INTERVAL_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 async def serve(settings: IntakeSettings) -> None:
     verifier = TokenVerifier.from_settings(settings)
     async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
         repo = repository.IntakeRepository(ctx.db)
+        await repo.retire_indexes()
         policy = IntakePolicy(
             rules=eligibility.load_rules(settings.eligibility_file),
             limiter=RateLimiter(settings.rate_limits()),
@@ -34,47 +47,61 @@ async def serve(settings: IntakeSettings) -> None:
             in_flight=timedelta(seconds=settings.in_flight_s),
         )
         intake = AppealIntake(repo, ctx.producer, policy, service_name=SERVICE_NAME)
-        kafka = settings.kafka_bootstrap_servers
-        await run_components(
-            [
-                HttpServer(
-                    api.create_app(
-                        intake,
-                        verifier,
-                        ctx.readiness_checks,
-                        max_body_bytes=settings.max_body_bytes,
-                    ),
-                    host=settings.bind_host,
-                    port=settings.http_port,
-                ),
-                GrpcServer(
-                    grpc_api.register(grpc_api.IntakeServicer(intake, verifier)),
-                    host=settings.bind_host,
-                    port=settings.grpc_port,
-                ),
-                ConsumerRunner(
-                    name="intake-status",
-                    bootstrap_servers=kafka,
-                    group_id=STATUS_CONSUMER_GROUP,
-                    topics=[topics.APPEAL_LIFECYCLE],
-                    handler=StatusProjection(repo).handle,
-                    producer=ctx.producer,
-                ),
-                ConsumerRunner(
-                    name="intake-requests",
-                    bootstrap_servers=kafka,
-                    group_id=REQUESTS_CONSUMER_GROUP,
-                    topics=[topics.APPEAL_REQUESTS],
-                    handler=RequestEvents(intake, verifier, ctx.producer).handle,
-                    producer=ctx.producer,
-                ),
-                ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.APPEAL_REQUESTS]),
-                # FerretDB has no TTL indexes: expired idempotency keys are swept here.
-                Periodic(
-                    "idempotency-key-sweeper", KEY_SWEEP_INTERVAL_S, intake.sweep_expired_keys
-                ),
-            ]
-        )
+        try:
+            await run_components(_components(settings, ctx, repo, intake, verifier))
+        finally:
+            # Keys reserved since the last flush would otherwise never be swept.
+            try:
+                await intake.flush_key_expiries()
+            except Exception:
+                log.exception("could not write down when the last reserved keys expire")
+
+
+def _components(
+    settings: IntakeSettings,
+    ctx: ServiceContext,
+    repo: repository.IntakeRepository,
+    intake: AppealIntake,
+    verifier: TokenVerifier,
+) -> list[Component]:
+    kafka = settings.kafka_bootstrap_servers
+    return [
+        HttpServer(
+            api.create_app(
+                intake, verifier, ctx.readiness_checks, max_body_bytes=settings.max_body_bytes
+            ),
+            host=settings.bind_host,
+            port=settings.http_port,
+        ),
+        GrpcServer(
+            grpc_api.register(grpc_api.IntakeServicer(intake, verifier)),
+            host=settings.bind_host,
+            port=settings.grpc_port,
+        ),
+        ConsumerRunner(
+            name="intake-status",
+            bootstrap_servers=kafka,
+            group_id=STATUS_CONSUMER_GROUP,
+            topics=[topics.APPEAL_LIFECYCLE],
+            handler=StatusProjection(repo, intake.acknowledged_here).handle,
+            producer=ctx.producer,
+        ),
+        ConsumerRunner(
+            name="intake-requests",
+            bootstrap_servers=kafka,
+            group_id=REQUESTS_CONSUMER_GROUP,
+            topics=[topics.APPEAL_REQUESTS],
+            handler=RequestEvents(intake, verifier, ctx.producer).handle,
+            producer=ctx.producer,
+        ),
+        ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.APPEAL_REQUESTS]),
+        # FerretDB has no TTL indexes: expired idempotency keys are swept here, by the
+        # expiry buckets the flush writes (see key_expiry.py).
+        Periodic(
+            "idempotency-key-expiries", KEY_EXPIRY_FLUSH_INTERVAL_S, intake.flush_key_expiries
+        ),
+        Periodic("idempotency-key-sweeper", KEY_SWEEP_INTERVAL_S, intake.sweep_expired_keys),
+    ]
 
 
 def main() -> None:

@@ -9,11 +9,14 @@ request (FerretDB has no atomic counters).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+# The longest wait a refusal names: a bucket that never refills (``per_hour`` 0) is not
+# "infinitely" far away, and Retry-After must be a finite number of seconds.
+MAX_WAIT_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -82,5 +85,5 @@ class RateLimiter:
         if bucket.tokens >= 1:
             return 0.0
         if limit.per_second <= 0:
-            return math.inf
-        return (1 - bucket.tokens) / limit.per_second
+            return MAX_WAIT_S
+        return min(MAX_WAIT_S, (1 - bucket.tokens) / limit.per_second)

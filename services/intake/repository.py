@@ -1,35 +1,53 @@
 """The only module of intake that touches the store: appeals, idempotency keys, open-appeal
-slots and ban-evasion identifiers.
+slots, key-expiry buckets and ban-evasion identifiers.
 
-Without transactions (FerretDB 1.x) every guarantee is one unique-index insert: a key
-reservation, an open-appeal slot, an appeal record. Expiry is a field checked on read plus a
-periodic sweep, since FerretDB has no TTL indexes.
+Without transactions (FerretDB 1.x) every guarantee is one unique-key insert: a key reservation,
+an open-appeal slot, an appeal record. Every operation done per request, per event or
+periodically names its documents by ``_id`` (a value or ``$in`` of values), the one lookup that
+FerretDB answers from an index; anything else would scan the whole collection. Secondary indexes
+would only slow inserts down, so there are none. A busy store is retried briefly (``retries``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from bson import Binary
-from pymongo import ASCENDING
+from pymongo.errors import OperationFailure
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
+from services.intake import identity, key_expiry
 from services.intake.model import AppealRecord, StatusChange
+from services.intake.retries import retried_when_busy
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 APPEALS = "appeals"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+KEY_EXPIRIES = "idempotency_key_expiries"
 OPEN_APPEALS = "open_appeals"
 EVASION_IDENTIFIERS = "ban_evasion_identifiers"
 
-INDEXES = [
-    store.IndexSpec(APPEALS, [("appellant_id", ASCENDING), ("received_at", -1)]),
-    store.IndexSpec(IDEMPOTENCY_KEYS, [("expires_at", ASCENDING)]),
-    store.IndexSpec(OPEN_APPEALS, [("appeal_id", ASCENDING)]),
-]
+# No secondary indexes: FerretDB never reads through them and every insert pays for them.
+INDEXES: list[store.IndexSpec] = []
+# Indexes earlier versions declared (nothing read through them); dropped at start-up.
+RETIRED_INDEXES = (
+    (APPEALS, "appellant_id_1_received_at_-1"),
+    (IDEMPOTENCY_KEYS, "expires_at_1"),
+    (OPEN_APPEALS, "appeal_id_1"),
+)
+# The key-expiry document that says up to which minute the buckets were swept.
+SWEPT_THROUGH = "swept-through"
+# Keys per delete, bucket ids per read: bounded statements, each an `_id` $in.
+SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -38,34 +56,65 @@ class IdempotencyRecord:
     fingerprint: str
     appeal_id: str
     reserved_at: datetime
-    # The answer given once the broker acknowledged; None while the first request is in flight.
-    response: dict[str, Any] | None
+    # The answer stored by versions that recorded it; now the appeal record's acknowledged flag
+    # says whether the first request was answered.
+    response: dict[str, Any] | None = None
+
+
+async def _retried(operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``operation(*args, **kwargs)``, which maps store errors itself; busy is retried briefly."""
+    return await retried_when_busy(lambda: operation(*args, **kwargs))
+
+
+async def _stored(operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """A store operation: busy is retried briefly, unavailable becomes TransientError."""
+    return await retried_when_busy(lambda: store.available(operation(*args, **kwargs)))
 
 
 class IntakeRepository:
     def __init__(self, db: store.Database) -> None:
+        self._db = db
         self._appeals = db[APPEALS]
         self._keys = db[IDEMPOTENCY_KEYS]
+        self._expiries = db[KEY_EXPIRIES]
         self._open = db[OPEN_APPEALS]
         self._evasion = db[EVASION_IDENTIFIERS]
+        self._expiry_notes = key_expiry.ExpiryNotes()
+        self._flushing = asyncio.Lock()
+        self._swept_through_exists = False
+
+    async def retire_indexes(self) -> None:
+        """Drop the secondary indexes earlier versions created (at start-up)."""
+        for collection, name in RETIRED_INDEXES:
+            # Absent already, or its collection is: nothing to drop.
+            with contextlib.suppress(OperationFailure):
+                await _stored(self._db[collection].drop_index, name)
+
+    # Idempotency keys
 
     async def reserve_key(
         self, scope: str, fingerprint: str, appeal_id: str, now: datetime, ttl: timedelta
     ) -> IdempotencyRecord | None:
         """Reserve an idempotency key; return the live record instead if it is already taken."""
+        expires_at = now + ttl
         document = {
             "_id": scope,
             "fingerprint": fingerprint,
             "appeal_id": appeal_id,
             "reserved_at": now,
-            "expires_at": now + ttl,
+            "expires_at": expires_at,
         }
         for _ in range(2):
-            if await store.insert_once(self._keys, document):
+            if await _retried(store.insert_once, self._keys, document):
+                self._expiry_notes.note(scope, expires_at)
                 return None
-            existing = await store.available(self._keys.find_one({"_id": scope}))
+            existing = await _stored(self._keys.find_one, {"_id": scope})
             if existing is None:
                 continue  # swept meanwhile
+            if existing["appeal_id"] == appeal_id:
+                # Our own insert: it landed although the store reported it busy.
+                self._expiry_notes.note(scope, existing["expires_at"])
+                return None
             if existing["expires_at"] > now:
                 return IdempotencyRecord(
                     scope,
@@ -75,100 +124,192 @@ class IntakeRepository:
                     existing.get("response"),
                 )
             # Expired: remove exactly that reservation (not a newer one) and try again.
-            await store.available(
-                self._keys.delete_one({"_id": scope, "expires_at": existing["expires_at"]})
+            await _stored(
+                self._keys.delete_one, {"_id": scope, "expires_at": existing["expires_at"]}
             )
         raise TransientError(f"idempotency key {scope!r} is contended; retry")
 
-    async def record_response(self, scope: str, response: dict[str, Any]) -> None:
-        await store.available(
-            self._keys.update_one({"_id": scope}, {"$set": {"response": response}})
-        )
-
     async def forget_key(self, scope: str, appeal_id: str) -> None:
         """Drop a reservation that led to no appeal, so the key may be used again."""
-        await store.available(
-            self._keys.delete_one({"_id": scope, "appeal_id": appeal_id, "response": None})
-        )
+        await _stored(self._keys.delete_one, {"_id": scope, "appeal_id": appeal_id})
+
+    async def flush_key_expiries(self, now: datetime) -> int:
+        """Write down when the keys reserved since the last flush expire: one write per
+        expiry bucket (minute), not per key. Returns how many keys were written down."""
+        async with self._flushing:
+            taken = self._expiry_notes.take()
+            buckets: dict[datetime, list[datetime]] = {}
+            for minute in taken:
+                buckets.setdefault(key_expiry.bucket_for(minute, now), []).append(minute)
+            written = 0
+            try:
+                if taken and not self._swept_through_exists:
+                    # The sweeper starts at this minute; every bucket is written after it.
+                    await _stored(
+                        self._expiries.update_one,
+                        {"_id": SWEPT_THROUGH},
+                        {"$setOnInsert": {"minute": key_expiry.minute_of(now)}},
+                        upsert=True,
+                    )
+                    self._swept_through_exists = True
+                for bucket, minutes in sorted(buckets.items()):
+                    scopes = [scope for minute in minutes for scope in taken[minute]]
+                    await _stored(
+                        self._expiries.update_one,
+                        {"_id": key_expiry.bucket_id(bucket)},
+                        {"$push": {"scopes": {"$each": scopes}}},
+                        upsert=True,
+                    )
+                    for minute in minutes:
+                        del taken[minute]
+                    written += len(scopes)
+            finally:
+                self._expiry_notes.give_back(taken)  # what could not be written yet
+            return written
 
     async def sweep_expired_keys(self, now: datetime) -> int:
-        result = await store.available(self._keys.delete_many({"expires_at": {"$lte": now}}))
-        return int(result.deleted_count)
+        """Delete the keys listed in the buckets of the minutes that passed since the last
+        sweep: work in proportion to what expired, however many keys the store holds."""
+        await self.flush_key_expiries(now)
+        swept_through = await _stored(self._expiries.find_one, {"_id": SWEPT_THROUGH})
+        if swept_through is None:
+            return 0  # no key was ever written down: none can be due
+        due = key_expiry.due_minutes(swept_through["minute"], now)
+        if not due:
+            return 0
+        deleted = 0
+        ids = [key_expiry.bucket_id(minute) for minute in due]
+        for some_ids in key_expiry.chunks(ids, SWEEP_BATCH):
+            buckets = await _stored(_found, self._expiries, {"_id": {"$in": some_ids}})
+            for bucket in buckets:
+                for scopes in key_expiry.chunks(list(bucket["scopes"]), SWEEP_BATCH):
+                    # Only if still expired: a key used again after it expired is a new
+                    # reservation, written down in a later bucket.
+                    result = await _stored(
+                        self._keys.delete_many,
+                        {"_id": {"$in": scopes}, "expires_at": {"$lte": now}},
+                    )
+                    deleted += int(result.deleted_count)
+            if buckets:
+                swept = [bucket["_id"] for bucket in buckets]
+                await _stored(self._expiries.delete_many, {"_id": {"$in": swept}})
+        # $max: two instances sweeping at once never move it back.
+        await _stored(
+            self._expiries.update_one,
+            {"_id": SWEPT_THROUGH},
+            {"$max": {"minute": due[-1] + key_expiry.MINUTE}},
+        )
+        return deleted
+
+    # Open-appeal slots
 
     async def claim_open_slot(self, slot: str, appeal_id: str, now: datetime) -> str:
         """Hold the (appellant, item) slot for ``appeal_id``; return the appeal that holds it."""
-        if await store.insert_once(
-            self._open, {"_id": slot, "appeal_id": appeal_id, "opened_at": now}
-        ):
-            return appeal_id
-        holder = await store.available(self._open.find_one({"_id": slot}))
-        if holder is None:  # closed meanwhile: try once more
-            return await self.claim_open_slot(slot, appeal_id, now)
-        return str(holder["appeal_id"])
+        document = {"_id": slot, "appeal_id": appeal_id, "opened_at": now}
+        for _ in range(3):
+            if await _retried(store.insert_once, self._open, document):
+                return appeal_id
+            holder = await _stored(self._open.find_one, {"_id": slot})
+            if holder is not None:
+                return str(holder["appeal_id"])
+            # closed meanwhile: try again
+        raise TransientError(f"open-appeal slot {slot!r} is contended; retry")
+
+    async def release_open_slot(self, slot: str, appeal_id: str) -> None:
+        """Free the slot if ``appeal_id`` holds it."""
+        await _stored(self._open.delete_one, {"_id": slot, "appeal_id": appeal_id})
 
     async def close_open_slot(self, appeal_id: str) -> None:
-        await store.available(self._open.delete_many({"appeal_id": appeal_id}))
+        """The appeal was answered: free its slot, which its record names."""
+        document = await _stored(
+            self._appeals.find_one, {"_id": appeal_id}, {"open_slot": 1, "submission": 1}
+        )
+        if document is None:
+            return
+        slot = document.get("open_slot")
+        if slot is None:  # recorded before records named their slot
+            slot = identity.open_appeal_slot(_submission(document))
+        await self.release_open_slot(slot, appeal_id)
+
+    # Ban evasion
 
     async def add_evasion_identifiers(self, hashes: list[str], now: datetime) -> int:
         added = 0
         for value in hashes:
-            added += await store.insert_once(self._evasion, {"_id": value, "added_at": now})
+            added += await _retried(
+                store.insert_once, self._evasion, {"_id": value, "added_at": now}
+            )
         return added
 
     async def linked_to_evasion(self, hashes: list[str]) -> bool:
         if not hashes:
             return False
-        found = await store.available(self._evasion.find_one({"_id": {"$in": hashes}}, {"_id": 1}))
+        found = await _stored(self._evasion.find_one, {"_id": {"$in": hashes}}, {"_id": 1})
         return found is not None
 
-    async def insert_appeal(self, record: AppealRecord, *, event_id: str) -> bool:
+    # Appeals
+
+    async def insert_appeal(
+        self, record: AppealRecord, *, event_id: str, open_slot: str | None = None
+    ) -> bool:
         """Create the appeal once; False when it already exists (a retry taking over)."""
-        return await store.insert_once(
-            self._appeals,
-            {
-                "_id": record.appeal_id,
-                "surface": record.surface,
-                "platform": record.platform,
-                "appellant_id": record.submission.appellant.user_id,
-                "submission": Binary(record.submission.SerializeToString()),
-                "status": record.status,
-                "received_at": record.received_at,
-                "updated_at": record.updated_at,
-                "ban_evasion_suspected": record.ban_evasion_suspected,
-                "acknowledged": record.acknowledged,
-                "applied_events": [event_id],
-            },
+        document = {
+            "_id": record.appeal_id,
+            "surface": record.surface,
+            "platform": record.platform,
+            "submission": Binary(record.submission.SerializeToString()),
+            "status": record.status,
+            "received_at": record.received_at,
+            "updated_at": record.updated_at,
+            "ban_evasion_suspected": record.ban_evasion_suspected,
+            "acknowledged": record.acknowledged,
+            "applied_events": [event_id],
+        }
+        if open_slot is not None:
+            document["open_slot"] = open_slot  # freed by its _id when the appeal is decided
+        return await _retried(store.insert_once, self._appeals, document)
+
+    async def acknowledge(self, appeal_id: str, *, ban_evasion_suspected: bool) -> None:
+        """The broker acknowledged the appeal's submitted event: look-ups may show it. The
+        ban-evasion flag, looked up while the record was written, is set with the mark."""
+        # Matches nothing once set: the status projection's later mark changes nothing.
+        await _stored(
+            self._appeals.update_one,
+            {"_id": appeal_id, "acknowledged": False},
+            {"$set": {"acknowledged": True, "ban_evasion_suspected": ban_evasion_suspected}},
         )
 
-    async def acknowledge(self, appeal_id: str) -> None:
-        """The broker acknowledged the appeal's submitted event: look-ups may show it."""
-        await store.available(
-            self._appeals.update_one({"_id": appeal_id}, {"$set": {"acknowledged": True}})
-        )
+    async def forget_appeal(self, appeal_id: str) -> None:
+        """Delete the record of an appeal that was refused before anything was published."""
+        await _stored(self._appeals.delete_one, {"_id": appeal_id, "acknowledged": False})
+
+    async def is_acknowledged(self, appeal_id: str) -> bool:
+        """Whether the appeal exists and the broker acknowledged it, i.e. the request that
+        submitted it was (or should have been) answered 2xx."""
+        document = await _stored(self._appeals.find_one, {"_id": appeal_id}, {"acknowledged": 1})
+        # Records from before the flag existed were written after the acknowledgement.
+        return document is not None and bool(document.get("acknowledged", True))
 
     async def apply_status(self, appeal_id: str, event_id: str, change: StatusChange) -> bool:
         """Apply an event's status change once: the event id is recorded in the same write."""
-        result = await store.available(
-            self._appeals.update_one(
-                {"_id": appeal_id, "applied_events": {"$ne": event_id}},
-                {
-                    "$set": {"status": change.status, "updated_at": change.at, **change.fields},
-                    "$push": {"applied_events": event_id},
-                },
-            )
+        result = await _stored(
+            self._appeals.update_one,
+            {"_id": appeal_id, "applied_events": {"$ne": event_id}},
+            {
+                "$set": {"status": change.status, "updated_at": change.at, **change.fields},
+                "$push": {"applied_events": event_id},
+            },
         )
         return bool(result.modified_count)
 
     async def get_appeal(self, appeal_id: str) -> AppealRecord | None:
-        document = await store.available(self._appeals.find_one({"_id": appeal_id}))
+        document = await _stored(self._appeals.find_one, {"_id": appeal_id})
         if document is None:
             return None
-        submission = appeal_pb2.AppealSubmission()
-        submission.ParseFromString(bytes(document["submission"]))
         return AppealRecord(
             appeal_id=document["_id"],
             surface=document["surface"],
-            submission=submission,
+            submission=_submission(document),
             status=document["status"],
             received_at=document["received_at"],
             updated_at=document["updated_at"],
@@ -178,3 +319,13 @@ class IntakeRepository:
             # Records from before the flag existed were written after the acknowledgement.
             acknowledged=document.get("acknowledged", True),
         )
+
+
+async def _found(collection: store.Collection, query: store.Document) -> list[store.Document]:
+    return await collection.find(query).to_list()
+
+
+def _submission(document: store.Document) -> appeal_pb2.AppealSubmission:
+    submission = appeal_pb2.AppealSubmission()
+    submission.ParseFromString(bytes(document["submission"]))
+    return submission

@@ -82,9 +82,9 @@ def notifications_router(repository: NotificationsRepository) -> APIRouter:
     async def appeal_notifications(
         appeal_id: Annotated[str, Path(min_length=1, max_length=128)],
     ) -> AppealNotifications:
-        deliveries = await repository.deliveries(appeal_id)
+        deliveries = await repository.notifications_of(appeal_id)
         # Tell "nothing sent yet" (200, empty) from "no such appeal here" (404).
-        if not deliveries and await repository.recipient(appeal_id) is None:
+        if deliveries is None:
             raise NotFound(f"notifications knows no appeal {appeal_id!r}")
         return AppealNotifications(
             appeal_id=appeal_id,

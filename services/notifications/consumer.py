@@ -22,11 +22,15 @@ from services.notifications.retry_consumer import RetryHandler, RetryScheduler
 def lifecycle_handler(notifier: Notifier, *, group: str) -> Handler:
     async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
         event = message.payload
+        # A profile this very event stored: its notice reads nothing back (nothing was told yet).
+        stored = None
         if event.HasField("submitted"):
-            await notifier.remember(recipient_from_submitted(event))
+            recipient = recipient_from_submitted(event)
+            if await notifier.remember(recipient):
+                stored = recipient
         notice = notice_from(event)
         if notice is not None:
-            await notifier.notify(event, notice, origin=Origin.of(message, group))
+            await notifier.notify(event, notice, origin=Origin.of(message, group), stored=stored)
 
     return handle
 

@@ -133,8 +133,9 @@ async def serve(settings: NotificationsSettings) -> None:
         IntakeParticulars.from_settings(settings) as particulars,
     ):
         notifications = repository.NotificationsRepository(ctx.db)
-        # Profiles written before intake became the only holder of contacts lose their copy.
-        await notifications.forget_personal_copies()
+        # Once per store: documents of the shapes before id keys are moved to them (and
+        # profiles from before intake became the only holder of contacts lose their copy).
+        await notifications.migrate_stored_shapes()
         notifier = notifier_from(settings, notifications, ctx.producer, http, particulars)
         app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
         await run_components(

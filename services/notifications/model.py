@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -70,7 +71,10 @@ class Recipient:
 
     @property
     def person_key(self) -> str:
-        return self.person or f"{self.platform}:{self.user_id}"
+        # Every submitted event names the person by intake's pseudonym; a profile without one
+        # (none can be stored today) is limited per appeal, never keyed by the user id, which
+        # is personal data and must not reach the store.
+        return self.person or f"appeal:{self.appeal_id}"
 
     def redact(self, text: str) -> str:
         """``text`` (a provider's error, say) with this person's addresses replaced by what
@@ -84,6 +88,21 @@ class Recipient:
             if len(value) >= 3:
                 text = text.replace(value, f"<{kind}>")
         return text
+
+
+@dataclass(frozen=True)
+class Told:
+    """What the person who appealed was told about their appeal so far, as the store says."""
+
+    # The event that tells (or told) them about each kind first: for once-per-appeal kinds the
+    # one allowed to; for ``decided``, the first decision that reached them.
+    firsts: Mapping[NotificationKind, str] = field(default_factory=dict)
+    # The events they were notified about, in the order the notifications were recorded.
+    timeline: tuple[str, ...] = ()
+
+    @property
+    def decision_delivered(self) -> bool:
+        return "decided" in self.firsts
 
 
 @dataclass(frozen=True)

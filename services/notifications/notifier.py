@@ -12,6 +12,11 @@ the last retry failing) dead-letters that attempt, publishes ``notification_fail
 to the next channel at once. Non-urgent messages may first be deferred by quiet hours or the
 daily limit, through the same retry topic.
 
+Handlers call this concurrently for different appeals, and the lifecycle consumer and the retry
+scheduler may work on the same appeal at once. The notifier keeps nothing between calls; what
+two calls could race on (a milestone, a daily slot, the outbox record, the appeal's list) is an
+insert under a unique ``_id``, which exactly one of them wins (see the repository).
+
 Where to reach the person (user id, contact) is read from intake at the moment of sending and
 kept nowhere. Intake not answering is a transient error: the runner that called (the lifecycle
 consumer or the retry scheduler) tries the same event again with backoff, so nothing is lost.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from appeals.v1 import events_pb2
@@ -33,6 +39,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import metrics
 from services.notifications.channels.base import PermanentFailure, TransientFailure
 from services.notifications.channels.directory import ChannelDirectory, Route
+from services.notifications.concurrently import both
 from services.notifications.inbound import addressed
 from services.notifications.locales import time_zone
 from services.notifications.messages import MessageRenderer
@@ -42,15 +49,18 @@ from services.notifications.model import (
     Outgoing,
     Recipient,
     RenderedMessage,
+    Told,
 )
 from services.notifications.policy import (
     ONCE_PER_APPEAL,
     SUPERSEDED_BY_DECISION,
     URGENT_KINDS,
     Backoff,
+    Hold,
     Limits,
-    day_start,
-    hold,
+    daily_limit_hold,
+    local_day,
+    quiet_hold,
 )
 from services.notifications.repository import NotificationsRepository
 from services.notifications.retries import Origin, PendingAttempt, RetryQueue
@@ -90,9 +100,10 @@ class Notifier:
         self._clock = clock
         self._rng = rng
 
-    async def remember(self, recipient: Recipient) -> None:
-        """Keep who to tell and how; the first submitted event's profile is the one used."""
-        await self._repository.save_recipient(recipient)
+    async def remember(self, recipient: Recipient) -> bool:
+        """Keep who to tell and how; the first submitted event's profile is the one used. True
+        when this event stored it (then nothing can have been told about the appeal yet)."""
+        return await self._repository.save_recipient(recipient)
 
     async def notify(
         self,
@@ -101,38 +112,67 @@ class Notifier:
         *,
         origin: Origin,
         pending: PendingAttempt | None = None,
+        stored: Recipient | None = None,
     ) -> None:
         """Tell the appellant about ``notice`` (from ``event``); ``pending`` when this is a
-        retry or a deferred message coming back from the retry topic."""
-        profile = await self._repository.recipient(notice.appeal_id)
-        if profile is None:
-            # One appeal's events share a partition, so its submitted event was handled first;
-            # if there is no profile, that event never arrived or was itself dead-lettered.
-            raise InvalidMessage(
-                f"no submitted event seen for appeal {notice.appeal_id}", field="appeal_id"
+        retry or a deferred message coming back from the retry topic; ``stored`` when this very
+        event just stored the appeal's profile (:meth:`remember`): nothing to read back then.
+
+        Store round trips, all by _id: the profile, the notice's outbox record and what the
+        person was told so far, read side by side (none after ``remember``); for a
+        once-per-appeal kind told for the first time, the milestone claim beside intake's
+        answer; for a non-urgent kind, the daily slot (a read, then an insert); after the send,
+        the outbox record and the appeal's list, written side by side.
+        """
+        if stored is not None:
+            profile, told = stored, Told({"received": stored.submitted_event_id})
+        else:
+            found, done, told = await self._repository.appeal(
+                notice.appeal_id, notice.about_event_id
             )
-        done = await self._repository.delivery(notice.appeal_id, notice.about_event_id)
-        if done is not None:
-            await self._announce(done)
-            return
-        if notice.kind in ONCE_PER_APPEAL and not await self._repository.claim_milestone(
-            notice.appeal_id, notice.kind, notice.about_event_id
-        ):
+            if found is None:
+                # One appeal's events share a partition, so its submitted event was handled
+                # first; if there is no profile, that event never arrived or was dead-lettered.
+                raise InvalidMessage(
+                    f"no submitted event seen for appeal {notice.appeal_id}", field="appeal_id"
+                )
+            if done is not None:
+                # Told before (a redelivery, a restart, a retry racing a redelivery): complete
+                # what a crash may have left unwritten beside it, and announce it again.
+                await self._repository.note_delivered(done, told)
+                await self._announce(done)
+                return
+            profile = found
+        holder = told.firsts.get(notice.kind)
+        if notice.kind in ONCE_PER_APPEAL and holder not in (None, notice.about_event_id):
             log.info("already told", extra=_about(notice))
             return
-        if (
-            pending is not None
-            and notice.kind in SUPERSEDED_BY_DECISION
-            and await self._repository.decision_delivered(notice.appeal_id)
-        ):
+        stale = notice.kind in SUPERSEDED_BY_DECISION and told.decision_delivered
+        if pending is not None and stale:
             metrics.superseded.add(1, {"kind": notice.kind})
             log.info("superseded by the decision; not sent", extra=_about(notice))
             return
-        recipient = await self._addressed(profile)
-        message = self._renderer.render(recipient, notice)
-        if await self._deferred(event, notice, recipient, pending):
+        if notice.kind in ONCE_PER_APPEAL and holder is None:
+            # The first event of its kind so far: claim it before sending (the first one wins).
+            claimed, recipient = await both(
+                self._repository.claim_milestone(
+                    notice.appeal_id, notice.kind, notice.about_event_id
+                ),
+                self._addressed(profile),
+            )
+            if not claimed:
+                log.info("already told", extra=_about(notice))
+                return
+        else:
+            recipient = await self._addressed(profile)
+        allowed = await self._hold_or_reserve(notice, recipient)
+        if isinstance(allowed, Hold):
+            await self._defer(event, notice, pending, allowed)
             return
-        await self._deliver(event, notice, recipient, message, origin=origin, pending=pending)
+        message = self._renderer.render(recipient, notice)
+        await self._deliver(
+            event, notice, recipient, message, told, origin=origin, pending=pending, slot=allowed
+        )
 
     async def _addressed(self, profile: Recipient) -> Recipient:
         """The profile with the person's addresses from intake (ParticularsUnavailable, a
@@ -144,21 +184,39 @@ class Notifier:
             # it: an appeal intake does not know is not ours to guess an address for.
             raise InvalidMessage(str(error), field="appeal_id") from error
 
-    async def _deferred(
+    async def _hold_or_reserve(self, notice: Notice, recipient: Recipient) -> Hold | _Slot | None:
+        """Why and until when a non-urgent message must wait, or the slot of the person's day
+        it took; None for urgent kinds, which neither wait nor count.
+
+        The slot is taken in the store before sending: each slot is a document that only one
+        insert can create, so concurrent handlers (and instances) never pass the limit
+        together; a redelivered or retried notification finds the slot it already holds.
+        """
+        if notice.kind in URGENT_KINDS:
+            return None
+        now = self._clock()
+        zone = time_zone(recipient.contact.time_zone)
+        quiet = quiet_hold(notice.kind, now=now, zone=zone, limits=self._limits)
+        if quiet is not None:
+            return quiet
+        slot = await self._repository.reserve_daily_slot(
+            recipient.person_key,
+            local_day(now, zone),
+            appeal_id=notice.appeal_id,
+            about_event_id=notice.about_event_id,
+            limit=self._limits.daily_limit,
+        )
+        if slot is not None:
+            return _Slot(slot)
+        return daily_limit_hold(now=now, zone=zone, limits=self._limits)
+
+    async def _defer(
         self,
         event: events_pb2.AppealEvent,
         notice: Notice,
-        recipient: Recipient,
         pending: PendingAttempt | None,
-    ) -> bool:
-        if notice.kind in URGENT_KINDS:
-            return False
-        now = self._clock()
-        zone = time_zone(recipient.contact.time_zone)
-        today = await self._repository.delivered_since(recipient.person_key, day_start(now, zone))
-        held = hold(notice.kind, now=now, zone=zone, delivered_today=today, limits=self._limits)
-        if held is None:
-            return False
+        held: Hold,
+    ) -> None:
         await self._retries.schedule(
             event,
             self._retries.pending(
@@ -173,7 +231,6 @@ class Notifier:
             "notification deferred",
             extra={**_about(notice), "reason": held.reason, "until": held.until.isoformat()},
         )
-        return True
 
     async def _deliver(
         self,
@@ -181,9 +238,11 @@ class Notifier:
         notice: Notice,
         recipient: Recipient,
         message: RenderedMessage,
+        told: Told,
         *,
         origin: Origin,
         pending: PendingAttempt | None,
+        slot: _Slot | None,
     ) -> None:
         plan = self._channels.plan(recipient)
         start, attempt = _resume(plan, pending)
@@ -203,12 +262,17 @@ class Notifier:
             except PermanentFailure as failure:
                 error_type, reason = "PermanentFailure", recipient.redact(failure.reason)
             else:
-                await self._record(delivery)
+                await self._record(delivery, told)
                 return
             metrics.failed.add(1, _labels(channel, notice, permanent=True))
             await self._failed_for_good(event, notice, origin, channel, attempt, error_type, reason)
             attempt = 1
         metrics.undeliverable.add(1, {"kind": notice.kind})
+        if slot is not None:
+            # Nothing reached the person: the slot is free for another message today.
+            await self._repository.release_daily_slot(
+                slot.id, appeal_id=notice.appeal_id, about_event_id=notice.about_event_id
+            )
         if not plan:
             reason = "no configured channel can reach the appellant"
             await self._failed_for_good(event, notice, origin, NO_CHANNEL, 0, "NoChannel", reason)
@@ -250,8 +314,8 @@ class Notifier:
             attempt=attempt,
         )
 
-    async def _record(self, delivery: Delivery) -> None:
-        if await self._repository.record_delivery(delivery):
+    async def _record(self, delivery: Delivery, told: Told) -> None:
+        if await self._repository.record_delivery(delivery, told):
             labels = {"channel": delivery.channel, "kind": delivery.kind}
             metrics.delivered.add(1, labels)
             # Failure series exist (at 0) once a channel delivered something: a failure rate of
@@ -324,6 +388,13 @@ class Notifier:
 
     async def _announce(self, delivery: Delivery) -> None:
         await self._producer.publish(topics.APPEAL_LIFECYCLE, notified_event(delivery))
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """The slot of a person's day that a non-urgent notification took (its store id)."""
+
+    id: str
 
 
 def _resume(plan: list[Route], pending: PendingAttempt | None) -> tuple[int, int]:

@@ -4,8 +4,9 @@
   statement of reasons without undue delay, and a question holds the appeal up.
 * Non-urgent kinds (received, in review, escalated, restored) respect the person's quiet hours in
   their time zone, when we know it (a country can span several zones, so none is guessed), and a
-  daily limit counted over the person's local day (UTC without a time zone). A held message is
-  deferred to when it may go, never dropped.
+  daily limit of non-urgent messages counted over the person's local day (UTC without a time
+  zone). A held message is deferred to when it may go, never dropped. (The count itself is a
+  slot reserved in the store before sending: see the repository.)
 * Progress news that waited (deferred or retried) is superseded once the decision reached the
   person: "your appeal is in review" after "here is the decision" only confuses.
 * Transient failures are retried with exponential backoff and "equal jitter" (half the delay
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from services.notifications.model import NotificationKind
@@ -73,29 +74,34 @@ def day_start(now: datetime, zone: tzinfo | None) -> datetime:
     return datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
 
 
-def hold(
-    kind: NotificationKind,
-    *,
-    now: datetime,
-    zone: tzinfo | None,
-    delivered_today: int,
-    limits: Limits,
+def local_day(now: datetime, zone: tzinfo | None) -> date:
+    """The person's current local date (UTC without a zone): what a daily limit counts over."""
+    return now.astimezone(zone or UTC).date()
+
+
+def quiet_hold(
+    kind: NotificationKind, *, now: datetime, zone: tzinfo | None, limits: Limits
 ) -> Hold | None:
-    """When a message of ``kind`` must wait, until when and why; None when it may go now."""
-    if kind in URGENT_KINDS:
+    """Until when a message of ``kind`` must wait for the person's quiet hours to end; None
+    when it may go now (urgent, no time zone known, quiet hours off or not now)."""
+    if kind in URGENT_KINDS or zone is None or limits.quiet_hours is None:
         return None
-    local = now.astimezone(zone) if zone is not None else None
-    quiet = limits.quiet_hours if zone is not None else None
-    if quiet is not None and local is not None and quiet.contains(local):
+    quiet, local = limits.quiet_hours, now.astimezone(zone)
+    if quiet.contains(local):
         return Hold(quiet.next_end(local).astimezone(UTC), "quiet_hours")
-    if delivered_today >= limits.daily_limit:
-        tomorrow = day_start(now, zone) + timedelta(days=1)
-        # Wall-clock midnight, then normalized: correct across daylight-saving changes.
-        tomorrow = datetime.combine(tomorrow.date(), time(0), tzinfo=zone or UTC)
-        if quiet is not None and quiet.contains(tomorrow):
-            tomorrow = quiet.next_end(tomorrow)
-        return Hold(tomorrow.astimezone(UTC), "daily_limit")
     return None
+
+
+def daily_limit_hold(*, now: datetime, zone: tzinfo | None, limits: Limits) -> Hold:
+    """Until when a message must wait once the person's daily limit is used up: their next
+    local morning (midnight, or the end of quiet hours when midnight is inside them)."""
+    tomorrow = day_start(now, zone) + timedelta(days=1)
+    # Wall-clock midnight, then normalized: correct across daylight-saving changes.
+    tomorrow = datetime.combine(tomorrow.date(), time(0), tzinfo=zone or UTC)
+    quiet = limits.quiet_hours if zone is not None else None
+    if quiet is not None and quiet.contains(tomorrow):
+        tomorrow = quiet.next_end(tomorrow)
+    return Hold(tomorrow.astimezone(UTC), "daily_limit")
 
 
 @dataclass(frozen=True)

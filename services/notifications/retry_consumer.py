@@ -9,6 +9,13 @@ harmlessly, some finished records after it: handling is idempotent, a delivered 
 never sent again). Beyond ``max_waiting`` held records, reading pauses (backpressure); the
 consumer keeps polling so the group never evicts it.
 
+Work follows what is due, not what is held: reading runs in its own task (a fetch waits at the
+broker for records), and the scheduler sleeps until the next record falls due (checking the
+clock at least every tick while something waits), a running record finishes, records arrive or
+``stop`` is called. Idle, it wakes for nothing. Launching takes the earliest due records off a
+heap; a due record whose appeal is busy is parked until that appeal's record finishes; commit
+positions move per finished record (:class:`PartitionProgress`), never by scanning what waits.
+
 It is its own consumer group, separate from the lifecycle consumer: waiting retries never hold up
 new lifecycle events. A record scheduled by another deployment's group is skipped.
 """
@@ -16,9 +23,11 @@ new lifecycle events. A record scheduled by another deployment's group is skippe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,11 +47,18 @@ from appeals_runtime.kafka.consumer import (
     mark_failed,
     processing_span,
 )
+from appeals_runtime.kafka.in_flight import PartitionProgress
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications.metrics import GAUGES
 from services.notifications.retries import PendingAttempt
 
 log = logging.getLogger(__name__)
+
+# How long one fetch waits at the broker for new records (the reader's only wake-up while
+# idle); also how soon a paused topic is resumed once held records ran.
+_READ_WAIT_MS = 1000
+# Finished records are committed at most this often while records keep finishing.
+_COMMIT_INTERVAL_S = 0.2
 
 RetryHandler = Callable[[InboundMessage[events_pb2.AppealEvent], PendingAttempt], Awaitable[None]]
 
@@ -103,14 +119,19 @@ class RetryScheduler:
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        # Set by whatever gives the scheduler work: records read, a record finished, stop.
+        self._wake = asyncio.Event()
         self._heap: list[_Held] = []
         self._seq = itertools.count()
-        self._unfinished: dict[TopicPartition, set[int]] = {}
-        self._read_up_to: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
+        # Due records whose appeal has a record running: they go when it finishes.
+        self._parked: dict[str | None, list[_Held]] = {}
+        self._parked_count = 0
         self._running: dict[asyncio.Task[None], _Held] = {}
-        # Due records wait for running ones: poll at tick pace rather than spin.
-        self._blocked = False
+        self._busy: set[str | None] = set()
+        self._progress: dict[TopicPartition, PartitionProgress] = {}
+        # Commit positions that moved since the last commit.
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -126,81 +147,116 @@ class RetryScheduler:
         await consumer.start()
         self.started.set()
         log.info("retry scheduler started", extra={"group": self._group_id})
+        reader = asyncio.create_task(self._read(consumer), name=f"{self.name} reader")
+        # A reader that fails wakes the scheduler, which then stops with its error.
+        reader.add_done_callback(lambda _: self._wake.set())
         try:
             while not self._stopping.is_set():
-                await self._read(consumer)
+                self._wake.clear()
                 self._launch_due()
                 await self._commit()
                 self._update_gauges(consumer)
-                # Polls can return at once without yielding: let running records progress.
-                await asyncio.sleep(0)
+                if reader.done():
+                    reader.result()  # the reader failed: stop with its error
+                    break
+                # Sleep until there is something to do: no polling while idle.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._wait_s())
             if self._running:
                 await asyncio.wait(list(self._running))
-            await self._commit()
+            await self._commit(at_once=True)
         finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
             await consumer.stop()
             self._consumer = None
             log.info("retry scheduler stopped", extra={"group": self._group_id})
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
-        full = len(self._heap) >= self._max_waiting
-        assigned = consumer.assignment()
-        if full:
-            consumer.pause(*assigned)
-        else:
-            consumer.resume(*assigned)
-        batches = await consumer.getmany(timeout_ms=int(self._wait_s() * 1000), max_records=500)
-        for tp, records in batches.items():
-            for record in records:
-                await self._hold(tp, record)
+        """Read the retry topic as records come and hold each until due; beyond
+        ``max_waiting`` held records, pause the partitions (polling goes on, so the group keeps
+        this member). A fetch waits at the broker for records: nothing spins while idle."""
+        while not self._stopping.is_set():
+            assigned = consumer.assignment()
+            if self._waiting() >= self._max_waiting:
+                consumer.pause(*assigned)
+            else:
+                consumer.resume(*assigned)
+            batches = await consumer.getmany(timeout_ms=_READ_WAIT_MS, max_records=500)
+            assigned = consumer.assignment()
+            for tp, records in batches.items():
+                if tp not in assigned:
+                    continue  # revoked meanwhile: its new owner reads it from the commit
+                for record in records:
+                    await self._hold(tp, record)
+            if batches:
+                self._wake.set()
 
-    def _wait_s(self) -> float:
-        """Poll no longer than a tick, nor past the next due record; a full tick when what is
-        due must wait for a running record (its appeal is busy, or all slots are taken)."""
-        if not self._heap or self._blocked:
-            return self._tick_s
-        until_due = self._heap[0].due_ts - self._clock().timestamp()
-        return max(0.0, min(self._tick_s, until_due))
+    def _waiting(self) -> int:
+        return len(self._heap) + self._parked_count
+
+    def _wait_s(self) -> float | None:
+        """How long nothing can fall due: until the next due record, but no longer than a
+        tick (the clock is checked, not trusted to run evenly), or until a commit is due.
+        None (until woken) when nothing waits for a due time, or every slot is taken."""
+        waits: list[float] = []
+        if self._heap and len(self._running) < self._concurrency:
+            until_due = self._heap[0].due_ts - self._clock().timestamp()
+            waits.append(max(0.0, min(self._tick_s, until_due)))
+        if self._to_commit:
+            waits.append(max(0.0, self._last_commit + _COMMIT_INTERVAL_S - time.monotonic()))
+        return min(waits) if waits else None
 
     async def _hold(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        self._read_up_to[tp] = record.offset + 1
-        unfinished = self._unfinished.setdefault(tp, set())
-        unfinished.add(record.offset)
+        progress = self._progress.setdefault(tp, PartitionProgress())
+        try:
+            progress.started(record.offset)
+        except ValueError:
+            return  # read before (a fetch repeated across a rebalance): already held
         headers = h.as_dict(record.headers)
         try:
             pending = PendingAttempt.from_headers(headers)
             message = _decode(record, headers)
         except InvalidMessage as error:
             if await self._dead_letter(record, error):
-                unfinished.discard(record.offset)
+                self._finished(tp, record.offset)
             return
         if pending.group != self._owner_group:
-            unfinished.discard(record.offset)
+            self._finished(tp, record.offset)
             return  # another deployment's retry: it schedules and runs it itself
         held = _Held(pending.due_at.timestamp(), next(self._seq), tp, record, message, pending)
         heapq.heappush(self._heap, held)
 
     def _launch_due(self) -> None:
+        """Start what is due, earliest first, while slots are free; never two records of one
+        appeal at once (a due record of a busy appeal is parked until it is free)."""
         now = self._clock().timestamp()
-        busy = {held.message.key for held in self._running.values()}
-        postponed: list[_Held] = []
-        while self._heap and self._heap[0].due_ts <= now:
-            if len(self._running) >= self._concurrency:
-                break
+        while self._heap and self._heap[0].due_ts <= now and len(self._running) < self._concurrency:
             held = heapq.heappop(self._heap)
-            if held.message.key in busy:
-                postponed.append(held)  # one appeal at a time: never two sends racing
+            key = held.message.key
+            if key in self._busy:
+                self._parked.setdefault(key, []).append(held)
+                self._parked_count += 1
                 continue
-            busy.add(held.message.key)
+            self._busy.add(key)
             task = asyncio.create_task(self._run_one(held), name=f"retry {held.message.offset}")
             self._running[task] = held
-            task.add_done_callback(self._running.pop)
-        for held in postponed:
-            heapq.heappush(self._heap, held)
-        self._blocked = bool(self._heap) and self._heap[0].due_ts <= now
+            task.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        held = self._running.pop(task)
+        key = held.message.key
+        self._busy.discard(key)
+        # The appeal is free: its parked records are due (their due times are past).
+        for parked in self._parked.pop(key, []):
+            self._parked_count -= 1
+            heapq.heappush(self._heap, parked)
+        self._wake.set()
 
     async def _run_one(self, held: _Held) -> None:
         message = held.message
@@ -222,7 +278,7 @@ class RetryScheduler:
                 mark_failed(span, error)
                 if not await self._dead_letter(held.record, error):
                     return
-        self._finish(held)
+        self._finished(held.tp, held.message.offset)
 
     def _again_later(self, held: _Held, error: Exception) -> None:
         if self._consumer is None or held.tp not in self._consumer.assignment():
@@ -236,32 +292,46 @@ class RetryScheduler:
         held.due_ts = due.timestamp()
         heapq.heappush(self._heap, held)
 
-    def _finish(self, held: _Held) -> None:
-        unfinished = self._unfinished.get(held.tp)
-        if unfinished is not None:
-            unfinished.discard(held.message.offset)
+    def _finished(self, tp: TopicPartition, offset: int) -> None:
+        progress = self._progress.get(tp)
+        if progress is None:
+            return  # the partition was revoked meanwhile
+        moved = progress.finished(offset)
+        if moved is not None:
+            self._to_commit[tp] = moved
 
-    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+    async def _commit(
+        self, only: set[TopicPartition] | None = None, *, at_once: bool = False
+    ) -> None:
+        """Commit the positions that moved: each partition's lowest record not yet finished.
+        At most every ``_COMMIT_INTERVAL_S`` (a crash repeats at most that much, harmlessly),
+        unless ``at_once`` or ``only`` (a rebalance)."""
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not self._to_commit:
             return
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, read_up_to in self._read_up_to.items():
-            if only is not None and tp not in only:
-                continue
-            unfinished = self._unfinished.get(tp)
-            low = min(unfinished) if unfinished else read_up_to
-            if self._committed.get(tp) != low:
-                offsets[tp] = OffsetAndMetadata(low, "")
+        throttled = time.monotonic() - self._last_commit < _COMMIT_INTERVAL_S
+        if only is None and not at_once and throttled:
+            return
+        offsets = {
+            tp: OffsetAndMetadata(position, "")
+            for tp, position in self._to_commit.items()
+            if only is None or tp in only
+        }
         if not offsets:
             return
+        self._last_commit = time.monotonic()
         try:
             await consumer.commit(offsets)
         except Exception as error:  # the partition moved: its new owner re-reads from the last
             log.warning("retry commit failed", extra={"error": repr(error)})
+            assigned = consumer.assignment()
+            for tp in list(self._to_commit):
+                if tp not in assigned:
+                    del self._to_commit[tp]
             return
         for tp, meta in offsets.items():
-            self._committed[tp] = meta.offset
+            if self._to_commit.get(tp) == meta.offset:
+                del self._to_commit[tp]
 
     async def _release(self, revoked: set[TopicPartition]) -> None:
         """Partitions taken away: commit what is finished, forget what waits (their new owner
@@ -269,21 +339,27 @@ class RetryScheduler:
         await self._commit(only=revoked)
         self._heap = [held for held in self._heap if held.tp not in revoked]
         heapq.heapify(self._heap)
+        for key in list(self._parked):
+            kept = [held for held in self._parked[key] if held.tp not in revoked]
+            self._parked_count -= len(self._parked[key]) - len(kept)
+            if kept:
+                self._parked[key] = kept
+            else:
+                del self._parked[key]
         for tp in revoked:
-            self._unfinished.pop(tp, None)
-            self._read_up_to.pop(tp, None)
-            self._committed.pop(tp, None)
+            self._progress.pop(tp, None)
+            self._to_commit.pop(tp, None)
 
     def _update_gauges(self, consumer: AIOKafkaConsumer) -> None:
-        GAUGES.retry_waiting = len(self._heap)
+        GAUGES.retry_waiting = self._waiting()
         backlog = 0
         for tp in consumer.assignment():
             end = consumer.highwater(tp)
             if end is None:
                 continue
-            unfinished = self._unfinished.get(tp)
-            low = min(unfinished) if unfinished else self._read_up_to.get(tp, end)
-            backlog += max(0, end - low)
+            progress = self._progress.get(tp)
+            position = progress.position if progress is not None else None
+            backlog += max(0, end - (end if position is None else position))
         GAUGES.retry_backlog = backlog
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> bool:

@@ -21,6 +21,7 @@ from services.routing import case_rules, metrics
 from services.routing import policy as routing_policy
 from services.routing.agents import AgentRegistry, require_agent
 from services.routing.announcements import RESTORING_OUTCOMES
+from services.routing.board import CaseBoard
 from services.routing.ledger import CaseLedger
 from services.routing.model import (
     AgentProfile,
@@ -79,21 +80,26 @@ class AgentDesk:
         repository: RoutingRepository,
         policies: PolicySource,
         particulars: ParticularsSource,
+        board: CaseBoard,
         *,
         lease: timedelta,
         presence_ttl: timedelta = timedelta(seconds=15),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._ledger = ledger
-        self._repository = repository
         self._policies = policies
         self._particulars = particulars
-        self._offers = OfferBook(ledger, repository, policies)
+        self._board = board
+        self._offers = OfferBook(ledger, repository, policies, board)
         self._lease = lease
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
         self.agents = AgentRegistry(
             repository, policies, presence_ttl=presence_ttl, clock=self._clock
         )
+
+    @property
+    def offers(self) -> OfferBook:
+        return self._offers
 
     # --- agents (services.routing.agents) -----------------------------------------------------
 
@@ -116,7 +122,7 @@ class AgentDesk:
 
     async def stream_closed(self, agent: Principal, stream_id: str) -> None:
         # The agent went away: its reservations go back at once, not when they lapse.
-        await self._repository.withdraw_offers(stream_id=stream_id)
+        await self._offers.withdraw_stream(agent.subject, stream_id)
         await self.agents.went_offline(agent)
 
     # --- reading ----------------------------------------------------------------------------
@@ -132,9 +138,8 @@ class AgentDesk:
         return None if "*" in agent.queues else sorted(agent.queues)
 
     async def open_cases(self, queues: list[str] | None, limit: int = 50) -> list[CaseState]:
-        now = self._clock()
-        cases = await self._repository.open_cases(queues, now, limit)
-        return [case for case in cases if case.is_open(now)]
+        """Cases waiting for a reviewer, most urgent first, then oldest (from the board)."""
+        return self._board.offerable(queues, self._clock(), limit)
 
     async def next_offers(
         self, agent: Principal, queues: list[str] | None, stream_id: str
@@ -184,7 +189,7 @@ class AgentDesk:
             known=case,
         )
         if record is not None:
-            await self._repository.withdraw_offers(appeal_id=appeal_id)
+            await self._offers.withdraw_case(appeal_id)
             log.info("case claimed", extra={"appeal_id": appeal_id, "agent": agent.subject,
                                             "queue": after.queue, "claim": record.seq})  # fmt: skip
         return after
@@ -353,7 +358,7 @@ class AgentDesk:
                 f"appeal {case.appeal_id} needs skills you have not registered: "
                 + ", ".join(case.placement.requirements.describe())
             )
-        if await self._repository.held_count(agent.subject, now) >= profile.capacity:
+        if self._board.held(agent.subject, now) >= profile.capacity:
             raise Conflict(
                 f"you hold {profile.capacity} case(s), your capacity: decide or release one first"
             )
@@ -372,7 +377,7 @@ class AgentDesk:
             f"{source.appeal_id}, which was reviewed and decided by a person.",
         )
         applied = []
-        for copy_id in await self._repository.copies(
+        for copy_id in self._board.copies(
             content_hash, submission.platform, excluding=source.appeal_id
         ):
             copy = await self._ledger.state(copy_id)

@@ -34,8 +34,16 @@ def decision_key(submission: appeal_pb2.SubmissionFacts) -> str:
     return f"{submission.platform}:{submission.decision.id}"
 
 
+def record_key(appeal_id: str, seq: int) -> str:
+    return f"{appeal_id}#{seq:010d}"
+
+
 def record_id(record: CaseRecord) -> str:
-    return f"{record.appeal_id}#{record.seq:010d}"
+    return record_key(record.appeal_id, record.seq)
+
+
+def offer_key(appeal_id: str, number: int) -> str:
+    return f"{appeal_id}#o{number}"
 
 
 def record_document(record: CaseRecord) -> store.Document:
@@ -45,7 +53,6 @@ def record_document(record: CaseRecord) -> store.Document:
         "seq": record.seq,
         "kind": record.kind.value,
         "at": record.at,
-        "published": False,
     }
     optional: dict[str, Any] = {
         "agent_id": record.agent_id,
@@ -83,7 +90,6 @@ def record(document: store.Document) -> CaseRecord:
         question=document.get("question", ""),
         concurring=tuple(document.get("concurring", ())),
         applied_from=document.get("applied_from", ""),
-        published=document.get("published", False),
     )
 
 
@@ -233,6 +239,19 @@ def _routing(document: store.Document) -> Routing:
         appellant_pseudonym=document.get("appellant_pseudonym", ""),
         trace_parent=document.get("trace_parent", ""),
     )
+
+
+def offer_document(offer: Offer) -> store.Document:
+    return {
+        "_id": offer_key(offer.appeal_id, offer.number),
+        "appeal_id": offer.appeal_id,
+        "number": offer.number,
+        "agent_id": offer.agent_id,
+        "stream_id": offer.stream_id,
+        "offered_at": offer.offered_at,
+        "expires_at": offer.expires_at,
+        "withdrawn": offer.withdrawn,
+    }
 
 
 def offer(document: store.Document) -> Offer:

@@ -1,12 +1,18 @@
-"""Changing a case: check the step against its records, append once, then announce it.
+"""Changing a case: check the step against its state, append once, then announce it.
 
-Every change goes through :meth:`CaseLedger.change`: read the case's records, let the step decide
-on the state they fold to, append its record with the next sequence number. When another change
-(another agent, another routing instance, a timer) landed first, the insert fails on the unique
-``_id`` and the step is checked again against the new state: a claim then sees the case claimed,
-a timer sees its work done. After the append, the view is refreshed and the record's events are
-published; a record is marked published only after the broker acknowledged them, and the timer
-republishes what a dead instance left unpublished (same event ids: consumers deduplicate).
+Every change goes through :meth:`CaseLedger.change`: read the case (its view, by ``_id``), let
+the step decide on that state, insert its record with the next sequence number. When another
+change (another agent, another routing instance, a timer) landed first, the insert fails on the
+unique ``_id``; the ledger then catches up from the records after the view (by ``_id``) and the
+step is checked again: a claim then sees the case claimed, a timer sees its work done.
+
+After the insert the record's events are published, and only then is the view saved: a view at
+version ``n`` means the events of every record up to ``n`` went out. A writer that dies in
+between leaves records beyond the view; whoever touches the case next (a step whose insert
+fails, an instance starting up or taking over the case's partition) finds them, publishes their
+events again under the same ids (every consumer deduplicates) and saves the view.
+
+The board (``services.routing.board``) learns every state this ledger writes or reads.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from opentelemetry.trace import Span
 
 from appeals_runtime import tracing, vocabulary
 from appeals_runtime.errors import NotFound, TransientError
+from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import announcements, case_rules
+from services.routing.board import CaseBoard
 from services.routing.model import CaseRecord, CaseState, Kind
 from services.routing.repository import RoutingRepository
 
@@ -34,36 +42,60 @@ log = logging.getLogger(__name__)
 
 class CaseLedger:
     def __init__(
-        self, repository: RoutingRepository, producer: EventProducer, *, service_name: str
+        self,
+        repository: RoutingRepository,
+        producer: EventProducer,
+        board: CaseBoard,
+        *,
+        service_name: str,
     ) -> None:
         self._repository = repository
         self._producer = producer
+        self._board = board
         self._service_name = service_name
 
     async def state(self, appeal_id: str) -> CaseState | None:
+        """The case as its view says (the records when it has none yet: a writer died before
+        saving the first view)."""
+        view = await self._repository.view(appeal_id)
+        if view is not None:
+            return view
         return case_rules.fold(await self._repository.records(appeal_id))
 
     async def open(self, routed: CaseRecord) -> tuple[CaseState, bool]:
         """Start a case; False when it had started before. Idempotent: a redelivered submission
         finds the case and announces what was recorded then, even if the policy changed since."""
         created = await self._repository.append(routed)
-        records = await self._repository.records(routed.appeal_id)
-        state = case_rules.fold(records)
-        assert state is not None
-        await self._settle(records[0], case_rules.fold(records[:1]), state, force_publish=True)
-        return state, created
+        if created:
+            state = case_rules.apply(None, routed)
+            await self._repository.opened(routed.appeal_id, routed.at)
+            await self._settle(routed, state, state)
+            return state, True
+        # Announce the routed record again: this redelivery may follow a crash before it was.
+        first = await self._repository.record(routed.appeal_id, 1)
+        assert first is not None
+        opened = case_rules.apply(None, first)
+        await self._repository.opened(first.appeal_id, first.at)
+        await self._announce(first, opened)
+        caught_up = await self.catch_up(first.appeal_id)
+        assert caught_up is not None
+        if caught_up.final:
+            await self._repository.closed(caught_up.appeal_id)  # it was listed again just above
+        return caught_up, False
 
     async def change(
         self, appeal_id: str, step: Step, *, known: CaseState | None = None
     ) -> tuple[CaseState, CaseRecord | None]:
         """Apply ``step`` once; returns the case after it and the record (None: nothing to do).
 
-        ``known``, a state the caller just read from the records, saves the first read; if it is
-        out of date, the append fails and the step is checked again on a fresh read. Errors the
-        step raises (Conflict, PermissionDenied, ...) reach the caller unchanged.
+        ``known``, a state the caller just read, saves the first read; if it is out of date,
+        the insert fails and the step is checked again on the case caught up. Errors the step
+        raises (Conflict, PermissionDenied, ...) reach the caller unchanged.
         """
+        state = known
         for _ in range(MAX_ATTEMPTS):
-            state, known = known or await self.state(appeal_id), None
+            if state is None:
+                state = await self.state(appeal_id)
             if state is None:
                 raise NotFound(f"no case {appeal_id}")
             record = step(state)
@@ -74,17 +106,35 @@ class CaseLedger:
                     after = case_rules.apply(state, record)
                     await self._settle(record, after, after)
                     return after, record
+            state = await self.catch_up(appeal_id)
         raise TransientError(f"case {appeal_id} is changing too fast; retry")
 
-    async def republish(self, record: CaseRecord) -> None:
-        """Publish the events of a record whose writer may have died before it could."""
-        records = await self._repository.records(record.appeal_id)
-        upto = case_rules.fold(r for r in records if r.seq <= record.seq)
-        latest = case_rules.fold(records)
-        if upto is None or latest is None:
-            return
-        with self._in_appeal_trace(latest, record):
-            await self._settle(record, upto, latest, force_publish=True)
+    async def catch_up(self, appeal_id: str) -> CaseState | None:
+        """The case with every record its view lacks folded in, their events published again
+        (their writer may have died before it could) and the view saved."""
+        view = await self._repository.view(appeal_id)
+        after = await self._repository.records_after(appeal_id, view.version if view else 0)
+        state: CaseState | None = view
+        for record in after:
+            state = case_rules.apply(state, record)
+            with self._in_appeal_trace(state, record):
+                await self._announce(record, state)
+        if state is not None and after:
+            log.info(
+                "case caught up with its records",
+                extra={"appeal_id": appeal_id, "records": len(after), "version": state.version},
+            )
+            await self._save(state)
+        elif state is not None:
+            self._board.put(state)
+        return state
+
+    async def verify(self, seen: CaseState) -> CaseState | None:
+        """The case as stored now, for a state the board held (the board learns it too)."""
+        state = await self.state(seen.appeal_id)
+        if state is not None:
+            self._board.put(state)
+        return state
 
     @staticmethod
     def _in_appeal_trace(
@@ -103,28 +153,20 @@ class CaseLedger:
             queue=state.queue,
         )
 
-    async def _settle(
-        self,
-        record: CaseRecord,
-        after_record: CaseState | None,
-        latest: CaseState,
-        *,
-        force_publish: bool = False,
-    ) -> None:
-        await self._repository.save_view(latest)
-        if record.published and not force_publish:
-            return
-        assert after_record is not None
+    async def _settle(self, record: CaseRecord, after_record: CaseState, latest: CaseState) -> None:
+        await self._announce(record, after_record)
+        await self._save(latest)
+
+    async def _announce(self, record: CaseRecord, after_record: CaseState) -> None:
+        self._board.announcing(record.appeal_id, record.seq)
+        version = [(h.CASE_VERSION, h.text(record.seq))]
         for outbound in announcements.messages_for(
             record, after_record, producer=self._service_name
         ):
-            await self._producer.publish(outbound.topic, outbound.message)
-        if not record.published:
-            await self._repository.mark_published(record)
+            await self._producer.publish(outbound.topic, outbound.message, headers=version)
 
-    async def verify(self, seen: CaseState) -> CaseState | None:
-        """The case as its records say, for a state read from the view; fixes a stale view."""
-        state = await self.state(seen.appeal_id)
-        if state is not None and state.version != seen.version:
-            await self._repository.save_view(state)
-        return state
+    async def _save(self, state: CaseState) -> None:
+        await self._repository.save_view(state)
+        self._board.put(state)
+        if state.final:
+            await self._repository.closed(state.appeal_id)

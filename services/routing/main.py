@@ -20,10 +20,13 @@ from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import Periodic, run_components, service_context
 from appeals_runtime.settings import SettingsError, load_settings
 from services.routing import grpc_api, repository
+from services.routing.board import CaseBoard
 from services.routing.config import CONSUMER_GROUP, RoutingSettings
 from services.routing.consumer import routing_handler
 from services.routing.desk import AgentDesk
+from services.routing.feed import CaseFeed
 from services.routing.ledger import CaseLedger
+from services.routing.ownership import Ownership
 from services.routing.policy_file import PolicyError, PolicySource
 from services.routing.restores import RestoreResults
 from services.routing.router import Router
@@ -37,10 +40,14 @@ class RoutingParts:
     """One routing instance's objects (the tests assemble several in one process)."""
 
     repository: repository.RoutingRepository
+    board: CaseBoard
+    ownership: Ownership
     ledger: CaseLedger
     desk: AgentDesk
     timers: CaseTimers
     handler: Handler
+    # Keeps the board in step with other instances; None when assembled without a broker.
+    feed: CaseFeed | None
 
 
 def assemble(
@@ -51,19 +58,27 @@ def assemble(
     *,
     lease: timedelta,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    republish_after: timedelta = timedelta(seconds=10),
+    bootstrap_servers: str | None = None,
 ) -> RoutingParts:
     repo = repository.RoutingRepository(db)
-    ledger = CaseLedger(repo, producer, service_name=SERVICE_NAME)
+    board = CaseBoard()
+    ownership = Ownership()
+    ledger = CaseLedger(repo, producer, board, service_name=SERVICE_NAME)
+    feed = None
+    if bootstrap_servers:
+        feed = CaseFeed(bootstrap_servers, board, ledger, repo, client_id=SERVICE_NAME)
     return RoutingParts(
         repository=repo,
+        board=board,
+        ownership=ownership,
         ledger=ledger,
-        desk=AgentDesk(ledger, repo, policies, particulars, lease=lease, clock=clock),
-        timers=CaseTimers(ledger, repo, policies, clock=clock, republish_after=republish_after),
+        desk=AgentDesk(ledger, repo, policies, particulars, board, lease=lease, clock=clock),
+        timers=CaseTimers(ledger, repo, policies, board, ownership, clock=clock),
         handler=routing_handler(
             Router(ledger, repo, policies),
             RestoreResults(producer, service_name=SERVICE_NAME),
         ),
+        feed=feed,
     )
 
 
@@ -88,12 +103,25 @@ async def serve(settings: RoutingSettings) -> None:
             policies,
             particulars,
             lease=timedelta(seconds=settings.claim_lease_s),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
         )
+        assert parts.feed is not None
+        consumer = ConsumerRunner(
+            name="routing",
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=CONSUMER_GROUP,
+            topics=[topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS],
+            handler=parts.handler,
+            producer=ctx.producer,
+        )
+        parts.ownership.follow(consumer, topics.APPEAL_LIFECYCLE.name)
         app = FastAPI(title="Appeals routing", telemetry=TELEMETRY)
         app.include_router(health_router(ctx.readiness_checks))
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
+                # First the board: the desk serves from it, the timers sweep it.
+                parts.feed,
                 GrpcServer(
                     grpc_api.register(
                         grpc_api.AgentDeskServicer(
@@ -103,14 +131,7 @@ async def serve(settings: RoutingSettings) -> None:
                     host=settings.bind_host,
                     port=settings.grpc_port,
                 ),
-                ConsumerRunner(
-                    name="routing",
-                    bootstrap_servers=settings.kafka_bootstrap_servers,
-                    group_id=CONSUMER_GROUP,
-                    topics=[topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS],
-                    handler=parts.handler,
-                    producer=ctx.producer,
-                ),
+                consumer,
                 ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS]),
                 Periodic("routing-timers", settings.sweep_s, parts.timers.sweep),
                 Periodic("routing-policy-reload", settings.policy_reload_s, policies.poll),

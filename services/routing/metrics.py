@@ -1,7 +1,8 @@
 """Routing's metrics (declared in :mod:`appeals_runtime.metrics`, exposed on routing's /metrics).
 
-Queue gauges report the latest snapshot the timer took of the store, so every routing instance
-reports the same numbers: aggregate them with ``max``, not ``sum``. Counters count what this
+Queue gauges report the latest snapshot the timer took of the board, which every routing instance
+keeps of every open case, so every instance reports the same numbers: aggregate them with
+``max``, not ``sum``. Counters count what this
 instance did (each warning, breach or expiry is recorded by exactly one instance): ``sum`` them.
 """
 
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from appeals_runtime import metrics, vocabulary
+from services.routing.board import QueueStats
 from services.routing.model import CaseState
-from services.routing.repository import QueueStats
 
 cases_routed = metrics.counter(metrics.CASES_ROUTED)
 sla_warnings = metrics.counter(metrics.SLA_WARNINGS)

@@ -2,7 +2,7 @@
 
 A case is the fold of its records (:mod:`services.routing.case_rules`): routed, claimed,
 released, decided, ... each appended once with the next sequence number. Records are the truth;
-the ``cases`` collection is a view of their fold, kept for queries.
+the ``case_views`` collection holds their fold, read by ``_id`` instead of folding every time.
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ class CaseRecord:
     question: str = ""
     concurring: tuple[str, ...] = ()
     applied_from: str = ""
-    published: bool = False
 
 
 @dataclass(frozen=True)

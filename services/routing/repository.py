@@ -1,76 +1,69 @@
-"""The only module of routing that touches the store.
+"""The only module of routing that touches the store, and only by ``_id``.
 
-Exclusivity without transactions or atomic findAndModify (FerretDB 1.x) rests on unique ``_id``s:
+The store answers an ``_id`` lookup from its index and everything else by reading every document
+of the collection (FerretDB 1.x; the README's "Performance" has the figures), so every operation
+here names the document it wants:
 
 * a case is a sequence of records with ``_id`` ``<appeal id>#<seq>``. Whoever changes a case
-  appends the next sequence number; of two racing changes exactly one insert succeeds, and the
-  loser re-reads the case and checks its step again (``services.routing.ledger``);
-* an offer is ``<appeal id>#o<n>``: two streams racing to offer a case both try ``n + 1``.
+  inserts the next sequence number; of two racing changes exactly one insert succeeds, and the
+  loser reads the records after the version it knew, by ``_id``, and checks its step again
+  (``services.routing.ledger``);
+* ``case_views`` (``_id`` = appeal id) holds each case's folded state, written after the
+  record's events were published. A view may lag its records (a writer died in between); the
+  next insert of that sequence number fails and the ledger catches up from the records;
+* ``open_cases`` (``_id`` = appeal id) lists the cases not yet decided or referred: the live
+  working set, read whole only when an instance starts (it fills the in-memory board from it);
+* ``decision_keys`` (``_id`` = platform and original decision id): the first appeal against a
+  decision, so a repeat appeal is recognised with one insert;
+* an offer is ``<appeal id>#o<n>``: two streams racing to offer a case both try ``n + 1``;
+* agents are keyed by agent id.
 
-``case_views`` holds each case's folded state for queries (open cases by priority, due timers,
-copies by content hash). It is written after every record, never trusted for a decision: steps
-re-read the records. Its writes only move forward (a view replaces one of a lower version).
+The views also keep routing's state readable with MongoDB tooling, and rebuildable: a view can
+always be refolded from the case's records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
-
 from appeals_runtime import store
+from appeals_runtime.errors import TransientError
 from services.routing import documents
 from services.routing.model import (
-    OPEN_STATUSES,
     AgentProfile,
     CaseRecord,
     CaseState,
     Offer,
     Presence,
-    Status,
 )
 
 RECORDS = "case_records"
 VIEWS = "case_views"
+OPEN_CASES = "open_cases"
+DECISION_KEYS = "decision_keys"
 OFFERS = "offers"
 AGENTS = "agents"
+# One-off upgrades of an existing store, each done once (``_id`` = the upgrade's name).
+UPGRADES = "routing_upgrades"
 
-INDEXES = [
-    store.IndexSpec(RECORDS, [("appeal_id", ASCENDING), ("seq", ASCENDING)]),
-    store.IndexSpec(RECORDS, [("published", ASCENDING), ("at", ASCENDING)]),
-    store.IndexSpec(
-        VIEWS, [("status", ASCENDING), ("priority", DESCENDING), ("received_at", ASCENDING)]
-    ),
-    store.IndexSpec(VIEWS, [("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
-    store.IndexSpec(VIEWS, [("status", ASCENDING), ("sla_next_at", ASCENDING)]),
-    store.IndexSpec(VIEWS, [("content_hash", ASCENDING)]),
-    store.IndexSpec(VIEWS, [("decision_key", ASCENDING)]),
-    store.IndexSpec(VIEWS, [("claimed_by", ASCENDING), ("status", ASCENDING)]),
-    store.IndexSpec(OFFERS, [("appeal_id", ASCENDING), ("number", DESCENDING)]),
-    store.IndexSpec(OFFERS, [("agent_id", ASCENDING), ("expires_at", ASCENDING)]),
-    store.IndexSpec(OFFERS, [("stream_id", ASCENDING)]),
-]
+# Every lookup is by _id; no secondary index is read, and each would cost every insert.
+INDEXES: list[store.IndexSpec] = []
 
-_OPEN = [status.value for status in OPEN_STATUSES]
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    queue: str
-    depth: int
-    oldest_waiting_since: datetime | None
-    breached: int
+# Views read per query when the board is filled at start.
+VIEW_BATCH = 500
 
 
 class RoutingRepository:
     def __init__(self, db: store.Database) -> None:
         self._records = db[RECORDS]
         self._views = db[VIEWS]
+        self._open = db[OPEN_CASES]
+        self._decision_keys = db[DECISION_KEYS]
         self._offers = db[OFFERS]
         self._agents = db[AGENTS]
+        self._upgrades = db[UPGRADES]
 
     # --- case records -----------------------------------------------------------------------
 
@@ -78,30 +71,44 @@ class RoutingRepository:
         """False when another change took this sequence number first."""
         return await store.insert_once(self._records, documents.record_document(record))
 
+    async def record(self, appeal_id: str, seq: int) -> CaseRecord | None:
+        found = await store.available(
+            self._records.find_one({"_id": documents.record_key(appeal_id, seq)})
+        )
+        return documents.record(found) if found is not None else None
+
+    async def records_after(self, appeal_id: str, seq: int) -> list[CaseRecord]:
+        """The case's records after sequence number ``seq``, in order (one lookup each, plus
+        the one that finds the end: usually none or one)."""
+        found: list[CaseRecord] = []
+        while (record := await self.record(appeal_id, seq + len(found) + 1)) is not None:
+            found.append(record)
+        return found
+
     async def records(self, appeal_id: str) -> list[CaseRecord]:
-        cursor = self._records.find({"appeal_id": appeal_id}).sort("seq", ASCENDING)
-        return [documents.record(document) for document in await store.available(cursor.to_list())]
-
-    async def mark_published(self, record: CaseRecord) -> None:
-        await store.available(
-            self._records.update_one(
-                {"_id": documents.record_id(record)}, {"$set": {"published": True}}
-            )
-        )
-
-    async def unpublished(self, before: datetime, limit: int) -> list[CaseRecord]:
-        """Records whose events may not have gone out (their writer died before publishing)."""
-        cursor = (
-            self._records.find({"published": False, "at": {"$lte": before}})
-            .sort("at", ASCENDING)
-            .limit(limit)
-        )
-        return [documents.record(document) for document in await store.available(cursor.to_list())]
+        """Every record of the case (tests and tools; the ledger reads views)."""
+        return await self.records_after(appeal_id, 0)
 
     # --- case views -------------------------------------------------------------------------
 
+    async def view(self, appeal_id: str) -> CaseState | None:
+        found = await store.available(self._views.find_one({"_id": appeal_id}))
+        return documents.view_state(found) if found is not None else None
+
+    async def views(self, appeal_ids: Sequence[str]) -> list[CaseState]:
+        """The views of ``appeal_ids`` that exist, in batches of ``$in`` on ``_id``."""
+        found: list[CaseState] = []
+        for start in range(0, len(appeal_ids), VIEW_BATCH):
+            batch = list(appeal_ids[start : start + VIEW_BATCH])
+            cursor = self._views.find({"_id": {"$in": batch}})
+            found += [documents.view_state(d) for d in await store.available(cursor.to_list())]
+        return found
+
     async def save_view(self, state: CaseState) -> None:
+        """Store the case as folded; a view only ever moves forward (a newer one stays)."""
         document = documents.view_document(state)
+        if state.version == 1 and await store.insert_once(self._views, document):
+            return  # a new case: one insert
         result = await store.available(
             self._views.replace_one({"_id": state.appeal_id, "version": {"$lt": state.version}},
                                     document)
@@ -109,129 +116,82 @@ class RoutingRepository:
         if result.matched_count == 0:
             await store.insert_once(self._views, document)  # first view, or a newer one exists
 
-    async def open_cases(
-        self, queues: Iterable[str] | None, now: datetime, limit: int
-    ) -> list[CaseState]:
-        """Cases waiting for a reviewer, most urgent first, then oldest first."""
-        query: dict[str, Any] = {
-            "$or": [
-                {"status": Status.QUEUED.value},
-                {"status": Status.IN_REVIEW.value, "lease_expires_at": {"$lte": now}},
-            ]
-        }
-        if queues is not None:
-            query["queue"] = {"$in": sorted(queues)}
-        cursor = (
-            self._views.find(query)
-            .sort([("priority", DESCENDING), ("received_at", ASCENDING)])
-            .limit(limit)
-        )
-        return [
-            documents.view_state(document) for document in await store.available(cursor.to_list())
-        ]
+    # --- the live working set ---------------------------------------------------------------
 
-    async def lease_expired(self, now: datetime, limit: int) -> list[str]:
-        query = {"status": Status.IN_REVIEW.value, "lease_expires_at": {"$lte": now}}
-        return await self._view_ids(query, limit)
+    async def opened(self, appeal_id: str, at: datetime) -> None:
+        await store.insert_once(self._open, {"_id": appeal_id, "opened_at": at})
 
-    async def sla_due(self, now: datetime, limit: int) -> list[str]:
-        return await self._view_ids({"status": {"$in": _OPEN}, "sla_next_at": {"$lte": now}}, limit)
+    async def closed(self, appeal_id: str) -> None:
+        await store.available(self._open.delete_one({"_id": appeal_id}))
 
-    async def copies(self, content_hash: str, platform: int, excluding: str) -> list[str]:
-        query = {
-            "content_hash": content_hash,
-            "platform": platform,
-            "status": {"$in": _OPEN},
-            "_id": {"$ne": excluding},
-        }
-        return await self._view_ids(query, 1000)
+    async def open_case_ids(self) -> AsyncIterator[str]:
+        """Every case not yet decided or referred: the one read of a whole collection, at start,
+        over the live cases only."""
+        cursor = self._open.find({}, {"_id": 1}).batch_size(VIEW_BATCH)
+        try:
+            async for document in cursor:
+                yield str(document["_id"])
+        except store.UNAVAILABLE_ERRORS as error:
+            raise TransientError(f"document store unavailable: {error}") from error
+        finally:
+            await cursor.close()
 
-    async def appealed_before(self, key: str, excluding: str) -> bool:
-        if not key:
-            return False
-        query = {"decision_key": key, "_id": {"$ne": excluding}}
-        return await store.available(self._views.count_documents(query, limit=1)) > 0
+    async def upgraded(self, name: str) -> bool:
+        """Whether the one-off upgrade ``name`` ran on this store."""
+        return await store.available(self._upgrades.find_one({"_id": name})) is not None
 
-    async def held_count(self, agent_id: str, now: datetime) -> int:
-        query = {
-            "claimed_by": agent_id,
-            "status": Status.IN_REVIEW.value,
-            "lease_expires_at": {"$gt": now},
-        }
-        return await store.available(self._views.count_documents(query))
+    async def mark_upgraded(self, name: str, at: datetime) -> None:
+        await store.insert_once(self._upgrades, {"_id": name, "at": at})
 
-    async def queue_stats(self) -> list[QueueStats]:
-        """Depth, oldest waiting case and breached cases per queue (open cases only)."""
-        projection = {"queue": 1, "status": 1, "waiting_since": 1, "sla_breached": 1}
-        cursor = self._views.find({"status": {"$in": _OPEN}}, projection)
-        stats: dict[str, tuple[int, datetime | None, int]] = {}
-        for document in await store.available(cursor.to_list()):
-            depth, oldest, breached = stats.get(document["queue"], (0, None, 0))
-            waiting = document["waiting_since"] if document["status"] == "queued" else None
-            if waiting is not None and (oldest is None or waiting < oldest):
-                oldest = waiting
-            stats[document["queue"]] = (
-                depth + (document["status"] == "queued"),
-                oldest,
-                breached + bool(document.get("sla_breached")),
-            )
-        return [QueueStats(queue, *values) for queue, values in sorted(stats.items())]
+    async def views_in_open_statuses(self) -> AsyncIterator[CaseState]:
+        """Open cases as the views say, reading every view: the one-off upgrade of a store
+        written before ``open_cases`` existed (never on a running path)."""
+        query = {"status": {"$in": ["queued", "in_review"]}}
+        cursor = self._views.find(query).batch_size(VIEW_BATCH)
+        try:
+            async for document in cursor:
+                yield documents.view_state(document)
+        finally:
+            await cursor.close()
 
-    async def _view_ids(self, query: Mapping[str, Any], limit: int) -> list[str]:
-        cursor = self._views.find(query, {"_id": 1}).limit(limit)
-        return [document["_id"] for document in await store.available(cursor.to_list())]
+    # --- repeat appeals ---------------------------------------------------------------------
+
+    async def first_appeal_against(self, key: str, appeal_id: str, at: datetime) -> str:
+        """The first appeal against the decision ``key``: ``appeal_id`` if it is the first."""
+        if await store.insert_once(
+            self._decision_keys, {"_id": key, "appeal_id": appeal_id, "at": at}
+        ):
+            return appeal_id
+        found = await store.available(self._decision_keys.find_one({"_id": key}))
+        return str(found["appeal_id"]) if found is not None else appeal_id
 
     # --- offers -----------------------------------------------------------------------------
 
-    async def latest_offers(self, appeal_ids: Iterable[str]) -> dict[str, Offer]:
-        ids = sorted(set(appeal_ids))
-        if not ids:
-            return {}
-        cursor = self._offers.find({"appeal_id": {"$in": ids}}).sort("number", DESCENDING)
-        latest: dict[str, Offer] = {}
-        for document in await store.available(cursor.to_list()):
-            latest.setdefault(document["appeal_id"], documents.offer(document))
-        return latest
+    async def offer(self, appeal_id: str, number: int) -> Offer | None:
+        found = await store.available(
+            self._offers.find_one({"_id": documents.offer_key(appeal_id, number)})
+        )
+        return documents.offer(found) if found is not None else None
 
     async def insert_offer(self, offer: Offer) -> bool:
-        """False when another stream reserved this case first."""
-        inserted = await store.insert_once(
-            self._offers,
-            {
-                "_id": f"{offer.appeal_id}#o{offer.number}",
-                "appeal_id": offer.appeal_id,
-                "number": offer.number,
-                "agent_id": offer.agent_id,
-                "stream_id": offer.stream_id,
-                "offered_at": offer.offered_at,
-                "expires_at": offer.expires_at,
-                "withdrawn": False,
-            },
-        )
+        """False when another stream reserved this case with this number first."""
+        inserted = await store.insert_once(self._offers, documents.offer_document(offer))
         if inserted and offer.number > 2:
-            # Keep the latest two: the newest number is never deleted, so it stays the maximum.
+            # Keep the latest two: the newest number is never deleted, so counting on from the
+            # last known number always finds it.
             await store.available(
-                self._offers.delete_many(
-                    {"appeal_id": offer.appeal_id, "number": {"$lt": offer.number - 1}}
+                self._offers.delete_one(
+                    {"_id": documents.offer_key(offer.appeal_id, offer.number - 2)}
                 )
             )
         return inserted
 
-    async def active_offers(self, agent_id: str, now: datetime) -> list[Offer]:
-        query = {"agent_id": agent_id, "withdrawn": False, "expires_at": {"$gt": now}}
-        return [
-            documents.offer(d) for d in await store.available(self._offers.find(query).to_list())
-        ]
-
-    async def withdraw_offers(
-        self, *, stream_id: str | None = None, appeal_id: str | None = None
-    ) -> None:
-        query: dict[str, Any] = {"withdrawn": False}
-        if stream_id is not None:
-            query["stream_id"] = stream_id
-        if appeal_id is not None:
-            query["appeal_id"] = appeal_id
-        await store.available(self._offers.update_many(query, {"$set": {"withdrawn": True}}))
+    async def withdraw_offer(self, appeal_id: str, number: int) -> None:
+        await store.available(
+            self._offers.update_one(
+                {"_id": documents.offer_key(appeal_id, number)}, {"$set": {"withdrawn": True}}
+            )
+        )
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -263,5 +223,8 @@ class RoutingRepository:
         )
 
     async def agents_online(self, now: datetime) -> int:
-        query = {"presence": Presence.ONLINE.value, "presence_until": {"$gt": now}}
+        """Agents whose stream renewed their presence lately. Reads the agents collection, which
+        holds people, not appeals (its size does not grow with traffic); the metrics sweep asks
+        every few seconds."""
+        query: dict[str, Any] = {"presence": Presence.ONLINE.value, "presence_until": {"$gt": now}}
         return await store.available(self._agents.count_documents(query))

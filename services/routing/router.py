@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from appeals.v1 import events_pb2
+from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import store, tracing
 from appeals_runtime.events import occurred_at
 from services.routing import metrics
@@ -34,9 +35,7 @@ class Router:
             submission=submission,
             received_at=received_at,
             ban_evasion_suspected=submitted.ban_evasion_suspected,
-            repeat_appeal=await self._repository.appealed_before(
-                decision_key(submission), excluding=event.appeal_id
-            ),
+            repeat_appeal=await self._repeat_appeal(submission, event.appeal_id, received_at),
         )
         decision = routing_policy.route(self._policies.current, facts)
         routed = CaseRecord(
@@ -70,3 +69,12 @@ class Router:
                    "priority": state.priority},
         )  # fmt: skip
         return state
+
+    async def _repeat_appeal(
+        self, submission: appeal_pb2.SubmissionFacts, appeal_id: str, at: datetime
+    ) -> bool:
+        """Whether an earlier appeal contested the same original decision."""
+        key = decision_key(submission)
+        if not key:
+            return False
+        return await self._repository.first_appeal_against(key, appeal_id, at) != appeal_id

@@ -171,26 +171,35 @@ async def test_grpc_calls_and_kafka_request_events_start_the_appeals_trace_too(
             ),
         )
 
-    def routed(trace_id: str) -> Callable[[], Trace | None]:
+    def routed(trace_id: str, entry: str) -> Callable[[], Trace | None]:
+        """The trace once routing's consumer span and intake's entry span are both in it (each
+        service exports on its own schedule: either may arrive first)."""
+
         def probe() -> Trace | None:
             found = jaeger.trace(trace_id)
-            ok = found is not None and any(
-                s.service == "routing" and kind(s) == "consumer" for s in found.spans
+            ok = (
+                found is not None
+                and any(s.service == "routing" and kind(s) == "consumer" for s in found.spans)
+                and any(s.operation == entry for s in found.spans)
             )
             return found if ok else None
 
         return probe
 
-    by_grpc = await eventually(lambda: asyncio.to_thread(routed(grpc_trace)), "the gRPC trace")
-    (server,) = [s for s in by_grpc.spans if s.operation == "appeals.v1.Intake/SubmitAppeal"]
+    submit_rpc = "appeals.v1.Intake/SubmitAppeal"
+    by_grpc = await eventually(
+        lambda: asyncio.to_thread(routed(grpc_trace, submit_rpc)), "the gRPC trace"
+    )
+    (server,) = [s for s in by_grpc.spans if s.operation == submit_rpc]
     assert server.service == "intake" and kind(server) == "server"
     assert server.child_of == (grpc_parent,)
     assert server.tags["rpc.system"] == "grpc" and server.tags["rpc.grpc.status_code"] == 0
 
-    by_kafka = await eventually(lambda: asyncio.to_thread(routed(kafka_trace)), "the Kafka trace")
-    (request,) = [
-        s for s in by_kafka.spans if s.operation == f"process {topics.APPEAL_REQUESTS.name}"
-    ]
+    process_request = f"process {topics.APPEAL_REQUESTS.name}"
+    by_kafka = await eventually(
+        lambda: asyncio.to_thread(routed(kafka_trace, process_request)), "the Kafka trace"
+    )
+    (request,) = [s for s in by_kafka.spans if s.operation == process_request]
     assert request.service == "intake" and kind(request) == "consumer"
     submitted = [
         s

@@ -6,6 +6,7 @@ Also home of the helpers the other routing integration tests share (``test_routi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -146,11 +147,37 @@ async def build_routing(
     policy: RoutingPolicy | None = None,
     *,
     lease: timedelta = LEASE,
+    bootstrap_servers: str | None = None,
 ) -> routing_main.RoutingParts:
+    """A routing instance on ``db``; with ``bootstrap_servers`` it has a case feed, which
+    :func:`running_feed` runs (the desk then sees what other instances route)."""
     await store.ensure_indexes(db, repository.INDEXES)
     return routing_main.assemble(
-        db, producer, PolicySource(policy or policy_with()), APPELLANTS, lease=lease, clock=clock
-    )
+        db, producer, PolicySource(policy or policy_with()), APPELLANTS, lease=lease, clock=clock,
+        bootstrap_servers=bootstrap_servers,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running_feed(parts: routing_main.RoutingParts) -> AsyncIterator[None]:
+    """Run the instance's case feed while the block runs (from where the topic ends now)."""
+    assert parts.feed is not None, "assemble the instance with bootstrap_servers"
+    task = asyncio.create_task(parts.feed.run())
+    try:
+        await asyncio.wait_for(parts.feed.started.wait(), 30)
+        yield
+    finally:
+        await parts.feed.stop()
+        await task
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    """Wait until ``condition()`` holds (it checks in-memory state: polled, not slept on)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
 
 
 class EventTap:

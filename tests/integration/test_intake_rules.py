@@ -4,8 +4,10 @@ abuse limits, ban evasion, body limits, unknown fields."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -243,3 +245,24 @@ async def test_oversized_bodies_and_unknown_or_server_owned_fields_are_refused(
         "attachments[0].uri",
         "attachments[0].size_bytes",
     } <= names
+
+
+async def test_a_chunked_body_is_measured_as_it_streams_in(intake: IntakeUnderTest) -> None:
+    """Without Content-Length the limit holds too, and a body within it reaches the app whole."""
+
+    def chunked(body: dict[str, Any]) -> Any:
+        data = json.dumps(body).encode()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 1000):
+                yield data[start : start + 1000]
+
+        return chunks()
+
+    headers = intake.headers() | {"Content-Type": "application/json"}
+    small = await intake.client.post("/v1/appeals", content=chunked(fresh_body()), headers=headers)
+    assert small.status_code == 202, small.text
+    over = fresh_body(statement="x" * 70_000)
+    huge = await intake.client.post("/v1/appeals", content=chunked(over), headers=headers)
+    assert huge.status_code == 413
+    assert huge.headers["content-type"] == "application/problem+json"

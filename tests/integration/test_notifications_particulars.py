@@ -30,10 +30,10 @@ from tests.integration.intake_app import serving_grpc, start_intake
 from tests.integration.particulars import APPELLANTS
 from tests.integration.test_intake_rules import fresh_body
 from tests.integration.test_notifications_delivery import smtp_env
-from tests.integration.test_notifications_service import inbound
 from tests.integration.test_notifications_support import (
     appeal,
     eventually,
+    inbound,
     lifecycle_events,
     notifications_service,
     private_settings,
@@ -92,12 +92,19 @@ async def test_the_contact_is_read_from_intake_at_send_time_and_stored_nowhere_h
     (delivery,) = await service.notifications.deliveries(appeal_id)
     assert (delivery.kind, delivery.channel, delivery.recipient) == ("received", "email", "email")
 
-    # Nothing notifications stored, and nothing on the lifecycle topic about the appeal (intake's
-    # submitted event, notifications' notified event), holds the user id or an address.
+    # Nothing notifications stored (the profile, the outbox record, its place in the appeal's
+    # list and the daily slot it took: the test's database holds no other appeal), and nothing
+    # on the lifecycle topic about the appeal (intake's submitted event, notifications'
+    # notified event), holds the user id or an address.
     stored: list[Any] = []
-    for collection in (repository.RECIPIENTS, repository.OUTBOX, repository.MILESTONES):
-        stored += await db[collection].find({"appeal_id": appeal_id}).to_list()
-    assert len(stored) == 3
+    for collection in (
+        repository.RECIPIENTS,
+        repository.OUTBOX,
+        repository.TOLD,
+        repository.DAILY_SLOTS,
+    ):
+        stored += await db[collection].find({}).to_list()
+    assert len(stored) == 4
     written = b"".join(encode(document) for document in stored)
     published = await lifecycle_events(
         infra.kafka_bootstrap_servers,

@@ -32,7 +32,12 @@ from services.notifications.api import create_app
 from services.notifications.consumer import lifecycle_handler
 from services.notifications.main import notifier_from
 from tests.integration.particulars import APPELLANTS
-from tests.integration.test_notifications_support import claimed, private_settings, submitted
+from tests.integration.test_notifications_support import (
+    claimed,
+    inbound,
+    private_settings,
+    submitted,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,18 +68,6 @@ def decided(appeal_id: str, outcome: appeal_pb2.Outcome.ValueType) -> LifecycleE
             rationale="The post attacks people for their religion.",
             policy_cited="hate_speech",
         ),
-    )
-
-
-def inbound(event: LifecycleEvent) -> InboundMessage[LifecycleEvent]:
-    return InboundMessage(
-        topic=topics.APPEAL_LIFECYCLE.name,
-        partition=0,
-        offset=0,
-        key=event.appeal_id,
-        payload=event,
-        headers={},
-        timestamp_ms=0,
     )
 
 

@@ -304,6 +304,19 @@ def decided(
     )
 
 
+def inbound(event: LifecycleEvent) -> InboundMessage[LifecycleEvent]:
+    """``event`` as the lifecycle consumer hands it to the handler."""
+    return InboundMessage(
+        topic=topics.APPEAL_LIFECYCLE.name,
+        partition=0,
+        offset=0,
+        key=event.appeal_id,
+        payload=event,
+        headers={},
+        timestamp_ms=0,
+    )
+
+
 def new_appeal_id(label: str = "") -> str:
     return f"ap_{uuid.uuid4().hex[:12]}{label}"
 

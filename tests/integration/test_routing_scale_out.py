@@ -117,13 +117,20 @@ async def test_two_instances_many_agents_one_killed_no_double_claims_and_no_lost
     for name in ("a", "b"):
         # Events a killed instance recorded but never published go out a second later.
         parts = routing_main.assemble(
-            db, producer, policies, APPELLANTS, lease=LEASE, republish_after=timedelta(seconds=1)
-        )
+            db, producer, policies, APPELLANTS, lease=LEASE,
+            bootstrap_servers=infra.kafka_bootstrap_servers,
+        )  # fmt: skip
         runner = ConsumerRunner(
             name=f"routing-{name}", bootstrap_servers=infra.kafka_bootstrap_servers,
             group_id=group, topics=[topic], handler=parts.handler, producer=producer,
         )  # fmt: skip
+        # Each instance's timers look after the cases of the partitions its consumer owns, and
+        # its board learns what the other instance changes through the case feed.
+        parts.ownership.follow(runner, topic.name)
+        assert parts.feed is not None
         instance = Instance(name, parts, runner)
+        instance.tasks.append(asyncio.create_task(parts.feed.run()))
+        await asyncio.wait_for(parts.feed.started.wait(), 20)
         instance.tasks.append(asyncio.create_task(runner.run()))
         instance.tasks.append(asyncio.create_task(sweep_forever(parts)))
         instance.tasks += [

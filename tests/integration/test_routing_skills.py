@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from appeals.v1 import appeal_pb2
+from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from appeals_runtime.auth import PermissionDenied
 from appeals_runtime.errors import Conflict
@@ -21,8 +22,10 @@ from tests.integration.test_agent_desk import (
     Clock,
     agent,
     build_routing,
+    eventually,
     policy_with,
     route,
+    running_feed,
     submission,
 )
 
@@ -72,7 +75,7 @@ async def test_skill_requirements_relax_with_waiting_but_never_below_the_mandato
         for name in ("de-generalist", "en-expert"):
             if appeal_id in await offered_ids(routing, name, stream=f"{name}-{clock.now}"):
                 offered.add(name)
-                await routing.repository.withdraw_offers(appeal_id=appeal_id)
+                await routing.desk.offers.withdraw_case(appeal_id)
         return offered
 
     assert await who_is_offered() == set()
@@ -128,12 +131,28 @@ async def test_offers_go_highest_priority_first_then_oldest(
 
 
 async def test_a_case_is_offered_to_one_agent_at_a_time_across_instances(
-    db: store.Database, producer: EventProducer, routing: routing_main.RoutingParts, clock: Clock
+    db: store.Database,
+    producer: EventProducer,
+    routing: routing_main.RoutingParts,
+    clock: Clock,
+    infra: Infrastructure,
 ) -> None:
-    other_instance = await build_routing(db, producer, clock, policy_with(registered_only))
+    # The other instance learns what this one routes through its case feed, as in production.
+    other_instance = await build_routing(
+        db, producer, clock, policy_with(registered_only),
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+    )  # fmt: skip
+    async with running_feed(other_instance):
+        await _offered_across_instances(routing, other_instance, clock)
+
+
+async def _offered_across_instances(
+    routing: routing_main.RoutingParts, other_instance: routing_main.RoutingParts, clock: Clock
+) -> None:
     for name in ("ann", "ben"):
         await routing.desk.register(agent(name), skills({"*"}, {"*"}, {"*"}, "senior"), 3)
     cases = {await route(routing) for _ in range(3)}
+    await eventually(lambda: all(case in other_instance.board for case in cases))
     ann, ben = await asyncio.gather(
         routing.desk.next_offers(agent("ann"), None, "ann-stream"),
         other_instance.desk.next_offers(agent("ben"), None, "ben-stream"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from appeals_runtime import store
@@ -64,3 +66,23 @@ async def test_filters_naming_the_id_use_the_id_index_and_keep_their_meaning(
     assert (await db.things.find_one({"_id": "k7"}) or {}).get("v") == 70
     assert (await db.things.delete_one({"_id": "k8", "v": 0})).deleted_count == 0
     assert (await db.things.delete_one({"_id": "k8", "v": 8})).deleted_count == 1
+
+
+async def test_concurrent_updates_of_one_document_are_atomic(db: store.Database) -> None:
+    """The FerretDB build's patch: an update reads and writes its document under one lock, as
+    MongoDB updates a document atomically, so concurrent conditional updates lose nothing."""
+    for trial in range(5):
+        await db.counters.insert_one({"_id": f"c{trial}", "n": 0, "by": []})
+        results = await asyncio.gather(
+            *(
+                db.counters.update_one(
+                    {"_id": f"c{trial}", "n": {"$lt": 3}, "by": {"$ne": i}},
+                    {"$inc": {"n": 1}, "$addToSet": {"by": i}},
+                )
+                for i in range(8)
+            )
+        )
+        document = await db.counters.find_one({"_id": f"c{trial}"})
+        assert document is not None
+        assert sum(r.modified_count for r in results) == 3
+        assert (document["n"], len(document["by"])) == (3, 3)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.intake.rate_limits import Limit, RateLimiter
+from services.intake.rate_limits import MAX_WAIT_S, Limit, RateLimiter
 
 
 class Clock:
@@ -52,3 +52,10 @@ def test_memory_is_bounded() -> None:
     for i in range(100):
         limiter.acquire([("appellant", str(i))])
     assert len(limiter._buckets) == 10
+
+
+def test_a_bucket_that_never_refills_names_a_finite_wait() -> None:
+    # Retry-After must be a number of seconds; an infinite one broke the 429 answer.
+    limiter = RateLimiter({"appellant": Limit(burst=1, per_hour=0)}, clock=Clock())
+    assert limiter.acquire([("appellant", "a")]) is None
+    assert limiter.acquire([("appellant", "a")]) == MAX_WAIT_S

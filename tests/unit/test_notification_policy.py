@@ -18,8 +18,10 @@ from services.notifications.policy import (
     Hold,
     Limits,
     QuietHours,
+    daily_limit_hold,
     day_start,
-    hold,
+    local_day,
+    quiet_hold,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -29,6 +31,22 @@ LIMITS = Limits(daily_limit=3, quiet_hours=NIGHT)
 
 def at(hour: int, minute: int = 0, *, day: int = 4, zone: ZoneInfo = BERLIN) -> datetime:
     return datetime(2025, 3, day, hour, minute, tzinfo=zone).astimezone(UTC)
+
+
+def hold(
+    kind: NotificationKind,
+    *,
+    now: datetime,
+    zone: ZoneInfo | None,
+    delivered_today: int,
+    limits: Limits,
+) -> Hold | None:
+    """What the notifier decides: quiet hours first, then the daily limit (whose count the
+    store keeps, as a reservation; here a number) for non-urgent kinds only."""
+    quiet = quiet_hold(kind, now=now, zone=zone, limits=limits)
+    if quiet is not None or kind in URGENT_KINDS or delivered_today < limits.daily_limit:
+        return quiet
+    return daily_limit_hold(now=now, zone=zone, limits=limits)
 
 
 def test_decisions_and_questions_are_urgent_and_progress_news_is_not() -> None:
@@ -117,3 +135,11 @@ def test_a_held_message_is_never_dropped_only_moved_forward() -> None:
         held = hold(kind, now=moment, zone=BERLIN, delivered_today=10, limits=LIMITS)
         assert held is not None
         assert moment < held.until <= moment + timedelta(days=1, hours=9)
+
+
+def test_the_daily_count_is_kept_per_local_date() -> None:
+    # 23:30 UTC on the 4th is already the 5th in Berlin and still the 4th in New York.
+    moment = datetime(2025, 3, 4, 23, 30, tzinfo=UTC)
+    assert local_day(moment, BERLIN).isoformat() == "2025-03-05"
+    assert local_day(moment, ZoneInfo("America/New_York")).isoformat() == "2025-03-04"
+    assert local_day(moment, None).isoformat() == "2025-03-04"

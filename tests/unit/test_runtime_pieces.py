@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
+import httpx
+from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from appeals_runtime import store
+from appeals_runtime import http, store
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import RetryPolicy
 from appeals_runtime.logs import JsonFormatter
@@ -51,3 +53,28 @@ def test_a_busy_store_is_contention_and_a_broken_query_is_not() -> None:
     assert store.is_contention(OperationFailure("WriteConflict", code=112))
     assert not store.is_contention(OperationFailure("unknown operator: $nope", code=2))
     assert not store.is_contention(DuplicateKeyError("E11000 duplicate key", code=11000))
+
+
+def test_retry_after_is_whole_seconds_between_one_and_a_day() -> None:
+    assert http.retry_after_seconds(0.2) == 1
+    assert http.retry_after_seconds(12.1) == 13
+    assert http.retry_after_seconds(float("inf")) == http.MAX_RETRY_AFTER_S
+    assert http.retry_after_seconds(float("nan")) == http.MAX_RETRY_AFTER_S
+    assert http.retry_after_seconds(10**9) == http.MAX_RETRY_AFTER_S
+
+
+async def test_an_unexpected_error_is_a_500_problem_not_an_escaped_exception() -> None:
+    app = FastAPI()
+    http.install_problem_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://service"
+    ) as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == http.PROBLEM_JSON
+    assert response.json()["title"] == "Internal error"

@@ -172,10 +172,14 @@ class ConsumerRunner:
         """Set once the consumer joined the group (tests and readiness wait on it)."""
         return self._started
 
-    def assigned_partitions(self) -> set[TopicPartition]:
-        """The partitions this member owns right now (empty before it joined)."""
+    def assignment_of(self, topic: str) -> tuple[frozenset[int], int]:
+        """The partitions of ``topic`` this member owns now, and how many the topic has (both
+        empty before the member joined the group)."""
         consumer = self._consumer
-        return set(consumer.assignment()) if consumer is not None else set()
+        if consumer is None:
+            return frozenset(), 0
+        owned = frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+        return owned, len(consumer.partitions_for_topic(topic) or ())
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(

@@ -14,6 +14,9 @@ Headers = list[tuple[str, bytes]]
 
 SCHEMA = "appeals.schema"
 PRODUCER = "appeals.producer"
+# The version of a routing case an event announces (the sequence number of the case record it
+# comes from): other routing instances compare it with what they hold before reading the case.
+CASE_VERSION = "appeals.case.version"
 
 # Dead-letter headers: what went wrong, where the message came from, how often it was tried.
 DLQ_ERROR_TYPE = "dlq.error.type"

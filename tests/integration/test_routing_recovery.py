@@ -1,0 +1,76 @@
+"""A routing instance that dies between recording a change and announcing it: whoever touches
+the case next, or the instance that starts up or takes over its partition, announces it."""
+
+from __future__ import annotations
+
+import pytest
+
+from appeals_devstack.stack import Infrastructure
+from appeals_runtime import store
+from appeals_runtime.errors import Conflict
+from appeals_runtime.kafka.producer import EventProducer
+from services.routing import case_rules
+from services.routing import main as routing_main
+from tests.integration.test_agent_desk import (  # noqa: F401 - fixtures
+    LEASE,
+    Clock,
+    EventTap,
+    agent,
+    build_routing,
+    clock_fixture,
+    lifecycle_fixture,
+    of,
+    route,
+    routing_fixture,
+    running_feed,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def _claim_and_die(routing: routing_main.RoutingParts, clock: Clock) -> str:
+    """Route a case, then record a claim the way a dying instance would: the record is in the
+    store, its event never went out and the view was never saved."""
+    appeal_id = await route(routing)
+    state = await routing.ledger.state(appeal_id)
+    assert state is not None
+    record = case_rules.claim(state, "ghost", clock.now, LEASE)
+    assert record is not None and await routing.repository.append(record)
+    return appeal_id
+
+
+async def test_an_instance_starting_up_announces_what_a_dead_one_recorded(
+    db: store.Database,
+    producer: EventProducer,
+    clock: Clock,
+    routing: routing_main.RoutingParts,
+    lifecycle: EventTap,
+    infra: Infrastructure,
+) -> None:
+    appeal_id = await _claim_and_die(routing, clock)
+    restarted = await build_routing(
+        db, producer, clock, bootstrap_servers=infra.kafka_bootstrap_servers
+    )
+    async with running_feed(restarted):  # fills the board from the open cases
+        assert appeal_id in restarted.board
+        report = await restarted.timers.sweep()
+        assert (await restarted.timers.sweep()).recovered == 0  # once
+    assert report.recovered == 1
+    view = await restarted.repository.view(appeal_id)
+    assert view is not None and view.version == 2
+    assert view.hold is not None and view.hold.agent_id == "ghost"
+    seen = await lifecycle.until(lambda seen: bool(of(seen, appeal_id, "claimed")))
+    assert [e.claimed.agent_id for e in of(seen, appeal_id, "claimed")] == ["ghost"]
+
+
+async def test_the_next_step_on_the_case_announces_it_and_is_checked_against_it(
+    clock: Clock, routing: routing_main.RoutingParts, lifecycle: EventTap
+) -> None:
+    appeal_id = await _claim_and_die(routing, clock)
+    # The board (and the view) still say "queued"; the store says the ghost holds it.
+    with pytest.raises(Conflict, match="claimed by another reviewer"):
+        await routing.desk.claim(agent("alice"), appeal_id)
+    state = routing.board.get(appeal_id)
+    assert state is not None and state.hold is not None and state.hold.agent_id == "ghost"
+    seen = await lifecycle.until(lambda seen: bool(of(seen, appeal_id, "claimed")))
+    assert [e.claimed.agent_id for e in of(seen, appeal_id, "claimed")] == ["ghost"]
