@@ -16,27 +16,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from appeals_runtime import store
-from services.audit import entries, key_repository, repository, tree_repository
+from services.audit import entries, repository
 
 LOG_COLLECTION = repository.AUDIT_LOG
-# Collections the audit service owns. History seeding writes them through audit's own code, never
-# by cloning documents; a new ``audit_`` collection is treated the same way.
+# The audit service's collections (log, lookups, tree, checkpoints, keys) all carry this prefix.
+# History seeding writes them through audit's own code, never by cloning documents.
 AUDIT_PREFIX = "audit_"
-AUDIT_COLLECTIONS = frozenset(
-    {
-        repository.AUDIT_LOG,
-        repository.APPEAL_INDEX,
-        tree_repository.AUDIT_TREE,
-        tree_repository.AUDIT_CHECKPOINTS,
-        key_repository.SUBJECT_KEYS,
-    }
-)
 READ_BATCH = 500
 _PROJECTION = {"appeal_id": 1, "type": 1, "event_id": 1, "recorded_at": 1}
 
 
 def is_audit_collection(name: str) -> bool:
-    return name in AUDIT_COLLECTIONS or name.startswith(AUDIT_PREFIX)
+    return name == LOG_COLLECTION or name.startswith(AUDIT_PREFIX)
 
 
 @dataclass(frozen=True)
