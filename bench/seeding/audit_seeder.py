@@ -47,7 +47,8 @@ from services.audit.main import build
 
 CHECKPOINT_EVERY = 50_000
 PROGRESS_EVERY_S = 1.0
-GROUP_COMMIT_CONCURRENCY = 300
+# Events handed over at once to a group-commit appender (it writes up to 500 per batch).
+GROUP_COMMIT_CONCURRENCY = 2000
 
 
 class TemplateEvent:
@@ -92,6 +93,7 @@ class Seeder:
         self.writer = WriteBehind(db, on_insert=self._remember)
         self.service, secrets = build(cast(store.Database, self.writer), settings)
         self.handler = AuditHandler(self.service, secrets)
+        self.handed = 0  # events handed to the handler so far
         # Instance attribute over the method: only this seeder's repository reads this way.
         setattr(self.service.log, "range", self._range)  # noqa: B010
 
@@ -149,7 +151,7 @@ async def seed(template_file: Path, first: int, last: int) -> None:
         await seeder.checkpoint()  # what the audit service appended since its last checkpoint
         appended = 0
         clones_per_wave = max(1, CHECKPOINT_EVERY // max(1, per_clone))
-        reporter = asyncio.create_task(_report(lambda: appended))
+        reporter = asyncio.create_task(_report(lambda: seeder.handed))
         try:
             for wave_start in range(first, last + 1, clones_per_wave):
                 wave = range(wave_start, min(last, wave_start + clones_per_wave - 1) + 1)
@@ -177,22 +179,28 @@ async def _run_wave(
     jobs: list[tuple[int, list[TemplateEvent]]],
     workers: int,
 ) -> int:
-    """Hand every job's events to the handler, ``workers`` appeals at a time; events of one
-    appeal one after another, as the consumer runner does. Returns how many were handed."""
-    pending = iter(jobs)
-    variants: dict[int, list[bytes]] = {}
-    handed = 0
-
-    async def worker() -> None:
-        nonlocal handed
-        for clone, events in pending:
-            if clone not in variants:
-                variants[clone] = token_map.variants(clone)
+    """Hand every job's events to the handler, each appeal's in order, as the consumer runner
+    does: with ``workers`` = 1 one event at a time; otherwise in rounds, the next event of every
+    appeal of the wave at once (different appeals side by side, so a group commit takes them in
+    batches as large as it allows), each round once the previous one is answered. Returns how
+    many events were handed over."""
+    variants = {clone: token_map.variants(clone) for clone in {clone for clone, _ in jobs}}
+    if workers == 1:
+        for clone, events in jobs:
             for event in events:
                 await seeder.handler(event.message(variants[clone]))
-                handed += 1
-
-    await asyncio.gather(*(worker() for _ in range(workers)))
+                seeder.handed += 1
+        return sum(len(events) for _, events in jobs)
+    handed = 0
+    for turn in range(max((len(events) for _, events in jobs), default=0)):
+        due = [(clone, events[turn]) for clone, events in jobs if turn < len(events)]
+        for start in range(0, len(due), workers):
+            await asyncio.gather(
+                *(seeder.handler(event.message(variants[clone]))
+                  for clone, event in due[start : start + workers])
+            )  # fmt: skip
+            handed += len(due[start : start + workers])
+            seeder.handed += len(due[start : start + workers])
     return handed
 
 

@@ -1,15 +1,21 @@
-"""A database wrapper that turns single inserts into bulk inserts, for seeding through a
-service's own repository code.
+"""A database wrapper that turns a repository's one-document writes into bulk inserts, for
+seeding through a service's own code.
 
-The audit service appends one event at a time (``insert_one`` per entry and per index
-document), which is right for a consumer and far too slow for seeding millions of entries. Handed
-this wrapper instead of the database, the same code runs unchanged while its ``insert_one`` calls
-are buffered per collection and sent as unordered ``insert_many`` batches (two in flight). Every
-other operation, reads included, first waits until everything buffered is stored, so the code
-reads its own writes as it would against the real database.
+A service appends and indexes an event at a time: an insert per entry, an update per event on
+its appeal's document. Right for a consumer, far too slow for seeding millions of events. Handed
+this wrapper instead of the database, the same code runs unchanged, while
 
-Only for seeding a store nobody else writes meanwhile: a buffered insert cannot report a
-duplicate key to its caller. Duplicates found when a batch is stored are counted instead.
+* ``insert_one`` calls are buffered per collection and sent as unordered ``insert_many`` batches
+  (two in flight);
+* update statements (``update_one`` or an ``update`` command) that build a document this seeding
+  creates are applied in memory (``updates.py``); the finished document is inserted with the
+  next batch. A statement that cannot be applied in memory goes to the store as it is;
+* every other operation, reads included, first stores what is pending for its collection, so the
+  code reads its own writes as it would against the real database.
+
+Only for seeding new documents into a store nobody else writes meanwhile: a buffered insert
+cannot report a duplicate key to its caller (duplicates found when a batch is stored are counted
+instead), and an upsert of an ``_id`` not written by this seeding is taken to create it.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo.errors import BulkWriteError
-from pymongo.results import InsertOneResult
+from pymongo.results import InsertOneResult, UpdateResult
 
 from appeals_runtime import store
+from bench.seeding import updates
 
 BATCH = 2000
 IN_FLIGHT = 2
@@ -33,7 +40,7 @@ _CURSOR_MODIFIERS = frozenset({"batch_size", "sort", "limit", "skip", "hint", "m
 
 
 class WriteBehind:
-    """Buffers and batches the inserts of every collection taken from it."""
+    """Buffers the writes of every collection taken from it (see the module's docstring)."""
 
     def __init__(
         self,
@@ -46,9 +53,12 @@ class WriteBehind:
         self._batch = batch
         self._on_insert = on_insert
         self._buffers: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Documents built in memory by update statements, by collection and _id.
+        self._built: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failures: list[BaseException] = []
         self.stored = 0
+        self.applied_in_memory = 0
         # Inserts a unique index refused, by collection (a re-published checkpoint is one).
         self.duplicates: Counter[str] = Counter()
 
@@ -61,6 +71,8 @@ class WriteBehind:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
+    # Writes ----------------------------------------------------------------------------------
+
     def buffer(self, collection: str, document: dict[str, Any]) -> bool:
         """Keep ``document`` for the next batch; True when that batch is full."""
         if self._on_insert is not None:
@@ -68,6 +80,29 @@ class WriteBehind:
         buffer = self._buffers[collection]
         buffer.append(document)
         return len(buffer) >= self._batch
+
+    def apply_in_memory(self, collection: str, statements: list[Mapping[str, Any]]) -> bool:
+        """Apply update statements to documents built here; False (nothing applied) when one of
+        them cannot be: it names a document this seeding did not create, or is unsupported."""
+        built = self._built[collection]
+        try:
+            for statement in statements:
+                updates.check(statement)
+                if statement["q"]["_id"] not in built and not statement.get("upsert"):
+                    return False
+        except updates.Unsupported:
+            return False
+        for statement in statements:
+            query, update = statement["q"], statement["u"]
+            document = built.get(query["_id"])
+            if document is None:
+                document = updates.created(query)
+                updates.apply(document, update, inserting=True)
+                built[query["_id"]] = document
+            elif updates.matches(document, query):
+                updates.apply(document, update, inserting=False)
+            self.applied_in_memory += 1
+        return True
 
     async def send(self, collection: str) -> None:
         documents = self._buffers.pop(collection, [])
@@ -80,10 +115,17 @@ class WriteBehind:
         self._in_flight.add(task)
         task.add_done_callback(self._done)
 
-    async def flush(self) -> None:
-        """Store everything buffered and wait until it is stored."""
-        for collection in list(self._buffers):
-            await self.send(collection)
+    async def flush(self, collection: str | None = None) -> None:
+        """Store what is pending (for ``collection``, or all) and wait until it is stored."""
+        names = [collection] if collection else list({*self._buffers, *self._built})
+        for name in names:
+            built = self._built.pop(name, {})
+            if built:
+                if self._on_insert is not None:
+                    for document in built.values():
+                        self._on_insert(name, document)
+                self._buffers[name].extend(built.values())
+            await self.send(name)
         if self._in_flight:
             await asyncio.wait(self._in_flight)
         self._raise_failure()
@@ -108,6 +150,17 @@ class WriteBehind:
             self.duplicates[collection] += len(errors)
             self.stored += int(error.details.get("nInserted", 0))
 
+    # Commands --------------------------------------------------------------------------------
+
+    async def command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(command, Mapping) and isinstance(command.get("update"), str):
+            statements = list(command.get("updates") or [])
+            if self.apply_in_memory(command["update"], statements):
+                return {"n": len(statements), "nModified": len(statements), "ok": 1.0}
+        target = next(iter(command.values()), None) if isinstance(command, Mapping) else None
+        await self.flush(target if isinstance(target, str) else None)
+        return await self._db.command(command, *args, **kwargs)
+
 
 class WriteBehindCollection:
     def __init__(self, owner: WriteBehind, real: store.Collection, name: str) -> None:
@@ -124,8 +177,20 @@ class WriteBehindCollection:
             await self._owner.send(self._name)
         return InsertOneResult(document.get("_id"), acknowledged=True)
 
+    async def update_one(
+        self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        statement = {"q": query, "u": update, "upsert": upsert}
+        if not kwargs and self._owner.apply_in_memory(self._name, [statement]):
+            return UpdateResult({"n": 1, "nModified": 1}, acknowledged=True)
+        await self._owner.flush(self._name)
+        return await self._real.update_one(query, update, upsert=upsert, **kwargs)
+
     def find(self, *args: Any, **kwargs: Any) -> _DeferredCursor:
-        return _DeferredCursor(self._owner, lambda: self._real.find(*args, **kwargs))
+        return _DeferredCursor(
+            lambda: self._owner.flush(self._name), lambda: self._real.find(*args, **kwargs)
+        )
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._real, name)
@@ -133,17 +198,17 @@ class WriteBehindCollection:
             return attribute
 
         async def after_flush(*args: Any, **kwargs: Any) -> Any:
-            await self._owner.flush()
+            await self._owner.flush(self._name)
             return await attribute(*args, **kwargs)
 
         return after_flush
 
 
 class _DeferredCursor:
-    """``find()``'s cursor, opened only once everything buffered is stored."""
+    """``find()``'s cursor, opened only once what is pending for its collection is stored."""
 
-    def __init__(self, owner: WriteBehind, open_cursor: Callable[[], Any]) -> None:
-        self._owner = owner
+    def __init__(self, flush: Callable[[], Any], open_cursor: Callable[[], Any]) -> None:
+        self._flush = flush
         self._open = open_cursor
         self._modifiers: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._cursor: Any = None
@@ -165,7 +230,7 @@ class _DeferredCursor:
 
     async def _opened(self) -> Any:
         if self._cursor is None:
-            await self._owner.flush()
+            await self._flush()
             cursor = self._open()
             for name, args, kwargs in self._modifiers:
                 cursor = getattr(cursor, name)(*args, **kwargs)
