@@ -96,7 +96,7 @@ bench: bench-pipeline bench-audit ## Run the benchmarks: the pipeline against it
 bench-pipeline: $(VENV_STAMP) $(KAFKA_LIBS)/.complete $(FERRETDB_BIN) $(JAEGER_BIN) ## The pipeline at fixed rates and saturation vs. the limits on the same broker; results in .local/bench/
 	@$(BIN)/python -m bench --rates $(RATES) --step-s $(STEP_S) $(if $(HISTORY),--history $(HISTORY)) $(BENCH_ARGS)
 
-bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
+bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) $(KAFKA_LIBS)/.complete ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
 	@$(BIN)/python -m services.audit.bench
 
 $(VENV_STAMP): pyproject.toml constraints.txt

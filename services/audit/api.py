@@ -156,12 +156,15 @@ def audit_router(service: AuditService) -> APIRouter:
         await service.log_access(
             caller, "query appeals", "appeals", since=_text(since), until=_text(until), **filters
         )
-        found = await service.log.query_appeals(
+        page = await service.log.query_appeals(
             **filters, since=since, until=until, after=cursor, limit=limit
         )
-        page = [_appeal(document) for document in found]
-        more = len(page) == limit
-        return {"appeals": page, "next_cursor": page[-1]["first_index"] if more else None}
+        # A page may hold fewer than `limit` appeals and still have a cursor: each request walks
+        # a bounded stretch of the log (see the README); null means the end of the log.
+        return {
+            "appeals": [_appeal(document) for document in page.appeals],
+            "next_cursor": page.next_cursor,
+        }
 
     @router.get("/v1/audit/exports/statements-of-reasons")
     async def statements_of_reasons(

@@ -34,10 +34,16 @@ def write(directory: Path, signed: SignedCheckpoint) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{signed.size:0{KEY_DIGITS}d}{SUFFIX}"
     _write_atomically(path, signed.note)
-    newest = max(sizes(directory), default=signed.size)
-    if newest <= signed.size:
+    newest = _size_of(newest_note(directory))
+    if newest is None or newest <= signed.size:
         _write_atomically(directory / LATEST, signed.note)
     return path
+
+
+def _size_of(note: str | None) -> int | None:
+    """The tree size a note's body names (its second line); None if it names none."""
+    lines = (note or "").split("\n")
+    return int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
 
 
 def sizes(directory: Path) -> list[int]:
@@ -59,6 +65,11 @@ def notes(directory: Path) -> list[str]:
 
 
 def newest_note(directory: Path) -> str | None:
+    """The newest note: the ``checkpoint`` file (one read, however many notes the directory
+    holds), or, where that is missing, the largest numbered one."""
+    latest = directory / LATEST
+    if latest.is_file():
+        return latest.read_text(encoding="utf-8")
     found = sizes(directory)
     if not found:
         return None

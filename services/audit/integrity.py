@@ -68,6 +68,11 @@ class Integrity:
     async def latest(self) -> SignedCheckpoint | None:
         """The newest trusted checkpoint: the larger of the store's newest and the directory's
         (a store that lost its checkpoints still meets the files)."""
+        return (await self._newest())[0]
+
+    async def _newest(self) -> tuple[SignedCheckpoint | None, bool]:
+        """The newest trusted checkpoint, and whether the store and the directory both hold it
+        as their newest (else it is published again, to the place that lacks it)."""
         candidates = []
         for note in (await self._tree.latest_note(), checkpoint_files.newest_note(self._directory)):
             if note is None:
@@ -76,7 +81,11 @@ class Integrity:
                 candidates.append(self.open(note))
             except InvalidNote:
                 log.error("a checkpoint of this log does not verify; ignoring it")
-        return max(candidates, key=lambda signed: signed.size, default=None)
+        newest = max(candidates, key=lambda signed: signed.size, default=None)
+        if newest is None:
+            return None, True
+        self._log.raise_floor(newest.size)
+        return newest, len(candidates) == 2 and candidates[0] == candidates[1]
 
     async def checkpoint_of_size(self, size: int) -> SignedCheckpoint | None:
         note = await self._tree.checkpoint_note(size)
@@ -95,7 +104,7 @@ class Integrity:
     async def checkpoint(self) -> SignedCheckpoint:
         """Integrate every new entry and sign the tree as it now stands (idempotent: the
         same size gives the same note)."""
-        latest = await self.latest()
+        latest, everywhere = await self._newest()
         size = await self._log.size()
         start = latest.size if latest else 0
         # The size is found by galloping from the known tail, so also look at the last signed
@@ -106,13 +115,14 @@ class Integrity:
                 f"entries below the {start} that were signed are gone: entries were deleted"
             )
         if latest is not None and size == start:
-            await self._publish(latest)
+            if not everywhere:
+                await self._publish(latest)  # the store or the directory lost it: mend that
             return latest
         completed: list[tuple[merkle.Node, bytes]] = []
         builder = merkle.TreeBuilder(
             start, await self._resume(latest), on_node=lambda n, h: completed.append((n, h))
         )
-        documents = await self._log.range(start, size)  # one query for the whole new range
+        documents = await self._log.range(start, size)  # by _id, a query per thousand entries
         for index in range(start, size):
             builder.push(_checked_leaf(documents.pop(index, None), index))
         await self._tree.save_nodes(completed)

@@ -10,6 +10,7 @@ from appeals_runtime.http import HttpServer
 from appeals_runtime.service import run_components, service_context
 from appeals_runtime.settings import load_settings
 from services.audit import api, key_files, key_repository, repository, tree_repository
+from services.audit.appender import Appender
 from services.audit.checkpointer import Checkpointer
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
 from services.audit.consumer import AUDITED_TOPICS, audit_consumer
@@ -29,13 +30,14 @@ def build(db: store.Database, settings: AuditLogSettings) -> tuple[AuditService,
     tree = tree_repository.TreeRepository(db, log)
     integrity = Integrity(log, tree, key_files.load_signer(settings), settings.checkpoint_dir)
     keys = key_repository.KeyRepository(db, secrets)
-    return AuditService(log, tree, keys, integrity), secrets
+    return AuditService(log, Appender(log), tree, keys, integrity), secrets
 
 
 async def serve(settings: AuditSettings) -> None:
     tokens = TokenVerifier.from_settings(settings)
     async with service_context(SERVICE_NAME, settings, indexes=INDEXES) as ctx:
         audit, secrets = build(ctx.db, settings)
+        await audit.upgrade_store()
         consumer = audit_consumer(
             name=SERVICE_NAME,
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -45,7 +47,7 @@ async def serve(settings: AuditSettings) -> None:
             producer=ctx.producer,
         )
         checkpointer = Checkpointer(
-            audit.integrity, interval_s=settings.audit_checkpoint_interval_s
+            audit.integrity, audit.appender.grown, interval_s=settings.audit_checkpoint_interval_s
         )
         board = OpsBoard(
             settings.ops_metrics_targets,

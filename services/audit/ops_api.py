@@ -117,19 +117,21 @@ def _event(name: str, data: Mapping[str, Any]) -> str:
 
 
 async def _stream(request: Request, board: OpsBoard) -> AsyncIterator[str]:
-    yield _event("overview", overview(board))
-    seen = board.version
-    ends = time.monotonic() + STREAM_LIFETIME_S
-    while not board.closed and time.monotonic() < ends:
-        current = await board.next_sample(seen, min(KEEP_ALIVE_S, ends - time.monotonic()))
-        if board.closed or await request.is_disconnected():
-            return
-        if current == seen:
-            yield ": keep-alive\n\n"
-            continue
-        seen = current
-        yield _event("sample", {"snapshot": board.latest, "point": board.latest_point})
-    yield _event("reconnect", {})
+    with board.watching():  # the scraper runs while a stream is open
+        await board.fresh()
+        yield _event("overview", overview(board))
+        seen = board.version
+        ends = time.monotonic() + STREAM_LIFETIME_S
+        while not board.closed and time.monotonic() < ends:
+            current = await board.next_sample(seen, min(KEEP_ALIVE_S, ends - time.monotonic()))
+            if board.closed or await request.is_disconnected():
+                return
+            if current == seen:
+                yield ": keep-alive\n\n"
+                continue
+            seen = current
+            yield _event("sample", {"snapshot": board.latest, "point": board.latest_point})
+        yield _event("reconnect", {})
 
 
 def _asset(name: str) -> tuple[bytes, str]:
@@ -158,6 +160,8 @@ def ops_router(service: AuditService, board: OpsBoard) -> APIRouter:
     @router.get("/v1/ops/overview")
     async def ops_overview(_: OpsViewer) -> dict[str, Any]:
         """The latest figures, their recent history, and the page's settings."""
+        board.asked()  # keeps the scraper going for a while, for whoever polls this
+        await board.fresh()
         return overview(board)
 
     @router.get(STREAM_PATH)

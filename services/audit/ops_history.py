@@ -1,6 +1,7 @@
 """The ops page's memory: a bounded ring of recent samples and the flow rates they imply. Pure.
 
-One point per scrape round (every 2 s by default, 15 min kept: 450 points of a few hundred bytes).
+One point per scrape round (every 2 s by default while the page is watched, 15 min kept: at most
+450 points of a few hundred bytes; rounds stop while nobody watches, so the charts have a gap).
 Rates are per minute over a trailing window, from the counters' increases; a counter that went
 down was reset by a restart, and its new value is the increase since (as Prometheus' ``rate``
 treats resets). The history lives in the audit process only: a restart starts it afresh, which
@@ -44,6 +45,8 @@ class History:
         }
         while self._points and self._points[-1]["t"] >= at:
             self._points.pop()  # a clock that stepped back: keep the ring in time order
+        while self._points and self._points[0]["t"] < at - self.window_s:
+            self._points.popleft()  # from before a pause in watching: out of the window
         self._points.append(point)
         point["rates"] = self.rates(at)
         return point

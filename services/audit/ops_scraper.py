@@ -1,10 +1,16 @@
 """The ops page's data source: a component of the audit service that scrapes every service's
-``/metrics`` on an interval and keeps what the page shows (``OpsBoard``).
+``/metrics`` on an interval while someone watches the page, and keeps what the page shows
+(``OpsBoard``).
 
 Scraping happens in the audit process, not in the browser, so the page needs only audit's origin
 and an ops token; the services' ``/metrics`` stay unauthenticated on their own ports, as
 Prometheus expects. A target that does not answer is shown as down with the reason; the others
 still count. Live viewers wait on :meth:`OpsBoard.next_sample`.
+
+Nobody watching, nothing scraped: the scraper runs only while a live stream is open
+(:meth:`OpsBoard.watching`) or for ``WATCH_GRACE_S`` after someone asked for the overview
+(:meth:`OpsBoard.asked`), so an idle stack with no page open costs no scrapes at all. A viewer
+arriving after a pause gets a fresh round at once (:meth:`OpsBoard.fresh`), not stale figures.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -25,6 +31,8 @@ from services.audit.ops_metrics import TargetScrape
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_S = 1.5
+# How long an overview request keeps the scraper going (a page or script polling the overview).
+WATCH_GRACE_S = 30.0
 
 
 class OpsBoard:
@@ -38,6 +46,7 @@ class OpsBoard:
         window_s: float,
         trace_ui_url: str,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.targets = dict(targets)
         self.interval_s = interval_s
@@ -53,6 +62,13 @@ class OpsBoard:
         self.version = 0
         self.closed = False
         self._changed = asyncio.Condition()
+        self._monotonic = monotonic
+        # Who is watching: open live streams, and until when an overview request counts.
+        self._streams = 0
+        self._asked_until = float("-inf")
+        self._watched = asyncio.Event()
+        # Set while a scraper serves this board (so that viewers may wait for a fresh round).
+        self.scraping = False
 
     def _stamped(self, snapshot: dict[str, Any]) -> dict[str, Any]:
         return {"at": self._clock(), **snapshot}
@@ -77,11 +93,45 @@ class OpsBoard:
                 )
             return self.version
 
+    def watched(self) -> bool:
+        return self._streams > 0 or self._monotonic() < self._asked_until
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """A live stream is open: scrape while it lasts."""
+        self._streams += 1
+        self._watched.set()
+        try:
+            yield
+        finally:
+            self._streams -= 1
+
+    def asked(self) -> None:
+        """Someone read the overview: scrape for the next ``WATCH_GRACE_S``."""
+        self._asked_until = self._monotonic() + WATCH_GRACE_S
+        self._watched.set()
+
+    async def until_watched(self) -> None:
+        """Return once someone watches (or the board closes); costs nothing meanwhile."""
+        while not self.watched() and not self.closed:
+            self._watched.clear()
+            await self._watched.wait()
+
+    async def fresh(self) -> None:
+        """Wait (briefly) for a new round when the latest is older than the interval and a
+        scraper serves the board: a viewer arriving after a pause sees current figures."""
+        if not self.scraping or self.closed:
+            return
+        if self.latest_point is not None and self._clock() - self.latest["at"] < self.interval_s:
+            return
+        await self.next_sample(self.version, SCRAPE_TIMEOUT_S + 0.5)
+
     async def close(self) -> None:
         """Wake every viewer for good (the service is stopping: open streams must end)."""
         async with self._changed:
             self.closed = True
             self._changed.notify_all()
+        self._watched.set()
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -106,12 +156,14 @@ async def scrape(client: httpx.AsyncClient, name: str, url: str) -> TargetScrape
 
 
 class OpsScraper:
-    """Component: one scrape round every ``board.interval_s``, all targets at once."""
+    """Component: while the page is watched, one scrape round every ``board.interval_s``, all
+    targets at once; while it is not, nothing."""
 
     name = "ops-scraper"
 
-    def __init__(self, board: OpsBoard) -> None:
+    def __init__(self, board: OpsBoard, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.board = board
+        self._transport = transport
         self._stopping = asyncio.Event()
 
     async def scrape_once(self, client: httpx.AsyncClient) -> None:
@@ -122,16 +174,23 @@ class OpsScraper:
         if not self.board.targets:
             log.warning("no metrics targets configured (AUDIT_OPS_METRICS_TARGETS): the ops page "
                         "will show no figures")  # fmt: skip
-        async with httpx.AsyncClient() as client:
-            while not self._stopping.is_set():
-                started = time.monotonic()
-                try:
-                    await self.scrape_once(client)
-                except Exception:
-                    log.exception("ops scrape round failed")
-                pause = max(0.0, self.board.interval_s - (time.monotonic() - started))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+        self.board.scraping = True
+        try:
+            async with httpx.AsyncClient(transport=self._transport) as client:
+                while not self._stopping.is_set():
+                    await self.board.until_watched()
+                    if self._stopping.is_set() or self.board.closed:
+                        return
+                    started = time.monotonic()
+                    try:
+                        await self.scrape_once(client)
+                    except Exception:
+                        log.exception("ops scrape round failed")
+                    pause = max(0.0, self.board.interval_s - (time.monotonic() - started))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), pause)
+        finally:
+            self.board.scraping = False
 
     async def stop(self) -> None:
         self._stopping.set()

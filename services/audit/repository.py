@@ -1,124 +1,171 @@
-"""The log's entries and the per-appeal index in the store (``audit_log``, ``audit_appeal_index``).
+"""The log's entries and what finds them (``audit_log``, ``audit_events``, ``audit_appeals``).
 
-What the store can do cheaply decides the shape. FerretDB 1.x (SQLite) has no transactions and no
-atomic findAndModify, and measured here (README, "Storage") it answers *every* read and every
-update or delete, ``_id`` equality included, by scanning the collection; only an insert is cheap
-(its unique-index check is a real index). MongoDB answers all of these from indexes. So:
+What the store answers cheaply decides the shape. FerretDB (SQLite handler, patched: see the root
+README) answers a filter that names ``_id`` by value (``{_id: x}``, ``{_id: x, other: ...}``,
+``{_id: {$in: [...]}}``) from its ``_id`` index; every other filter, sort, count or aggregation
+scans the whole collection (about 3 ms per 1000 documents). MongoDB answers both from indexes.
+So everything done per event, per request or periodically is keyed by ``_id``:
 
-* the hot path (the consumer's append) is **inserts only**. Entry ``n`` lives at
-  ``_id = entry_key(n)``; the appender inserts at the slot after the last one it wrote. The unique
-  ``_id`` lets exactly one appender win a slot and the unique ``event_id`` makes a redelivered
-  event a no-op; only a lost race costs reads (was the slot ours? gallop to the next free one);
-* the per-appeal index is insert-only as well: one document per entry, ``_id`` =
-  ``"<appeal id>/<event id>"`` (so indexing twice is a no-op), carrying the appeal's summary as of
-  that entry (platform, queues, outcome, times). The appeal's newest document is its summary; an
-  appender keeps the summaries of appeals it is working on in memory, so it never reads one back;
-* reads are batched: one ``$in`` or range query per request instead of many point lookups (one
-  scan on FerretDB, one index walk on MongoDB).
+* ``audit_log``: entry ``n`` at ``_id = entry_key(n)``. Appended by the group-commit appender
+  (appender.py) with ordered bulk inserts: the unique ``_id`` lets exactly one appender win a
+  slot, the unique ``event_id`` refuses a second entry for an event;
+* ``audit_events``: ``_id`` = event id, with the entry's slot. Written right after the entries
+  (insert-only); how a redelivered event's slot and an inclusion proof by event id are found;
+* ``audit_appeals``: ``_id`` = appeal id, with the appeal's entries (slot, event id, type, the
+  trace the event came in) and its summary so far (platform, queues, outcome, times). One
+  conditional update per entry, ``{_id, slots: {$ne: n}}``, so applying an entry twice is a
+  no-op, and the summary follows ``records.AppealSummary``'s rule with update operators
+  (``$set``, ``$min``, ``$addToSet``), so it is never read back in order to be written.
 
-The index is derived from the log (rebuildable from it, except each event's ``trace_id``, which
-only the Kafka record's ``traceparent`` header carried) and never trusted for integrity: every
-entry a trail shows is read from the log and comes with an inclusion proof.
+Both lookups are derived from the log and never trusted for integrity: every entry a trail or a
+proof shows is read from the log (and comes with an inclusion proof). Only whole-log operations
+scan: verification, exports, reports, reconciliation, and a one-off migration of the old index.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.audit import entries
-from services.audit.records import AppealSummary, IndexFacts
+from services.audit.records import IndexFacts
 
 AUDIT_LOG = "audit_log"
-APPEAL_INDEX = "audit_appeal_index"
+EVENT_SLOTS = "audit_events"
+APPEALS = "audit_appeals"
+# The per-entry appeal index of earlier versions: folded into APPEALS once, then dropped.
+LEGACY_APPEAL_INDEX = "audit_appeal_index"
 
 INDEXES = [
+    # The authority for "one entry per event": a second entry for an event id is refused.
     store.IndexSpec(AUDIT_LOG, [("event_id", ASCENDING)], unique=True),
-    # Exports and reports read one type of entry in a period; trails look up an appeal's entries.
+    # Exports and reports read one type of entry in a period, and the submitted entries of some
+    # appeals (index lookups on MongoDB; on FerretDB these whole-log reads scan).
     store.IndexSpec(AUDIT_LOG, [("type", ASCENDING), ("occurred_at", ASCENDING)]),
     store.IndexSpec(AUDIT_LOG, [("appeal_id", ASCENDING), ("type", ASCENDING)]),
-    store.IndexSpec(APPEAL_INDEX, [("appeal_id", ASCENDING), ("index", ASCENDING)]),
-    store.IndexSpec(APPEAL_INDEX, [("first_index", ASCENDING), ("index", ASCENDING)]),
 ]
 
-# Lost races in a row before the append is handed back to the consumer's backoff: contention
-# this long means a store in trouble, not a race.
-MAX_APPEND_ATTEMPTS = 50
+DUPLICATE_KEY = 11000
 SCAN_BATCH_SIZE = 1000
-# Appeals whose summary an appender remembers (an appeal's events arrive close together).
-SUMMARY_CACHE_SIZE = 50_000
-
-Clock = Callable[[], datetime]
+# Slots read per $in query (checkpoint integration, subtree rebuilds, query walks).
+READ_BATCH = 1000
+# Index updates sent per update command. FerretDB 1.24 hangs for good (every later request
+# waits too) on an update command of 100 or more statements that modify documents (probed: 99
+# pass); 50 stays well below, and larger commands would save little, since FerretDB applies the
+# statements one by one.
+UPDATE_BATCH = 50
+# A query page walks at most this many slots of the log; if it has not filled the page by then it
+# answers what it found with a cursor to go on from, so no request costs more than this.
+QUERY_WALK_LIMIT = 10_000
+# How far an instance's clock may be behind an event producer's (or another instance's): a query
+# from a time starts this much before the first entry recorded at that time.
+CLOCK_SKEW_MARGIN = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
 class Appended:
-    # The entry's index; None when the event was logged before and the slot is not known here.
+    # The entry's index; None when the event was logged before and its slot cannot be found.
     index: int | None
     new: bool
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True)
+class IndexedEntry:
+    """One entry of an appeal, as its ``audit_appeals`` document records it."""
+
+    appeal_id: str
+    index: int
+    event_id: str
+    kind: str
+    facts: IndexFacts
+    trace_id: str | None = None
+    # Queues the appeal passed through as of this entry (the entry's own, or an old summary's).
+    queues: tuple[str, ...] = ()
 
 
-def index_key(appeal_id: str, event_id: str) -> str:
-    return f"{appeal_id}/{event_id}"
+@dataclass(frozen=True)
+class AppealPage:
+    appeals: list[store.Document]
+    # Where the next page starts (a slot of the log); None once the walk reached the log's end.
+    next_cursor: int | None
+
+
+def appeal_update(entry: IndexedEntry) -> dict[str, Any]:
+    """The update statement (an upsert) that adds ``entry`` to its appeal's document, once.
+
+    ``slots: {$ne: n}`` makes a second application match nothing, so the upsert then tries to
+    create the document and collides on its ``_id``; :meth:`LogRepository.index_entries` applies
+    such a statement again without upsert (a no-op then, or the update it should have been when
+    another writer created the document first). The first entry of an appeal creates it. Summary
+    fields are set only when the entry says something about them, as ``AppealSummary.then`` does.
+    """
+    facts = entry.facts
+    summary = {
+        name: value
+        for name, value in (
+            ("platform", facts.platform),
+            ("outcome", facts.outcome),
+            ("submitted_at", facts.submitted_at),
+            ("decided_at", facts.decided_at),
+        )
+        if value is not None
+    }
+    queues = list(dict.fromkeys((*entry.queues, *([facts.queue] if facts.queue else []))))
+    update: dict[str, Any] = {
+        "$set": {"appeal_id": entry.appeal_id, **summary},
+        "$min": {"first_index": entry.index},
+        "$push": {
+            "slots": entry.index,
+            "entries": {
+                "index": entry.index,
+                "event_id": entry.event_id,
+                "type": entry.kind,
+                # Operational metadata, deliberately outside the hashed entry: see the README.
+                "trace_id": entry.trace_id,
+            },
+        },
+    }
+    if queues:
+        update["$addToSet"] = {"queues": {"$each": queues}}
+    query = {"_id": entry.appeal_id, "slots": {"$ne": entry.index}}
+    return {"q": query, "u": update, "upsert": True}
 
 
 class LogRepository:
-    def __init__(self, db: store.Database, *, clock: Clock | None = None) -> None:
+    def __init__(self, db: store.Database) -> None:
+        self._db = db
         self._log = db[AUDIT_LOG]
-        self._index = db[APPEAL_INDEX]
-        self._clock = clock or _now
+        self._slots = db[EVENT_SLOTS]
+        self._appeals = db[APPEALS]
         # The next slot this instance expects to be free; found by galloping on first use.
         self._next: int | None = None
         # Slots below a signed checkpoint are never appended to, whatever the store says.
         self._floor = 0
-        self._summaries: OrderedDict[str, AppealSummary] = OrderedDict()
+
+    # The tail ---------------------------------------------------------------------------------
 
     def raise_floor(self, size: int) -> None:
         self._floor = max(self._floor, size)
 
-    # Appending ----------------------------------------------------------------------------
+    def note_tail(self, next_free: int) -> None:
+        """Entries up to ``next_free`` exist (this instance just wrote them)."""
+        self._next = max(self._next or 0, next_free)
 
-    async def append(self, event: entries.LoggedEvent) -> Appended:
-        """Hash ``event`` into the next free slot once; ``new`` is False when already logged."""
-        index = max(await self._expected_next(), self._floor)
-        for _ in range(MAX_APPEND_ATTEMPTS):
-            entry = entries.new_entry(event, index=index, recorded_at=self._clock())
-            try:
-                await store.available(self._log.insert_one(entry))
-            except DuplicateKeyError:
-                occupant = await self._occupant(index)
-                if occupant is None:
-                    # The slot is free, so the unique event id refused it: logged before.
-                    return Appended(None, new=False)
-                if occupant == event.event_id:
-                    return Appended(index, new=False)  # a concurrent delivery won the slot
-                index = await self._first_free(index + 1)
-                continue
-            self._next = index + 1
-            return Appended(index, new=True)
-        raise TransientError(
-            f"could not append event {event.event_id} to the audit log: "
-            f"{MAX_APPEND_ATTEMPTS} appends in a row lost the race for the tail"
-        )
-
-    async def _expected_next(self) -> int:
+    async def expected_next(self) -> int:
+        """Where this instance's next append starts: after its last one, above the floor."""
         if self._next is None:
-            self._next = await self._first_free(self._floor)
-        return self._next
+            self._next = await self.first_free(self._floor)
+        return max(self._next, self._floor)
 
-    async def _occupant(self, index: int) -> str | None:
+    async def occupant(self, index: int) -> str | None:
+        """The event id of the entry at ``index``; None when the slot is free."""
         found = await store.available(
             self._log.find_one({"_id": entries.entry_key(index)}, {"event_id": 1})
         )
@@ -130,11 +177,11 @@ class LogRepository:
         )
         return found is not None
 
-    async def _first_free(self, start: int) -> int:
+    async def first_free(self, start: int) -> int:
         """The first empty slot at or after ``start``: gallop forward, then bisect.
 
         Assumes the slots before ``start`` are taken and the log is contiguous (appends never
-        skip a slot; a gap is tampering, which verification reports).
+        skip a slot; a gap is tampering, which verification reports). O(log distance) lookups.
         """
         if not await self.exists(start):
             return start
@@ -152,9 +199,82 @@ class LogRepository:
         return free
 
     async def size(self) -> int:
-        """How many entries the log holds (its first free slot)."""
-        self._next = await self._first_free(max(self._next or 0, self._floor))
-        return self._next
+        """How many entries the log holds (its first free slot), galloping from the known tail."""
+        found = await self.first_free(max(self._next or 0, self._floor))
+        self.note_tail(found)  # never back: the appender may have written past it meanwhile
+        return found
+
+    # Appending (the appender's primitives) ------------------------------------------------------
+
+    async def insert_entries(self, documents: Sequence[store.Document]) -> int:
+        """Insert entries in order, stopping at the first one a unique index refuses (its slot
+        is taken, or its event was logged before); returns how many went in."""
+        if not documents:
+            return 0
+        try:
+            await store.available(self._log.insert_many(list(documents), ordered=True))
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors") or []
+            if errors and all(e.get("code") == DUPLICATE_KEY for e in errors):
+                return int(error.details.get("nInserted", 0))
+            raise _write_failure(errors[0] if errors else {}) from error
+        return len(documents)
+
+    async def slots_of(self, event_ids: Iterable[str]) -> dict[str, int]:
+        """The slots of the given events that ``audit_events`` knows, in one ``$in`` query."""
+        keys = sorted(set(event_ids))
+        if not keys:
+            return {}
+        found = await store.available(self._slots.find({"_id": {"$in": keys}}).to_list())
+        return {str(document["_id"]): int(document["index"]) for document in found}
+
+    async def slots_by_scan(self, event_ids: Iterable[str]) -> dict[str, int]:
+        """The slots of events the log holds but ``audit_events`` does not (a delivery that
+        stopped between the two writes): a read of the log by event id, which scans the log on
+        FerretDB. Only the appender's recovery path calls it, once per batch that needs it."""
+        keys = sorted(set(event_ids))
+        if not keys:
+            return {}
+        query = {"event_id": {"$in": keys}}
+        found = await store.available(self._log.find(query, {"event_id": 1}).to_list())
+        slots: dict[str, int] = {}
+        for document in found:
+            slot = entries.slot_of(document.get("_id"))
+            if slot is not None:
+                slots[str(document["event_id"])] = slot
+        return slots
+
+    async def remember_slots(self, slots: Mapping[str, int]) -> None:
+        """Record where each event's entry is (insert-only; recording twice is a no-op)."""
+        await insert_ignoring_duplicates(
+            self._slots,
+            [{"_id": event_id, "index": index} for event_id, index in slots.items()],
+        )
+
+    async def index_entries(self, indexed: Sequence[IndexedEntry]) -> None:
+        """Add entries to their appeals' documents, in order: one update command per
+        ``UPDATE_BATCH``, plus one more round trip per entry applied before (a redelivery)."""
+        for start in range(0, len(indexed), UPDATE_BATCH):
+            await self._apply([appeal_update(e) for e in indexed[start : start + UPDATE_BATCH]])
+
+    async def _apply(self, statements: list[dict[str, Any]]) -> None:
+        while statements:
+            reply = await store.available(
+                self._db.command({"update": APPEALS, "updates": statements, "ordered": True})
+            )
+            errors = reply.get("writeErrors") or []
+            if not errors:
+                return
+            first = errors[0]
+            at = int(first.get("index", 0))
+            if first.get("code") != DUPLICATE_KEY:
+                raise _write_failure(first)
+            # The upsert found the appeal's document holding that entry already (so it inserted
+            # and hit the _id), or lost the creation of the document to another writer. Without
+            # upsert the statement is then either a no-op or the update it should have been.
+            refused = statements[at]
+            await store.available(self._appeals.update_one(refused["q"], refused["u"]))
+            statements = statements[at + 1 :]
 
     # Reading entries ------------------------------------------------------------------------
 
@@ -162,49 +282,58 @@ class LogRepository:
         return await store.available(self._log.find_one({"_id": entries.entry_key(index)}))
 
     async def entries(self, indexes: Iterable[int]) -> dict[int, store.Document]:
-        """The entries at ``indexes`` (absent ones left out), in one query."""
-        keys = sorted({entries.entry_key(index) for index in indexes})
-        if not keys:
-            return {}
-        found = await store.available(self._log.find({"_id": {"$in": keys}}).to_list())
-        return {int(document["index"]): document for document in found}
+        """The entries at ``indexes`` by slot (absent ones left out), one query per READ_BATCH."""
+        return await self._by_slot(indexes)
 
     async def range(self, start: int, end: int) -> dict[int, store.Document]:
-        """The entries in [start, end) by slot, in one range query."""
-        if end <= start:
-            return {}
-        query = {"_id": {"$gte": entries.entry_key(start), "$lt": entries.entry_key(end)}}
+        """The entries in [start, end) by slot: ``$in`` queries by ``_id`` (a range filter on
+        ``_id`` would scan the collection on FerretDB)."""
+        return await self._by_slot(range(start, end))
+
+    async def _by_slot(
+        self, indexes: Iterable[int], projection: Mapping[str, Any] | None = None
+    ) -> dict[int, store.Document]:
+        keys = sorted({entries.entry_key(index) for index in indexes})
         found: dict[int, store.Document] = {}
-        async for document in self._stream(query):
-            slot = entries.slot_of(document.get("_id"))
-            if slot is not None:
-                found[slot] = document
+        for start in range(0, len(keys), READ_BATCH):
+            query = {"_id": {"$in": keys[start : start + READ_BATCH]}}
+            for document in await store.available(self._log.find(query, projection).to_list()):
+                slot = entries.slot_of(document.get("_id"))
+                if slot is not None:
+                    found[slot] = document
         return found
 
     async def leaf_hashes(self, indexes: Iterable[int]) -> dict[int, bytes]:
         """The stored leaf hashes of the entries at ``indexes`` (what proofs are built from)."""
-        keys = sorted({entries.entry_key(index) for index in indexes})
-        if not keys:
-            return {}
-        projection = {entries.LEAF_HASH: 1}
-        found = await store.available(self._log.find({"_id": {"$in": keys}}, projection).to_list())
-        return {
-            int(document["_id"]): bytes.fromhex(document[entries.LEAF_HASH]) for document in found
-        }
+        found = await self._by_slot(indexes, {entries.LEAF_HASH: 1})
+        return {slot: bytes.fromhex(doc[entries.LEAF_HASH]) for slot, doc in found.items()}
 
     async def find_event(self, event_id: str) -> store.Document | None:
-        return await store.available(self._log.find_one({"event_id": event_id}))
+        """The entry of ``event_id``, found by ``_id`` twice (its slot, then the entry)."""
+        index = (await self.slots_of([event_id])).get(event_id)
+        if index is None:
+            return None
+        document = await self.entry(index)
+        if document is None or document.get("event_id") != event_id:
+            return None  # the lookup is derived data: only the log's own entry counts
+        return document
 
     async def scan(self) -> AsyncIterator[store.Document]:
         """Every entry, in whatever order the store returns them (unsorted: a sorted scan makes
-        FerretDB hold the whole collection in memory)."""
-        async for document in self._stream({}):
+        FerretDB hold the whole collection in memory). A whole-log operation."""
+        async for document in self._stream(self._log, {}):
             yield document
 
     async def _stream(
-        self, query: dict[str, Any], projection: dict[str, Any] | None = None
+        self,
+        collection: store.Collection,
+        query: Mapping[str, Any],
+        projection: Mapping[str, Any] | None = None,
+        sort: list[tuple[str, int]] | None = None,
     ) -> AsyncIterator[store.Document]:
-        cursor = self._log.find(query, projection).batch_size(SCAN_BATCH_SIZE)
+        cursor = collection.find(dict(query), projection).batch_size(SCAN_BATCH_SIZE)
+        if sort:
+            cursor = cursor.sort(sort)
         try:
             async for document in cursor:
                 yield document
@@ -221,7 +350,8 @@ class LogRepository:
         until: datetime | None = None,
         appeal_ids: Sequence[str] | None = None,
     ) -> list[store.Document]:
-        """Entries of one type, optionally in a time range or for some appeals."""
+        """Entries of one type, optionally in a time range or for some appeals (exports and
+        reports: a scan of the log on FerretDB, an index walk on MongoDB)."""
         query: dict[str, Any] = {"type": kind}
         if period := _period(since, until):
             query["occurred_at"] = period
@@ -230,68 +360,20 @@ class LogRepository:
         return await store.available(self._log.find(query).to_list())
 
     async def appeal_events(self) -> AsyncIterator[store.Document]:
-        """Appeal id, type and time of every entry (reconciliation's side of the log)."""
-        async for document in self._stream({}, {"appeal_id": 1, "type": 1, "occurred_at": 1}):
+        """Appeal id, type and time of every entry (reconciliation's side of the log: a scan)."""
+        projection = {"appeal_id": 1, "type": 1, "occurred_at": 1}
+        async for document in self._stream(self._log, {}, projection):
             yield document
 
-    # The per-appeal index -------------------------------------------------------------------
+    # Appeals ----------------------------------------------------------------------------------
 
-    async def index_entry(
-        self,
-        appeal_id: str,
-        *,
-        event_id: str,
-        index: int,
-        kind: str,
-        facts: IndexFacts,
-        trace_id: str | None = None,
-    ) -> None:
-        """Record that entry ``index`` belongs to ``appeal_id``, with the appeal's summary as of
-        that entry and the trace the event came in. Indexing the same event twice is a no-op."""
-        previous = self._summaries.get(appeal_id)
-        if previous is None and kind != "submitted":
-            # Not seen by this instance yet (a restart, a rebalance): read the newest summary.
-            indexed = await self.indexed(appeal_id)
-            previous = _summary_of(indexed[-1]) if indexed else None
-        summary = (
-            AppealSummary.starting(facts, index)
-            if previous is None
-            else previous.then(facts, index)
-        )
-        document = {
-            "_id": index_key(appeal_id, event_id),
-            "appeal_id": appeal_id,
-            "event_id": event_id,
-            "index": index,
-            "type": kind,
-            "first_index": summary.first_index,
-            "platform": summary.platform,
-            "queues": list(summary.queues),
-            "outcome": summary.outcome,
-            "submitted_at": summary.submitted_at,
-            "decided_at": summary.decided_at,
-            # Operational metadata, deliberately outside the hashed entry: see the README.
-            "trace_id": trace_id,
-        }
-        await store.insert_once(self._index, document)
-        self._remember(appeal_id, summary)
-
-    def _remember(self, appeal_id: str, summary: AppealSummary) -> None:
-        self._summaries[appeal_id] = summary
-        self._summaries.move_to_end(appeal_id)
-        while len(self._summaries) > SUMMARY_CACHE_SIZE:
-            self._summaries.popitem(last=False)
-
-    async def is_indexed(self, appeal_id: str, event_id: str) -> bool:
-        found = await store.available(
-            self._index.find_one({"_id": index_key(appeal_id, event_id)}, {"_id": 1})
-        )
-        return found is not None
-
-    async def indexed(self, appeal_id: str) -> list[store.Document]:
-        """The appeal's index documents in log order (empty when the log never saw it)."""
-        found = await store.available(self._index.find({"appeal_id": appeal_id}).to_list())
-        return sorted(found, key=lambda document: int(document["index"]))
+    async def appeal(self, appeal_id: str) -> store.Document | None:
+        """The appeal's document (its entries and summary); None when the log never saw it."""
+        found = await store.available(self._appeals.find_one({"_id": appeal_id}))
+        if found is None or not found.get("entries"):
+            return None
+        found["entries"] = sorted(found["entries"], key=lambda entry: int(entry["index"]))
+        return found
 
     async def query_appeals(
         self,
@@ -303,40 +385,163 @@ class LogRepository:
         until: datetime | None = None,
         after: int | None = None,
         limit: int = 50,
-    ) -> list[store.Document]:
-        """Appeals matching every filter (at some point of their history: a queue an appeal
-        passed through matches), in log order of their first entry, ``limit`` after the cursor
-        ``after`` (a first index). Each comes with its newest matching summary."""
-        query: dict[str, Any] = {}
-        for name, value in (("platform", platform), ("queues", queue), ("outcome", outcome)):
-            if value is not None:
-                query[name] = value
-        if period := _period(since, until):
-            query["submitted_at"] = period
-        if after is not None:
-            query["first_index"] = {"$gt": after}
-        cursor = self._index.find(query).sort([("first_index", ASCENDING), ("index", ASCENDING)])
-        appeals: OrderedDict[str, store.Document] = OrderedDict()
-        try:
-            async for document in cursor:
-                appeal_id = document["appeal_id"]
-                if appeal_id not in appeals and len(appeals) == limit:
-                    break
-                appeals[appeal_id] = document  # later documents know more: keep the newest
-        finally:
-            await cursor.close()
-        return list(appeals.values())
+    ) -> AppealPage:
+        """Appeals matching every filter (a queue matches if the appeal passed through it; the
+        others compare with the appeal's summary now), in log order of their first entry, at most
+        ``limit`` whose first entry comes after slot ``after``.
+
+        Walks the log from the cursor in ``$in`` batches, reading each batch's appeals by
+        ``_id``: the cost is the slots walked, never the log's size, and at most
+        ``QUERY_WALK_LIMIT`` slots per page (a page may then hold fewer than ``limit`` appeals;
+        its ``next_cursor`` says where to go on). With ``since``, the walk starts at the first
+        entry recorded at ``since`` (less ``CLOCK_SKEW_MARGIN``), found by bisection.
+        """
+        since, until = _aware(since), _aware(until)
+        start = 0 if after is None else after + 1
+        end = await self.size()
+        if since is not None:
+            start = await self._first_recorded_at(since - CLOCK_SKEW_MARGIN, start, end)
+        found: list[store.Document] = []
+        walked = start
+        # An appeal has a handful of entries: begin with a stretch that likely fills the page,
+        # and read further in larger steps while the filters are selective.
+        step = min(READ_BATCH, max(100, limit * 8))
+        while walked < end and walked - start < QUERY_WALK_LIMIT:
+            stop = min(end, walked + step, start + QUERY_WALK_LIMIT)
+            step = min(READ_BATCH, step * 2)
+            firsts = await self._appeals_starting_in(walked, stop)
+            for slot, document in firsts:
+                if _matches(document, platform, queue, outcome, since, until):
+                    found.append(document)
+                    if len(found) == limit:
+                        return AppealPage(found, slot)
+            walked = stop
+        return AppealPage(found, walked - 1 if walked < end else None)
+
+    async def _appeals_starting_in(self, start: int, stop: int) -> list[tuple[int, store.Document]]:
+        """The appeals whose first entry lies in [start, stop), by that slot."""
+        slots = await self._by_slot(range(start, stop), {"appeal_id": 1})
+        owners = {slot: str(document.get("appeal_id") or "") for slot, document in slots.items()}
+        appeal_ids = sorted({appeal_id for appeal_id in owners.values() if appeal_id})
+        if not appeal_ids:
+            return []
+        query = {"_id": {"$in": appeal_ids}}
+        by_id = {
+            str(document["_id"]): document
+            for document in await store.available(self._appeals.find(query).to_list())
+        }
+        firsts = []
+        for slot in sorted(owners):
+            document = by_id.get(owners[slot])
+            if document is not None and document.get("first_index") == slot:
+                firsts.append((slot, document))
+        return firsts
+
+    async def _first_recorded_at(self, moment: datetime, low: int, high: int) -> int:
+        """The first slot in [low, high) recorded at or after ``moment`` (``high`` if none):
+        bisection, since slots are taken in the order entries are recorded."""
+        while low < high:
+            middle = (low + high) // 2
+            found = await self._by_slot([middle], {"recorded_at": 1})
+            recorded = _aware(found[middle].get("recorded_at")) if middle in found else None
+            if recorded is not None and recorded >= moment:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    # The index of earlier versions --------------------------------------------------------------
+
+    async def migrate_legacy_index(self) -> int:
+        """Fold ``audit_appeal_index`` (one document per entry, from earlier versions) into
+        ``audit_appeals``, record every entry's slot in ``audit_events``, then drop it.
+
+        A one-off at start-up, and the only time these collections are built by scanning; it is
+        idempotent (both writes are), so a start interrupted half-way simply does it again.
+        Returns how many old index documents were folded.
+        """
+        if not await store.available(
+            self._db.list_collection_names(filter={"name": LEGACY_APPEAL_INDEX})
+        ):
+            return 0
+        legacy = self._db[LEGACY_APPEAL_INDEX]
+        folded: list[IndexedEntry] = []
+        count = 0
+        # In (appeal, slot) order, so each appeal's summary ends as its newest entry left it.
+        order = [("appeal_id", ASCENDING), ("index", ASCENDING)]
+        async for document in self._stream(legacy, {}, sort=order):
+            folded.append(_legacy_entry(document))
+            count += 1
+            if len(folded) == UPDATE_BATCH:
+                await self.index_entries(folded)
+                folded = []
+        await self.index_entries(folded)
+        slots: dict[str, int] = {}
+        async for document in self._stream(self._log, {}, {"event_id": 1}):
+            slot = entries.slot_of(document.get("_id"))
+            if slot is not None and document.get("event_id"):
+                slots[str(document["event_id"])] = slot
+            if len(slots) == SCAN_BATCH_SIZE:
+                await self.remember_slots(slots)
+                slots = {}
+        await self.remember_slots(slots)
+        await store.available(legacy.drop())
+        return count
 
 
-def _summary_of(document: store.Document) -> AppealSummary:
-    return AppealSummary(
-        first_index=int(document["first_index"]),
-        platform=document.get("platform"),
+def _legacy_entry(document: store.Document) -> IndexedEntry:
+    """An old per-entry index document (which carried the summary as of that entry)."""
+    return IndexedEntry(
+        appeal_id=str(document["appeal_id"]),
+        index=int(document["index"]),
+        event_id=str(document["event_id"]),
+        kind=str(document.get("type") or ""),
+        facts=IndexFacts(
+            platform=document.get("platform"),
+            outcome=document.get("outcome"),
+            submitted_at=document.get("submitted_at"),
+            decided_at=document.get("decided_at"),
+        ),
+        trace_id=document.get("trace_id"),
         queues=tuple(document.get("queues") or ()),
-        outcome=document.get("outcome"),
-        submitted_at=document.get("submitted_at"),
-        decided_at=document.get("decided_at"),
     )
+
+
+def _matches(
+    document: store.Document,
+    platform: str | None,
+    queue: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> bool:
+    if platform is not None and document.get("platform") != platform:
+        return False
+    if queue is not None and queue not in (document.get("queues") or ()):
+        return False
+    if outcome is not None and document.get("outcome") != outcome:
+        return False
+    if since is None and until is None:
+        return True
+    submitted = _aware(document.get("submitted_at"))
+    if submitted is None:
+        return False
+    return (since is None or submitted >= since) and (until is None or submitted < until)
+
+
+def _aware(moment: Any) -> datetime | None:
+    """A datetime in UTC (a naive one is taken as UTC); None for anything else."""
+    if not isinstance(moment, datetime):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _write_failure(error: Mapping[str, Any]) -> Exception:
+    """A write error the store reported for one statement, as the exception it stands for."""
+    failure = OperationFailure(str(error.get("errmsg", "write failed")), error.get("code"))
+    if store.is_contention(failure):
+        return TransientError(f"document store busy: {failure}")
+    return failure
 
 
 async def insert_ignoring_duplicates(
@@ -348,9 +553,9 @@ async def insert_ignoring_duplicates(
     try:
         result = await store.available(collection.insert_many(list(documents), ordered=False))
     except BulkWriteError as error:
-        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != 11000]
+        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
         if others:
-            raise
+            raise _write_failure(others[0]) from error
         return int(error.details.get("nInserted", 0))
     return len(result.inserted_ids)
 

@@ -7,6 +7,7 @@ trails with inclusion proofs, proof bundles, erasure. No framework imports: adap
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 from appeals_runtime import store
 from appeals_runtime.errors import NotFound
 from services.audit import entries, privacy, proof_bundles, proofs, records
+from services.audit.appender import Appender
 from services.audit.checkpoints import SignedCheckpoint
 from services.audit.integrity import Integrity
 from services.audit.key_repository import KeyRepository
@@ -23,6 +25,7 @@ from services.audit.repository import LogRepository
 from services.audit.tree_repository import TreeRepository
 
 Clock = Callable[[], datetime]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class TrailEntry:
     document: store.Document
     # Inclusion proof against the trail's checkpoint; None for entries newer than it.
     audit_path: list[bytes] | None
-    # The W3C trace the event travelled in (from the appeal index, not the hashed entry).
+    # The W3C trace the event travelled in (from the appeal's document, not the hashed entry).
     trace_id: str | None = None
 
 
@@ -47,7 +50,7 @@ class Trail:
     appeal_id: str
     entries: list[TrailEntry]
     checkpoint: SignedCheckpoint | None
-    # The appeal's newest index document: its summary so far (platform, queues, outcome, times).
+    # The appeal's document: its summary so far (platform, queues, outcome, times).
     summary: store.Document = dataclasses.field(default_factory=dict)
 
 
@@ -55,6 +58,7 @@ class AuditService:
     def __init__(
         self,
         log: LogRepository,
+        appender: Appender,
         tree: TreeRepository,
         keys: KeyRepository,
         integrity: Integrity,
@@ -62,18 +66,30 @@ class AuditService:
         clock: Clock | None = None,
     ) -> None:
         self.log = log
+        self.appender = appender
         self.tree = tree
         self.keys = keys
         self.integrity = integrity
         self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def upgrade_store(self) -> None:
+        """Bring what earlier versions stored to today's shapes (one-off, idempotent): the
+        per-entry appeal index becomes one document per appeal plus each event's slot, and the
+        checkpoints get their ``latest`` pointer."""
+        folded = await self.log.migrate_legacy_index()
+        if folded:
+            logger.info("folded the old appeal index into audit_appeals", extra={"entries": folded})
+        await self.tree.point_to_newest()
 
     # Writing ----------------------------------------------------------------------------------
 
     async def record(
         self, recorded: Recorded, facts: IndexFacts | None = None, *, trace_id: str | None = None
     ) -> bool:
-        """Log an event once (sealing its personal data) and index it, with the trace it came
-        in (``trace_id``); False if logged before."""
+        """Log an event once (sealing its personal data) and index it under its appeal, with
+        the trace it came in (``trace_id``); False if logged before. A redelivered event's index
+        entry is written again if the first delivery stopped before it (writing it is a no-op
+        otherwise)."""
         event = recorded.event
         if recorded.personal is not None and recorded.subject is not None:
             key = await self.keys.key_for_sealing(recorded.subject)
@@ -86,41 +102,12 @@ class AuditService:
                 )
             )
             event = dataclasses.replace(event, sealed=sealed)
-        appended = await self.log.append(event)
-        if event.appeal_id:
-            await self._index(
-                event, appended.index, new=appended.new, facts=facts or IndexFacts(),
-                trace_id=trace_id,
-            )  # fmt: skip
+        appended = await self.appender.append(event, facts, trace_id=trace_id)
         return appended.new
-
-    async def _index(
-        self,
-        event: entries.LoggedEvent,
-        index: int | None,
-        *,
-        new: bool,
-        facts: IndexFacts,
-        trace_id: str | None,
-    ) -> None:
-        if not new:
-            # Redelivered: indexed already, unless the first delivery died in between.
-            if await self.log.is_indexed(event.appeal_id, event.event_id):
-                return
-            if index is None:
-                found = await self.log.find_event(event.event_id)
-                if found is None:
-                    return
-                index = int(found["index"])
-        assert index is not None
-        await self.log.index_entry(
-            event.appeal_id, event_id=event.event_id, index=index, kind=event.type, facts=facts,
-            trace_id=trace_id,
-        )  # fmt: skip
 
     async def log_access(self, reader: Reader, action: str, target: str, **details: Any) -> None:
         """Every read of the log is itself an entry, written before the read is answered."""
-        await self.log.append(
+        await self.appender.append(
             records.access_record(
                 reader=reader.subject,
                 role=reader.role,
@@ -134,7 +121,7 @@ class AuditService:
     async def forget(self, subject: str, reader: Reader) -> bool:
         """Crypto-shred a person's personal data; the log records that it happened."""
         shredded = await self.keys.erase(subject, requested_by=reader.subject)
-        await self.log.append(
+        await self.appender.append(
             records.erasure_record(subject=subject, requested_by=reader.subject, at=self._clock())
         )
         return shredded
@@ -150,11 +137,11 @@ class AuditService:
     # Reading ----------------------------------------------------------------------------------
 
     async def trail(self, appeal_id: str) -> Trail:
-        indexed = await self.log.indexed(appeal_id)
-        if not indexed:
+        appeal = await self.log.appeal(appeal_id)
+        if appeal is None:
             raise NotFound(f"the audit log has no entries for appeal {appeal_id!r}")
-        indexes = sorted({int(document["index"]) for document in indexed})
-        traces = {int(document["index"]): document.get("trace_id") for document in indexed}
+        indexes = [int(entry["index"]) for entry in appeal["entries"]]
+        traces = {int(entry["index"]): entry.get("trace_id") for entry in appeal["entries"]}
         documents = await self.log.entries(indexes)
         checkpoint = await self.integrity.latest_published()
         size = checkpoint.size if checkpoint else 0
@@ -168,7 +155,7 @@ class AuditService:
             appeal_id,
             [TrailEntry(documents[i], paths.get(i), traces[i]) for i in indexes if i in documents],
             checkpoint,
-            indexed[-1],
+            appeal,
         )
 
     async def inclusion_bundle(

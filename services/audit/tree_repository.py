@@ -8,7 +8,9 @@ Layout, chosen so every read is an ``_id`` point lookup (see repository.py for w
   checkpointer, when it integrates new entries, with bulk inserts) and any root or proof node is a
   fold of at most two of them per level: O(log n) hashes per proof, whatever the log's size.
 * ``audit_checkpoints``: one document per signed checkpoint, ``_id`` = the tree size zero-padded,
-  with the signed note. A copy of every note also goes to files outside the store.
+  with the signed note, and ``_id = "latest"``, a copy of the newest (moved forward with a
+  conditional update), so the newest is an ``_id`` lookup rather than a sort over every
+  checkpoint ever signed. A copy of every note also goes to files outside the store.
 
 A subtree missing from the cache (a crash between appending and integrating, or a lookup past the
 last checkpoint) is computed from its leaves and written back, so reads never fail for want of it.
@@ -17,10 +19,12 @@ Lookups are batched: a proof's nodes come back in two queries (``audit_tree`` an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
 
 from appeals_runtime import store
 from services.audit import entries, merkle
@@ -29,6 +33,8 @@ from services.audit.repository import LogRepository, insert_ignoring_duplicates
 
 AUDIT_TREE = "audit_tree"
 AUDIT_CHECKPOINTS = "audit_checkpoints"
+# The ``_id`` of the document that copies the newest checkpoint (the others are keyed by size).
+LATEST = "latest"
 INDEXES: list[store.IndexSpec] = []  # everything here is read by _id
 NODE_WRITE_BATCH = 1000
 
@@ -116,17 +122,31 @@ class TreeRepository:
     # Checkpoints ----------------------------------------------------------------------------
 
     async def save_checkpoint(self, signed: SignedCheckpoint) -> bool:
-        """Keep a signed checkpoint; False when one of that size was kept already."""
-        return await store.insert_once(
-            self._checkpoints,
-            {
-                "_id": entries.entry_key(signed.size),
-                "size": signed.size,
-                "root": signed.root.hex(),
-                "note": signed.note,
-                "signed_at": datetime.now(UTC),
-            },
+        """Keep a signed checkpoint and move the ``latest`` pointer to it if it is newer; False
+        when one of that size was kept already."""
+        document = {
+            "size": signed.size,
+            "root": signed.root.hex(),
+            "note": signed.note,
+            "signed_at": datetime.now(UTC),
+        }
+        kept = await store.insert_once(
+            self._checkpoints, {"_id": entries.entry_key(signed.size), **document}
         )
+        await self._point_to(document)
+        return kept
+
+    async def _point_to(self, document: store.Document) -> None:
+        """Move the pointer forward (never back): only a pointer to a smaller tree matches, and
+        a missing one is created; a newer one makes the upsert collide, which means done."""
+        with contextlib.suppress(DuplicateKeyError):
+            await store.available(
+                self._checkpoints.update_one(
+                    {"_id": LATEST, "size": {"$lt": document["size"]}},
+                    {"$set": document},
+                    upsert=True,
+                )
+            )
 
     async def checkpoint_note(self, size: int) -> str | None:
         found = await store.available(
@@ -135,10 +155,22 @@ class TreeRepository:
         return None if found is None else str(found["note"])
 
     async def latest_note(self) -> str | None:
-        cursor = self._checkpoints.find({}, {"note": 1}).sort("_id", DESCENDING).limit(1)
-        found = await store.available(cursor.to_list())
-        return str(found[0]["note"]) if found else None
+        """The newest checkpoint's note, read by ``_id`` from the pointer."""
+        found = await store.available(self._checkpoints.find_one({"_id": LATEST}, {"note": 1}))
+        return None if found is None else str(found["note"])
+
+    async def point_to_newest(self) -> None:
+        """Give a store from before the pointer existed its pointer (a one-off at start-up: a
+        sort over every checkpoint; a no-op once the pointer is there)."""
+        if await store.available(self._checkpoints.find_one({"_id": LATEST}, {"_id": 1})):
+            return
+        newest = await store.available(
+            self._checkpoints.find({}).sort("_id", DESCENDING).limit(1).to_list()
+        )
+        if newest:
+            await self._point_to({k: v for k, v in newest[0].items() if k != "_id"})
 
     async def notes(self) -> list[str]:
+        """Every stored note (verification's whole-history read; the pointer's is a copy)."""
         found = await store.available(self._checkpoints.find({}, {"note": 1}).to_list())
         return [str(document["note"]) for document in found]

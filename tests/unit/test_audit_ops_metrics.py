@@ -22,7 +22,7 @@ from services.audit import api, ops_api, ops_metrics
 from services.audit.config import parse_targets
 from services.audit.ops_history import History, increase
 from services.audit.ops_metrics import TargetScrape
-from services.audit.ops_scraper import OpsBoard, OpsScraper
+from services.audit.ops_scraper import WATCH_GRACE_S, OpsBoard, OpsScraper
 from services.intake import model as intake_model
 
 Points = list[tuple[float, dict[str, str]]]
@@ -307,3 +307,81 @@ def test_the_live_stream_is_left_out_of_http_telemetry_like_the_probes() -> None
     assert exclude is not None
     assert exclude({"path": ops_api.STREAM_PATH}) and exclude({"path": "/metrics"})
     assert not exclude({"path": "/v1/ops/overview"})
+
+
+class CountedTargets:
+    """Metrics endpoints that count the scrapes they answer."""
+
+    def __init__(self) -> None:
+        self.scrapes = 0
+        self.answered: asyncio.Queue[int] = asyncio.Queue()
+
+    def transport(self) -> httpx.MockTransport:
+        def answer(request: httpx.Request) -> httpx.Response:
+            self.scrapes += 1
+            self.answered.put_nowait(self.scrapes)
+            return httpx.Response(200, text="")
+
+        return httpx.MockTransport(answer)
+
+    async def next_scrape(self) -> None:
+        await asyncio.wait_for(self.answered.get(), 5)
+
+
+async def settle() -> None:
+    """Let every task that can run, run (no time passes)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+def watched_board(monotonic: Callable[[], float] = lambda: 0.0) -> OpsBoard:
+    # Next to no pause between rounds: a scraper on a timer would scrape on every turn.
+    return OpsBoard(
+        {"intake": "http://intake/metrics"},
+        interval_s=1e-6,
+        window_s=60,
+        trace_ui_url="http://jaeger",
+        monotonic=monotonic,
+    )
+
+
+async def test_nobody_watching_the_page_means_nothing_is_scraped() -> None:
+    targets, board = CountedTargets(), watched_board()
+    scraper = OpsScraper(board, targets.transport())
+    running = asyncio.create_task(scraper.run())
+    await settle()
+    assert targets.scrapes == 0
+
+    with board.watching():  # a live stream is open
+        await targets.next_scrape()
+        await targets.next_scrape()
+    await settle()
+    after_the_viewer_left = targets.scrapes
+    await settle()
+    assert targets.scrapes == after_the_viewer_left
+
+    await scraper.stop()
+    await asyncio.wait_for(running, 5)
+
+
+async def test_an_overview_request_keeps_the_scraper_going_for_a_while() -> None:
+    now = {"t": 100.0}
+    targets, board = CountedTargets(), watched_board(lambda: now["t"])
+    scraper = OpsScraper(board, targets.transport())
+    running = asyncio.create_task(scraper.run())
+    await settle()
+    assert targets.scrapes == 0
+
+    board.asked()
+    await board.fresh()  # a viewer after a pause gets a round of its own before the answer
+    assert board.version >= 1 and board.latest["targets"][0]["up"]
+    now["t"] += WATCH_GRACE_S / 2
+    await targets.next_scrape()  # still going
+    now["t"] += WATCH_GRACE_S
+    await settle()
+    stopped_at = targets.scrapes
+    await settle()
+    assert targets.scrapes == stopped_at
+
+    await scraper.stop()
+    await asyncio.wait_for(running, 5)

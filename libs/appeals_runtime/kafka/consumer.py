@@ -55,6 +55,10 @@ _retries = metrics.counter(metrics.CONSUMER_RETRIES)
 _dead_lettered = metrics.counter(metrics.DLQ_PUBLISHED)
 _process_duration = metrics.histogram(metrics.MESSAGING_PROCESS_DURATION)
 
+# How long one poll waits for records: while idle, and while records are in flight.
+IDLE_POLL_MS = 1000
+BUSY_POLL_MS = 200
+
 GROUP = "messaging.consumer.group.name"
 DESTINATION = "messaging.destination.name"
 PARTITION = "messaging.destination.partition.id"
@@ -203,7 +207,12 @@ class ConsumerRunner:
         try:
             while not self._stopping.is_set():
                 await self._respect_room(consumer)
-                batches = await consumer.getmany(timeout_ms=300, max_records=self.max_batch)
+                # Idle, a poll waits long (records still end it at once); with records in
+                # flight it returns often enough to commit what they finish.
+                busy = self._in_flight > 0 or bool(self._handled)
+                batches = await consumer.getmany(
+                    timeout_ms=BUSY_POLL_MS if busy else IDLE_POLL_MS, max_records=self.max_batch
+                )
                 assignment = consumer.assignment()
                 for tp, records in batches.items():
                     if tp not in assignment or tp in self._revoked:
