@@ -620,7 +620,7 @@ class Bench:
             "documents": cloner.progress.documents,
             "documents_by_collection": dict(cloner.progress.by_collection),
             "duplicate_documents": cloner.progress.duplicates,
-            "left_out_documents": skipped,
+            "left_out_documents": dict(skipped),
             "audit_entries": audit_state.get("entries"),
             "audit_duplicates": audit_state.get("duplicates"),
             "audit_log_size": slot,

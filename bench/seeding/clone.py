@@ -10,7 +10,7 @@ in large batches, two batches in flight so that building the next overlaps the s
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -39,15 +39,16 @@ class Prepared:
     fresh_object_id: bool
 
 
-def prepare(template: Template, token_map: TokenMap) -> tuple[list[Prepared], int]:
-    """The documents to clone, cut at their tokens, and how many are left out because their
-    ``_id`` would not change (shared state)."""
-    prepared, skipped = [], 0
+def prepare(template: Template, token_map: TokenMap) -> tuple[list[Prepared], Counter[str]]:
+    """The documents to clone, cut at their tokens, and how many are left out (by collection)
+    because their ``_id`` would not change."""
+    prepared: list[Prepared] = []
+    skipped: Counter[str] = Counter()
     for document in template.documents:
         pattern = Pattern.of(document.raw, locate(document.raw, token_map.index))
         item = _prepared(document, pattern, token_map)
         if item is None:
-            skipped += 1
+            skipped[f"{document.database}.{document.collection}"] += 1
         else:
             prepared.append(item)
     return prepared, skipped

@@ -8,11 +8,14 @@ documents themselves:
 
 * a document that mentions (the token of) one or more template appeals is history and is cloned;
   one that mentions none (a reviewer's profile, a counter) is shared state and is not;
-* a token is rewritten in clones when every document it occurs in belongs to the same single
-  appeal (the appeal's event ids, keys, pseudonym, subject); a token seen with several appeals
-  or in shared state (a reviewer's id) stays, as it would in real history;
+* a token is rewritten in clones when the history documents it occurs in all belong to the same
+  single appeal (the appeal's event ids, keys, pseudonym, subject); a token seen with several
+  appeals (a reviewer's id, a day) stays, as it would in real history. Documents that name no
+  appeal do not count here: an expiry bucket listing the keys of many appeals does not make
+  those keys shared;
 * a cloned document's ``_id`` must change (contain a rewritten token, or be an ObjectId, which
-  each clone gets fresh); one whose ``_id`` would not is shared state too and is not cloned.
+  each clone gets fresh); one whose ``_id`` would not (an appeal's entry in a per-minute bucket)
+  is left out and counted.
 
 The audit log's entries are part of the template (their payloads' strings count for the tokens),
 but are re-appended through audit's own code rather than cloned (``audit_seeder``).
@@ -89,16 +92,12 @@ def rewritable_tokens(documents: Iterable[set[str]], appeal_tokens: Mapping[str,
     """Tokens that belong to exactly one appeal (see the module's docstring). ``documents`` are
     the token sets of every stored document; ``appeal_tokens`` maps a token to its appeal id."""
     owners: defaultdict[str, set[str]] = defaultdict(set)
-    shared: set[str] = set()
     for tokens in documents:
         appeals = {appeal_tokens[token] for token in tokens if token in appeal_tokens}
-        for token in tokens:
-            if appeals:
-                owners[token] |= appeals
-            else:
-                shared.add(token)
+        for token in tokens if appeals else ():
+            owners[token] |= appeals
     own = {token for token, appeals in owners.items() if len(appeals) == 1}
-    return (own - shared) | set(appeal_tokens)
+    return own | set(appeal_tokens)
 
 
 def entry_tokens(entry: Mapping[str, Any]) -> set[str]:
