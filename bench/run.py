@@ -49,6 +49,8 @@ EARLY_STOP_AFTER_S = 3.0
 QUIET_S = 2.0
 # The integrity count gives up on an appeal once nothing has arrived for this long.
 STALL_S = 60.0
+# How long a drain waits for the lag to reach 0 once the step's own appeals are through.
+LAG_SETTLE_S = 30.0
 
 
 @dataclass
@@ -247,14 +249,23 @@ class Bench:
         began = time.monotonic()
         deadline = began + self.options.drain_timeout_s + (3 * len(ids) if full else 0)
         last_say = began
+        arrived: float | None = None
         while True:
             pending = [i for i in ids if not self._complete(i)]
             undecided = [i for i in ids if full and not self._told_decision(i)]
             latest = self.lag.latest
             quiet = latest is not None and latest.total == 0 and latest.at > began
-            if not pending and not undecided and quiet:
-                return True, time.monotonic() - began
             now = time.monotonic()
+            if not pending and not undecided:
+                if quiet:
+                    return True, now - began
+                # The reviewers' decisions on a backlog of cases keep the consumers busy after
+                # the step's own appeals are through: wait for that only so long.
+                arrived = arrived or now
+                if now - arrived >= LAG_SETTLE_S:
+                    self.say(f"  [{label}] appeals through; lag not back to 0 within "
+                             f"{LAG_SETTLE_S:.0f}s after them: {self._lag_text()}")  # fmt: skip
+                    return False, now - began
             self._check_services()
             if now >= deadline:
                 self.say(
