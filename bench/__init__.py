@@ -18,5 +18,6 @@ a temporary folder), then
 4. counts lost and duplicated appeals, writes JSON and a PNG (``plot.py``) and prints the
    acceptance lines last (``report.py``).
 
-``run.py`` holds the order of it all; ``python -m bench --help`` lists the options.
+``run.py`` holds the order of it all, ``session.py`` the steps it is made of;
+``python -m bench --help`` lists the options.
 """
