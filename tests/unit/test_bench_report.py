@@ -87,6 +87,13 @@ def test_each_target_fails_on_its_own_figure() -> None:
     assert _verdicts(lossy)["lost appeals (of 10 accepted)"] is False
 
 
+def test_a_judged_step_that_stopped_early_fails_its_latency_lines() -> None:
+    step = {**_step("rate-50", 50.0), "stopped_early": "backlog of 600 accepted appeals"}
+    verdicts = _verdicts(_results(steps=[step]))
+    assert verdicts["p99 submit→routed at 50/s"] is False
+    assert verdicts["p99 submit→audited at 50/s"] is False
+
+
 def test_an_end_to_end_rate_with_losses_does_not_count() -> None:
     lossy_saturation = {**_step("saturation", None, e2e=300.0), "lost": 3}
     results = _results(saturation=lossy_saturation)
