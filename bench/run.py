@@ -62,6 +62,7 @@ async def run(stack: BenchStack, options: Options, say: Say) -> dict[str, Any]:
         measured = [s for s in results["steps"] if not s.get("skipped")]
         measured += [results["saturation"]] if results.get("saturation") else []
         results["integrity"] = await session.integrity([*measured, *history_steps])
+        session.settle_notifications([*measured, *history_steps])
         session.procs.sample()
         results["processes"] = {
             name: {"max_rss_mb": round(usage.peak_rss_bytes / procstat.MB, 1),

@@ -328,11 +328,7 @@ class Session:
                 audited.append(audited_ms - due_ms)
                 if self._routed(appeal_id):
                     completions.append(audited_ms)
-        decided = [
-            notified - decided
-            for decided, notified in self.lifecycle.decided_to_notified
-            if _ms(started) <= decided <= _ms(ended)
-        ]
+        decided = self.decided_to_notified(started, ended)
         end_to_end_window = (max(completions) / 1000 - first_due) if completions else 0
         latency: dict[str, Summary] = {
             "submit_to_202": summarise(o[2] for o in driven.outcomes if o[3] == 202),
@@ -357,6 +353,22 @@ class Session:
             "started_at": started,
             "ended_at": ended,
         }
+
+    def decided_to_notified(self, started: float, ended: float) -> list[int]:
+        """decided→notified of every decision made in [started, ended] whose notification has
+        been seen so far (ms)."""
+        return [
+            notified - decided
+            for decided, notified in self.lifecycle.decided_to_notified
+            if _ms(started) <= decided <= _ms(ended)
+        ]
+
+    def settle_notifications(self, steps: Iterable[dict[str, Any]]) -> None:
+        """Recount decided→notified once the run is over: a decision made near the end of a
+        step is often told after the step's figures were taken."""
+        for step in steps:
+            found = self.decided_to_notified(step["started_at"], step["ended_at"])
+            step["latency_ms"]["decided_to_notified"] = summarise(found)
 
     def _lag_after(self, since: float) -> dict[str, Any]:
         """How long after ``since`` the lag first read 0, in total and per group."""
