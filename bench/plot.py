@@ -3,6 +3,8 @@ consumer groups' lag over the run (PNG, matplotlib without a display)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,15 @@ Step = Mapping[str, Any]
 
 def plot(results: Mapping[str, Any], path: Path) -> None:
     steps = [s for s in results["steps"] if not s.get("skipped") and s.get("offered_per_s")]
-    figure, (latency, throughput, lag) = plt.subplots(1, 3, figsize=(18, 5.5))
-    _latency(latency, steps)
-    _throughput(throughput, steps, results)
-    _lag(lag, [*steps, results.get("saturation") or {}], results.get("lag_series") or [])
+    sizes = (results.get("history") or {}).get("sizes") or []
+    panels = 4 if sizes else 3
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.5))
+    _latency(axes[0], steps)
+    _throughput(axes[1], steps, results)
+    measured = [*steps, results.get("saturation") or {}, *(size["step"] for size in sizes)]
+    _lag(axes[2], measured, results.get("lag_series") or [])
+    if sizes:
+        _history(axes[3], sizes)
     figure.suptitle(results.get("title", "make bench"), fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,3 +105,33 @@ def _lag(axes: Axes, steps: Sequence[Step], series: Sequence[Mapping[str, Any]])
     axes.set_title("Consumer lag per group")
     axes.legend(fontsize=7)
     axes.grid(True, alpha=0.3)
+
+
+def _history(axes: Axes, sizes: Sequence[Mapping[str, Any]]) -> None:
+    stored = [size["appeals"] for size in sizes]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, hop in enumerate(HOPS):
+        for percentile, style in PERCENTILES:
+            values = [size["step"]["latency_ms"][hop][percentile] for size in sizes]
+            points = [(x, y) for x, y in zip(stored, values, strict=True) if y]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                label = f"{HOP_NAMES[hop]} {percentile}"
+                axes.plot(xs, ys, style, color=colours[n], label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("appeals stored (log scale)")
+    axes.set_ylabel("latency, ms (log scale)")
+    rate = sizes[0]["step"].get("offered_per_s")
+    axes.set_title(f"History: the same hops at {rate:g}/s as the store grows")
+    axes.legend(fontsize=7)
+    axes.grid(True, which="both", alpha=0.3)
+
+
+def main() -> None:
+    """``python -m bench.plot RESULTS.json OUT.png``: draw a run's results again."""
+    plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
+
+
+if __name__ == "__main__":
+    main()
