@@ -68,7 +68,7 @@ lint: $(VENV_STAMP) ## ruff lint and format check
 
 typecheck: $(VENV_STAMP) ## mypy (strict)
 	@echo "==> mypy"
-	@$(BIN)/mypy libs services tests
+	@$(BIN)/mypy libs services tests bench
 
 unit: $(VENV_STAMP) ## Only the unit tests (no broker, no store)
 	@$(BIN)/pytest -q tests/unit
@@ -81,8 +81,20 @@ openapi: $(VENV_STAMP) ## Rewrite services/intake/openapi.json (commit the resul
 
 bootstrap: $(VENV_STAMP) $(TEST_INFRA) $(CHROMIUM) ## Install everything without running anything
 
-.PHONY: bench bench-audit
-bench: bench-audit ## Run the benchmarks
+# `make bench`: the whole pipeline under load on a stack of its own (bench/, README "Performance"),
+# then the audit log's own figures. RATES: offered appeals/s, open loop, STEP_S seconds each, then
+# saturation; HISTORY=10000,500000 also grows the stores to each size and measures again;
+# BENCH_ARGS: any other option of `python -m bench --help`.
+RATES ?= 25,50,100,200
+STEP_S ?= 20
+HISTORY ?=
+BENCH_ARGS ?=
+
+.PHONY: bench bench-pipeline bench-audit
+bench: bench-pipeline bench-audit ## Run the benchmarks: the pipeline against its limits (RATES, STEP_S, HISTORY), then the audit log
+
+bench-pipeline: $(VENV_STAMP) $(KAFKA_LIBS)/.complete $(FERRETDB_BIN) $(JAEGER_BIN) ## The pipeline at fixed rates and saturation vs. the limits on the same broker; results in .local/bench/
+	@$(BIN)/python -m bench --rates $(RATES) --step-s $(STEP_S) $(if $(HISTORY),--history $(HISTORY)) $(BENCH_ARGS)
 
 bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) $(KAFKA_LIBS)/.complete ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
 	@$(BIN)/python -m services.audit.bench
