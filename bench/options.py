@@ -24,6 +24,9 @@ class Options:
     saturation_s: float = 20.0
     concurrency: int = 40
     reviewers: int = 20
+    # Seconds a simulated reviewer spends on a case before deciding: people read the case, so
+    # the desk decides at most reviewers / review_s appeals a second (a backlog forms in bursts).
+    review_s: float = 2.0
     warmup: int = 20
     template: int = 200
     history: tuple[int, ...] = ()
@@ -60,6 +63,8 @@ def parse(argv: list[str] | None = None) -> Options:
     add("--concurrency", type=int, default=defaults.concurrency,
         help="clients at saturation (intake and the bare endpoint)")  # fmt: skip
     add("--reviewers", type=int, default=defaults.reviewers, help="simulated reviewers")
+    add("--review-s", type=float, default=defaults.review_s,
+        help="seconds each reviewer spends on a case before deciding it")  # fmt: skip
     add("--warmup", type=int, default=defaults.warmup, help="appeals before measuring")
     add("--template", type=int, default=defaults.template,
         help="history mode: warm-up appeals cloned as history")  # fmt: skip
@@ -92,6 +97,7 @@ def parse(argv: list[str] | None = None) -> Options:
         saturation_s=args.saturation_s if args.saturation_s is not None else args.step_s,
         concurrency=args.concurrency,
         reviewers=args.reviewers,
+        review_s=args.review_s,
         warmup=args.warmup,
         template=args.template,
         history=args.history,

@@ -1,7 +1,9 @@
 """Simulated reviewers for the bench: each works the agent desk as ``appeals agent --auto``
 does (stream offers, claim, decide by the demo rule), until the process is stopped.
 
-    python -m bench.reviewers DESK_TARGET SIGNING_KEY_FILE COUNT
+    python -m bench.reviewers DESK_TARGET SIGNING_KEY_FILE COUNT [REVIEW_S]
+
+Each takes REVIEW_S seconds over a case before deciding it (people read the case).
 
 Their own process, so their CPU shows on its own line. A reviewer whose stream breaks (routing
 restarting, a deadline under load) connects again after a short pause: the bench measures the
@@ -18,6 +20,9 @@ import signal
 import sys
 from pathlib import Path
 
+import grpc
+
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
 from appeals_cli import reviewer
 from appeals_devstack import devkeys
 
@@ -25,13 +30,33 @@ RECONNECT_AFTER_S = 0.5
 log = logging.getLogger(__name__)
 
 
-async def work(target: str, token: str, decided: list[int]) -> None:
+# Cases a reviewer works at once (its claims plus reserved offers): registered, as a person's
+# desk client would, so each is offered what it can work rather than the policy's window for
+# unregistered clients.
+CAPACITY = 2
+
+
+async def register(target: str, token: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        await agent_desk_pb2_grpc.AgentDeskStub(channel).RegisterAgent(
+            agent_desk_pb2.RegisterAgentRequest(
+                profile=agent_desk_pb2.AgentProfile(
+                    languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
+                    capacity=CAPACITY,
+                )
+            ),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )  # fmt: skip
+
+
+async def work(target: str, token: str, decided: list[int], review_s: float) -> None:
     def count(_: str) -> None:
         decided[0] += 1
 
     while True:
         try:
-            await reviewer.review(target, token, auto=True, count=None, say=count)
+            await register(target, token)
+            await reviewer.review(target, token, auto=True, count=None, say=count, pause_s=review_s)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -39,7 +64,7 @@ async def work(target: str, token: str, decided: list[int]) -> None:
         await asyncio.sleep(RECONNECT_AFTER_S)
 
 
-async def serve(target: str, signing_key: Path, count: int) -> None:
+async def serve(target: str, signing_key: Path, count: int, review_s: float) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -52,6 +77,7 @@ async def serve(target: str, signing_key: Path, count: int) -> None:
                 devkeys.mint_token(signing_key, role="agent", subject=f"bench-reviewer-{n + 1}",
                                    queues=["*"]),
                 decided,
+                review_s,
             )
         )
         for n in range(count)
@@ -67,7 +93,8 @@ async def serve(target: str, signing_key: Path, count: int) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(serve(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])))
+    review_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    asyncio.run(serve(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), review_s))
 
 
 if __name__ == "__main__":

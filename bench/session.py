@@ -125,7 +125,7 @@ class Session:
         reviewers = await self.child(
             "reviewers",
             ["bench.reviewers", self.stack.desk_target, str(self.stack.signing_key),
-             str(self.options.reviewers)],
+             str(self.options.reviewers), str(self.options.review_s)],
         )  # fmt: skip
         await reviewers.expect("ready", wait_s=60)
 

@@ -42,6 +42,7 @@ from appeals_runtime import topics
 from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import (
+    FETCH_MAX_WAIT_MS,
     InboundMessage,
     RetryPolicy,
     mark_failed,
@@ -141,6 +142,7 @@ class RetryScheduler:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         consumer.subscribe(topics=[topics.NOTIFICATION_RETRIES.name], listener=_Rebalance(self))
         self._consumer = consumer

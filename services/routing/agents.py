@@ -4,6 +4,7 @@ their presence (online while a case stream is open, away when they say so, else 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,6 +19,8 @@ from services.routing.policy_schema import RoutingPolicy
 from services.routing.repository import RoutingRepository
 
 MAX_CAPACITY = 50
+# How old a profile a case stream's poll may use.
+PROFILE_FRESH_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class AgentRegistry:
         self._policies = policies
         self._presence_ttl = presence_ttl
         self._clock = clock
+        # Profiles read lately, by agent: (when, profile).
+        self._recent: dict[str, tuple[float, AgentProfile]] = {}
 
     async def register(
         self, agent: Principal, skills: routing_policy.AgentSkills, capacity: int
@@ -54,11 +59,26 @@ class AgentRegistry:
             agent.subject, skills, capacity or policy.agents.default_capacity, registered=True
         )
         await self._repository.save_agent(profile, self._clock())
+        self._recent.pop(agent.subject, None)
         log.info("agent registered", extra={"agent": agent.subject, "capacity": profile.capacity})
+        return await self.profile(agent)
+
+    async def recent_profile(self, agent: Principal) -> AgentProfile:
+        """The profile as read at most ``PROFILE_FRESH_S`` ago: a case stream asks on every poll,
+        and a change through this instance is seen at once (another instance's within that
+        time)."""
+        cached = self._recent.get(agent.subject)
+        if cached is not None and time.monotonic() - cached[0] < PROFILE_FRESH_S:
+            return cached[1]
         return await self.profile(agent)
 
     async def profile(self, agent: Principal) -> AgentProfile:
         """The registered profile, or what the policy gives agents that never registered."""
+        profile = await self._read_profile(agent)
+        self._recent[agent.subject] = (time.monotonic(), profile)
+        return profile
+
+    async def _read_profile(self, agent: Principal) -> AgentProfile:
         stored = await self._repository.agent(agent.subject)
         if stored is not None and stored.registered:
             return stored
@@ -82,6 +102,7 @@ class AgentRegistry:
         now = self._clock()
         until = now + self._presence_ttl if presence == Presence.ONLINE else None
         await self._repository.set_presence(agent.subject, presence, until, now)
+        self._recent.pop(agent.subject, None)
         return presence
 
     async def keep_online(self, agent: Principal) -> None:
@@ -92,6 +113,7 @@ class AgentRegistry:
             await self._repository.set_presence(
                 agent.subject, Presence.ONLINE, now + self._presence_ttl, now
             )
+            self._recent.pop(agent.subject, None)
 
     async def went_offline(self, agent: Principal) -> None:
         profile = await self.profile(agent)
@@ -99,6 +121,7 @@ class AgentRegistry:
             await self._repository.set_presence(
                 agent.subject, Presence.OFFLINE, None, self._clock()
             )
+            self._recent.pop(agent.subject, None)
 
 
 def _validated_skills(

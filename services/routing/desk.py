@@ -146,7 +146,7 @@ class AgentDesk:
     ) -> list[Offered]:
         require_agent(agent)
         return await self._offers.next_offers(
-            await self.profile(agent), queues, stream_id, self._clock()
+            await self.agents.recent_profile(agent), queues, stream_id, self._clock()
         )
 
     # --- work -------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class AgentDesk:
             known=case,
         )
         if record is not None:
-            await self._offers.withdraw_case(appeal_id)
+            self._offers.claimed(appeal_id)
             log.info("case claimed", extra={"appeal_id": appeal_id, "agent": agent.subject,
                                             "queue": after.queue, "claim": record.seq})  # fmt: skip
         return after

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from appeals_runtime import topics
 from appeals_runtime.kafka import headers as h
+from appeals_runtime.kafka.consumer import FETCH_MAX_WAIT_MS
 from services.routing.board import CaseBoard
 from services.routing.ledger import CaseLedger
 from services.routing.ownership import EVERY_PARTITION, Ownership
@@ -96,6 +97,7 @@ class CaseFeed:
             enable_auto_commit=False,
             isolation_level="read_committed",
             client_id=f"{self._client_id}-case-feed",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         await consumer.start()
         try:

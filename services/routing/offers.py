@@ -53,6 +53,9 @@ class OfferBook:
         # Offers made by this instance's streams, per agent and case: what the agent has
         # reserved here, and what a closing stream withdraws.
         self._by_agent: dict[str, dict[str, Offer]] = {}
+        # Cases a stream of this instance is reserving right now: another stream's poll passes
+        # them by instead of racing it to the store.
+        self._reserving: set[str] = set()
 
     def can_take(self, profile: AgentProfile, case: CaseState, now: datetime) -> bool:
         """Independent of the case, and skilled for what it still requires after waiting."""
@@ -111,6 +114,17 @@ class OfferBook:
         """Reserve ``case`` for the agent's stream, unless someone holds it or the agent just let
         it lapse. A number already taken means another instance offered it: learn that offer
         and judge again (once: racing it twice means it is contended right now)."""
+        if case.appeal_id in self._reserving:
+            return None
+        self._reserving.add(case.appeal_id)
+        try:
+            return await self._reserve_for(case, profile, stream_id, now)
+        finally:
+            self._reserving.discard(case.appeal_id)
+
+    async def _reserve_for(
+        self, case: CaseState, profile: AgentProfile, stream_id: str, now: datetime
+    ) -> Offer | None:
         ttl = self._policies.current.agents.offer_ttl
         last = self._board.latest_offer(case.appeal_id)
         for attempt in range(2):
@@ -155,10 +169,19 @@ class OfferBook:
         return latest.agent_id if latest is not None and latest.active(now) else None
 
     async def withdraw_case(self, appeal_id: str) -> None:
-        """The case was claimed (or turned out not offerable): its reservation ends."""
+        """The case turned out not offerable: its reservation ends, for every instance."""
         latest = await self.latest(appeal_id)
         if latest is not None and not latest.withdrawn:
             await self._withdraw(latest)
+
+    def claimed(self, appeal_id: str) -> None:
+        """The case was claimed: its reservation ends here. Nothing is written: a claimed case
+        is offered by no instance (its state says so), and should it be released before the
+        offer lapses, other instances wait out the offer's TTL at most."""
+        latest = self._board.latest_offer(appeal_id)
+        if latest is not None and not latest.withdrawn:
+            self._board.offered(replace(latest, withdrawn=True))
+            self._forget(latest)
 
     async def withdraw_stream(self, agent_id: str, stream_id: str) -> None:
         """The stream closed: what it reserved goes back at once, not when it lapses."""

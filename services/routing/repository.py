@@ -175,16 +175,9 @@ class RoutingRepository:
 
     async def insert_offer(self, offer: Offer) -> bool:
         """False when another stream reserved this case with this number first."""
-        inserted = await store.insert_once(self._offers, documents.offer_document(offer))
-        if inserted and offer.number > 2:
-            # Keep the latest two: the newest number is never deleted, so counting on from the
-            # last known number always finds it.
-            await store.available(
-                self._offers.delete_one(
-                    {"_id": documents.offer_key(offer.appeal_id, offer.number - 2)}
-                )
-            )
-        return inserted
+        # Older offers of the case stay: deleting them would cost a write per offer, and only
+        # the numbers after the last one known are ever read.
+        return await store.insert_once(self._offers, documents.offer_document(offer))
 
     async def withdraw_offer(self, appeal_id: str, number: int) -> None:
         await store.available(
