@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from appeals_devstack import devkeys
 from bench import mix
 
 REQUEST_TIMEOUT_S = 30.0
 # Requests on the wire at once. Requests due beyond it wait for a connection (their latency
-# still counts from when they were due); httpx's pool slows down sharply with far more.
+# still counts from when they were due).
 MAX_CONNECTIONS = 256
 PROGRESS_EVERY_S = 1.0
 
@@ -88,11 +88,11 @@ class Load:
             )
             for platform in mix.PLATFORMS
         }
-        self.client = httpx.AsyncClient(
-            timeout=REQUEST_TIMEOUT_S,
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-            ),
+        # aiohttp, not httpx: the load runs on the machine it measures, and httpx spends about
+        # 3 ms of CPU per request here against 0.1 ms (measured with both on one server).
+        self.client = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
         )
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
         self.stopping = asyncio.Event()
@@ -102,7 +102,7 @@ class Load:
         self._sending_ended = 0.0
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
     def _bodies(self, count: int) -> Iterator[dict[str, Any]]:
         self._seed += 1
@@ -118,11 +118,11 @@ class Load:
                     # Due while every connection was busy, and the step stopped meanwhile.
                     state.errors["not sent: step stopped"] += 1
                     return
-                response = await self._post(url, body)
-            status = response.status_code
+                status, answer = await self._post(url, body)
             if status == 202:
-                appeal_id = str(response.json().get("appeal_id", ""))
-        except httpx.HTTPError as error:
+                appeal_id = str(answer.get("appeal_id", ""))
+        except (aiohttp.ClientError, TimeoutError) as error:
+            status = 0
             state.errors[type(error).__name__] += 1
         finally:
             state.in_flight -= 1
@@ -134,15 +134,21 @@ class Load:
             state.new_ids.append(appeal_id)
         state.outcomes.append((appeal_id, self.clock.wall(due), round(latency_ms, 2), status))
 
-    async def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
-        return await self.client.post(
+    async def _post(self, url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The answer's status and, for a 202, its JSON body."""
+        async with self.client.post(
             url,
             json=body,
             headers={
                 "Authorization": f"Bearer {self.tokens[body['platform']]}",
                 "Idempotency-Key": uuid.uuid4().hex,
             },
-        )
+        ) as response:
+            if response.status != 202:
+                await response.read()
+                return response.status, {}
+            answer: dict[str, Any] = await response.json(content_type=None)
+            return response.status, answer
 
     async def open_loop(self, state: StepState, url: str, rate: float, duration: float) -> None:
         count = max(1, round(rate * duration))

@@ -24,6 +24,20 @@ class Verdict:
     outcome: int
     rationale: str
     policy_cited: str
+    # The facts the decision rests on (statement of reasons, DSA Art. 17): required of every
+    # registered reviewer, and never the appellant's own words or personal data.
+    facts: str
+
+
+def case_facts(case: agent_desk_pb2.CaseOffer) -> str:
+    """The facts of a case as the desk shows them, without personal data."""
+    f = case.facts
+    how = "automatically" if f.decision.automated else "by a person"
+    return (
+        f"The {vocabulary.platform_name(f.platform)} "
+        f"{vocabulary.subject_kind_name(f.subject.kind)} was {f.decision.action or 'actioned'} "
+        f"{how} under the {f.decision.policy} policy."
+    )
 
 
 def automatic_verdict(case: agent_desk_pb2.CaseOffer) -> Verdict:
@@ -36,11 +50,13 @@ def automatic_verdict(case: agent_desk_pb2.CaseOffer) -> Verdict:
             appeal_pb2.OUTCOME_OVERTURNED,
             "The content reports on or quotes the material in a way our policy allows.",
             policy,
+            case_facts(case) + " The appellant's statement gives context the decision missed.",
         )
     return Verdict(
         appeal_pb2.OUTCOME_UPHELD,
         f"The content violates our {policy.replace('_', ' ')} policy as written.",
         policy,
+        case_facts(case),
     )
 
 
@@ -62,8 +78,9 @@ def _ask(case: agent_desk_pb2.CaseOffer) -> Verdict | None:
     if answer not in ("u", "o"):
         return None
     rationale = input("  rationale: ").strip() or "See the policy cited."
+    facts = input(f"  facts [{case_facts(case)}]: ").strip() or case_facts(case)
     outcome = appeal_pb2.OUTCOME_UPHELD if answer == "u" else appeal_pb2.OUTCOME_OVERTURNED
-    return Verdict(outcome, rationale, case.facts.decision.policy)
+    return Verdict(outcome, rationale, case.facts.decision.policy, facts)
 
 
 async def review(
@@ -110,6 +127,7 @@ async def review(
                     outcome=verdict.outcome,  # type: ignore[arg-type]
                     rationale=verdict.rationale,
                     policy_cited=verdict.policy_cited,
+                    facts=verdict.facts,
                 ),
                 metadata=metadata,
             )

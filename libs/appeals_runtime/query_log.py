@@ -5,8 +5,9 @@ reading the whole collection, so a query that stops naming the ``_id`` turns a c
 into one that grows with history. With ``APPEALS_STORE_QUERY_LOG`` naming a folder, each service
 appends one JSON line per reading or writing command to ``<folder>/<service>.jsonl``: when, which
 collection, which command and how it selects documents (``"_id"``, or ``"scan"`` with the names
-of the fields it filters on). Values are never written: filters hold personal data. The
-end-to-end test ``test_store_queries`` reads these files while traffic flows.
+of the fields it filters on; ``"insert"`` for inserts, which select nothing). Values are never
+written: filters hold personal data. The end-to-end test ``test_store_queries`` reads these
+files while traffic flows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pymongo import monitoring
 QUERY_LOG_VARIABLE = "APPEALS_STORE_QUERY_LOG"
 ID_LOOKUP = "_id"
 SCAN = "scan"
+# Inserts select nothing; they are logged too, so the log counts every write a service makes.
+INSERT = "insert"
 # Commands that select documents, and where their filters are.
 _READING = ("find", "count", "distinct", "findAndModify", "aggregate")
 _WRITING = {"update": "updates", "delete": "deletes"}
@@ -67,25 +70,34 @@ class QueryLog(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
+        collection = event.command.get(name)
+        if name == "insert":
+            self._write([self._line(name, collection, INSERT)])
+            return
         if name not in _READING and name not in _WRITING:
             return
-        collection = event.command.get(name)
         lines = []
         for found in filters_of(name, event.command):
             how = selection(found)
-            line: dict[str, Any] = {
-                "at": time.time(),
-                "service": self._service,
-                "collection": collection if isinstance(collection, str) else "",
-                "command": name,
-                "selects": how,
-            }
+            line = self._line(name, collection, how)
             if how == SCAN:
                 line["fields"] = sorted(str(key) for key in found)
-            lines.append(json.dumps(line))
+            lines.append(line)
+        self._write(lines)
+
+    def _line(self, command: str, collection: object, selects: str) -> dict[str, Any]:
+        return {
+            "at": time.time(),
+            "service": self._service,
+            "collection": collection if isinstance(collection, str) else "",
+            "command": command,
+            "selects": selects,
+        }
+
+    def _write(self, lines: list[dict[str, Any]]) -> None:
         if lines:
             with self._lock, self._path.open("a") as out:
-                out.write("\n".join(lines) + "\n")
+                out.write("\n".join(json.dumps(line) for line in lines) + "\n")
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

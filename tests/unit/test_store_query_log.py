@@ -48,5 +48,6 @@ def test_the_log_names_fields_but_never_values(tmp_path: Path) -> None:
     assert [(line["command"], line["selects"]) for line in lines] == [
         ("find", "_id"),
         ("find", "scan"),
+        ("insert", "insert"),
     ]
     assert lines[1]["fields"] == ["contact.email"]
