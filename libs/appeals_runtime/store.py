@@ -9,46 +9,39 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    ConnectionFailure,
-    DuplicateKeyError,
-    OperationFailure,
-    ServerSelectionTimeoutError,
-)
 
-from appeals_runtime.errors import TransientError
+from appeals_runtime.group_commit import batches_for
 from appeals_runtime.query_log import QUERY_LOG_VARIABLE, QueryLog
+from appeals_runtime.store_errors import UNAVAILABLE_ERRORS, available, is_contention
 from appeals_runtime.tracing import StoreTelemetry
 
-ResultT = TypeVar("ResultT")
+# Failure handling lives in store_errors (group_commit needs it too); its names stay here.
+__all__ = [
+    "UNAVAILABLE_ERRORS",
+    "Collection",
+    "Database",
+    "Document",
+    "IndexSpec",
+    "available",
+    "check_ready",
+    "create_client",
+    "ensure_indexes",
+    "insert_once",
+    "is_contention",
+    "stored_time",
+]
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 Collection = AsyncCollection[Document]
-
-# pymongo errors that mean "the store is unreachable right now", never "this data is wrong".
-UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)
-# Server answers that mean "busy, try again": MongoDB's lock and write-conflict codes and
-# replica-set elections; FerretDB's SQLite handler reports a held write lock as an internal error
-# whose message says "database is locked" (SQLITE_BUSY).
-_BUSY_CODES = frozenset({24, 112, 189, 262, 10107, 11600, 11602, 13435, 13436})
-_BUSY_MESSAGES = ("database is locked", "sqlite_busy", "database table is locked")
-
-
-def is_contention(error: OperationFailure) -> bool:
-    """Whether the store refused an operation only because it was busy (retrying may succeed)."""
-    if error.code in _BUSY_CODES or error.has_error_label("RetryableWriteError"):
-        return True
-    text = str(error).lower()
-    return any(message in text for message in _BUSY_MESSAGES)
 
 
 @dataclass(frozen=True)
@@ -94,30 +87,14 @@ async def ensure_indexes(db: Database, specs: Sequence[IndexSpec]) -> None:
         await db[spec.collection].create_index(list(spec.keys), **options)
 
 
-async def available(operation: Awaitable[ResultT]) -> ResultT:
-    """Await a store operation; an unreachable or busy store becomes a :class:`TransientError`,
-    which consumers retry with backoff and APIs answer with 503 and Retry-After."""
-    try:
-        return await operation
-    except UNAVAILABLE_ERRORS as error:
-        raise TransientError(f"document store unavailable: {error}") from error
-    except OperationFailure as error:
-        if is_contention(error):
-            raise TransientError(f"document store busy: {error}") from error
-        raise
-
-
 async def insert_once(collection: Collection, document: Document) -> bool:
     """Insert ``document``; False when a unique index says it is already there (a no-op).
 
     This is the pipeline's idempotency primitive: the dedup key lives in the same document as
-    the effect, so writing the effect and recording that it happened are one write.
+    the effect, so writing the effect and recording that it happened are one write. Inserts into
+    one collection that overlap in time go to the store together (``group_commit``).
     """
-    try:
-        await available(collection.insert_one(document))
-    except DuplicateKeyError:
-        return False
-    return True
+    return await batches_for(collection).insert_once(document)
 
 
 async def check_ready(db: Database) -> None:
