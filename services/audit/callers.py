@@ -17,13 +17,13 @@ from appeals_runtime.http import authenticated
 from services.audit.service import Reader
 
 
-def _reader(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
+async def _reader(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
     """The verified ops caller with ``audit:read``."""
     principal.require(Scope.READ_AUDIT, role=Role.OPS)
     return Reader(principal.subject, principal.role.value)
 
 
-def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
+async def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
     """The verified ops caller, whatever its scopes."""
     if principal.role != Role.OPS:
         raise PermissionDenied(f"the ops page needs an ops token, not a {principal.role} token")

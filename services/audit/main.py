@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
-from appeals_runtime.service import run_components, service_context
+from appeals_runtime.service import run_components, run_service, service_context
 from appeals_runtime.settings import load_settings
 from services.audit import api, key_files, key_repository, repository, tree_repository
 from services.audit.appender import Appender
@@ -64,7 +62,7 @@ async def serve(settings: AuditSettings) -> None:
 
 
 def main() -> None:
-    asyncio.run(serve(load_settings(AuditSettings)))
+    run_service(serve(load_settings(AuditSettings)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from appeals_runtime.service import (
     Periodic,
     ServiceContext,
     run_components,
+    run_service,
     service_context,
 )
 from appeals_runtime.settings import load_settings
@@ -105,7 +105,7 @@ def _components(
 
 
 def main() -> None:
-    asyncio.run(serve(load_settings(IntakeSettings)))
+    run_service(serve(load_settings(IntakeSettings)))
 
 
 if __name__ == "__main__":

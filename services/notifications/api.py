@@ -68,7 +68,7 @@ def create_app(
     return app
 
 
-def ops_principal(principal: Caller) -> Principal:
+async def ops_principal(principal: Caller) -> Principal:
     # Messages are about a person's content and its review: ops only.
     principal.require(Scope.READ, role=Role.OPS)
     return principal

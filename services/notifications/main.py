@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import httpx
@@ -12,7 +11,7 @@ from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
 from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.service import run_components, service_context
+from appeals_runtime.service import run_components, run_service, service_context
 from appeals_runtime.settings import load_settings
 from services.notifications import repository
 from services.notifications.api import create_app
@@ -165,7 +164,7 @@ async def serve(settings: NotificationsSettings) -> None:
 
 
 def main() -> None:
-    asyncio.run(serve(load_settings(NotificationsSettings)))
+    run_service(serve(load_settings(NotificationsSettings)))
 
 
 if __name__ == "__main__":

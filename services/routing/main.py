@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from appeals_runtime.http import TELEMETRY, HttpServer, health_router
 from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.service import Periodic, run_components, service_context
+from appeals_runtime.service import Periodic, run_components, run_service, service_context
 from appeals_runtime.settings import SettingsError, load_settings
 from services.routing import grpc_api, repository
 from services.routing.board import CaseBoard
@@ -141,7 +140,7 @@ async def serve(settings: RoutingSettings) -> None:
 
 
 def main() -> None:
-    asyncio.run(serve(load_settings(RoutingSettings)))
+    run_service(serve(load_settings(RoutingSettings)))
 
 
 if __name__ == "__main__":

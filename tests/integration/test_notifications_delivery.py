@@ -176,10 +176,14 @@ async def test_a_transient_failure_is_retried_through_the_retry_topic_without_bl
             )
             await producer.publish(topics.APPEAL_LIFECYCLE, submitted(steady))
 
-            async def flaky_delivered() -> bool:
-                return await service.delivered(flaky) == ["received"]
+            async def both_delivered() -> bool:
+                return (
+                    await service.delivered(flaky)
+                    == await service.delivered(steady)
+                    == ["received"]
+                )
 
-            await eventually(flaky_delivered, "the flaky surface's delivery")
+            await eventually(both_delivered, "the flaky surface's delivery and the other one")
         finally:
             await service.stop()
 
