@@ -24,7 +24,7 @@ always be refolded from the case's records.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -84,6 +84,14 @@ class RoutingRepository:
         while (record := await self.record(appeal_id, seq + len(found) + 1)) is not None:
             found.append(record)
         return found
+
+    async def records_exist(self, wanted: Mapping[str, int]) -> set[str]:
+        """Of ``wanted`` (appeal id → sequence number), the cases that have that record."""
+        keys = {documents.record_key(appeal, seq): appeal for appeal, seq in wanted.items()}
+        if not keys:
+            return set()
+        cursor = self._records.find({"_id": {"$in": list(keys)}}, {"_id": 1})
+        return {keys[document["_id"]] for document in await store.available(cursor.to_list())}
 
     async def records(self, appeal_id: str) -> list[CaseRecord]:
         """Every record of the case (tests and tools; the ledger reads views)."""

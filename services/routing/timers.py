@@ -30,6 +30,8 @@ from services.routing.repository import RoutingRepository
 
 log = logging.getLogger(__name__)
 
+# Open cases looked at per query when catching up.
+CATCH_UP_BATCH = 500
 # How often the agents-online gauge reads the agents collection.
 AGENTS_ONLINE_EVERY = timedelta(seconds=30)
 
@@ -91,8 +93,10 @@ class CaseTimers:
         return recovered
 
     async def _catch_up(self, appeal_ids: Iterable[str]) -> int:
+        """Catch up the cases that have a record after the version the board holds: looked for
+        by ``_id``, many cases per query, so a start-up over many open cases stays cheap."""
         recovered = 0
-        for appeal_id in appeal_ids:
+        for appeal_id in await self._behind(list(appeal_ids)):
             before = self._board.version(appeal_id)
             try:
                 after = await self._ledger.catch_up(appeal_id)
@@ -103,6 +107,21 @@ class CaseTimers:
             if after is not None and after.version != before:
                 recovered += 1
         return recovered
+
+    async def _behind(self, appeal_ids: list[str]) -> list[str]:
+        behind = []
+        for start in range(0, len(appeal_ids), CATCH_UP_BATCH):
+            batch = appeal_ids[start : start + CATCH_UP_BATCH]
+            following = {
+                appeal_id: (self._board.version(appeal_id) or 0) + 1 for appeal_id in batch
+            }
+            try:
+                found = await self._repository.records_exist(following)
+            except TransientError as error:
+                log.warning("looking for records to catch up failed", extra={"error": repr(error)})
+                continue
+            behind += [appeal_id for appeal_id in batch if appeal_id in found]
+        return behind
 
     async def _expire_leases(self, now: datetime) -> int:
         expired = 0
