@@ -206,7 +206,12 @@ class AuditObserver:
 @dataclass(frozen=True)
 class LagSample:
     at: float
+    # Records not yet committed, per consumer group.
     groups: dict[str, int]
+    # The log end offset of every partition some group reads, and each group's committed offset
+    # there: enough to tell when a group got past what had been written at an earlier moment.
+    ends: dict[TopicPartition, int] = field(default_factory=dict)
+    committed: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -263,15 +268,25 @@ class LagSampler:
             groups[group] = await admin.list_consumer_group_offsets(group)
         wanted = {tp for offsets in groups.values() for tp in offsets}
         end = await ends.end_offsets(list(wanted)) if wanted else {}
-        lag = {
-            group: sum(
-                max(0, end.get(tp, 0) - meta.offset)
-                for tp, meta in offsets.items()
-                if meta.offset >= 0
-            )
+        committed = {
+            group: {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
             for group, offsets in groups.items()
         }
-        return LagSample(at, dict(sorted(lag.items())))
+        lag = {
+            group: sum(max(0, end.get(tp, 0) - offset) for tp, offset in offsets.items())
+            for group, offsets in committed.items()
+        }
+        return LagSample(at, dict(sorted(lag.items())), dict(end), committed)
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def caught_up(sample: LagSample, ends: dict[TopicPartition, int]) -> bool:
+    """Whether every group in ``sample`` had committed past ``ends`` (an earlier sample's log
+    end offsets) on every partition it reads."""
+    return all(
+        offset >= ends.get(tp, 0)
+        for offsets in sample.committed.values()
+        for tp, offset in offsets.items()
+    )

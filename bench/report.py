@@ -132,7 +132,7 @@ def _latency_checks(results: Mapping[str, Any]) -> Iterator[Check]:
     lag = None if step is None else step.get("lag_to_zero_s")
     never = step is not None and lag is None
     yield Check(
-        f"consumer lag back to 0 after the {rate:g}/s step",
+        f"consumer lag back to 0 after the {rate:g}/s step (all written by then committed)",
         "not within the drain" if never else _fmt(lag, " s"),
         f"≤ {LAG_ZERO_S:.0f} s",
         None if step is None else lag is not None and lag <= LAG_ZERO_S,

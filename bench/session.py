@@ -18,7 +18,7 @@ from typing import Any
 from appeals_runtime import store
 from bench import procstat, report
 from bench.children import Child
-from bench.observers import AuditObserver, LagSampler, LifecycleObserver
+from bench.observers import AuditObserver, LagSampler, LifecycleObserver, caught_up
 from bench.options import Options
 from bench.procstat import ProcSampler
 from bench.stack import DATABASE, BenchStack
@@ -371,15 +371,21 @@ class Session:
             step["latency_ms"]["decided_to_notified"] = summarise(found)
 
     def _lag_after(self, since: float) -> dict[str, Any]:
-        """How long after ``since`` the lag first read 0, in total and per group."""
+        """How long after ``since`` (the load stopped) the consumers caught up: every group
+        committed past everything the broker held at the first sample after ``since``. The
+        reviewers keep deciding a backlog of cases after the load stops, so new records keep
+        coming: the lag reading exactly 0 (``lag_read_zero_s``, also per group) can take long
+        while nothing is behind."""
         samples = [s for s in self.lag.samples if s.at >= since]
+        backlog = samples[0].ends if samples else {}
+        caught = next((round(s.at - since, 1) for s in samples if caught_up(s, backlog)), None)
         total = next((round(s.at - since, 1) for s in samples if s.total == 0), None)
         groups: dict[str, float | None] = {}
         for sample in samples:
             for group, lag in sample.groups.items():
                 if group not in groups or groups[group] is None:
                     groups[group] = round(sample.at - since, 1) if lag == 0 else None
-        return {"lag_to_zero_s": total, "lag_to_zero_by_group_s": groups}
+        return {"lag_to_zero_s": caught, "lag_read_zero_s": total, "lag_to_zero_by_group_s": groups}
 
     # Phases ------------------------------------------------------------------------------
 

@@ -27,10 +27,11 @@ by, should the crash (or a store refusing the mark) have come after the broker's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -116,26 +117,49 @@ class _Reserved:
 
 
 class AcknowledgedHere:
-    """Appeals this process marked acknowledged whose submitted event the status projection has
-    not seen yet: for those, the projection's own mark (which covers a crash between the
-    broker's acknowledgement and the mark) has nothing to do and costs no store write. Another
-    intake instance, or this one after a restart, does not find an appeal here and marks it
-    in the store, a no-op when it was marked. Entries leave when the projection takes them, so
-    only appeals in flight are held; the bound only matters when the projection lags far behind.
+    """Appeals this process is marking, or marked, acknowledged whose submitted event the status
+    projection has not seen yet: for those, the projection's own mark (which covers a crash
+    between the broker's acknowledgement and the mark) has nothing to do and costs no store
+    write. The projection often sees the event while the submit's mark is still on its way to
+    the store, so it waits for that write's outcome rather than racing it with a second one.
+    Another intake instance, or this one after a restart, does not find an appeal here and marks
+    it in the store, a no-op when it was marked. Entries leave when the projection takes them,
+    so only appeals in flight are held; the bound only matters when the projection lags far
+    behind.
     """
 
     def __init__(self, limit: int = 50_000) -> None:
         self._limit = limit
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._marks: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
 
-    def add(self, appeal_id: str) -> None:
-        self._ids[appeal_id] = None
-        while len(self._ids) > self._limit:
-            self._ids.popitem(last=False)
+    @contextlib.contextmanager
+    def marking(self, appeal_id: str) -> Iterator[None]:
+        """Around the submit's own mark: the projection learns whether it was written (an
+        error, or a cancelled request, leaves the mark to the projection)."""
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._marks[appeal_id] = outcome
+        while len(self._marks) > self._limit:
+            self._marks.popitem(last=False)[1].cancel()
+        try:
+            yield
+        except BaseException:
+            outcome.cancel()
+            raise
+        else:
+            if not outcome.done():
+                outcome.set_result(True)
 
-    def take(self, appeal_id: str) -> bool:
+    async def take(self, appeal_id: str) -> bool:
         """Whether this process marked ``appeal_id`` (each appeal is taken once)."""
-        return self._ids.pop(appeal_id, 0) is None
+        outcome = self._marks.pop(appeal_id, None)
+        if outcome is None:
+            return False
+        try:
+            return await asyncio.shield(outcome)
+        except asyncio.CancelledError:
+            if outcome.cancelled():
+                return False
+            raise
 
 
 @dataclass(frozen=True)
@@ -218,8 +242,8 @@ class AppealIntake:
         await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
         accepted = Accepted(appeal_id)
         try:
-            await self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected)
-            self.acknowledged_here.add(appeal_id)
+            with self.acknowledged_here.marking(appeal_id):
+                await self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected)
         except TransientError:
             # The broker has the appeal, so it is accepted; the status projection sets the mark
             # when the submitted event comes by (until then look-ups answer 404 and a retry 409).

@@ -42,7 +42,7 @@ class StatusProjection:
             # mark (a no-op otherwise, and skipped when this process made the mark itself).
             # (The event carries no personal data, so it could not rebuild the record; it
             # never has to.)
-            if self._acknowledged_here.take(event.appeal_id):
+            if await self._acknowledged_here.take(event.appeal_id):
                 return
             await self._repository.acknowledge(
                 event.appeal_id, ban_evasion_suspected=event.submitted.ban_evasion_suspected

@@ -163,6 +163,8 @@ class HttpReceiver:
     script: list[Answer] = field(default_factory=list)
     # Or a function of the request, when the answer depends on it.
     answer: Callable[[Received], Answer] | None = None
+    # When given, the surface is back (answers past the script) only once this is set.
+    back: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -197,6 +199,8 @@ class HttpReceiver:
             elif self.script:
                 status, extra, content = self.script.pop(0)
             else:
+                if self.back is not None:
+                    await self.back.wait()
                 status, extra, content = 200, {}, b"{}"
             if not received.signature_valid and self.answer is None:
                 status, extra, content = 401, {}, b"bad signature"

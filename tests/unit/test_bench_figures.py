@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka import TopicPartition
 
 from bench import procstat, stats
 from bench.limits import producer_perf
+from bench.observers import LagSample, caught_up
 
 
 def test_percentiles_are_nearest_rank_so_every_figure_was_observed() -> None:
@@ -55,3 +57,18 @@ def test_producer_performance_summary_is_parsed_from_the_last_line() -> None:
     assert found.p99_latency_ms == 900
     with pytest.raises(ValueError, match="no ProducerPerformance summary"):
         producer_perf.parse("Exception in thread main")
+
+
+def test_consumers_caught_up_once_every_group_committed_what_there_was_at_load_stop() -> None:
+    lifecycle, requests = TopicPartition("lifecycle", 0), TopicPartition("requests", 0)
+    at_stop = {lifecycle: 100, requests: 40}
+
+    def sample(routing: int, intake: int) -> LagSample:
+        committed = {"routing": {lifecycle: routing}, "intake": {requests: intake}}
+        ends = {lifecycle: 130, requests: 40}  # reviewers' decisions keep arriving
+        return LagSample(0.0, {}, ends, committed)
+
+    assert not caught_up(sample(99, 40), at_stop)
+    assert not caught_up(sample(100, 39), at_stop)
+    # Past the backlog, although 20 newer records are not committed yet (the lag is not 0).
+    assert caught_up(sample(110, 40), at_stop)
