@@ -18,7 +18,7 @@ from typing import Any
 from appeals_runtime import store
 from bench import procstat, report
 from bench.children import Child
-from bench.observers import AuditObserver, LagSampler, LifecycleObserver, caught_up
+from bench.observers import AuditObserver, LagSample, LagSampler, LifecycleObserver, caught_up
 from bench.options import Options
 from bench.procstat import ProcSampler
 from bench.stack import DATABASE, BenchStack
@@ -228,25 +228,32 @@ class Session:
 
     async def _drain(self, label: str, ids: list[str], *, full: bool = False) -> tuple[bool, float]:
         """Wait until every appeal in ``ids`` is routed and audited (``full``: also decided and
-        the person told) and no consumer group lags; (drained, seconds waited)."""
+        the person told) and every consumer group committed what the broker held by then;
+        (drained, seconds waited)."""
         began = time.monotonic()
         deadline = began + self.options.drain_timeout_s + (3 * len(ids) if full else 0)
         last_say = began
         arrived: float | None = None
+        through_at = 0.0
+        backlog: LagSample | None = None  # the broker's contents when the appeals were through
         while True:
             pending = [i for i in ids if not self._complete(i)]
             undecided = [i for i in ids if full and not self._told_decision(i)]
             latest = self.lag.latest
-            quiet = latest is not None and latest.total == 0 and latest.at > began
             now = time.monotonic()
             if not pending and not undecided:
-                if quiet:
+                # Through once every group committed what the broker held by then (the
+                # reviewers' decisions on a backlog of cases keep records coming after the
+                # step's own appeals, so the lag need not read 0); wait for that only so long.
+                if arrived is None:
+                    arrived, through_at = now, time.time()
+                if backlog is None:
+                    recent = self.lag.samples[-10:]
+                    backlog = next((s for s in recent if s.at >= through_at), None)
+                if backlog is not None and latest is not None and caught_up(latest, backlog.ends):
                     return True, now - began
-                # The reviewers' decisions on a backlog of cases keep the consumers busy after
-                # the step's own appeals are through: wait for that only so long.
-                arrived = arrived or now
                 if now - arrived >= LAG_SETTLE_S:
-                    self.say(f"  [{label}] appeals through; lag not back to 0 within "
+                    self.say(f"  [{label}] appeals through; consumers not caught up within "
                              f"{LAG_SETTLE_S:.0f}s after them: {self._lag_text()}")  # fmt: skip
                     return False, now - began
             self._check_services()

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -101,6 +104,13 @@ class Principal:
 
 
 class TokenVerifier:
+    """Verifies bearer tokens against the JWKS. A surface or service sends the same token with
+    every call until it expires, so a verified token is remembered (until its expiry, at most
+    ``REMEMBER_S``): a signature check costs more CPU than the rest of a cheap request."""
+
+    REMEMBER_S = 300.0
+    REMEMBERED = 1024
+
     def __init__(
         self,
         jwks: dict[str, Any],
@@ -109,6 +119,7 @@ class TokenVerifier:
         audience: str,
         algorithms: list[str],
         leeway_s: int = 30,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not algorithms or "none" in [a.lower() for a in algorithms]:
             raise ValueError("at least one real signing algorithm must be pinned")
@@ -119,6 +130,9 @@ class TokenVerifier:
         self._audience = audience
         self._algorithms = algorithms
         self._leeway_s = leeway_s
+        self._clock = clock
+        # token → (its principal, until when it may be taken without checking again)
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> TokenVerifier:
@@ -138,6 +152,23 @@ class TokenVerifier:
             raise SettingsError(2) from error
 
     def verify(self, token: str) -> Principal:
+        now = self._clock()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, until = remembered
+            if now < until:
+                return principal
+            del self._verified[token]  # past its expiry: checked afresh, and refused
+        claims = self._checked_claims(token)
+        principal = _principal(claims)
+        until = min(float(claims["exp"]), now + self.REMEMBER_S)
+        if now < until:
+            self._verified[token] = (principal, until)
+            if len(self._verified) > self.REMEMBERED:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _checked_claims(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(header.get("kid")) or (
@@ -156,7 +187,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"invalid token: {error}") from error
-        return _principal(claims)
+        return claims
 
     def verify_header(self, authorization: str | None) -> Principal:
         return self.verify(bearer_token(authorization))
