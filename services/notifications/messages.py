@@ -108,8 +108,10 @@ class MessageRenderer:
     def __init__(
         self, templates_dir: Path = TEMPLATES_DIR, *, redress: Redress = DEFAULT_REDRESS
     ) -> None:
+        # Templates ship with the service: no stat of every template file on every render.
         self._text = SandboxedEnvironment(
             loader=FileSystemLoader(templates_dir),
+            auto_reload=False,
             undefined=StrictUndefined,
             autoescape=False,  # plain text; each channel escapes for its own format
             trim_blocks=True,
@@ -118,6 +120,7 @@ class MessageRenderer:
         )
         self._html = SandboxedEnvironment(
             loader=FileSystemLoader(templates_dir),
+            auto_reload=False,
             undefined=StrictUndefined,
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
