@@ -16,6 +16,7 @@ are enforced. Claims the pipeline reads:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -158,14 +159,15 @@ class TokenVerifier:
             principal, until = remembered
             if now < until:
                 return principal
-            del self._verified[token]  # past its expiry: checked afresh, and refused
+            self._verified.pop(token, None)  # past its expiry: checked afresh
         claims = self._checked_claims(token)
         principal = _principal(claims)
         until = min(float(claims["exp"]), now + self.REMEMBER_S)
         if now < until:
             self._verified[token] = (principal, until)
             if len(self._verified) > self.REMEMBERED:
-                self._verified.popitem(last=False)
+                with contextlib.suppress(KeyError):  # another thread emptied it meanwhile
+                    self._verified.popitem(last=False)
         return principal
 
     def _checked_claims(self, token: str) -> dict[str, Any]:
