@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -206,12 +207,18 @@ class AuditObserver:
 @dataclass(frozen=True)
 class LagSample:
     at: float
-    # Records not yet committed, per consumer group.
-    groups: dict[str, int]
     # The log end offset of every partition some group reads, and each group's committed offset
     # there: enough to tell when a group got past what had been written at an earlier moment.
-    ends: dict[TopicPartition, int] = field(default_factory=dict)
-    committed: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
+    ends: dict[TopicPartition, int]
+    committed: dict[str, dict[TopicPartition, int]]
+
+    @functools.cached_property
+    def groups(self) -> dict[str, int]:
+        """Records not yet committed, per consumer group."""
+        return {
+            group: sum(max(0, self.ends.get(tp, 0) - offset) for tp, offset in offsets.items())
+            for group, offsets in sorted(self.committed.items())
+        }
 
     @property
     def total(self) -> int:
@@ -272,11 +279,7 @@ class LagSampler:
             group: {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
             for group, offsets in groups.items()
         }
-        lag = {
-            group: sum(max(0, end.get(tp, 0) - offset) for tp, offset in offsets.items())
-            for group, offsets in committed.items()
-        }
-        return LagSample(at, dict(sorted(lag.items())), dict(end), committed)
+        return LagSample(at, dict(end), committed)
 
     def stop(self) -> None:
         self._stopping.set()

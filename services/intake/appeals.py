@@ -139,27 +139,19 @@ class AcknowledgedHere:
         outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._marks[appeal_id] = outcome
         while len(self._marks) > self._limit:
-            self._marks.popitem(last=False)[1].cancel()
+            self._marks.popitem(last=False)
         try:
             yield
         except BaseException:
-            outcome.cancel()
+            outcome.set_result(False)
             raise
-        else:
-            if not outcome.done():
-                outcome.set_result(True)
+        outcome.set_result(True)
 
     async def take(self, appeal_id: str) -> bool:
         """Whether this process marked ``appeal_id`` (each appeal is taken once)."""
         outcome = self._marks.pop(appeal_id, None)
-        if outcome is None:
-            return False
-        try:
-            return await asyncio.shield(outcome)
-        except asyncio.CancelledError:
-            if outcome.cancelled():
-                return False
-            raise
+        # Shielded: a projection cancelled while waiting must not cancel the submit's outcome.
+        return outcome is not None and await asyncio.shield(outcome)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def test_consumers_caught_up_once_every_group_committed_what_there_was_at_load_s
     def sample(routing: int, intake: int) -> LagSample:
         committed = {"routing": {lifecycle: routing}, "intake": {requests: intake}}
         ends = {lifecycle: 130, requests: 40}  # reviewers' decisions keep arriving
-        return LagSample(0.0, {}, ends, committed)
+        return LagSample(0.0, ends, committed)
 
     assert not caught_up(sample(99, 40), at_stop)
     assert not caught_up(sample(100, 39), at_stop)
