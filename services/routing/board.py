@@ -263,16 +263,18 @@ class CaseBoard:
     def _pop(
         self, timers: _Timers, now: datetime, still_due: Callable[[CaseState], bool]
     ) -> list[str]:
-        due = []
+        due: dict[str, None] = {}  # a re-armed case may have two entries for one step
         for appeal_id, version in timers.pop_due(now):
             case = self._cases.get(appeal_id)
             if case is not None and case.version == version and still_due(case):
-                due.append(appeal_id)
+                due[appeal_id] = None
         timers.compact(self._is_current, len(self._cases))
-        return due
+        return list(due)
 
-    def retry_later(self, appeal_id: str) -> None:
-        """A due step failed (store unavailable): make it due again at the next sweep."""
+    def rearm(self, appeal_id: str) -> None:
+        """Make the case's lease expiry and next SLA step due again: a due step failed (store
+        unavailable), or this instance took the case over and may have dropped its due entries
+        while another instance owned it."""
         case = self._cases.get(appeal_id)
         if case is None:
             return

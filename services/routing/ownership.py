@@ -8,9 +8,9 @@ take-over; the desk serves every case from every instance regardless.
 
 from __future__ import annotations
 
-from aiokafka.partitioner import murmur2
+from typing import Protocol
 
-from appeals_runtime.kafka.consumer import ConsumerRunner
+from aiokafka.partitioner import murmur2
 
 # partitions() when no consumer is followed: the instance looks after every case.
 EVERY_PARTITION: frozenset[int] = frozenset({-1})
@@ -22,12 +22,18 @@ def partition_for(key: str, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+class Assigned(Protocol):
+    """What ownership follows: a group member's assignment (a ``ConsumerRunner``)."""
+
+    def assignment_of(self, topic: str) -> tuple[frozenset[int], int]: ...
+
+
 class Ownership:
     def __init__(self) -> None:
-        self._runner: ConsumerRunner | None = None
+        self._runner: Assigned | None = None
         self._topic = ""
 
-    def follow(self, runner: ConsumerRunner, topic: str) -> None:
+    def follow(self, runner: Assigned, topic: str) -> None:
         """Own what ``runner`` is assigned of ``topic`` (the topic cases arrive on)."""
         self._runner, self._topic = runner, topic
 

@@ -89,6 +89,10 @@ class CaseTimers:
             and (before is None or self._ownership.partition_of(appeal_id) not in before)
         ]
         recovered = await self._catch_up(taken)
+        # A sweep pops every due entry but acts only on owned cases: what fell due while
+        # another instance owned these (a dead one, until the group noticed) is due again here.
+        for appeal_id in taken:
+            self._board.rearm(appeal_id)
         self._caught_up = owned
         return recovered
 
@@ -166,7 +170,7 @@ class CaseTimers:
                 appeal_id, step, known=self._board.get(appeal_id)
             )
         except TransientError as error:
-            self._board.retry_later(appeal_id)
+            self._board.rearm(appeal_id)
             log.warning("timer step failed; retrying at the next sweep",
                         extra={"appeal_id": appeal_id, "error": repr(error)})  # fmt: skip
             return None

@@ -94,6 +94,17 @@ def test_a_timer_entry_made_stale_by_a_later_change_is_skipped() -> None:
     assert board.due_leases(T0 + timedelta(minutes=10) + LEASE) == ["a"]
 
 
+def test_a_rearmed_case_falls_due_again_once_per_step() -> None:
+    board = CaseBoard()
+    board.put(claimed(case("a"), "alice"))
+    after = T0 + LEASE + timedelta(seconds=1)
+    assert board.due_leases(after) == ["a"]
+    assert board.due_leases(after) == []  # popped: another instance's case is dropped here
+    board.rearm("a")  # ... and armed again when this instance takes it over
+    board.rearm("a")
+    assert board.due_leases(after) == ["a"]
+
+
 def test_sla_steps_come_due_warning_first_then_breach() -> None:
     board = CaseBoard()
     state = case("a")
