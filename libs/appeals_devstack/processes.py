@@ -125,8 +125,8 @@ class LocalServer:
     def log_path(self) -> Path:
         raise NotImplementedError
 
-    def _launch(self, args: list[str]) -> None:
-        self.process = spawn(args, log_path=self.log_path)
+    def _launch(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = spawn(args, log_path=self.log_path, env=env)
 
     def _wait(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
         process = self.process

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -29,6 +30,11 @@ from appeals_runtime.topics import Topic
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 20.0
+# Allocations between two young-generation collections (CPython's default is 700). Handling one
+# message allocates thousands of short-lived objects (protobuf, BSON, spans); collecting every
+# 700 promotes many still in flight, and the full collections they feed cost 13-16 % of a
+# service's CPU with pauses of 150-300 ms under load (measured with the bench at 40/s).
+GC_YOUNG_THRESHOLD = 20_000
 
 
 class Component(Protocol):
@@ -98,8 +104,20 @@ async def service_context(
         telemetry.shutdown()
 
 
+def settle_heap() -> None:
+    """Once set up: collect the start-up garbage, then move everything alive to the permanent
+    generation (modules, descriptors, settings, clients live as long as the process), so full
+    collections walk only what the service builds while it runs; collect the young generation
+    less often."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 async def run_components(components: Sequence[Component]) -> None:
     """Run until a signal arrives or a component ends; then stop all of them, last first."""
+    settle_heap()
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

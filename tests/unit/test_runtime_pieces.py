@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from appeals_runtime import http, store
+from appeals_runtime import http, service, store
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import RetryPolicy
 from appeals_runtime.logs import JsonFormatter
@@ -78,3 +79,16 @@ async def test_an_unexpected_error_is_a_500_problem_not_an_escaped_exception() -
     assert response.status_code == 500
     assert response.headers["content-type"] == http.PROBLEM_JSON
     assert response.json()["title"] == "Internal error"
+
+
+def test_a_settled_heap_keeps_start_up_objects_out_of_collections() -> None:
+    threshold = gc.get_threshold()
+    start_up: list[list[int]] = [[1], [2]]  # alive once set up, like a service's clients
+    try:
+        service.settle_heap()
+        collected = [o for generation in range(3) for o in gc.get_objects(generation)]
+        assert all(all(o is not kept for o in collected) for kept in start_up)
+        assert gc.get_threshold() == (service.GC_YOUNG_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
