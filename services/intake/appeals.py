@@ -13,8 +13,9 @@ Order of a submit, and why:
    carries, so it must exist before any service can see the event and ask for it. A second open
    appeal gets 409 naming the first; whatever this attempt took is then given back;
 4. publish the submitted event (facts and pseudonym only) and wait for the broker's
-   acknowledgement: only now is the appeal accepted (a broker failure surfaces as 503 and the
-   caller retries with the same key);
+   acknowledgement: only now is the appeal accepted (a broker failure surfaces as 503: the slot
+   is given back and the key marked failed, so the caller may retry with the same key at once
+   and a request with another key about the same item is not refused);
 5. mark the appeal acknowledged, with the ban-evasion flag: look-ups show it from now on, and a
    request with the same key and body is answered with it.
 That is three store round trips in a row (2, 3, 5) and one publish.
@@ -22,6 +23,8 @@ A crash between 3 and 5 is safe: the retry takes over the reservation after the 
 finds the record and the slot and republishes the same event id, which every consumer
 deduplicates; the status projection marks an appeal acknowledged when its submitted event comes
 by, should the crash (or a store refusing the mark) have come after the broker's acknowledgement.
+A slot held past the in-flight window by an appeal never acknowledged is taken over by the next
+request about the item: nothing else would free what a crashed submit left behind.
 """
 
 from __future__ import annotations
@@ -231,7 +234,11 @@ class AppealIntake:
             ),
         )
         tracing.annotate(appeal_id, platform=platform)
-        await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
+        try:
+            await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
+        except Exception:
+            await self._unpublished(scope, appeal_id, identity.open_appeal_slot(submission), now)
+            raise
         accepted = Accepted(appeal_id)
         try:
             with self.acknowledged_here.marking(appeal_id):
@@ -289,7 +296,7 @@ class AppealIntake:
         if await self._repository.is_acknowledged(earlier.appeal_id):
             return Accepted(earlier.appeal_id)
         age = now - earlier.reserved_at
-        if age < self._policy.in_flight:
+        if age < self._policy.in_flight and not earlier.failed:
             raise Conflict(
                 "a request with this idempotency key is still being processed",
                 code="request_in_flight",
@@ -308,7 +315,9 @@ class AppealIntake:
         slot = identity.open_appeal_slot(submission)
         appeal_id = record.appeal_id
         claimed, inserted, linked = await asyncio.gather(
-            self._repository.claim_open_slot(slot, appeal_id, record.received_at),
+            self._repository.claim_open_slot(
+                slot, appeal_id, record.received_at, abandoned_after=self._policy.in_flight
+            ),
             # A retry taking over finds the record of its first attempt (the same submission).
             self._repository.insert_appeal(record, event_id=event_id, open_slot=slot),
             self._repository.linked_to_evasion(list(submission.signals.linked_account_hashes)),
@@ -334,6 +343,15 @@ class AppealIntake:
                 await _quietly(self._repository.forget_key(scope, appeal_id))
             raise
         return suspected
+
+    async def _unpublished(self, scope: str, appeal_id: str, slot: str, now: datetime) -> None:
+        """Step 4 failed and the caller is told 503: free the item's slot, so a new request
+        about it is not refused in the name of an appeal nobody can see, and let a retry with
+        the same key continue at once. The key keeps its appeal id and the record stays: the
+        event may have reached the broker although the acknowledgement did not come back, and
+        the retry then publishes the same event id, which every consumer deduplicates."""
+        await _quietly(self._repository.release_open_slot(slot, appeal_id))
+        await _quietly(self._repository.fail_key(scope, appeal_id, now))
 
     async def get(self, principal: Principal, appeal_id: str) -> AppealRecord:
         principal.require(Scope.READ)

@@ -59,6 +59,8 @@ class IdempotencyRecord:
     # The answer stored by versions that recorded it; now the appeal record's acknowledged flag
     # says whether the first request was answered.
     response: dict[str, Any] | None = None
+    # The request holding it was answered 503 (its publish failed): a retry continues at once.
+    failed: bool = False
 
 
 async def _retried(operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -122,6 +124,7 @@ class IntakeRepository:
                     existing["appeal_id"],
                     existing["reserved_at"],
                     existing.get("response"),
+                    failed="failed_at" in existing,
                 )
             # Expired: remove exactly that reservation (not a newer one) and try again.
             await _stored(
@@ -132,6 +135,16 @@ class IntakeRepository:
     async def forget_key(self, scope: str, appeal_id: str) -> None:
         """Drop a reservation that led to no appeal, so the key may be used again."""
         await _stored(self._keys.delete_one, {"_id": scope, "appeal_id": appeal_id})
+
+    async def fail_key(self, scope: str, appeal_id: str, now: datetime) -> None:
+        """The request holding the key was answered 503: keep the appeal id (its event may have
+        reached the broker after all) but let a retry continue it without waiting out the
+        in-flight window."""
+        await _stored(
+            self._keys.update_one,
+            {"_id": scope, "appeal_id": appeal_id},
+            {"$set": {"failed_at": now}},
+        )
 
     async def flush_key_expiries(self, now: datetime) -> int:
         """Write down when the keys reserved since the last flush expire: one write per
@@ -203,16 +216,34 @@ class IntakeRepository:
 
     # Open-appeal slots
 
-    async def claim_open_slot(self, slot: str, appeal_id: str, now: datetime) -> str:
-        """Hold the (appellant, item) slot for ``appeal_id``; return the appeal that holds it."""
+    async def claim_open_slot(
+        self, slot: str, appeal_id: str, now: datetime, *, abandoned_after: timedelta
+    ) -> str:
+        """Hold the (appellant, item) slot for ``appeal_id``; return the appeal that holds it.
+
+        A slot held longer than ``abandoned_after`` by an appeal that was never acknowledged
+        (its submit crashed, or failed and could not give the slot back) is taken over: no
+        request can still be working on it, and nothing else would ever free it.
+        """
         document = {"_id": slot, "appeal_id": appeal_id, "opened_at": now}
         for _ in range(3):
             if await _retried(store.insert_once, self._open, document):
                 return appeal_id
             holder = await _stored(self._open.find_one, {"_id": slot})
-            if holder is not None:
-                return str(holder["appeal_id"])
-            # closed meanwhile: try again
+            if holder is None:
+                continue  # closed meanwhile: try again
+            holder_id = str(holder["appeal_id"])
+            # Slots from versions that did not record the time are older than any window.
+            opened_at = holder.get("opened_at")
+            if holder_id == appeal_id or (opened_at and now - opened_at < abandoned_after):
+                return holder_id
+            if await self.is_acknowledged(holder_id):
+                return holder_id
+            # Exactly that abandoned hold, not one a concurrent claimant just put in its place.
+            await _stored(
+                self._open.delete_one,
+                {"_id": slot, "appeal_id": holder_id, "opened_at": opened_at},
+            )
         raise TransientError(f"open-appeal slot {slot!r} is contended; retry")
 
     async def release_open_slot(self, slot: str, appeal_id: str) -> None:

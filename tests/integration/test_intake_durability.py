@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,70 @@ async def test_no_2xx_is_lost_when_the_broker_dies_and_intake_recovers(
         )
     }
     assert accepted <= in_kafka, accepted - in_kafka
+
+
+async def test_a_submit_answered_503_leaves_nothing_that_blocks_the_next_one(
+    own_broker: KafkaBroker, db: store.Database, tmp_path: Path
+) -> None:
+    """The broker is stopped (the real process) mid-use: the submit is answered 503. Once it is
+    back, a new request about the same item is accepted at once (the slot was given back), and
+    a retry of the failed request with its key continues at once instead of waiting out the
+    in-flight window, then meets the open appeal like any other request about that item."""
+    producer = EventProducer(own_broker.bootstrap_servers, client_id="slot-leak",
+                             publish_timeout_s=PUBLISH_TIMEOUT_S)  # fmt: skip
+    await producer.start()
+    # A window far longer than the test: nothing here may rely on it running out.
+    intake = await start_intake(
+        db, producer, tmp_path, policy_overrides={"in_flight": timedelta(hours=1)}
+    )
+    body, failed_key = fresh_body(), uuid.uuid4().hex
+    try:
+        assert (await intake.submit(fresh_body())).status_code == 202
+        await asyncio.to_thread(own_broker.stop)
+        failed = await intake.submit(body, key=failed_key)
+        assert failed.status_code == 503, failed.text
+
+        await asyncio.to_thread(own_broker.start)
+        await asyncio.to_thread(own_broker.wait_ready)
+        await producer.check_ready()
+        retried = await intake.submit(body, key=failed_key)
+        assert retried.status_code == 202, retried.text  # not 409 request_in_flight
+        failed_id = retried.json()["appeal_id"]
+        again = await intake.submit(body, key=failed_key)
+        assert again.json() == retried.json()  # a replay, not a second appeal
+
+        # The same item under a new key: refused in the name of an appeal that can be read.
+        other = await intake.submit(body)
+        assert other.status_code == 409, other.text
+        assert other.json()["open_appeal_id"] == failed_id
+        shown = await intake.client.get(f"/v1/appeals/{failed_id}", headers=intake.headers())
+        assert shown.status_code == 200, shown.text
+    finally:
+        await intake.client.aclose()
+        await producer.stop()
+
+
+async def test_a_new_request_about_the_item_is_accepted_after_a_503(
+    own_broker: KafkaBroker, db: store.Database, tmp_path: Path
+) -> None:
+    producer = EventProducer(own_broker.bootstrap_servers, client_id="slot-free",
+                             publish_timeout_s=PUBLISH_TIMEOUT_S)  # fmt: skip
+    await producer.start()
+    intake = await start_intake(
+        db, producer, tmp_path, policy_overrides={"in_flight": timedelta(hours=1)}
+    )
+    body = fresh_body()
+    try:
+        await asyncio.to_thread(own_broker.stop)
+        assert (await intake.submit(body)).status_code == 503
+        await asyncio.to_thread(own_broker.start)
+        await asyncio.to_thread(own_broker.wait_ready)
+        await producer.check_ready()
+        accepted = await intake.submit(body)  # another key: the person tried again later
+        assert accepted.status_code == 202, accepted.text
+        appeal_id = accepted.json()["appeal_id"]
+        shown = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
+        assert shown.status_code == 200, shown.text
+    finally:
+        await intake.client.aclose()
+        await producer.stop()

@@ -146,6 +146,39 @@ async def test_a_second_open_appeal_about_the_same_item_is_409_until_the_first_i
     assert third.status_code == 202, third.text
 
 
+async def test_a_slot_left_by_a_crashed_submit_is_taken_over_once_nothing_can_use_it(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> None:
+    """A submit that died between holding the item's slot and the broker's acknowledgement
+    leaves a slot nothing would free: the next request about the item takes it over once the
+    in-flight window has passed, but never a slot an acknowledged appeal holds."""
+    from services.intake import identity
+    from services.intake.schemas import AppealIn
+
+    now = [datetime.now(UTC)]
+    intake = await start_intake(db, producer, tmp_path, clock=lambda: now[0],
+                                policy_overrides={"in_flight": timedelta(seconds=30)})  # fmt: skip
+    crashed, answered = fresh_body(), fresh_body()
+    crashed_id = identity.new_appeal_id()
+    slot = identity.open_appeal_slot(AppealIn.model_validate(crashed).to_proto())
+    assert await intake.repository.claim_open_slot(
+        slot, crashed_id, now[0], abandoned_after=timedelta(seconds=30)
+    ) == crashed_id  # fmt: skip
+    first = await intake.submit(answered)
+    assert first.status_code == 202
+
+    still_in_flight = await intake.submit(crashed)
+    assert still_in_flight.status_code == 409
+    assert still_in_flight.json()["open_appeal_id"] == crashed_id
+    now[0] += timedelta(seconds=31)
+    taken_over = await intake.submit(crashed)
+    assert taken_over.status_code == 202, taken_over.text
+    assert taken_over.json()["appeal_id"] != crashed_id
+    held = await intake.submit(answered)  # acknowledged long ago: still the open appeal
+    assert held.status_code == 409
+    assert held.json()["open_appeal_id"] == first.json()["appeal_id"]
+
+
 async def test_ineligible_appeals_are_422_with_the_reason(intake: IntakeUnderTest) -> None:
     old = fresh_body()
     old["decision"] = dict(old["decision"]) | {"decided_at": "2025-01-01T00:00:00Z"}
