@@ -3,9 +3,12 @@
 Intake alone keeps personal data (see :mod:`appeals_runtime.privacy`). Routing (a reviewer
 reading the statement) and notifications (addressing a message) call
 ``appeals.v1.Intake/GetAppealParticulars`` when they need it, under their own service token, and
-keep no copy. Intake being down, slow or refusing the credentials is a :class:`TransientError`:
-the caller's retry machinery (consumer backoff, the notifications retry topic, an agent's next
-Claim) tries again later, so nothing is lost and nothing crashes.
+store no copy (notifications holds the addressing part in memory for a couple of minutes:
+``services.notifications.held_particulars``).
+
+Intake being down, slow or refusing the credentials is a :class:`TransientError`: the caller's
+retry machinery (consumer backoff, the notifications retry topic, an agent's next Claim) tries
+again later, so nothing is lost and nothing crashes.
 """
 
 from __future__ import annotations
@@ -156,3 +159,4 @@ class IntakeParticulars:
                 f"intake at {self._target} answered {error.code().name}: {error.details()}"
             ) from error
         return response.particulars
+

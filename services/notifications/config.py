@@ -47,6 +47,14 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
     default."""
 
     intake_token_file: FilePath = Field(validation_alias="NOTIFICATIONS_INTAKE_TOKEN_FILE")
+    # How long an appeal's particulars read from intake are held in memory for its next notice,
+    # and for how many appeals at most (0 turns holding off: every notice asks intake).
+    particulars_hold_s: float = Field(
+        default=120.0, ge=0, validation_alias="NOTIFICATIONS_PARTICULARS_HOLD_S"
+    )
+    particulars_held: int = Field(
+        default=2000, ge=0, validation_alias="NOTIFICATIONS_PARTICULARS_HELD"
+    )
 
     http_port: int = Field(default=8082, validation_alias="NOTIFICATIONS_HTTP_PORT")
     consumer_group: str = Field(

@@ -32,6 +32,7 @@ from services.notifications.channels import (
 from services.notifications.channels.platforms import PlatformChannel, classify_whatsapp_error
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_consumer, retry_consumer
+from services.notifications.held_particulars import HeldParticulars
 from services.notifications.messages import MessageRenderer, Redress
 from services.notifications.notifier import Clock, Notifier
 from services.notifications.policy import Backoff, Limits, QuietHours
@@ -135,7 +136,10 @@ async def serve(settings: NotificationsSettings) -> None:
         # Once per store: documents of the shapes before id keys are moved to them (and
         # profiles from before intake became the only holder of contacts lose their copy).
         await notifications.migrate_stored_shapes()
-        notifier = notifier_from(settings, notifications, ctx.producer, http, particulars)
+        held = HeldParticulars(
+            particulars, hold_s=settings.particulars_hold_s, entries=settings.particulars_held
+        )
+        notifier = notifier_from(settings, notifications, ctx.producer, http, held)
         app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
         await run_components(
             [

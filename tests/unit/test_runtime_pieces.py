@@ -7,6 +7,7 @@ import json
 import logging
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -92,3 +93,19 @@ def test_a_settled_heap_keeps_start_up_objects_out_of_collections() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mongodb://127.0.0.1:27017/", store.DEFAULT_POOL_SIZE),
+        ("mongodb://127.0.0.1:27017/?maxPoolSize=40", 40),
+        ("mongodb://127.0.0.1:27017/?appname=x&maxpoolsize=3", 3),
+    ],
+)
+def test_a_store_client_keeps_a_small_pool_unless_its_url_says_otherwise(
+    url: str, expected: int
+) -> None:
+    # Creating a client connects nothing: its options can be read without a store.
+    client = store.create_client(url, app_name="tests")
+    assert client.options.pool_options.max_pool_size == expected
