@@ -73,6 +73,12 @@ typecheck: $(VENV_STAMP) ## mypy (strict)
 unit: $(VENV_STAMP) ## Only the unit tests (no broker, no store)
 	@$(BIN)/pytest -q tests/unit
 
+integration: $(VENV_STAMP) $(TEST_INFRA) ## Only the integration tests (the session starts its own broker and store)
+	@$(BIN)/pytest -q tests/integration
+
+e2e: $(VENV_STAMP) $(TEST_INFRA) $(CHROMIUM) ## Only the end-to-end tests (service processes on a private broker and store)
+	@$(BIN)/pytest -q tests/e2e
+
 proto: $(VENV_STAMP) ## Regenerate Python code from protos/ (commit the result)
 	@$(BIN)/python -m appeals_devstack.protogen
 
