@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 
@@ -83,6 +85,47 @@ def _ask(case: agent_desk_pb2.CaseOffer) -> Verdict | None:
     return Verdict(outcome, rationale, case.facts.decision.policy, facts)
 
 
+def heartbeat_interval(claimed: agent_desk_pb2.ClaimResponse, now: datetime) -> float:
+    """How often to renew a claim: three times per lease, so that one lost heartbeat (a
+    network blip) never costs the reviewer the case; at least once a second."""
+    left = (claimed.lease_expires_at.ToDatetime(tzinfo=UTC) - now).total_seconds()
+    return max(1.0, left / 3)
+
+
+@contextlib.asynccontextmanager
+async def keeping_the_claim(
+    desk: agent_desk_pb2_grpc.AgentDeskStub,
+    appeal_id: str,
+    metadata: tuple[tuple[str, str], ...],
+    *,
+    every_s: float,
+    say: Callable[[str], None],
+) -> AsyncIterator[None]:
+    """Renew the claim on ``appeal_id`` every ``every_s`` while the block runs: a person may
+    take longer than one lease to read a case and write the reasons."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await desk.Heartbeat(
+                    agent_desk_pb2.HeartbeatRequest(appeal_id=appeal_id), metadata=metadata
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    continue  # the desk is restarting: the next beat may reach it in time
+                say(f"lost the claim on {appeal_id}: {error.details()}")
+                return
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def review(
     target: str,
     token: str,
@@ -91,8 +134,12 @@ async def review(
     count: int | None,
     say: Callable[[str], None] = print,
     pause_s: float = 0.0,
+    heartbeat_s: float | None = None,
 ) -> int:
-    """Work cases until ``count`` are decided (or forever); returns how many were decided."""
+    """Work cases until ``count`` are decided (or forever); returns how many were decided.
+
+    While a case is claimed its claim is renewed every ``heartbeat_s`` (by default three times
+    per lease), however long the reviewer takes."""
     metadata = (("authorization", f"Bearer {token}"),)
     decided = 0
     async with grpc.aio.insecure_channel(target) as channel:
@@ -108,29 +155,42 @@ async def review(
                 if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                     continue  # a colleague was faster
                 raise
-            verdict = (
-                automatic_verdict(claimed.case)
-                if auto
-                else await asyncio.to_thread(_ask, claimed.case)
-            )
-            if pause_s:
-                await asyncio.sleep(pause_s)
+            every_s = heartbeat_s or heartbeat_interval(claimed, datetime.now(UTC))
+            async with keeping_the_claim(desk, offer.appeal_id, metadata, every_s=every_s, say=say):
+                verdict = (
+                    automatic_verdict(claimed.case)
+                    if auto
+                    else await asyncio.to_thread(_ask, claimed.case)
+                )
+                if pause_s:
+                    await asyncio.sleep(pause_s)
             if verdict is None:
                 await desk.Release(
                     agent_desk_pb2.ReleaseRequest(appeal_id=offer.appeal_id, reason="skipped"),
                     metadata=metadata,
                 )
                 continue
-            await desk.Decide(
-                agent_desk_pb2.DecideRequest(
-                    appeal_id=offer.appeal_id,
-                    outcome=verdict.outcome,  # type: ignore[arg-type]
-                    rationale=verdict.rationale,
-                    policy_cited=verdict.policy_cited,
-                    facts=verdict.facts,
-                ),
-                metadata=metadata,
-            )
+            try:
+                await desk.Decide(
+                    agent_desk_pb2.DecideRequest(
+                        appeal_id=offer.appeal_id,
+                        outcome=verdict.outcome,  # type: ignore[arg-type]
+                        rationale=verdict.rationale,
+                        policy_cited=verdict.policy_cited,
+                        facts=verdict.facts,
+                    ),
+                    metadata=metadata,
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ):
+                    raise
+                # The claim was lost (the desk unreachable for a whole lease) or the decision
+                # was refused: say why and go on with the next case.
+                say(f"not decided {offer.appeal_id}: {error.details()}")
+                continue
             decided += 1
             outcome = vocabulary.outcome_name(verdict.outcome)
             say(f"decided {offer.appeal_id}: {outcome} ({offer.queue})")

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2
+from appeals_cli import reviewer
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_runtime import store
@@ -21,10 +22,12 @@ from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import grpc_api
 from services.routing import main as routing_main
+from services.routing.model import CaseState
 from tests.integration.particulars import APPELLANTS
 from tests.integration.test_agent_desk import (
     Clock,
     build_routing,
+    eventually,
     route,
     submission,
 )
@@ -33,23 +36,24 @@ pytestmark = pytest.mark.integration
 
 
 class Desk:
-    def __init__(self, channel: grpc.aio.Channel, signing_key: Path) -> None:
+    def __init__(self, channel: grpc.aio.Channel, signing_key: Path, target: str) -> None:
         self.stub = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        self.target = target
         self._signing_key = signing_key
 
-    def as_agent(self, name: str, queues: list[str] | None = None) -> tuple[tuple[str, str]]:
-        token = devkeys.mint_token(
+    def token(self, name: str, queues: list[str] | None = None) -> str:
+        return devkeys.mint_token(
             self._signing_key, role="agent", subject=name, queues=queues or ["*"]
         )
-        return (("authorization", f"Bearer {token}"),)
+
+    def as_agent(self, name: str, queues: list[str] | None = None) -> tuple[tuple[str, str]]:
+        return (("authorization", f"Bearer {self.token(name, queues)}"),)
 
 
-@pytest.fixture
-async def served(
-    db: store.Database, producer: EventProducer, tmp_path: Path
-) -> AsyncIterator[tuple[Desk, routing_main.RoutingParts]]:
-    parts = await build_routing(db, producer, Clock(), lease=timedelta(minutes=5))
-    signing_key, jwks = devkeys.ensure(tmp_path)
+@contextlib.asynccontextmanager
+async def serving(parts: routing_main.RoutingParts, key_dir: Path) -> AsyncIterator[Desk]:
+    """The routing instance's real AgentDesk servicer on a free port, with dev tokens."""
+    signing_key, jwks = devkeys.ensure(key_dir)
     verifier = TokenVerifier(
         json.loads(jwks.read_text()),
         issuer="appeals-dev",
@@ -65,11 +69,20 @@ async def served(
     task = asyncio.create_task(server.run())
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Desk(channel, signing_key), parts
+            yield Desk(channel, signing_key, f"127.0.0.1:{port}")
     finally:
         await server.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def served(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> AsyncIterator[tuple[Desk, routing_main.RoutingParts]]:
+    parts = await build_routing(db, producer, Clock(), lease=timedelta(minutes=5))
+    async with serving(parts, tmp_path) as desk:
+        yield desk, parts
 
 
 async def first_offer(
@@ -205,3 +218,45 @@ async def test_escalate_transfer_and_presence_over_grpc(
     with pytest.raises(grpc.aio.AioRpcError) as hidden:
         await desk.stub.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=outsider)
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_cli_reviewer_keeps_its_claim_however_long_the_person_takes(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> None:
+    """`appeals agent` renews its claim while the person reads and writes: the desk's clock
+    runs through more than two leases before the decision, which still lands."""
+    clock = Clock()
+    lease = timedelta(minutes=5)
+    parts = await build_routing(db, producer, clock, lease=lease)
+    appeal_id = await route(parts)
+
+    def held_by_bob(case: CaseState | None) -> bool:
+        return case is not None and case.held_by("bob", clock())
+
+    async with serving(parts, tmp_path) as desk:
+        thinking = asyncio.Event()
+        said: list[str] = []
+
+        async def slow_person() -> int:
+            return await reviewer.review(
+                desk.target, desk.token("bob"), auto=True, count=1, say=said.append,
+                pause_s=3.0, heartbeat_s=0.1,
+            )  # fmt: skip
+
+        async def time_passes() -> None:
+            # Two minutes of desk time per 0.3 s: 12 minutes while the person "thinks",
+            # and never more than a lease between two heartbeats.
+            await thinking.wait()
+            for _ in range(6):
+                await asyncio.sleep(0.3)
+                clock.advance(timedelta(minutes=2))
+
+        async def claimed() -> None:
+            await eventually(lambda: held_by_bob(parts.board.get(appeal_id)))
+            thinking.set()
+
+        decided, *_ = await asyncio.wait_for(
+            asyncio.gather(slow_person(), time_passes(), claimed()), 30
+        )
+    assert decided == 1
+    assert said == [f"decided {appeal_id}: overturned (instagram.integrity.en)"], said
