@@ -159,4 +159,3 @@ class IntakeParticulars:
                 f"intake at {self._target} answered {error.code().name}: {error.details()}"
             ) from error
         return response.particulars
-
