@@ -25,6 +25,9 @@ from services.audit.tree_repository import TreeRepository
 
 log = logging.getLogger(__name__)
 _checkpoint_counter = metrics.counter(metrics.AUDIT_CHECKPOINTS)
+# Entries read and hashed between two awaits when a checkpoint integrates new entries: about
+# 10-15 ms of CPU (hashing an entry costs 40-50 µs here), so appends go on in between.
+CHECKPOINT_CHUNK = 250
 
 
 class IntegrityError(Exception):
@@ -122,9 +125,14 @@ class Integrity:
         builder = merkle.TreeBuilder(
             start, await self._resume(latest), on_node=lambda n, h: completed.append((n, h))
         )
-        documents = await self._log.range(start, size)  # by _id, a query per thousand entries
-        for index in range(start, size):
-            builder.push(_checked_leaf(documents.pop(index, None), index))
+        # A chunk at a time: hashing is CPU work with no await in it, and a busy log gathers
+        # thousands of entries per interval; in one piece that stalled this process's appends
+        # for most of a second every interval (the p99 of submit→audited in `make bench`).
+        for chunk in range(start, size, CHECKPOINT_CHUNK):
+            end = min(size, chunk + CHECKPOINT_CHUNK)
+            documents = await self._log.range(chunk, end)  # by _id
+            for index in range(chunk, end):
+                builder.push(_checked_leaf(documents.pop(index, None), index))
         await self._tree.save_nodes(completed)
         signed = checkpoints.sign(Checkpoint(self.origin, size, builder.root()), self._signer)
         if size == 0:

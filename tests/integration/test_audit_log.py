@@ -18,7 +18,7 @@ from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import events, store, topics
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import entries, privacy, records
+from services.audit import entries, integrity, privacy, records
 from services.audit.consumer import audit_consumer
 from services.audit.integrity import IntegrityError
 from services.audit.repository import AUDIT_LOG
@@ -282,6 +282,24 @@ async def test_a_checkpoint_extends_the_last_one_and_is_written_outside_the_stor
     assert (directory / "000000000005.checkpoint").read_text() == first.note
     assert second.note.startswith(f"{audit.settings.origin}\n10\n")
     assert second.root == await audit.service.tree.root(10)
+
+
+async def test_a_checkpoint_over_many_entries_integrates_them_a_chunk_at_a_time(
+    audit: Audit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries are read and hashed in chunks (so appends go on in between); chunks that do not
+    divide the new entries evenly still give the root of the whole tree."""
+    monkeypatch.setattr(integrity, "CHECKPOINT_CHUNK", 7)
+    await record(audit, *lifecycle(new_appeal_id()))
+    first = await audit.service.integrity.checkpoint()
+    for _ in range(5):
+        await record(audit, *lifecycle(new_appeal_id()))
+    second = await audit.service.integrity.checkpoint()
+
+    assert (first.size, second.size) == (5, 30)
+    assert second.root == await audit.service.tree.root(30)
+    verified = await audit.service.integrity.verify()  # recomputed from the entries alone
+    assert verified.ok and verified.root_hash == second.root.hex(), verified
 
 
 async def test_two_appenders_racing_for_the_tail_keep_one_contiguous_log(
