@@ -59,6 +59,13 @@ SAMPLES = (
            "Sono il titolare del ristorante; la pagina è nostra."),
 )  # fmt: skip
 
+# The demo's reviewers register as readers of exactly the samples' languages, senior (so the
+# escalation queues are worked too): the desk checks the mandatory language skill for them as
+# for anyone, and a case in another language waits for a reviewer who reads it.
+DEMO_REVIEWER = reviewer.skills_profile(
+    sorted({sample.locale.split("-")[0] for sample in SAMPLES}), seniority="senior", capacity=1
+)
+
 
 def appeal_body(sample: Sample, rng: random.Random) -> dict[str, Any]:
     decided_at = datetime.now(UTC) - timedelta(hours=rng.randint(1, 240))
@@ -141,7 +148,7 @@ async def run_demo(
     workers = [
         asyncio.create_task(
             reviewer.review(desk_target, tokens.agent_token(name), auto=True, count=None,
-                            say=reporter(name), pause_s=0.3)
+                            say=reporter(name), pause_s=0.3, profile=DEMO_REVIEWER)
         )
         for name in team
     ]  # fmt: skip

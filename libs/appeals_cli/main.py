@@ -2,7 +2,7 @@
 
   appeals submit [--file appeal.json | flags]    submit an appeal over REST
   appeals status APPEAL_ID                       show an appeal and its status
-  appeals agent NAME [--auto] [--count N]        review cases from the agent desk
+  appeals agent NAME --languages en,de [--auto] [--count N]   review cases from the agent desk
   appeals token surface PLATFORM | agent NAME | ops | service NAME
                                                  mint a local dev token (last line)
   appeals demo                                   appeals from all four products + reviewers
@@ -76,9 +76,22 @@ def _status(args: argparse.Namespace) -> int:
 def _agent(args: argparse.Namespace) -> int:
     queues = args.queues.split(",") if args.queues else None
     token = args.token or tokens.agent_token(args.name, queues)
-    decided = asyncio.run(reviewer.review(args.desk, token, auto=args.auto, count=args.count))
+    profile = reviewer.skills_profile(
+        _listed(args.languages),
+        platforms=_listed(args.platforms),
+        policy_areas=_listed(args.policy_areas),
+        seniority=args.seniority,
+        capacity=args.capacity,
+    )
+    decided = asyncio.run(
+        reviewer.review(args.desk, token, auto=args.auto, count=args.count, profile=profile)
+    )
     print(f"{args.name} decided {decided} case(s)")
     return 0
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -148,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--auto", action="store_true", help="decide by the demo rule, no prompts")
     agent.add_argument("--count", type=int, help="stop after deciding this many cases")
     agent.add_argument("--queues", help="comma-separated queues the reviewer works (default: all)")
+    agent.add_argument(
+        "--languages", required=True,
+        help="comma-separated languages the reviewer reads (ISO 639-1, e.g. en,de): the desk "
+        "offers only cases in them",
+    )  # fmt: skip
+    agent.add_argument("--platforms", default="*", help="comma-separated platforms (default: any)")
+    agent.add_argument(
+        "--policy-areas", default="*", help="comma-separated policy areas (default: any)"
+    )
+    agent.add_argument(
+        "--seniority",
+        default="experienced",
+        help="junior, experienced or senior (default: experienced)",
+    )
+    agent.add_argument("--capacity", type=int, default=1, help="cases worked at once (default: 1)")
     agent.set_defaults(handler=_agent)
 
     token = commands.add_parser(

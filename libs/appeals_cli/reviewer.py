@@ -85,6 +85,26 @@ def _ask(case: agent_desk_pb2.CaseOffer) -> Verdict | None:
     return Verdict(outcome, rationale, case.facts.decision.policy, facts)
 
 
+def skills_profile(
+    languages: list[str],
+    *,
+    platforms: list[str] | None = None,
+    policy_areas: list[str] | None = None,
+    seniority: str = "experienced",
+    capacity: int = 1,
+) -> agent_desk_pb2.AgentProfile:
+    """What a reviewer registers: the languages it reads (never "any" by default), the
+    platforms and policy areas it is trained for ("*": any), its seniority and how many cases
+    it works at once (a terminal reviewer: one)."""
+    return agent_desk_pb2.AgentProfile(
+        languages=languages,
+        platforms=platforms or ["*"],
+        policy_areas=policy_areas or ["*"],
+        seniority=seniority,
+        capacity=capacity,
+    )
+
+
 def heartbeat_interval(claimed: agent_desk_pb2.ClaimResponse, now: datetime) -> float:
     """How often to renew a claim: three times per lease, so that one lost heartbeat (a
     network blip) never costs the reviewer the case; at least once a second."""
@@ -135,15 +155,21 @@ async def review(
     say: Callable[[str], None] = print,
     pause_s: float = 0.0,
     heartbeat_s: float | None = None,
+    profile: agent_desk_pb2.AgentProfile | None = None,
 ) -> int:
     """Work cases until ``count`` are decided (or forever); returns how many were decided.
 
-    While a case is claimed its claim is renewed every ``heartbeat_s`` (by default three times
-    per lease), however long the reviewer takes."""
+    With ``profile`` the reviewer registers its skills first (the shipped policy offers nothing
+    to an agent that has not). While a case is claimed its claim is renewed every
+    ``heartbeat_s`` (by default three times per lease), however long the reviewer takes."""
     metadata = (("authorization", f"Bearer {token}"),)
     decided = 0
     async with grpc.aio.insecure_channel(target) as channel:
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        if profile is not None:
+            await desk.RegisterAgent(
+                agent_desk_pb2.RegisterAgentRequest(profile=profile), metadata=metadata
+            )
         # The desk offers cases of the token's queues.
         stream = desk.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
         async for offer in stream:

@@ -163,6 +163,18 @@ async def review(
     claimed: dict[str, agent_desk_pb2.CaseOffer] = {}
     async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        # The shipped policy offers nothing to an agent that has not registered its skills.
+        # Offers of other tests' cases, which this reviewer passes over, stay reserved for it
+        # until they lapse and count against its capacity: room for them, not just the plan.
+        await desk.RegisterAgent(
+            agent_desk_pb2.RegisterAgentRequest(
+                profile=agent_desk_pb2.AgentProfile(
+                    languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
+                    capacity=50,
+                )
+            ),
+            metadata=metadata,
+        )  # fmt: skip
         stream = desk.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
 
         async def work() -> None:
@@ -193,6 +205,7 @@ async def review(
                             outcome=step,  # type: ignore[arg-type]
                             rationale="Reviewed by a person against the policy cited.",
                             policy_cited="hate_speech",
+                            facts="The content was read in full against the policy cited.",
                         ),
                         metadata=metadata,
                     )

@@ -55,9 +55,13 @@ def test_submit_status_and_an_automatic_reviewer(pipeline: Pipeline, tmp_path: P
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     appeal_id = json.loads(submitted.stdout)["appeal_id"]
 
-    reviewed = appeals(pipeline, "agent", "carol", "--auto", "--count", "1", timeout=90)
+    reviewed = appeals(pipeline, "agent", "carol", "--languages", "en", "--auto", "--count", "1",
+                       timeout=90)  # fmt: skip
     assert reviewed.returncode == 0, reviewed.stdout + reviewed.stderr
     assert "carol decided 1 case(s)" in reviewed.stdout
+    unregistered = appeals(pipeline, "agent", "dave", "--auto", "--count", "1")
+    assert unregistered.returncode == 2  # a reviewer says which languages it reads
+    assert "--languages" in unregistered.stderr
 
     status = appeals(pipeline, "status", appeal_id)
     assert status.returncode == 0, status.stdout + status.stderr

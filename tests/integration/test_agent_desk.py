@@ -59,9 +59,17 @@ class Clock:
         self.now += span
 
 
-def policy_with(changes: Callable[[dict[str, Any]], None] | None = None) -> RoutingPolicy:
-    """The shipped policy, edited as a test needs it."""
+def policy_with(
+    changes: Callable[[dict[str, Any]], None] | None = None, *, registered_only: bool = False
+) -> RoutingPolicy:
+    """The shipped policy, edited as a test needs it.
+
+    The shipped policy offers nothing to an agent that has not registered its skills and refuses
+    decisions without facts (tested in ``test_routing_skills``); tests about other rules serve
+    unregistered agents any case of their queues instead, unless ``registered_only``."""
     data = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY_FILE.read_text()))
+    if not registered_only:
+        data["agents"]["unregistered"] |= {"skills": "all", "facts_optional": True}
     if changes is not None:
         changes(data)
     return RoutingPolicy.model_validate(data)

@@ -28,6 +28,7 @@ from tests.integration.test_agent_desk import (
     Clock,
     build_routing,
     eventually,
+    policy_with,
     route,
     submission,
 )
@@ -223,11 +224,13 @@ async def test_escalate_transfer_and_presence_over_grpc(
 async def test_the_cli_reviewer_keeps_its_claim_however_long_the_person_takes(
     db: store.Database, producer: EventProducer, tmp_path: Path
 ) -> None:
-    """`appeals agent` renews its claim while the person reads and writes: the desk's clock
-    runs through more than two leases before the decision, which still lands."""
+    """`appeals agent` registers what it reads, then renews its claim while the person reads and
+    writes: the desk's clock runs through more than two leases before the decision, which still
+    lands."""
     clock = Clock()
     lease = timedelta(minutes=5)
-    parts = await build_routing(db, producer, clock, lease=lease)
+    # As shipped: nothing is offered before the reviewer registers what it reads.
+    parts = await build_routing(db, producer, clock, policy_with(registered_only=True), lease=lease)
     appeal_id = await route(parts)
 
     def held_by_bob(case: CaseState | None) -> bool:
@@ -240,7 +243,7 @@ async def test_the_cli_reviewer_keeps_its_claim_however_long_the_person_takes(
         async def slow_person() -> int:
             return await reviewer.review(
                 desk.target, desk.token("bob"), auto=True, count=1, say=said.append,
-                pause_s=3.0, heartbeat_s=0.1,
+                pause_s=3.0, heartbeat_s=0.1, profile=reviewer.skills_profile(["en"]),
             )  # fmt: skip
 
         async def time_passes() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,7 @@ from appeals.v1 import appeal_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from appeals_runtime.auth import PermissionDenied
-from appeals_runtime.errors import Conflict
+from appeals_runtime.errors import Conflict, ValidationFailed
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import main as routing_main
 from services.routing.model import Presence
@@ -32,10 +31,6 @@ from tests.integration.test_agent_desk import (
 pytestmark = pytest.mark.integration
 
 
-def registered_only(data: dict[str, Any]) -> None:
-    data["agents"]["unregistered"]["skills"] = "none"
-
-
 def skills(
     languages: set[str], platforms: set[str], areas: set[str], seniority: str = "junior"
 ) -> AgentSkills:
@@ -46,7 +41,7 @@ def skills(
 async def routing(
     db: store.Database, producer: EventProducer, clock: Clock
 ) -> routing_main.RoutingParts:
-    return await build_routing(db, producer, clock, policy_with(registered_only))
+    return await build_routing(db, producer, clock, policy_with(registered_only=True))
 
 
 @pytest.fixture
@@ -139,7 +134,7 @@ async def test_a_case_is_offered_to_one_agent_at_a_time_across_instances(
 ) -> None:
     # The other instance learns what this one routes through its case feed, as in production.
     other_instance = await build_routing(
-        db, producer, clock, policy_with(registered_only),
+        db, producer, clock, policy_with(registered_only=True),
         bootstrap_servers=infra.kafka_bootstrap_servers,
     )  # fmt: skip
     async with running_feed(other_instance):
@@ -188,3 +183,28 @@ async def test_closing_a_stream_gives_its_reservations_back_at_once(
     await routing.desk.stream_closed(agent("cat"), "cat-stream")
     assert (await routing.desk.profile(agent("cat"))).presence == Presence.OFFLINE
     assert await offered_ids(routing, "dan", "dan-stream") == [appeal_id]
+
+
+async def test_the_shipped_policy_offers_nothing_before_registration_and_wants_facts(
+    routing: routing_main.RoutingParts,
+) -> None:
+    """`make run` serves the policy as shipped: an agent that never registered its skills is
+    offered nothing and may not claim (the error names the skills the case needs), and once
+    registered its decision needs facts like everyone's."""
+    appeal_id = await route(routing)
+    assert await offered_ids(routing, "newcomer") == []
+    with pytest.raises(PermissionDenied) as refused:
+        await routing.desk.claim(agent("newcomer"), appeal_id)
+    assert "language=en (mandatory)" in str(refused.value)
+
+    await routing.desk.register(
+        agent("newcomer"), skills({"en"}, {"instagram"}, {"integrity"}), capacity=1
+    )
+    assert await offered_ids(routing, "newcomer") == [appeal_id]
+    await routing.desk.claim(agent("newcomer"), appeal_id)
+    with pytest.raises(ValidationFailed) as no_facts:
+        await routing.desk.decide(
+            agent("newcomer"), appeal_id, outcome=appeal_pb2.OUTCOME_UPHELD,
+            rationale="Spam as written.", policy_cited="spam",
+        )  # fmt: skip
+    assert [violation.field for violation in no_facts.value.violations] == ["facts"]
