@@ -79,6 +79,8 @@ def appeal_body(sample: Sample, rng: random.Random) -> dict[str, Any]:
             "action": sample.action,
             "automated": sample.automated,
             "decided_at": decided_at.isoformat(),
+            # Never one of the demo's reviewers: they may not review their own decisions.
+            "decided_by": f"classifier:{sample.policy}" if sample.automated else "moderator-7",
         },
         "statement": sample.statement,
         "locale": sample.locale,

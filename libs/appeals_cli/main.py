@@ -50,6 +50,7 @@ def _submit(args: argparse.Namespace) -> int:
                 "action": args.action,
                 "automated": args.automated,
                 "decided_at": args.decided_at or datetime.now(UTC).isoformat(),
+                "decided_by": args.decided_by,
             },
             "statement": args.statement,
             "locale": args.locale,
@@ -141,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--policy", default="hate_speech")
     submit.add_argument("--action", default="removed")
     submit.add_argument("--automated", action=argparse.BooleanOptionalAction, default=True)
+    submit.add_argument(
+        "--decided-by", default="classifier:hate-speech-v7",
+        help="who made the original decision (a reviewer id or a classifier name)",
+    )  # fmt: skip
     submit.add_argument(
         "--decided-at", help="RFC 3339 time of the original decision (default: now)"
     )

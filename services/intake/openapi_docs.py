@@ -19,6 +19,7 @@ EXAMPLE_APPEAL: dict[str, Any] = {
         "action": "removed",
         "automated": True,
         "decided_at": "2026-11-20T10:00:00Z",
+        "decided_by": "classifier:hate-speech-v7",
     },
     "statement": "This was a quote from a news article, not hate speech.",
     "locale": "de-DE",

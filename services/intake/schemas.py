@@ -69,7 +69,9 @@ class DecisionIn(_Strict):
     decided_at: AwareDatetime
     notified_at: AwareDatetime | None = None
     non_appealable_reason: str = ""
-    decided_by: str = ""
+    # Who made the decision (a reviewer's id or a classifier's name): required, so that routing
+    # can always keep its reviewer from reviewing it.
+    decided_by: str
 
 
 class SignalsIn(_Strict):

@@ -71,6 +71,9 @@ def submission_violations(
         )
     _check_id(violations, "subject.id", submission.subject.id)
     _check_id(violations, "decision.id", submission.decision.id)
+    # Who decided (a reviewer's id or a classifier's name): routing never lets the same person
+    # review their own decision, which it can only check when it is known (DSA Art. 20(6)).
+    _check_id(violations, "decision.decided_by", submission.decision.decided_by)
     if not _POLICY.match(submission.decision.policy):
         violations.append(
             FieldViolation("decision.policy", "is required, in snake_case (e.g. hate_speech)")

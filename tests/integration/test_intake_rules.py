@@ -179,6 +179,17 @@ async def test_a_slot_left_by_a_crashed_submit_is_taken_over_once_nothing_can_us
     assert held.json()["open_appeal_id"] == first.json()["appeal_id"]
 
 
+async def test_an_appeal_without_the_original_decider_is_400_naming_the_field(
+    intake: IntakeUnderTest,
+) -> None:
+    body = fresh_body()
+    body["decision"] = {k: v for k, v in dict(body["decision"]).items() if k != "decided_by"}  # type: ignore[call-overload]
+    response = await intake.submit(body)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [p["name"] for p in response.json()["invalid_params"]] == ["decision.decided_by"]
+
+
 async def test_ineligible_appeals_are_422_with_the_reason(intake: IntakeUnderTest) -> None:
     old = fresh_body()
     old["decision"] = dict(old["decision"]) | {"decided_at": "2025-01-01T00:00:00Z"}

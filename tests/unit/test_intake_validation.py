@@ -111,3 +111,13 @@ def test_fingerprints_tell_bodies_apart() -> None:
 def test_unknown_fields_are_rejected_by_the_rest_model() -> None:
     with pytest.raises(ValueError, match="status"):
         AppealIn.model_validate(valid_body() | {"status": "decided"})
+
+
+def test_who_made_the_original_decision_is_required() -> None:
+    """Routing keeps the original decider from reviewing the appeal: it must know who it was."""
+    unknown = submission()
+    unknown.decision.decided_by = ""
+    spaced = submission()
+    spaced.decision.decided_by = "a moderator"
+    assert fields(validation.submission_violations(unknown, now=NOW)) == {"decision.decided_by"}
+    assert fields(validation.submission_violations(spaced, now=NOW)) == {"decision.decided_by"}

@@ -19,6 +19,7 @@ BODY = {
         "action": "disabled",
         "automated": True,
         "decided_at": "2026-11-20T10:00:00Z",
+        "decided_by": "classifier:fake-account-v2",
     },
     "statement": "This is my real account.",
     "locale": "de-DE",
