@@ -183,7 +183,7 @@ async def test_an_appeal_without_the_original_decider_is_400_naming_the_field(
     intake: IntakeUnderTest,
 ) -> None:
     body = fresh_body()
-    body["decision"] = {k: v for k, v in dict(body["decision"]).items() if k != "decided_by"}  # type: ignore[call-overload]
+    body["decision"] = {k: v for k, v in dict(body["decision"]).items() if k != "decided_by"}
     response = await intake.submit(body)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
