@@ -75,7 +75,7 @@ async def serve(target: str, signing_key: Path, count: int, review_s: float) -> 
             work(
                 target,
                 devkeys.mint_token(signing_key, role="agent", subject=f"bench-reviewer-{n + 1}",
-                                   queues=["*"]),
+                                   queues=["*"], reviewer="assistant"),
                 decided,
                 review_s,
             )

@@ -149,8 +149,8 @@ async def run_demo(
 
     workers = [
         asyncio.create_task(
-            reviewer.review(desk_target, tokens.agent_token(name), auto=True, count=None,
-                            say=reporter(name), pause_s=0.3, profile=DEMO_REVIEWER)
+            reviewer.review(desk_target, tokens.agent_token(name, assistant=True), auto=True,
+                            count=None, say=reporter(name), pause_s=0.3, profile=DEMO_REVIEWER)
         )
         for name in team
     ]  # fmt: skip

@@ -76,7 +76,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     queues = args.queues.split(",") if args.queues else None
-    token = args.token or tokens.agent_token(args.name, queues)
+    # --auto decides by the demo rule: an automated assistant, never counted as human review.
+    token = args.token or tokens.agent_token(args.name, queues, assistant=args.auto)
     profile = reviewer.skills_profile(
         _listed(args.languages),
         platforms=_listed(args.platforms),

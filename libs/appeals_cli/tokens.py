@@ -27,10 +27,13 @@ def surface_token(platform: str, subject: str | None = None) -> str:
     )  # fmt: skip
 
 
-def agent_token(name: str, queues: list[str] | None = None) -> str:
+def agent_token(name: str, queues: list[str] | None = None, *, assistant: bool = False) -> str:
+    """A reviewer's token: a person's, or an automated assistant's (``--auto``, the demo), whose
+    decisions never count as human review."""
     return devkeys.mint_token(
-        signing_key_file(), role="agent", subject=name, queues=queues or ["*"]
-    )
+        signing_key_file(), role="agent", subject=name, queues=queues or ["*"],
+        reviewer="assistant" if assistant else "person",
+    )  # fmt: skip
 
 
 def ops_token(subject: str = "ops") -> str:

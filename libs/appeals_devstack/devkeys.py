@@ -104,6 +104,7 @@ def mint_token(
     queues: list[str] | None = None,
     scopes: list[str] | None = None,
     ttl_s: int = 12 * 3600,
+    reviewer: str | None = None,
 ) -> str:
     """A dev token signed with the local key. FOR LOCAL RUNS AND TESTS ONLY."""
     from appeals_runtime.auth import AUDIENCE, DEFAULT_SCOPES, DEV_ISSUER, Role
@@ -120,6 +121,8 @@ def mint_token(
     }
     if platforms:
         claims["platforms"] = platforms
+    if reviewer:
+        claims["reviewer"] = reviewer  # agent tokens: "person" or "assistant"
     if queues:
         claims["queues"] = queues
     key = serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)

@@ -79,6 +79,10 @@ class AuthSettings(ServiceSettings):
     auth_algorithms: list[str] = Field(default_factory=lambda: ["EdDSA"])
 
 
+# Values of an agent token's `reviewer` claim; the first is assumed when it is absent.
+REVIEWER_KINDS = ("person", "assistant")
+
+
 @dataclass(frozen=True)
 class Principal:
     subject: str
@@ -86,6 +90,10 @@ class Principal:
     scopes: frozenset[str]
     platforms: frozenset[str] = frozenset()
     queues: frozenset[str] = frozenset()
+    # An agent token's `reviewer` claim: "assistant" for an automated reviewer (a scripted or
+    # model-based desk client), "person" (the default) for a human. Only people's decisions
+    # count as human review in the DSA export and reports.
+    assistant: bool = False
 
     def require(self, scope: Scope, *, role: Role | None = None) -> None:
         if role is not None and self.role != role:
@@ -203,12 +211,16 @@ def _principal(claims: dict[str, Any]) -> Principal:
     scopes = claims.get("scope", "")
     if not isinstance(scopes, str):
         raise Unauthenticated("scope claim must be a space-separated string")
+    reviewer = claims.get("reviewer", REVIEWER_KINDS[0])
+    if reviewer not in REVIEWER_KINDS:
+        raise Unauthenticated(f"reviewer claim must be one of {', '.join(REVIEWER_KINDS)}")
     return Principal(
         subject=str(claims["sub"]),
         role=role,
         scopes=frozenset(scopes.split()),
         platforms=frozenset(_string_list(claims, "platforms")),
         queues=frozenset(_string_list(claims, "queues")),
+        assistant=reviewer == "assistant",
     )
 
 

@@ -40,6 +40,8 @@ class Decision:
     outcome: str
     # When the appeal was submitted; None when the log holds no submitted entry for it.
     submitted_at: datetime | None
+    # Decided by an automated assistant: a decision, but not human review.
+    by_assistant: bool = False
 
 
 @dataclass
@@ -49,6 +51,7 @@ class MonthlyFigures:
     appeals_received: int = 0
     basis: Counter[str] = field(default_factory=Counter)
     decisions: int = 0
+    decided_by_people: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     times_s: list[float] = field(default_factory=list)
 
@@ -63,6 +66,7 @@ class MonthlyFigures:
             "appeals_received": self.appeals_received,
             "basis": dict(sorted(self.basis.items())),
             "decisions": self.decisions,
+            "decided_by_people": self.decided_by_people,
             "upheld": self.outcomes["upheld"],
             "overturned": self.outcomes["overturned"],
             "partially_overturned": self.outcomes["partially_overturned"],
@@ -109,6 +113,7 @@ def monthly_report(
         if figures is None:
             continue
         figures.decisions += 1
+        figures.decided_by_people += not decision.by_assistant
         figures.outcomes[decision.outcome] += 1
         if decision.submitted_at is not None:
             figures.times_s.append((decision.at - decision.submitted_at).total_seconds())
@@ -121,6 +126,7 @@ CSV_COLUMNS = [
     "appeals_received",
     "basis",
     "decisions",
+    "decided_by_people",
     "upheld",
     "overturned",
     "partially_overturned",

@@ -107,6 +107,7 @@ async def report_inputs(log: LogRepository, month: str) -> tuple[list[Received],
                 at=events.occurred_at(event),
                 outcome=vocabulary.outcome_name(event.decided.outcome),
                 submitted_at=events.occurred_at(origin) if origin else None,
+                by_assistant=event.decided.by_assistant,
             )
         )
     return received, decisions

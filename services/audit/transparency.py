@@ -198,9 +198,10 @@ def _facts(appeal: DecidedAppeal) -> str:
     kind = vocabulary.subject_kind_name(appeal.facts.subject.kind)
     detected = ", detected by automated means" if original.automated else ""
     verdict = OUTCOME_WORDS.get(appeal.decided.outcome, "decided on")
+    reviewer = "an automated assistant" if appeal.decided.by_assistant else "a person"
     return (
         f"The {kind} was {original.action or 'restricted'} under the {original.policy} policy"
-        f"{detected}. On appeal, a person reviewed the decision and {verdict} it on "
+        f"{detected}. On appeal, {reviewer} reviewed the decision and {verdict} it on "
         f"{_date(appeal.decided_at)}."
     )
 
@@ -218,9 +219,13 @@ def statement_of_reasons(appeal: DecidedAppeal) -> dict[str, Any]:
         "category": CATEGORIES.get(policy_area, OTHER_CATEGORY),
         **_content_type(facts.subject.kind),
         "automated_detection": "Yes" if original.automated else "No",
-        # The first decision may have been automated; the appeal was decided by a person.
+        # The appeal's decision is what is reported: by an automated assistant it is fully
+        # automated, whatever came before; by a person after an automated first decision,
+        # partially; by people throughout, not automated.
         "automated_decision": (
-            "AUTOMATED_DECISION_PARTIALLY"
+            "AUTOMATED_DECISION_FULLY"
+            if appeal.decided.by_assistant
+            else "AUTOMATED_DECISION_PARTIALLY"
             if original.automated
             else "AUTOMATED_DECISION_NOT_AUTOMATED"
         ),

@@ -91,6 +91,7 @@ def _decided(record: CaseRecord, state: CaseState, producer: str) -> list[Outbou
         facts=verdict.facts,
         concurring_agent_ids=list(record.concurring),
         applied_from_appeal_id=record.applied_from,
+        by_assistant=verdict.by_assistant,
     )
     out = [_event(record, "decided", producer, decided=decided)]
     if verdict.outcome in RESTORING_OUTCOMES:

@@ -245,6 +245,7 @@ class AgentDesk:
             policy_cited,
             facts.strip() or case_facts(case),
             now,
+            by_assistant=agent.assistant,
         )
         disagreement = routing_policy.place(
             policy, policy.second_review.disagreement_queue, case.placement.attributes

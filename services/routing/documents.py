@@ -164,6 +164,7 @@ def _verdict_document(verdict: Verdict) -> store.Document:
         "policy_cited": verdict.policy_cited,
         "facts": verdict.facts,
         "at": verdict.at,
+        "by_assistant": verdict.by_assistant,
     }
 
 
@@ -175,6 +176,7 @@ def _verdict(document: store.Document) -> Verdict:
         policy_cited=document["policy_cited"],
         facts=document["facts"],
         at=document["at"],
+        by_assistant=document.get("by_assistant", False),  # recorded before it was kept: people
     )
 
 

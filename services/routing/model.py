@@ -73,6 +73,8 @@ class Verdict:
     policy_cited: str
     facts: str
     at: datetime
+    # Decided by an automated assistant (its token says so), not by a person.
+    by_assistant: bool = False
 
 
 @dataclass(frozen=True)

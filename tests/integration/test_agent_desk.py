@@ -42,8 +42,9 @@ LEASE = timedelta(minutes=5)
 # --- shared helpers -------------------------------------------------------------------------
 
 
-def agent(name: str, queues: Iterable[str] = ("*",)) -> Principal:
-    return Principal(name, Role.AGENT, frozenset({Scope.WORK_CASES}), queues=frozenset(queues))
+def agent(name: str, queues: Iterable[str] = ("*",), *, assistant: bool = False) -> Principal:
+    return Principal(name, Role.AGENT, frozenset({Scope.WORK_CASES}), queues=frozenset(queues),
+                     assistant=assistant)  # fmt: skip
 
 
 class Clock:
@@ -348,6 +349,28 @@ async def test_deciding_needs_the_claim_happens_once_and_an_overturn_commands_a_
     # An unregistered (older) client sent no facts: the case's own facts are on record, never
     # the appellant's statement (the facts are published in the statement of reasons).
     assert "was removed" in decided.decided.facts and "satire" not in decided.decided.facts
+
+
+async def test_a_decision_says_whether_a_person_or_an_automated_assistant_made_it(
+    routing: routing_main.RoutingParts, lifecycle: EventTap
+) -> None:
+    """The agent token's `reviewer` claim travels with the decision, in the case's stored record
+    and its event, so that only people's decisions count as human review downstream."""
+    by_person, by_assistant = await route(routing), await route(routing)
+    person, assistant = agent("moderator-1"), agent("triage-bot", assistant=True)
+    for reviewer, appeal_id in ((person, by_person), (assistant, by_assistant)):
+        await routing.desk.claim(reviewer, appeal_id)
+        await routing.desk.decide(
+            reviewer, appeal_id, outcome=UPHELD, rationale="Spam.", policy_cited="spam",
+            facts="The post links a scam shop.",
+        )  # fmt: skip
+    events = await lifecycle.until(
+        lambda seen: bool(of(seen, by_person, "decided") and of(seen, by_assistant, "decided"))
+    )
+    assert [e.decided.by_assistant for e in of(events, by_person, "decided")] == [False]
+    assert [e.decided.by_assistant for e in of(events, by_assistant, "decided")] == [True]
+    stored = [r.verdict for r in await routing.repository.records(by_assistant) if r.verdict]
+    assert [verdict.by_assistant for verdict in stored] == [True]
 
 
 async def test_registered_agents_must_state_the_facts(routing: routing_main.RoutingParts) -> None:

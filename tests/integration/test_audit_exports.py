@@ -163,11 +163,11 @@ async def test_the_march_export_holds_the_expected_statements_field_by_field(
 #   facebook:  received B, decided B after 2 days = 172 800 s, upheld
 #   whatsapp:  received D (31 March), decided in April: no decisions
 MARCH_CSV = [
-    "platform,month,appeals_received,basis,decisions,upheld,overturned,partially_overturned,"
-    "reversals,median_time_to_decision_s,p90_time_to_decision_s",
-    "facebook,2025-03,1,fake_account=1,1,1,0,0,0,172800,172800",
-    "instagram,2025-03,1,hate_speech=1,2,1,1,0,1,138600,259200",
-    "whatsapp,2025-03,1,spam=1,0,0,0,0,0,,",
+    "platform,month,appeals_received,basis,decisions,decided_by_people,upheld,overturned,"
+    "partially_overturned,reversals,median_time_to_decision_s,p90_time_to_decision_s",
+    "facebook,2025-03,1,fake_account=1,1,1,1,0,0,0,172800,172800",
+    "instagram,2025-03,1,hate_speech=1,2,2,1,1,0,1,138600,259200",
+    "whatsapp,2025-03,1,spam=1,0,0,0,0,0,0,,",
 ]
 
 
@@ -189,6 +189,7 @@ async def test_the_march_report_matches_the_hand_computation_in_csv_and_json(
         "appeals_received": 1,
         "basis": {"hate_speech": 1},
         "decisions": 2,
+        "decided_by_people": 2,
         "upheld": 1,
         "overturned": 1,
         "partially_overturned": 0,

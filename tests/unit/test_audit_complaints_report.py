@@ -27,12 +27,14 @@ DECISIONS = [
     Decision("a3", "instagram", at(3, 3, 1), "partially_overturned", at(3, 3)),  # 3 600 s
     Decision("a4", "instagram", at(3, 1, 0, 9), "upheld", at(2, 28, 23, 59)),  # 600 s
     Decision("a5", "instagram", at(4, 1), "upheld", at(3, 10)),  # April
-    Decision("a6", "instagram", at(3, 20), "overturned", None),  # no submitted entry: untimed
+    # No submitted entry: untimed; decided by an automated assistant: not by a person.
+    Decision("a6", "instagram", at(3, 20), "overturned", None, by_assistant=True),
 ]
 
 # By hand, Instagram, March 2025:
 #   received a1 a2 a3 a5 a7 = 5; basis hate_speech 3, nudity 1, spam 1
-#   decided a1 a2 a3 a4 a6 = 5; upheld a1 a4, overturned a2 a6, partially a3; reversals 3
+#   decided a1 a2 a3 a4 a6 = 5, by people 4 (a6 by an assistant); upheld a1 a4, overturned a2 a6,
+#   partially a3; reversals 3
 #   times (s) 7200, 86400, 3600, 600 -> sorted 600, 3600, 7200, 86400
 #   median = (3600 + 7200) / 2 = 5400; p90 = the ceil(0.9 * 4) = 4th smallest = 86400
 INSTAGRAM_MARCH = {
@@ -41,6 +43,7 @@ INSTAGRAM_MARCH = {
     "appeals_received": 5,
     "basis": {"hate_speech": 3, "nudity": 1, "spam": 1},
     "decisions": 5,
+    "decided_by_people": 4,
     "upheld": 2,
     "overturned": 2,
     "partially_overturned": 1,
@@ -54,6 +57,7 @@ FACEBOOK_MARCH = {
     "appeals_received": 1,
     "basis": {"fake_account": 1},
     "decisions": 0,
+    "decided_by_people": 0,
     "upheld": 0,
     "overturned": 0,
     "partially_overturned": 0,
@@ -84,10 +88,10 @@ def test_every_month_gets_its_own_row() -> None:
 def test_the_csv_flattens_the_basis_and_leaves_missing_times_empty() -> None:
     rows = complaints_report.monthly_report(RECEIVED, DECISIONS, month="2025-03")
     assert complaints_report.to_csv(rows).splitlines() == [
-        "platform,month,appeals_received,basis,decisions,upheld,overturned,"
+        "platform,month,appeals_received,basis,decisions,decided_by_people,upheld,overturned,"
         "partially_overturned,reversals,median_time_to_decision_s,p90_time_to_decision_s",
-        "facebook,2025-03,1,fake_account=1,0,0,0,0,0,,",
-        "instagram,2025-03,5,hate_speech=3;nudity=1;spam=1,5,2,2,1,3,5400,86400",
+        "facebook,2025-03,1,fake_account=1,0,0,0,0,0,0,,",
+        "instagram,2025-03,5,hate_speech=3;nudity=1;spam=1,5,4,2,2,1,3,5400,86400",
     ]
 
 

@@ -33,6 +33,7 @@ def appeal(
     facts: str = "",
     role: int = appeal_pb2.APPELLANT_ROLE_AFFECTED_USER,
     decided_at: datetime = datetime(2025, 3, 5, 16, 30, tzinfo=UTC),
+    by_assistant: bool = False,
 ) -> DecidedAppeal:
     submission = appeal_pb2.AppealSubmission(
         platform=platform,  # type: ignore[arg-type]
@@ -53,6 +54,7 @@ def appeal(
             policy_cited=policy_cited,
             facts=facts,
             platform=platform,  # type: ignore[arg-type]
+            by_assistant=by_assistant,
         ),
         decided_at=decided_at,
     )
@@ -281,6 +283,29 @@ def test_an_unknown_action_is_visibility_other_naming_the_action() -> None:
     assert statement["incompatible_content_explanation"] == (
         "The content was found to breach the spam policy."
     )
+
+
+@pytest.mark.parametrize(
+    ("automated", "by_assistant", "expected"),
+    [
+        (True, True, "AUTOMATED_DECISION_FULLY"),
+        (False, True, "AUTOMATED_DECISION_FULLY"),
+        (True, False, "AUTOMATED_DECISION_PARTIALLY"),
+        (False, False, "AUTOMATED_DECISION_NOT_AUTOMATED"),
+    ],
+)
+def test_only_a_person_s_decision_counts_as_human_review(
+    automated: bool, by_assistant: bool, expected: str
+) -> None:
+    decided = appeal(
+        "ap_who", platform=appeal_pb2.PLATFORM_INSTAGRAM, kind=appeal_pb2.SUBJECT_KIND_POST,
+        policy="spam", action="removed", automated=automated, locale="en-US", country="DE",
+        outcome=appeal_pb2.OUTCOME_UPHELD, rationale="Spam.", by_assistant=by_assistant,
+    )  # fmt: skip
+    statement = transparency.statement_of_reasons(decided)
+    assert statement["automated_decision"] == expected
+    reviewer = "an automated assistant" if by_assistant else "a person"
+    assert f"On appeal, {reviewer} reviewed the decision" in statement["decision_facts"]
 
 
 def test_an_entry_logged_in_the_old_layout_gives_the_same_statement() -> None:

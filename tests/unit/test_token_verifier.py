@@ -75,3 +75,17 @@ def test_the_memory_of_verified_tokens_is_bounded(tmp_path: Path) -> None:
         checker.verify(token)
     assert len(checker._verified) == TokenVerifier.REMEMBERED
     assert tokens[0] not in checker._verified and tokens[-1] in checker._verified
+
+
+def test_an_agent_token_says_whether_a_person_or_an_automated_assistant_holds_it(
+    tmp_path: Path,
+) -> None:
+    checker, key = verifier(tmp_path, Clock())
+
+    def holder(reviewer: str | None) -> bool:
+        token = devkeys.mint_token(key, role="agent", subject="r", reviewer=reviewer)
+        return checker.verify(token).assistant
+
+    assert (holder(None), holder("person"), holder("assistant")) == (False, False, True)
+    with pytest.raises(Unauthenticated, match="reviewer claim"):
+        holder("robot")

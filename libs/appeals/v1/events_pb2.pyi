@@ -269,6 +269,7 @@ class AppealDecided(_message.Message):
     FACTS_FIELD_NUMBER: _builtins.int
     CONCURRING_AGENT_IDS_FIELD_NUMBER: _builtins.int
     APPLIED_FROM_APPEAL_ID_FIELD_NUMBER: _builtins.int
+    BY_ASSISTANT_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     outcome: _appeal_pb2.Outcome.ValueType
     rationale: _builtins.str
@@ -278,6 +279,10 @@ class AppealDecided(_message.Message):
     """The facts and circumstances the decision relies on (statement of reasons, DSA Art. 17(3)(b))."""
     applied_from_appeal_id: _builtins.str
     """Set when this decision was applied from another appeal about identical content."""
+    by_assistant: _builtins.bool
+    """Decided by an automated assistant (its agent token's `reviewer` claim), not by a person:
+    such a decision never counts as human review (DSA Art. 20(6), the transparency export).
+    """
     @_builtins.property
     def concurring_agent_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Reviewers whose independent (blind) review reached the same outcome."""
@@ -293,10 +298,11 @@ class AppealDecided(_message.Message):
         facts: _builtins.str = ...,
         concurring_agent_ids: _abc.Iterable[_builtins.str] | None = ...,
         applied_from_appeal_id: _builtins.str = ...,
+        by_assistant: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_from_appeal_id", b"applied_from_appeal_id", "concurring_agent_ids", b"concurring_agent_ids", "facts", b"facts", "outcome", b"outcome", "platform", b"platform", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_from_appeal_id", b"applied_from_appeal_id", "by_assistant", b"by_assistant", "concurring_agent_ids", b"concurring_agent_ids", "facts", b"facts", "outcome", b"outcome", "platform", b"platform", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
