@@ -74,15 +74,65 @@ def describe(case: agent_desk_pb2.CaseOffer) -> str:
     )
 
 
-def _ask(case: agent_desk_pb2.CaseOffer) -> Verdict | None:
+@dataclass(frozen=True)
+class Escalation:
+    """Send the case up: to a senior reviewer, to legal, or to the Oversight Board."""
+
+    target: int  # agent_desk_pb2.EscalationTarget
+    reason: str
+    # For an Oversight Board referral: the question the Board is asked.
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Move the case to another queue the routing policy defines."""
+
+    queue: str
+    reason: str
+
+
+# What a reviewer does with a claimed case; None gives it back to its queue.
+Choice = Verdict | Escalation | Transfer | None
+
+_OUTCOMES = {
+    "u": appeal_pb2.OUTCOME_UPHELD,
+    "o": appeal_pb2.OUTCOME_OVERTURNED,
+    "p": appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED,
+}
+_TARGETS = {
+    "senior": agent_desk_pb2.ESCALATION_TARGET_SENIOR,
+    "legal": agent_desk_pb2.ESCALATION_TARGET_LEGAL,
+    "board": agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD,
+}
+
+
+def ask_person(case: agent_desk_pb2.CaseOffer, read: Callable[[str], str] = input) -> Choice:
+    """The terminal reviewer's questions about one claimed case, and what they chose."""
     print(describe(case))
-    answer = input("  [u]phold, [o]verturn, [r]elease? ").strip().lower()
-    if answer not in ("u", "o"):
-        return None
-    rationale = input("  rationale: ").strip() or "See the policy cited."
-    facts = input(f"  facts [{case_facts(case)}]: ").strip() or case_facts(case)
-    outcome = appeal_pb2.OUTCOME_UPHELD if answer == "u" else appeal_pb2.OUTCOME_OVERTURNED
-    return Verdict(outcome, rationale, case.facts.decision.policy, facts)
+    answer = (
+        read("  [u]phold, [o]verturn, [p]artially overturn, [e]scalate, [t]ransfer, [r]elease? ")
+        .strip()
+        .lower()
+    )
+    if answer in _OUTCOMES:
+        rationale = read("  rationale: ").strip() or "See the policy cited."
+        facts = read(f"  facts [{case_facts(case)}]: ").strip() or case_facts(case)
+        return Verdict(_OUTCOMES[answer], rationale, case.facts.decision.policy, facts)
+    if answer == "e":
+        target = read("  to [senior], legal or board? ").strip().lower() or "senior"
+        if target not in _TARGETS:
+            print(f"  no escalation target {target!r}; the case goes back to its queue")
+            return None
+        reason = read("  reason: ").strip() or "Needs a second look."
+        question = read("  question for the Board: ").strip() if target == "board" else ""
+        return Escalation(_TARGETS[target], reason, question)
+    if answer == "t":
+        queue = read("  to queue: ").strip()
+        if not queue:
+            return None
+        return Transfer(queue, read("  reason: ").strip() or "Another queue's skills fit.")
+    return None
 
 
 def skills_profile(
@@ -156,6 +206,7 @@ async def review(
     pause_s: float = 0.0,
     heartbeat_s: float | None = None,
     profile: agent_desk_pb2.AgentProfile | None = None,
+    ask: Callable[[agent_desk_pb2.CaseOffer], Choice] = ask_person,
 ) -> int:
     """Work cases until ``count`` are decided (or forever); returns how many were decided.
 
@@ -186,15 +237,12 @@ async def review(
                 verdict = (
                     automatic_verdict(claimed.case)
                     if auto
-                    else await asyncio.to_thread(_ask, claimed.case)
+                    else await asyncio.to_thread(ask, claimed.case)
                 )
                 if pause_s:
                     await asyncio.sleep(pause_s)
-            if verdict is None:
-                await desk.Release(
-                    agent_desk_pb2.ReleaseRequest(appeal_id=offer.appeal_id, reason="skipped"),
-                    metadata=metadata,
-                )
+            if not isinstance(verdict, Verdict):
+                await _pass_on(desk, offer.appeal_id, verdict, metadata, say)
                 continue
             try:
                 await desk.Decide(
@@ -225,3 +273,44 @@ async def review(
                 break
     sys.stdout.flush()
     return decided
+
+
+async def _pass_on(
+    desk: agent_desk_pb2_grpc.AgentDeskStub,
+    appeal_id: str,
+    choice: Escalation | Transfer | None,
+    metadata: tuple[tuple[str, str], ...],
+    say: Callable[[str], None],
+) -> None:
+    """Escalate, transfer or release a claimed case; a refusal is said, never raised."""
+    try:
+        if isinstance(choice, Escalation):
+            escalated = await desk.Escalate(
+                agent_desk_pb2.EscalateRequest(
+                    appeal_id=appeal_id, target=choice.target,  # type: ignore[arg-type]
+                    reason=choice.reason, question=choice.question,
+                ),
+                metadata=metadata,
+            )  # fmt: skip
+            say(f"escalated {appeal_id} to {escalated.queue or 'the Oversight Board'}")
+        elif isinstance(choice, Transfer):
+            moved = await desk.Transfer(
+                agent_desk_pb2.TransferRequest(
+                    appeal_id=appeal_id, to_queue=choice.queue, reason=choice.reason
+                ),
+                metadata=metadata,
+            )
+            say(f"transferred {appeal_id} to {moved.queue}")
+        else:
+            await desk.Release(
+                agent_desk_pb2.ReleaseRequest(appeal_id=appeal_id, reason="skipped"),
+                metadata=metadata,
+            )
+    except grpc.aio.AioRpcError as error:
+        if error.code() not in (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ):
+            raise
+        say(f"could not pass on {appeal_id}: {error.details()}")

@@ -263,3 +263,42 @@ async def test_the_cli_reviewer_keeps_its_claim_however_long_the_person_takes(
         )
     assert decided == 1
     assert said == [f"decided {appeal_id}: overturned (instagram.integrity.en)"], said
+
+
+async def test_a_person_at_the_cli_escalates_one_case_and_partially_overturns_another(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> None:
+    clock = Clock()
+    parts = await build_routing(db, producer, clock, policy_with(registered_only=True))
+    escalate, partial = await route(parts), await route(parts)
+    choices: dict[str, reviewer.Choice] = {
+        escalate: reviewer.Escalation(agent_desk_pb2.ESCALATION_TARGET_SENIOR, "Borderline."),
+        partial: reviewer.Verdict(
+            appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED, "A label is enough.", "spam",
+            "The post is commentary on spam, with one stray link.",
+        ),
+    }  # fmt: skip
+    said: list[str] = []
+    async with serving(parts, tmp_path) as desk:
+        decided = await asyncio.wait_for(
+            reviewer.review(
+                desk.target, desk.token("erin"), auto=False, count=1, say=said.append,
+                profile=reviewer.skills_profile(["en"]),
+                ask=lambda case: choices[case.appeal_id],
+            ),
+            30,
+        )  # fmt: skip
+    assert decided == 1
+    assert said == [
+        f"escalated {escalate} to senior.en",
+        f"decided {partial}: partially_overturned (instagram.integrity.en)",
+    ], said
+    steps = {
+        appeal_id: [(r.kind, r.placement.queue if r.placement else "", r.verdict)
+                    for r in await parts.repository.records(appeal_id)]
+        for appeal_id in (escalate, partial)
+    }  # fmt: skip
+    assert steps[escalate][-1][:2] == ("escalated", "senior.en"), steps[escalate]
+    kind, _, verdict = steps[partial][-1]
+    assert kind == "decided" and verdict is not None, steps[partial]
+    assert verdict.outcome == appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED and not verdict.by_assistant

@@ -1,11 +1,12 @@
-"""How often `appeals agent` renews a claim."""
+"""`appeals agent`: how often it renews a claim, and what a person can do with a case."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from appeals.v1 import agent_desk_pb2
-from appeals_cli.reviewer import heartbeat_interval
+from appeals.v1 import agent_desk_pb2, appeal_pb2
+from appeals_cli.reviewer import Escalation, Transfer, Verdict, ask_person, heartbeat_interval
 
 
 def claimed_until(moment: datetime) -> agent_desk_pb2.ClaimResponse:
@@ -23,3 +24,36 @@ def test_a_short_or_already_lapsed_lease_is_renewed_every_second() -> None:
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     assert heartbeat_interval(claimed_until(now + timedelta(seconds=2)), now) == 1.0
     assert heartbeat_interval(claimed_until(now - timedelta(seconds=5)), now) == 1.0
+
+
+def offered_case() -> agent_desk_pb2.CaseOffer:
+    case = agent_desk_pb2.CaseOffer(appeal_id="ap_1", queue="instagram.integrity.en")
+    case.facts.decision.policy = "spam"
+    case.facts.decision.action = "removed"
+    return case
+
+
+def answers(*lines: str) -> Callable[[str], str]:
+    given = iter(lines)
+    return lambda _prompt: next(given)
+
+
+def test_a_person_can_partially_overturn_escalate_transfer_or_release() -> None:
+    case = offered_case()
+    partial = ask_person(case, answers("p", "Label, not removal.", "The post is commentary."))
+    assert partial == Verdict(
+        appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED, "Label, not removal.", "spam",
+        "The post is commentary.",
+    )  # fmt: skip
+    assert ask_person(case, answers("e", "legal", "A court order may apply.")) == Escalation(
+        agent_desk_pb2.ESCALATION_TARGET_LEGAL, "A court order may apply."
+    )
+    assert ask_person(case, answers("e", "board", "Newsworthy.", "Is satire allowed?")) == (
+        Escalation(agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD, "Newsworthy.",
+                   "Is satire allowed?")
+    )  # fmt: skip
+    assert ask_person(case, answers("t", "senior.en", "")) == Transfer(
+        "senior.en", "Another queue's skills fit."
+    )
+    assert ask_person(case, answers("r")) is None
+    assert ask_person(case, answers("e", "nowhere")) is None  # an unknown target: released
