@@ -1,4 +1,6 @@
-"""A terminal reviewer on the agent desk: streams cases, claims, decides (by hand or by rule)."""
+"""A terminal reviewer on the agent desk: registers its skills, streams cases, claims one at a
+time (renewing the claim while the person reads), then decides, escalates, transfers or releases
+it, by hand or by the demo's rule."""
 
 from __future__ import annotations
 
