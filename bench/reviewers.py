@@ -20,9 +20,6 @@ import signal
 import sys
 from pathlib import Path
 
-import grpc
-
-from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
 from appeals_cli import reviewer
 from appeals_devstack import devkeys
 
@@ -36,17 +33,8 @@ log = logging.getLogger(__name__)
 CAPACITY = 2
 
 
-async def register(target: str, token: str) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        await agent_desk_pb2_grpc.AgentDeskStub(channel).RegisterAgent(
-            agent_desk_pb2.RegisterAgentRequest(
-                profile=agent_desk_pb2.AgentProfile(
-                    languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
-                    capacity=CAPACITY,
-                )
-            ),
-            metadata=(("authorization", f"Bearer {token}"),),
-        )  # fmt: skip
+# What each bench reviewer registers: any case (the bench measures the pipeline, not skills).
+PROFILE = reviewer.skills_profile(["*"], seniority="senior", capacity=CAPACITY)
 
 
 async def work(target: str, token: str, decided: list[int], review_s: float) -> None:
@@ -55,8 +43,8 @@ async def work(target: str, token: str, decided: list[int], review_s: float) -> 
 
     while True:
         try:
-            await register(target, token)
-            await reviewer.review(target, token, auto=True, count=None, say=count, pause_s=review_s)
+            await reviewer.review(target, token, auto=True, count=None, say=count,
+                                  pause_s=review_s, profile=PROFILE)  # fmt: skip
         except asyncio.CancelledError:
             raise
         except Exception as error:

@@ -6,6 +6,7 @@ Uses a broker of its own, so stopping it does not disturb the rest of the sessio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from appeals_devstack.kafka import KafkaBroker, create_topics
 from appeals_devstack.processes import free_port
 from appeals_runtime import store, topics
 from appeals_runtime.kafka.producer import EventProducer
-from tests.integration.intake_app import start_intake
+from tests.integration.intake_app import IntakeUnderTest, start_intake
 from tests.integration.kafka_helpers import read_all
 from tests.integration.test_intake_rules import fresh_body
 
@@ -39,6 +40,43 @@ async def own_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
         yield broker
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+@contextlib.asynccontextmanager
+async def intake_on(
+    broker: KafkaBroker,
+    db: store.Database,
+    key_dir: Path,
+    *,
+    client_id: str,
+    policy_overrides: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[EventProducer, IntakeUnderTest]]:
+    """Intake publishing to ``broker`` with a short publish timeout, closed however the test
+    ends."""
+    producer = EventProducer(
+        broker.bootstrap_servers, client_id=client_id, publish_timeout_s=PUBLISH_TIMEOUT_S
+    )
+    await producer.start()
+    try:
+        intake = await start_intake(db, producer, key_dir, policy_overrides=policy_overrides)
+        try:
+            yield producer, intake
+        finally:
+            await intake.client.aclose()
+    finally:
+        await producer.stop()
+
+
+async def restart(broker: KafkaBroker, producer: EventProducer) -> None:
+    """Start the stopped broker again (same data and ports) and wait until intake's producer
+    reaches it."""
+    await asyncio.to_thread(broker.start)
+    await asyncio.to_thread(broker.wait_ready)
+    await producer.check_ready()
+
+
+# A window far longer than a test: nothing may rely on it running out.
+NO_IN_FLIGHT_TIMEOUT = {"in_flight": timedelta(hours=1)}
 
 
 async def test_no_2xx_is_lost_when_the_broker_dies_and_intake_recovers(
@@ -110,23 +148,15 @@ async def test_a_submit_answered_503_leaves_nothing_that_blocks_the_next_one(
     back, a new request about the same item is accepted at once (the slot was given back), and
     a retry of the failed request with its key continues at once instead of waiting out the
     in-flight window, then meets the open appeal like any other request about that item."""
-    producer = EventProducer(own_broker.bootstrap_servers, client_id="slot-leak",
-                             publish_timeout_s=PUBLISH_TIMEOUT_S)  # fmt: skip
-    await producer.start()
-    # A window far longer than the test: nothing here may rely on it running out.
-    intake = await start_intake(
-        db, producer, tmp_path, policy_overrides={"in_flight": timedelta(hours=1)}
-    )
     body, failed_key = fresh_body(), uuid.uuid4().hex
-    try:
+    async with intake_on(own_broker, db, tmp_path, client_id="slot-leak",
+                         policy_overrides=NO_IN_FLIGHT_TIMEOUT) as (producer, intake):  # fmt: skip
         assert (await intake.submit(fresh_body())).status_code == 202
         await asyncio.to_thread(own_broker.stop)
         failed = await intake.submit(body, key=failed_key)
         assert failed.status_code == 503, failed.text
 
-        await asyncio.to_thread(own_broker.start)
-        await asyncio.to_thread(own_broker.wait_ready)
-        await producer.check_ready()
+        await restart(own_broker, producer)
         retried = await intake.submit(body, key=failed_key)
         assert retried.status_code == 202, retried.text  # not 409 request_in_flight
         failed_id = retried.json()["appeal_id"]
@@ -139,32 +169,19 @@ async def test_a_submit_answered_503_leaves_nothing_that_blocks_the_next_one(
         assert other.json()["open_appeal_id"] == failed_id
         shown = await intake.client.get(f"/v1/appeals/{failed_id}", headers=intake.headers())
         assert shown.status_code == 200, shown.text
-    finally:
-        await intake.client.aclose()
-        await producer.stop()
 
 
 async def test_a_new_request_about_the_item_is_accepted_after_a_503(
     own_broker: KafkaBroker, db: store.Database, tmp_path: Path
 ) -> None:
-    producer = EventProducer(own_broker.bootstrap_servers, client_id="slot-free",
-                             publish_timeout_s=PUBLISH_TIMEOUT_S)  # fmt: skip
-    await producer.start()
-    intake = await start_intake(
-        db, producer, tmp_path, policy_overrides={"in_flight": timedelta(hours=1)}
-    )
     body = fresh_body()
-    try:
+    async with intake_on(own_broker, db, tmp_path, client_id="slot-free",
+                         policy_overrides=NO_IN_FLIGHT_TIMEOUT) as (producer, intake):  # fmt: skip
         await asyncio.to_thread(own_broker.stop)
         assert (await intake.submit(body)).status_code == 503
-        await asyncio.to_thread(own_broker.start)
-        await asyncio.to_thread(own_broker.wait_ready)
-        await producer.check_ready()
+        await restart(own_broker, producer)
         accepted = await intake.submit(body)  # another key: the person tried again later
         assert accepted.status_code == 202, accepted.text
         appeal_id = accepted.json()["appeal_id"]
         shown = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
         assert shown.status_code == 200, shown.text
-    finally:
-        await intake.client.aclose()
-        await producer.stop()
