@@ -6,10 +6,10 @@
 # generates from git. So we fetch the same module through the proxy, write that file, and build the
 # same main package from it, with the module's own go.mod and go.sum.
 #
-# Before building, the patches in deploy/local/patches/ferretdb-*.patch are applied: today one,
-# which makes the SQLite handler's `_id` lookups use the `_id` index (see the patch's comments and
-# the README's "Performance" section for why and what it changes). The Makefile keys the cache by
-# this script and those patches.
+# Before building, the patches in deploy/local/patches/ferretdb-*.patch are applied (`_id` lookups
+# that use the `_id` index, atomic document updates, no leak tracking in release builds; see each
+# patch's comments and the README's "Store" section for why and what they change). The Makefile
+# keys the cache by this script and those patches.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$1

@@ -86,6 +86,7 @@ async def service_context(
         name,
         otlp_endpoint=settings.otel_exporter_otlp_endpoint,
         otlp_metrics_endpoint=settings.otel_exporter_otlp_metrics_endpoint,
+        traces_per_s=settings.trace_starts_per_s,
     )
     producer = EventProducer(
         settings.kafka_bootstrap_servers,

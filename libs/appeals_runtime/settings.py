@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     # OTLP/gRPC endpoint for metrics too (a collector that takes them); unset: metrics are only
     # scraped from /metrics. Separate because a trace backend (Jaeger) rejects metrics.
     otel_exporter_otlp_metrics_endpoint: str | None = None
+    # New traces this process starts per second at most when it exports them (bursts of five
+    # seconds' worth); traces begun upstream keep their decision. 0: only those.
+    trace_starts_per_s: float = Field(default=10.0, ge=0)
     # How long a publish may wait for the broker's acknowledgement before the caller gets 503.
     kafka_publish_timeout_s: float = Field(default=10.0, gt=0)
     # Partitions given to topics this process creates (local runs and tests only).
