@@ -103,6 +103,8 @@ def _token(args: argparse.Namespace) -> int:
         token = tokens.agent_token(args.name, args.queues.split(",") if args.queues else None)
     elif args.role == "service":
         token = tokens.service_token(args.name or "ops-tooling")
+    elif args.role == "referral_body":
+        token = tokens.referral_body_token(args.name)
     else:
         token = tokens.ops_token(args.name or "ops")
     print(
@@ -187,11 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token", help="mint a local dev token (printed alone on the last line)"
     )
-    token.add_argument("role", choices=["surface", "agent", "ops", "service"])
+    token.add_argument("role", choices=["surface", "agent", "ops", "service", "referral_body"])
     token.add_argument(
         "name",
         nargs="?",
-        help="platform (surface), reviewer id (agent), operator id or internal service name",
+        help="platform (surface), reviewer id (agent), operator id, internal service name, or "
+        "the body a referral_body token speaks for (oversight_board, ods:<id>)",
     )
     token.add_argument("--queues", help="agent only: comma-separated queues (default: all)")
     token.set_defaults(handler=_token)
@@ -223,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "token" and args.role in ("surface", "agent") and not args.name:
-        what = "platform" if args.role == "surface" else "reviewer"
+    if (
+        args.command == "token"
+        and args.role in ("surface", "agent", "referral_body")
+        and not args.name
+    ):
+        what = {"surface": "platform", "agent": "reviewer", "referral_body": "body"}[args.role]
         raise SystemExit(f"appeals token {args.role}: name the {what}")
     try:
         return int(args.handler(args))

@@ -78,12 +78,15 @@ def describe(case: agent_desk_pb2.CaseOffer) -> str:
 
 @dataclass(frozen=True)
 class Escalation:
-    """Send the case up: to a senior reviewer, to legal, or to the Oversight Board."""
+    """Send the case up: to a senior reviewer, to legal, or out to the Oversight Board or a
+    certified out-of-court dispute settlement body (``body``)."""
 
     target: int  # agent_desk_pb2.EscalationTarget
     reason: str
-    # For an Oversight Board referral: the question the Board is asked.
+    # For a referral: the question the body is asked.
     question: str = ""
+    # For an out-of-court referral: the certified body's id in the routing policy.
+    body: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ _TARGETS = {
     "senior": agent_desk_pb2.ESCALATION_TARGET_SENIOR,
     "legal": agent_desk_pb2.ESCALATION_TARGET_LEGAL,
     "board": agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD,
+    "ods": agent_desk_pb2.ESCALATION_TARGET_OUT_OF_COURT,
 }
 
 
@@ -122,13 +126,18 @@ def ask_person(case: agent_desk_pb2.CaseOffer, read: Callable[[str], str] = inpu
         facts = read(f"  facts [{case_facts(case)}]: ").strip() or case_facts(case)
         return Verdict(_OUTCOMES[answer], rationale, case.facts.decision.policy, facts)
     if answer == "e":
-        target = read("  to [senior], legal or board? ").strip().lower() or "senior"
+        target = (
+            read("  to [senior], legal, board or ods (out-of-court body)? ").strip().lower()
+            or "senior"
+        )
         if target not in _TARGETS:
             print(f"  no escalation target {target!r}; the case goes back to its queue")
             return None
+        body = read("  which certified body: ").strip() if target == "ods" else ""
         reason = read("  reason: ").strip() or "Needs a second look."
-        question = read("  question for the Board: ").strip() if target == "board" else ""
-        return Escalation(_TARGETS[target], reason, question)
+        referral = target in ("board", "ods")
+        question = read("  question for the body: ").strip() if referral else ""
+        return Escalation(_TARGETS[target], reason, question, body)
     if answer == "t":
         queue = read("  to queue: ").strip()
         if not queue:
@@ -290,11 +299,11 @@ async def _pass_on(
             escalated = await desk.Escalate(
                 agent_desk_pb2.EscalateRequest(
                     appeal_id=appeal_id, target=choice.target,  # type: ignore[arg-type]
-                    reason=choice.reason, question=choice.question,
+                    reason=choice.reason, question=choice.question, body=choice.body,
                 ),
                 metadata=metadata,
             )  # fmt: skip
-            say(f"escalated {appeal_id} to {escalated.queue or 'the Oversight Board'}")
+            say(f"escalated {appeal_id} to {escalated.queue or 'an external body (referral)'}")
         elif isinstance(choice, Transfer):
             moved = await desk.Transfer(
                 agent_desk_pb2.TransferRequest(

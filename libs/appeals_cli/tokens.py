@@ -40,6 +40,12 @@ def ops_token(subject: str = "ops") -> str:
     return devkeys.mint_token(signing_key_file(), role="ops", subject=subject)
 
 
+def referral_body_token(body: str) -> str:
+    """An external body's token (``oversight_board``, ``ods:<id>``): reads and decides the
+    referrals made to it through routing's Referrals API."""
+    return devkeys.mint_token(signing_key_file(), role="referral_body", subject=body)
+
+
 def service_token(name: str) -> str:
     """An internal service's token (e.g. ``routing``): reads appellants' particulars from intake."""
     return devkeys.mint_token(signing_key_file(), role="service", subject=name)

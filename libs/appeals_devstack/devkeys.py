@@ -16,11 +16,15 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
+
+if TYPE_CHECKING:
+    from appeals_runtime.auth import TokenVerifier
 
 DEV_KEY_ID = "appeals-dev-1"
 # Services that read appellants' particulars from intake, each under its own identity, and the
@@ -93,6 +97,19 @@ def _write_private(path: Path, content: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
+
+
+def dev_verifier(jwks_file: Path) -> TokenVerifier:
+    """A verifier of tokens minted with the dev key (its issuer, audience and algorithm).
+    FOR LOCAL RUNS AND TESTS ONLY."""
+    from appeals_runtime.auth import AUDIENCE, DEV_ISSUER, TokenVerifier
+
+    return TokenVerifier(
+        json.loads(jwks_file.read_text()),
+        issuer=DEV_ISSUER,
+        audience=AUDIENCE,
+        algorithms=["EdDSA"],
+    )
 
 
 def mint_token(

@@ -42,6 +42,9 @@ class Role(StrEnum):
     OPS = "ops"
     # The pipeline's own services; never given to people or product surfaces.
     SERVICE = "service"
+    # An external body cases are referred to (the Oversight Board, a certified out-of-court
+    # dispute settlement body); the token's subject is the body's id.
+    REFERRAL_BODY = "referral_body"
 
 
 class Scope(StrEnum):
@@ -51,6 +54,8 @@ class Scope(StrEnum):
     READ_AUDIT = "audit:read"
     # The appellant's personal data (user id, contact, statement) that only intake keeps.
     READ_PARTICULARS = "particulars:read"
+    # Read and decide the referrals made to the token's body.
+    DECIDE_REFERRALS = "referrals:decide"
 
 
 DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
@@ -58,6 +63,7 @@ DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
     Role.AGENT: (Scope.WORK_CASES,),
     Role.OPS: (Scope.READ, Scope.READ_AUDIT),
     Role.SERVICE: (Scope.READ_PARTICULARS,),
+    Role.REFERRAL_BODY: (Scope.DECIDE_REFERRALS,),
 }
 
 

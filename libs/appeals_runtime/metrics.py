@@ -137,6 +137,16 @@ QUEUE_BREACHED = _declare(
     "Open cases past their SLA due time",
     ("queue",),
 )  # fmt: skip
+REFERRALS_OPEN = _declare(
+    "appeals.routing.referrals.open", Kind.GAUGE, "{case}",
+    "Cases out with an external body (Oversight Board, out-of-court body) awaiting its decision",
+    ("body",),
+)  # fmt: skip
+REFERRALS_OVERDUE = _declare(
+    "appeals.routing.referrals.overdue", Kind.GAUGE, "{case}",
+    "Referrals whose decision is past its respond-by date",
+    ("body",),
+)  # fmt: skip
 AGENTS_ONLINE = _declare(
     "appeals.routing.agents.online", Kind.GAUGE, "{agent}", "Agents with a desk stream open"
 )

@@ -52,6 +52,8 @@ FIGURE_SOURCES: dict[str, tuple[Metric, ...]] = {
     "consumer_lag": (m.CONSUMER_LAG,),
     "dlq_records": (m.DLQ_RECORDS,),
     "agents_online": (m.AGENTS_ONLINE,),
+    "referrals_open": (m.REFERRALS_OPEN,),
+    "referrals_overdue": (m.REFERRALS_OVERDUE,),
 }
 
 
@@ -234,6 +236,9 @@ def snapshot(scrapes: Sequence[TargetScrape]) -> dict[str, Any]:
         "dlq_records": sum(dlq.values()),
         # Each routing instance counts the desk streams open on it.
         "agents_online": total(scrapes, m.AGENTS_ONLINE),
+        # Every routing instance counts the same live referrals (per body: the max, then summed).
+        "referrals_open": sum(grouped(scrapes, m.REFERRALS_OPEN, ("body",)).values()),
+        "referrals_overdue": sum(grouped(scrapes, m.REFERRALS_OVERDUE, ("body",)).values()),
     }
     absent = missing(scrapes)
     return {

@@ -93,6 +93,9 @@ def _decided(record: CaseRecord, state: CaseState, producer: str) -> list[Outbou
         applied_from_appeal_id=record.applied_from,
         by_assistant=verdict.by_assistant,
     )
+    referral = state.referral
+    if referral is not None and verdict.agent_id == referral.body:
+        decided.referral_body = referral.body
     out = [_event(record, "decided", producer, decided=decided)]
     if verdict.outcome in RESTORING_OUTCOMES:
         out.append(_restore(record, state))
@@ -123,6 +126,13 @@ def _escalated(record: CaseRecord, state: CaseState, producer: str) -> list[Outb
     )
     escalated.package.CopyFrom(package(state, question=record.question))
     return [_event(record, f"escalated#{record.seq}", producer, escalated=escalated)]
+
+
+def referral_package(state: CaseState) -> events_pb2.CasePackage:
+    """What a body a case was referred to reads: the package with its question and due date."""
+    referral = state.referral
+    assert referral is not None
+    return package(state, question=referral.question)
 
 
 def _transferred(record: CaseRecord, state: CaseState, producer: str) -> list[Outbound]:
@@ -158,7 +168,7 @@ def _sla_breached(record: CaseRecord, state: CaseState, producer: str) -> list[O
 
 
 def package(state: CaseState, *, question: str = "") -> events_pb2.CasePackage:
-    """Everything the next reviewer (senior, legal, the Oversight Board) needs about the case,
+    """Everything the next reviewer (senior, legal, a body it is referred to) needs about the case,
     except the appellant's personal data: the package travels on the lifecycle topic, so it
     names the appeal (the envelope's id) and whoever takes it up reads the statement from intake
     (a senior or legal reviewer through the desk when they claim it)."""
@@ -173,6 +183,9 @@ def package(state: CaseState, *, question: str = "") -> events_pb2.CasePackage:
     )
     packaged.received_at.FromDatetime(routing.received_at)
     packaged.sla_due_at.FromDatetime(routing.sla_due_at)
+    if state.referral is not None:
+        packaged.referred_to = state.referral.body
+        packaged.respond_by.FromDatetime(state.referral.respond_by)
     return packaged
 
 

@@ -14,16 +14,19 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from appeals_runtime.auth import PermissionDenied
-from appeals_runtime.errors import Conflict
+from appeals_runtime.errors import Conflict, NotFound
 from services.routing.model import (
+    REFERRAL_TARGETS,
     CaseRecord,
     CaseState,
     Hold,
     Kind,
+    Referral,
     Round,
     Status,
     Target,
     Verdict,
+    legacy_board_referral,
 )
 from services.routing.policy import Placement
 
@@ -123,8 +126,12 @@ def _breached(state: CaseState, record: CaseRecord) -> CaseState:
 
 
 def _escalated(state: CaseState, record: CaseRecord) -> CaseState:
-    if record.target == Target.OVERSIGHT_BOARD:
-        return replace(state, status=Status.REFERRED, hold=None)
+    if record.target in REFERRAL_TARGETS:
+        if record.referred_to and record.respond_by is not None:
+            referral = Referral(record.referred_to, record.question, record.at, record.respond_by)
+        else:
+            referral = legacy_board_referral(record.at, record.question)
+        return replace(state, status=Status.REFERRED, hold=None, referral=referral)
     assert record.placement is not None
     escalated = replace(
         state,
@@ -173,7 +180,8 @@ def _ensure_open_for_work(state: CaseState) -> None:
     if state.status == Status.DECIDED:
         raise Conflict(f"appeal {state.appeal_id} is already decided")
     if state.status == Status.REFERRED:
-        raise Conflict(f"appeal {state.appeal_id} was referred to the Oversight Board")
+        body = state.referral.body if state.referral else "an external body"
+        raise Conflict(f"appeal {state.appeal_id} was referred to {body}; its decision decides")
 
 
 def _ensure_held(state: CaseState, agent_id: str, now: datetime, doing: str) -> None:
@@ -283,14 +291,43 @@ def escalate(
     placement: Placement | None,
     reason: str,
     question: str = "",
+    referred_to: str = "",
+    respond_by: datetime | None = None,
 ) -> CaseRecord:
+    """Up to another queue (``placement``), or out to an external body (``referred_to``, whose
+    decision is due by ``respond_by``)."""
     _ensure_held(state, agent_id, now, "escalating")
     if placement is not None and placement.queue == state.queue:
         raise Conflict(f"appeal {state.appeal_id} already waits in {state.queue}")
+    if (target in REFERRAL_TARGETS) != bool(referred_to and respond_by):
+        raise ValueError("a referral names its body and due date; nothing else does")
     return _next(
         state, Kind.ESCALATED, now, agent_id=agent_id, target=target, placement=placement,
         from_queue=state.queue, priority=state.priority, reason=reason, question=question,
+        referred_to=referred_to, respond_by=respond_by,
     )  # fmt: skip
+
+
+def decide_referral(state: CaseState, body: str, verdict: Verdict) -> CaseRecord | None:
+    """An external body's binding decision on a case referred to it.
+
+    None when the body repeats the decision it made (a retry). A case not referred to ``body``
+    is not found, whether it exists or not: one body never learns about another's referrals.
+    """
+    referral = state.referral
+    if referral is None or referral.body != body:
+        raise NotFound(f"no referral of appeal {state.appeal_id} to {body}")
+    if state.status == Status.DECIDED:
+        decision = state.decision
+        if decision is not None and (decision.agent_id, decision.outcome) == (
+            body,
+            verdict.outcome,
+        ):
+            return None
+        raise Conflict(f"{body} already decided appeal {state.appeal_id}")
+    if state.status != Status.REFERRED:
+        raise NotFound(f"no referral of appeal {state.appeal_id} to {body}")
+    return _next(state, Kind.DECIDED, verdict.at, agent_id=body, verdict=verdict)
 
 
 def transfer(

@@ -27,3 +27,5 @@ class RoutingSettings(AuthSettings, IntakeClientSettings):
     offer_poll_s: float = Field(default=0.5, gt=0, validation_alias="ROUTING_OFFER_POLL_S")
     # How often the timers look for expired leases, SLA warnings and breaches.
     sweep_s: float = Field(default=5.0, gt=0, validation_alias="ROUTING_SWEEP_S")
+    # How often the referrals out with external bodies are counted for ops (open, overdue).
+    referral_check_s: float = Field(default=60.0, gt=0, validation_alias="ROUTING_REFERRAL_CHECK_S")

@@ -24,6 +24,8 @@ from services.routing.announcements import RESTORING_OUTCOMES
 from services.routing.board import CaseBoard
 from services.routing.ledger import CaseLedger
 from services.routing.model import (
+    OVERSIGHT_BOARD_BODY,
+    REFERRAL_TARGETS,
     AgentProfile,
     CaseState,
     Presence,
@@ -31,6 +33,7 @@ from services.routing.model import (
     Status,
     Target,
     Verdict,
+    out_of_court_body,
 )
 from services.routing.offers import OfferBook, Offered
 from services.routing.policy_file import PolicySource
@@ -43,7 +46,8 @@ DECIDABLE_OUTCOMES = (
     appeal_pb2.OUTCOME_OVERTURNED,
     appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED,
 )
-AGENT_ESCALATIONS = (Target.SENIOR, Target.LEGAL, Target.OVERSIGHT_BOARD)
+AGENT_ESCALATIONS = (Target.SENIOR, Target.LEGAL, Target.OVERSIGHT_BOARD, Target.OUT_OF_COURT)
+ESCALATION_TARGETS_TEXT = "must be senior, legal, oversight_board or out_of_court"
 _POLICY = re.compile(r"^[a-z][a-z0-9_]*$")
 
 log = logging.getLogger(__name__)
@@ -236,7 +240,7 @@ class AgentDesk:
         policy = self._policies.current
         profile = await self.profile(agent)
         legacy = not profile.registered and policy.agents.unregistered.facts_optional
-        _validate_decision(outcome, rationale, policy_cited, facts, facts_optional=legacy)
+        validate_decision(outcome, rationale, policy_cited, facts, facts_optional=legacy)
         case = await self._visible_case(agent, appeal_id, now)
         verdict = Verdict(
             agent.subject,
@@ -261,7 +265,10 @@ class AgentDesk:
         if record is not None and after.status == Status.DECIDED and outcome in RESTORING_OUTCOMES:
             # Only what gives people their content back spreads to copies: upholding a copy's
             # removal needs a look at that appellant's own statement.
-            applied = await self._apply_to_copies(after, recorded)
+            rules = self._policies.current.restores
+            applied = await self.apply_to_copies(
+                after, recorded, allowed=rules.apply_to_identical_content, decider="a person"
+            )
         outcome_name = vocabulary.outcome_name(outcome)
         labels = {**metrics.case_labels(case), "outcome": outcome_name}
         metrics.decisions.add(1, {**labels, "status": status})
@@ -278,18 +285,38 @@ class AgentDesk:
         return DecisionResult(after, recorded, status, applied)
 
     async def escalate(
-        self, agent: Principal, appeal_id: str, *, target: Target, reason: str, question: str = ""
+        self,
+        agent: Principal,
+        appeal_id: str,
+        *,
+        target: Target,
+        reason: str,
+        question: str = "",
+        body: str = "",
     ) -> CaseState:
+        """Up to the senior or legal queue, or out to the Oversight Board or a certified
+        out-of-court body (``body``) whose decision comes back through the Referrals API."""
         require_agent(agent)
-        _validate_escalation(target, reason, question)
+        _validate_escalation(target, reason, question, body)
         now = self._clock()
         policy = self._policies.current
         case = await self._visible_case(agent, appeal_id, now)
         placement = None
+        referred_to, respond_by = "", None
         if target == Target.OVERSIGHT_BOARD:
+            board = policy.escalation.oversight_board
             platform = vocabulary.platform_name(case.routing.submission.platform)
-            if platform not in policy.escalation.oversight_board.platforms:
+            if platform not in board.platforms:
                 raise Conflict(f"the Oversight Board does not review {platform} decisions")
+            referred_to, respond_by = OVERSIGHT_BOARD_BODY, now + board.respond_within
+        elif target == Target.OUT_OF_COURT:
+            bodies = policy.escalation.out_of_court
+            if body not in bodies.bodies:
+                certified = ", ".join(bodies.bodies) or "none"
+                raise ValidationFailed(
+                    [FieldViolation("body", f"must be a certified body of the policy: {certified}")]
+                )
+            referred_to, respond_by = out_of_court_body(body), now + bodies.respond_within
         else:
             queue_id = (
                 policy.escalation.senior if target == Target.SENIOR else policy.escalation.legal
@@ -299,7 +326,7 @@ class AgentDesk:
             appeal_id,
             lambda s: case_rules.escalate(
                 s, agent.subject, now, target=target, placement=placement, reason=reason.strip(),
-                question=question.strip(),
+                question=question.strip(), referred_to=referred_to, respond_by=respond_by,
             ),
             known=case,
         )  # fmt: skip
@@ -307,7 +334,7 @@ class AgentDesk:
         log.info(
             "case escalated",
             extra={"appeal_id": appeal_id, "agent": agent.subject, "target": target.value,
-                   "queue": after.queue},
+                   "queue": after.queue, "referred_to": referred_to},
         )  # fmt: skip
         return after
 
@@ -364,18 +391,21 @@ class AgentDesk:
                 f"you hold {profile.capacity} case(s), your capacity: decide or release one first"
             )
 
-    async def _apply_to_copies(self, source: CaseState, verdict: Verdict) -> tuple[str, ...]:
+    async def apply_to_copies(
+        self, source: CaseState, verdict: Verdict, *, allowed: bool, decider: str
+    ) -> tuple[str, ...]:
         """The same decision for other open appeals about identical content, if the policy
-        allows it: one reviewed decision answers every copy."""
+        ``allowed`` it: one reviewed decision answers every copy. ``decider`` says who made it,
+        in the copies' facts."""
         rules = self._policies.current.restores
         content_hash = source.routing.content_hash
-        if not rules.apply_to_identical_content or not content_hash:
+        if not allowed or not content_hash:
             return ()
         submission = source.routing.submission
         applied_verdict = replace(
             verdict,
             facts=f"{verdict.facts}\nThe content is identical to the content of appeal "
-            f"{source.appeal_id}, which was reviewed and decided by a person.",
+            f"{source.appeal_id}, which was reviewed and decided by {decider}.",
         )
         applied = []
         for copy_id in self._board.copies(
@@ -429,7 +459,7 @@ def _decision_status(case: CaseState) -> str:
     return DecisionStatus.SECOND_REVIEW_PENDING
 
 
-def _validate_decision(
+def validate_decision(
     outcome: int, rationale: str, policy_cited: str, facts: str, *, facts_optional: bool
 ) -> None:
     violations = []
@@ -454,13 +484,17 @@ def _validate_decision(
         raise ValidationFailed(violations)
 
 
-def _validate_escalation(target: Target, reason: str, question: str) -> None:
+def _validate_escalation(target: Target, reason: str, question: str, body: str) -> None:
     violations = []
     if target not in AGENT_ESCALATIONS:
-        violations.append(FieldViolation("target", "must be senior, legal or oversight_board"))
+        violations.append(FieldViolation("target", ESCALATION_TARGETS_TEXT))
     if not reason.strip():
         violations.append(FieldViolation("reason", "is required"))
-    if target == Target.OVERSIGHT_BOARD and not question.strip():
-        violations.append(FieldViolation("question", "is required for an Oversight Board referral"))
+    if target in REFERRAL_TARGETS and not question.strip():
+        violations.append(FieldViolation("question", "is required for a referral"))
+    if target == Target.OUT_OF_COURT and not body:
+        violations.append(FieldViolation("body", "is required for an out-of-court referral"))
+    if target != Target.OUT_OF_COURT and body:
+        violations.append(FieldViolation("body", "names an out-of-court body; only for those"))
     if violations:
         raise ValidationFailed(violations)

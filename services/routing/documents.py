@@ -5,6 +5,7 @@ Pure mapping, no store access (that is the repository's alone).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bson import Binary
@@ -19,10 +20,12 @@ from services.routing.model import (
     Kind,
     Offer,
     Presence,
+    Referral,
     Round,
     Routing,
     Status,
     Verdict,
+    legacy_board_referral,
 )
 from services.routing.policy import AgentSkills, Placement, Requirements
 
@@ -67,6 +70,8 @@ def record_document(record: CaseRecord) -> store.Document:
         "question": record.question,
         "concurring": list(record.concurring),
         "applied_from": record.applied_from,
+        "referred_to": record.referred_to,
+        "respond_by": record.respond_by,
     }
     document.update({key: value for key, value in optional.items() if value not in (None, "", [])})
     return document
@@ -90,6 +95,8 @@ def record(document: store.Document) -> CaseRecord:
         question=document.get("question", ""),
         concurring=tuple(document.get("concurring", ())),
         applied_from=document.get("applied_from", ""),
+        referred_to=document.get("referred_to", ""),
+        respond_by=document.get("respond_by"),
     )
 
 
@@ -127,6 +134,7 @@ def view_document(state: CaseState) -> store.Document:
         "concurring": list(state.concurring),
         "applied_from": state.applied_from,
         "sla_warned": state.sla_warned,
+        "referral": _referral_document(state.referral) if state.referral else None,
     }
 
 
@@ -136,7 +144,7 @@ def view_state(document: store.Document) -> CaseState:
         hold = Hold(
             document.get("claimed_by") or "", document["hold_seq"], document["lease_expires_at"]
         )
-    return CaseState(
+    state = CaseState(
         appeal_id=document["_id"],
         version=document["version"],
         routing=_routing(document["routing"]),
@@ -153,6 +161,29 @@ def view_state(document: store.Document) -> CaseState:
         applied_from=document["applied_from"],
         sla_warned=document["sla_warned"],
         sla_breached=document["sla_breached"],
+        referral=_referral(document["referral"]) if document.get("referral") else None,
+    )
+    if state.status == Status.REFERRED and state.referral is None:
+        # Saved before referrals came back: only the Board was referred to then.
+        state = replace(state, referral=legacy_board_referral(state.waiting_since))
+    return state
+
+
+def _referral_document(referral: Referral) -> store.Document:
+    return {
+        "body": referral.body,
+        "question": referral.question,
+        "referred_at": referral.referred_at,
+        "respond_by": referral.respond_by,
+    }
+
+
+def _referral(document: store.Document) -> Referral:
+    return Referral(
+        body=document["body"],
+        question=document["question"],
+        referred_at=document["referred_at"],
+        respond_by=document["respond_by"],
     )
 
 

@@ -16,7 +16,7 @@ from appeals_runtime.auth import Principal, TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.grpc_server import guarded, principal
 from services.routing import announcements
-from services.routing.desk import AgentDesk, DecisionStatus
+from services.routing.desk import ESCALATION_TARGETS_TEXT, AgentDesk, DecisionStatus
 from services.routing.model import AgentProfile, CaseState, Offer, Presence, Round, Target
 from services.routing.policy import AgentSkills
 
@@ -36,6 +36,7 @@ _TARGETS = {
     agent_desk_pb2.ESCALATION_TARGET_SENIOR: Target.SENIOR,
     agent_desk_pb2.ESCALATION_TARGET_LEGAL: Target.LEGAL,
     agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD: Target.OVERSIGHT_BOARD,
+    agent_desk_pb2.ESCALATION_TARGET_OUT_OF_COURT: Target.OUT_OF_COURT,
 }
 _STATUSES = {
     DecisionStatus.DECIDED: agent_desk_pb2.DECISION_STATUS_DECIDED,
@@ -207,15 +208,14 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
         async def escalate() -> agent_desk_pb2.EscalateResponse:
             target = _TARGETS.get(request.target)
             if target is None:
-                raise ValidationFailed(
-                    [FieldViolation("target", "must be senior, legal or oversight_board")]
-                )
+                raise ValidationFailed([FieldViolation("target", ESCALATION_TARGETS_TEXT)])
             case = await self._desk.escalate(
                 principal(context, self._verifier),
                 request.appeal_id,
                 target=target,
                 reason=request.reason,
                 question=request.question,
+                body=request.body,
             )
             queue = "" if case.final else case.queue
             return agent_desk_pb2.EscalateResponse(appeal_id=case.appeal_id, queue=queue)

@@ -29,7 +29,7 @@ from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import announcements, case_rules
 from services.routing.board import CaseBoard
-from services.routing.model import CaseRecord, CaseState, Kind
+from services.routing.model import CaseRecord, CaseState, Kind, Status
 from services.routing.repository import RoutingRepository
 
 # Changes to one case rarely race; a step that keeps losing signals a hot case, not a bug.
@@ -170,3 +170,8 @@ class CaseLedger:
         self._board.put(state)
         if state.final:
             await self._repository.closed(state.appeal_id)
+        # The live set of referrals: listed while the body decides, gone once it has.
+        if state.status == Status.REFERRED:
+            await self._repository.referral_opened(state)
+        elif state.referral is not None:
+            await self._repository.referral_answered(state.appeal_id)

@@ -6,19 +6,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
 from appeals_runtime import store, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
-from appeals_runtime.http import TELEMETRY, HttpServer, health_router
+from appeals_runtime.http import (
+    TELEMETRY,
+    HttpServer,
+    health_router,
+    install_problem_handlers,
+)
 from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import Periodic, run_components, run_service, service_context
 from appeals_runtime.settings import SettingsError, load_settings
-from services.routing import grpc_api, repository
+from services.routing import grpc_api, referrals_api, repository
 from services.routing.board import CaseBoard
 from services.routing.config import CONSUMER_GROUP, RoutingSettings
 from services.routing.consumer import routing_handler
@@ -27,6 +33,7 @@ from services.routing.feed import CaseFeed
 from services.routing.ledger import CaseLedger
 from services.routing.ownership import Ownership
 from services.routing.policy_file import PolicyError, PolicySource
+from services.routing.referrals import ReferralDesk, ReferralWatch
 from services.routing.restores import RestoreResults
 from services.routing.router import Router
 from services.routing.timers import CaseTimers
@@ -43,6 +50,8 @@ class RoutingParts:
     ownership: Ownership
     ledger: CaseLedger
     desk: AgentDesk
+    referrals: ReferralDesk
+    referral_watch: ReferralWatch
     timers: CaseTimers
     handler: Handler
     # Keeps the board in step with other instances; None when assembled without a broker.
@@ -66,12 +75,15 @@ def assemble(
     feed = None
     if bootstrap_servers:
         feed = CaseFeed(bootstrap_servers, board, ledger, repo, ownership, client_id=SERVICE_NAME)
+    desk = AgentDesk(ledger, repo, policies, particulars, board, lease=lease, clock=clock)
     return RoutingParts(
         repository=repo,
         board=board,
         ownership=ownership,
         ledger=ledger,
-        desk=AgentDesk(ledger, repo, policies, particulars, board, lease=lease, clock=clock),
+        desk=desk,
+        referrals=ReferralDesk(ledger, repo, policies, desk, clock=clock),
+        referral_watch=ReferralWatch(repo, clock=clock),
         timers=CaseTimers(ledger, repo, policies, board, ownership, clock=clock),
         handler=routing_handler(
             Router(ledger, repo, policies),
@@ -80,6 +92,16 @@ def assemble(
         ),
         feed=feed,
     )
+
+
+def both(*registrations: Callable[[Any], None]) -> Callable[[Any], None]:
+    """One gRPC server for the desk and the Referrals API."""
+
+    def register(server: Any) -> None:
+        for registration in registrations:
+            registration(server)
+
+    return register
 
 
 def load_policies(settings: RoutingSettings) -> PolicySource:
@@ -116,17 +138,23 @@ async def serve(settings: RoutingSettings) -> None:
         )
         parts.ownership.follow(consumer, topics.APPEAL_LIFECYCLE.name)
         app = FastAPI(title="Appeals routing", telemetry=TELEMETRY)
+        app.state.verifier = verifier
+        install_problem_handlers(app)
         app.include_router(health_router(ctx.readiness_checks))
+        app.include_router(referrals_api.rest_router(parts.referrals))
+        desk_servicer = grpc_api.AgentDeskServicer(
+            parts.desk, verifier, poll_s=settings.offer_poll_s
+        )
+        referrals_servicer = referrals_api.ReferralsServicer(parts.referrals, verifier)
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
                 # First the board: the desk serves from it, the timers sweep it.
                 parts.feed,
                 GrpcServer(
-                    grpc_api.register(
-                        grpc_api.AgentDeskServicer(
-                            parts.desk, verifier, poll_s=settings.offer_poll_s
-                        )
+                    both(
+                        grpc_api.register(desk_servicer),
+                        referrals_api.register(referrals_servicer),
                     ),
                     host=settings.bind_host,
                     port=settings.grpc_port,
@@ -134,6 +162,9 @@ async def serve(settings: RoutingSettings) -> None:
                 consumer,
                 ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS]),
                 Periodic("routing-timers", settings.sweep_s, parts.timers.sweep),
+                Periodic(
+                    "routing-referrals", settings.referral_check_s, parts.referral_watch.refresh
+                ),
                 Periodic("routing-policy-reload", settings.policy_reload_s, policies.poll),
             ]
         )

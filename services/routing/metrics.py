@@ -8,13 +8,15 @@ instance did (each warning, breach or expiry is recorded by exactly one instance
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from appeals_runtime import metrics, vocabulary
 from services.routing.board import QueueStats
 from services.routing.model import CaseState
+from services.routing.repository import PendingReferral
 
 cases_routed = metrics.counter(metrics.CASES_ROUTED)
 sla_warnings = metrics.counter(metrics.SLA_WARNINGS)
@@ -68,6 +70,28 @@ def observe(stats: Sequence[QueueStats], agents_online: int, now: datetime) -> N
     _latest = _Snapshot([by_queue[q] for q in sorted(by_queue)], agents_online, now)
 
 
+# Referrals out per body, from the live set (services.routing.referrals.ReferralWatch); a body
+# whose referrals all came back reports 0 instead of vanishing.
+_referrals_open: Counter[str] = Counter()
+_referrals_overdue: Counter[str] = Counter()
+
+
+def observe_referrals(pending: Iterable[PendingReferral], now: datetime) -> None:
+    pending = list(pending)
+    opened = Counter(p.body for p in pending)
+    overdue = Counter(p.body for p in pending if now >= p.respond_by)
+    for body in _referrals_open.keys() - opened.keys():
+        opened[body] = 0
+    _referrals_open.clear()
+    _referrals_open.update({body: opened[body] for body in opened})
+    _referrals_overdue.clear()
+    _referrals_overdue.update({body: overdue.get(body, 0) for body in opened})
+
+
+def _referrals(counts: Counter[str]) -> Callable[[], Iterable[tuple[float, dict[str, str]]]]:
+    return lambda: [(counts[body], {"body": body}) for body in sorted(counts)]
+
+
 def _depth() -> Iterable[tuple[float, dict[str, str]]]:
     return [(s.depth, {"queue": s.queue}) for s in _latest.stats]
 
@@ -93,3 +117,5 @@ metrics.gauge(metrics.QUEUE_DEPTH, _depth)
 metrics.gauge(metrics.QUEUE_OLDEST_AGE, _oldest_age)
 metrics.gauge(metrics.QUEUE_BREACHED, _breached)
 metrics.gauge(metrics.AGENTS_ONLINE, _online)
+metrics.gauge(metrics.REFERRALS_OPEN, _referrals(_referrals_open))
+metrics.gauge(metrics.REFERRALS_OVERDUE, _referrals(_referrals_overdue))

@@ -13,11 +13,13 @@ from enum import IntEnum, StrEnum
 
 from appeals.v1 import appeal_pb2
 from services.routing.policy import AgentSkills, Placement
+from services.routing.policy_schema import DEFAULT_REFERRAL_WINDOW
 
 
 class Status(StrEnum):
     # queued → in_review (claimed) → decided; a release or an expired lease queues it again;
-    # an Oversight Board referral leaves the desk ("referred").
+    # a referral (Oversight Board, out-of-court body) leaves the desk ("referred") until the
+    # body's decision comes back (decided).
     QUEUED = "queued"
     IN_REVIEW = "in_review"
     DECIDED = "decided"
@@ -53,8 +55,42 @@ class Target(StrEnum):
     SENIOR = "senior"
     LEGAL = "legal"
     OVERSIGHT_BOARD = "oversight_board"
+    # A certified out-of-court dispute settlement body (DSA Art. 21).
+    OUT_OF_COURT = "out_of_court"
     SLA_BREACH = "sla_breach"
     REVIEW_DISAGREEMENT = "review_disagreement"
+
+
+# Escalations that leave the desk for an external body whose decision comes back.
+REFERRAL_TARGETS = (Target.OVERSIGHT_BOARD, Target.OUT_OF_COURT)
+# The body ids of referrals: the Board's, and "ods:<id>" for a certified out-of-court body (the
+# subject of the body's token).
+OVERSIGHT_BOARD_BODY = "oversight_board"
+OUT_OF_COURT_PREFIX = "ods:"
+
+
+def out_of_court_body(body_id: str) -> str:
+    return f"{OUT_OF_COURT_PREFIX}{body_id}"
+
+
+@dataclass(frozen=True)
+class Referral:
+    """A case out with an external body: who decides, on what question, and by when."""
+
+    body: str
+    question: str
+    referred_at: datetime
+    respond_by: datetime
+
+    def overdue(self, now: datetime) -> bool:
+        return now >= self.respond_by
+
+
+def legacy_board_referral(referred_at: datetime, question: str = "") -> Referral:
+    """A referral recorded before referrals came back: only the Board was referred to then."""
+    return Referral(
+        OVERSIGHT_BOARD_BODY, question, referred_at, referred_at + DEFAULT_REFERRAL_WINDOW
+    )
 
 
 class Presence(StrEnum):
@@ -128,6 +164,9 @@ class CaseRecord:
     question: str = ""
     concurring: tuple[str, ...] = ()
     applied_from: str = ""
+    # An escalation to an external body: which one, and by when its decision is due.
+    referred_to: str = ""
+    respond_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +202,8 @@ class CaseState:
     applied_from: str = ""
     sla_warned: bool = False
     sla_breached: bool = False
+    # Set once the case was referred to an external body; kept after its decision came back.
+    referral: Referral | None = None
 
     @property
     def queue(self) -> str:

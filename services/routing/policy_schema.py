@@ -171,15 +171,37 @@ class SecondReview(_Strict):
     disagreement_queue: str
 
 
+# An external body's decision is due this long after the referral unless the policy says
+# otherwise (the Board's and DSA Art. 21(4)'s 90 days).
+DEFAULT_REFERRAL_WINDOW = timedelta(days=90)
+_BODY_ID = r"^[a-z][a-z0-9_]*$"
+
+
 class OversightBoard(_Strict):
     # Platforms whose decisions the Board may review.
     platforms: list[str]
+    # By when the Board's decision is due, from the referral (overdue referrals show on ops).
+    respond_within: Duration = DEFAULT_REFERRAL_WINDOW
+    # The Board's overturn also restores open appeals about identical content.
+    apply_to_identical_content: bool = True
+
+
+class OutOfCourt(_Strict):
+    """Certified out-of-court dispute settlement bodies (DSA Art. 21) cases may be referred to;
+    each decides through its own ``referral_body`` token, subject ``ods:<id>``."""
+
+    bodies: list[Annotated[str, Field(pattern=_BODY_ID)]] = Field(default_factory=list)
+    respond_within: Duration = DEFAULT_REFERRAL_WINDOW
+    # A body's decision binds the platform for the dispute before it, not for other people's
+    # appeals: copies are decided on their own unless the policy says otherwise.
+    apply_to_identical_content: bool = False
 
 
 class Escalation(_Strict):
     senior: str
     legal: str
     oversight_board: OversightBoard
+    out_of_court: OutOfCourt = Field(default_factory=OutOfCourt)
 
 
 class Restores(_Strict):

@@ -13,6 +13,9 @@ here names the document it wants:
   next insert of that sequence number fails and the ledger catches up from the records;
 * ``open_cases`` (``_id`` = appeal id) lists the cases not yet decided or referred: the live
   working set, read whole only when an instance starts (it fills the in-memory board from it);
+* ``referrals`` (``_id`` = appeal id) lists the cases out with an external body (the Oversight
+  Board, an out-of-court body) whose decision has not come back: the live set the Referrals API
+  lists and the overdue check reads, never the history;
 * ``decision_keys`` (``_id`` = platform and original decision id): the first appeal against a
   decision, so a repeat appeal is recognised with one insert;
 * an offer is ``<appeal id>#o<n>``: two streams racing to offer a case both try ``n + 1``;
@@ -25,6 +28,7 @@ always be refolded from the case's records.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +46,7 @@ from services.routing.model import (
 RECORDS = "case_records"
 VIEWS = "case_views"
 OPEN_CASES = "open_cases"
+REFERRALS = "referrals"
 DECISION_KEYS = "decision_keys"
 OFFERS = "offers"
 AGENTS = "agents"
@@ -55,11 +60,19 @@ INDEXES: list[store.IndexSpec] = []
 VIEW_BATCH = 500
 
 
+@dataclass(frozen=True)
+class PendingReferral:
+    appeal_id: str
+    body: str
+    respond_by: datetime
+
+
 class RoutingRepository:
     def __init__(self, db: store.Database) -> None:
         self._records = db[RECORDS]
         self._views = db[VIEWS]
         self._open = db[OPEN_CASES]
+        self._referrals = db[REFERRALS]
         self._decision_keys = db[DECISION_KEYS]
         self._offers = db[OFFERS]
         self._agents = db[AGENTS]
@@ -143,6 +156,27 @@ class RoutingRepository:
             raise TransientError(f"document store unavailable: {error}") from error
         finally:
             await cursor.close()
+
+    async def referral_opened(self, state: CaseState) -> None:
+        referral = state.referral
+        assert referral is not None
+        await store.insert_once(
+            self._referrals,
+            {"_id": state.appeal_id, "body": referral.body, "respond_by": referral.respond_by},
+        )
+
+    async def referral_answered(self, appeal_id: str) -> None:
+        await store.available(self._referrals.delete_one({"_id": appeal_id}))
+
+    async def pending_referrals(self) -> list[PendingReferral]:
+        """Every case out with an external body: a read of the live referrals only."""
+        try:
+            return [
+                PendingReferral(str(d["_id"]), d["body"], d["respond_by"])
+                async for d in self._referrals.find({})
+            ]
+        except store.UNAVAILABLE_ERRORS as error:
+            raise TransientError(f"document store unavailable: {error}") from error
 
     async def upgraded(self, name: str) -> bool:
         """Whether the one-off upgrade ``name`` ran on this store."""

@@ -145,8 +145,16 @@ async def submit_kafka(pipeline: Pipeline, body: dict[str, Any], producer: Any) 
     return await eventually(outcome, "the request outcome")
 
 
-# A step of a review plan that escalates the case to a senior reviewer instead of deciding it.
+# Steps of a review plan that escalate the case instead of deciding it: to a senior reviewer, or
+# out to the Oversight Board or the certified out-of-court body "user_rights".
 SENIOR = "senior"
+BOARD = "board"
+OUT_OF_COURT = "ods:user_rights"
+_ESCALATIONS = {
+    SENIOR: (agent_desk_pb2.ESCALATION_TARGET_SENIOR, ""),
+    BOARD: (agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD, ""),
+    OUT_OF_COURT: (agent_desk_pb2.ESCALATION_TARGET_OUT_OF_COURT, "user_rights"),
+}
 
 
 async def review(
@@ -157,7 +165,8 @@ async def review(
     statements: Mapping[str, str] | None = None,
 ) -> dict[str, agent_desk_pb2.CaseOffer]:
     """A reviewer works the desk until every appeal in ``plan`` is decided with the outcome given
-    (or escalated, for ``SENIOR``); returns each case as its claim showed it. An offer never shows
+    (or escalated: ``SENIOR``, ``BOARD``, ``OUT_OF_COURT``); returns each case as its claim showed
+    it. An offer never shows
     the statement; the claim shows the appellant's own (``statements``, else ``STATEMENT``),
     read from intake for the reviewer holding the case."""
     metadata = (("authorization", f"Bearer {pipeline.agent_token(agent)}"),)
@@ -191,12 +200,15 @@ async def review(
                 claimed[appeal_id] = claim.case
                 assert claim.case.statement == (statements or {}).get(appeal_id, STATEMENT)
                 step = pending.pop(appeal_id)
-                if step == SENIOR:
+                if isinstance(step, str):
+                    target, body = _ESCALATIONS[step]
                     await desk.Escalate(
                         agent_desk_pb2.EscalateRequest(
                             appeal_id=appeal_id,
-                            target=agent_desk_pb2.ESCALATION_TARGET_SENIOR,
+                            target=target,
                             reason="A borderline quotation.",
+                            question="Does quoting a slur to report on it violate the policy?",
+                            body=body,
                         ),
                         metadata=metadata,
                     )

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from appeals_runtime.auth import Role, TokenVerifier
+from appeals_devstack import devkeys
+from appeals_runtime.auth import Role
 from tests.e2e.conftest import Pipeline, appeals
 
 pytestmark = pytest.mark.e2e
 
 
 def test_tokens_are_printed_alone_on_the_last_line_and_verify(pipeline: Pipeline) -> None:
-    jwks = json.loads((pipeline.signing_key.parent / "jwks.json").read_text())
-    verifier = TokenVerifier(jwks, issuer="appeals-dev", audience="appeals-pipeline",
-                             algorithms=["EdDSA"])  # fmt: skip
+    verifier = devkeys.dev_verifier(pipeline.signing_key.parent / "jwks.json")
     surface = appeals(pipeline, "token", "surface", "whatsapp")
     agent = appeals(pipeline, "token", "agent", "alice", "--queues", "whatsapp.integrity.pt")
     ops = appeals(pipeline, "token", "ops")

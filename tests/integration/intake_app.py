@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -60,12 +59,7 @@ async def start_intake(
 ) -> IntakeUnderTest:
     await store.ensure_indexes(db, repository.INDEXES)
     private, jwks = devkeys.ensure(key_dir)
-    verifier = TokenVerifier(
-        json.loads(jwks.read_text()),
-        issuer="appeals-dev",
-        audience="appeals-pipeline",
-        algorithms=["EdDSA"],
-    )
+    verifier = devkeys.dev_verifier(jwks)
     repo = repository.IntakeRepository(db)
     policy = IntakePolicy(
         rules=eligibility.load_rules(),

@@ -33,15 +33,7 @@ def policy_for_tests(**limits: Limit) -> IntakePolicy:
 @pytest.fixture
 def key_file(tmp_path: Path) -> tuple[Path, TokenVerifier]:
     private, jwks = devkeys.ensure(tmp_path)
-    import json
-
-    verifier = TokenVerifier(
-        json.loads(jwks.read_text()),
-        issuer="appeals-dev",
-        audience="appeals-pipeline",
-        algorithms=["EdDSA"],
-    )
-    return private, verifier
+    return private, devkeys.dev_verifier(jwks)
 
 
 @pytest.fixture

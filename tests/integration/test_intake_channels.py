@@ -4,7 +4,6 @@ request event gets a rejection the surface can consume and a DLQ entry with reas
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 
@@ -35,8 +34,7 @@ pytestmark = pytest.mark.integration
 
 def verifier(key_dir: Path) -> TokenVerifier:
     _, jwks = devkeys.ensure(key_dir)
-    return TokenVerifier(json.loads(jwks.read_text()), issuer="appeals-dev",
-                         audience="appeals-pipeline", algorithms=["EdDSA"])  # fmt: skip
+    return devkeys.dev_verifier(jwks)
 
 
 async def test_grpc_answers_invalid_argument_with_field_violations(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from appeals_cli import reviewer
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_runtime import store
-from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import grpc_api
@@ -55,12 +53,7 @@ class Desk:
 async def serving(parts: routing_main.RoutingParts, key_dir: Path) -> AsyncIterator[Desk]:
     """The routing instance's real AgentDesk servicer on a free port, with dev tokens."""
     signing_key, jwks = devkeys.ensure(key_dir)
-    verifier = TokenVerifier(
-        json.loads(jwks.read_text()),
-        issuer="appeals-dev",
-        audience="appeals-pipeline",
-        algorithms=["EdDSA"],
-    )
+    verifier = devkeys.dev_verifier(jwks)
     port = free_port()
     server = GrpcServer(
         grpc_api.register(grpc_api.AgentDeskServicer(parts.desk, verifier, poll_s=0.1)),

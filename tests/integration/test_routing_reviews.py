@@ -121,7 +121,7 @@ async def test_escalations_to_senior_and_legal_and_a_board_referral_with_the_cas
         question="Does quoting a slur to condemn it violate the policy?",
     )  # fmt: skip
     assert after.status == Status.REFERRED
-    with pytest.raises(Conflict, match="Oversight Board"):
+    with pytest.raises(Conflict, match="referred to oversight_board"):
         await routing.desk.claim(agent("another"), to_board)
 
     not_eligible = await route(routing, submission(platform=appeal_pb2.PLATFORM_WHATSAPP))

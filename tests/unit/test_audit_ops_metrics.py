@@ -76,6 +76,10 @@ def pipeline() -> dict[str, Exporter]:
         routing.gauge(m.QUEUE_OLDEST_AGE, [(120.5, {"queue": "ig.hate"})])
         routing.gauge(m.QUEUE_BREACHED, [(1, {"queue": "ig.hate"})])
         routing.gauge(m.AGENTS_ONLINE, [(2, {})])
+        routing.gauge(m.REFERRALS_OPEN, [(3, {"body": "oversight_board"}), (1, {"body": "ods:x"})])
+        routing.gauge(
+            m.REFERRALS_OVERDUE, [(1, {"body": "oversight_board"}), (0, {"body": "ods:x"})]
+        )
     routing_a.add(m.CASES_ROUTED, 2, queue="fb.spam", platform="facebook", rule="r2")
     final = {"queue": "ig.hate", "platform": "instagram", "status": "decided"}
     routing_a.add(m.DECISIONS, 2, outcome="upheld", **final)
@@ -142,6 +146,8 @@ def test_headline_figures_sum_counters_and_take_the_max_of_shared_gauges(
     assert totals["consumer_lag"] == 7
     assert totals["dlq_records"] == 3
     assert totals["agents_online"] == 4  # each instance has its own desk streams
+    # Every instance counts the same live referrals: not doubled.
+    assert (totals["referrals_open"], totals["referrals_overdue"]) == (4, 1)
 
 
 def test_breakdowns_per_platform_queue_outcome_channel_and_partition(

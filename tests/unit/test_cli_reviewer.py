@@ -52,6 +52,11 @@ def test_a_person_can_partially_overturn_escalate_transfer_or_release() -> None:
         Escalation(agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD, "Newsworthy.",
                    "Is satire allowed?")
     )  # fmt: skip
+    ods = ask_person(case, answers("e", "ods", "user_rights", "Asked for.", "Proportionate?"))
+    assert ods == Escalation(
+        agent_desk_pb2.ESCALATION_TARGET_OUT_OF_COURT, "Asked for.", "Proportionate?",
+        "user_rights",
+    )  # fmt: skip
     assert ask_person(case, answers("t", "senior.en", "")) == Transfer(
         "senior.en", "Another queue's skills fit."
     )

@@ -8,12 +8,13 @@ import pytest
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime.auth import PermissionDenied
-from appeals_runtime.errors import Conflict
+from appeals_runtime.errors import Conflict, NotFound
 from services.routing import case_rules, policy
 from services.routing.model import (
     CaseRecord,
     CaseState,
     Kind,
+    Referral,
     Round,
     Routing,
     Status,
@@ -226,12 +227,94 @@ def test_escalation_and_transfer_need_the_claim_and_hand_the_case_over() -> None
     board = step(
         case,
         case_rules.escalate(
-            case, "alice", T0, target=Target.OVERSIGHT_BOARD, placement=None, reason="precedent"
+            case, "alice", T0, target=Target.OVERSIGHT_BOARD, placement=None, reason="precedent",
+            question="Is satire exempt?", referred_to="oversight_board",
+            respond_by=T0 + timedelta(days=90),
         ),
-    )
+    )  # fmt: skip
     assert board.status == Status.REFERRED and board.final
+    assert board.referral == Referral(
+        "oversight_board", "Is satire exempt?", T0, T0 + timedelta(days=90)
+    )
     target = policy.resolve_queue(RULES, "facebook.integrity.de", case.placement.attributes)
     assert target is not None
     moved = step(case, case_rules.transfer(case, "alice", T0, placement=target, reason="German"))
     assert (moved.queue, moved.status, moved.hold) == ("facebook.integrity.de", Status.QUEUED, None)
     assert moved.waiting_since == T0
+
+
+def referred(body: str = "ods:user_rights") -> CaseState:
+    case = claimed(routed(), "alice")
+    target = Target.OVERSIGHT_BOARD if body == "oversight_board" else Target.OUT_OF_COURT
+    return step(
+        case,
+        case_rules.escalate(
+            case, "alice", T0, target=target, placement=None, reason="needs an outside view",
+            question="Does the exception apply?", referred_to=body,
+            respond_by=T0 + timedelta(days=90),
+        ),
+    )  # fmt: skip
+
+
+def test_a_referral_leaves_the_desk_until_its_body_decides() -> None:
+    case = referred()
+    assert case.status == Status.REFERRED
+    assert case.referral is not None and case.referral.body == "ods:user_rights"
+    assert not case.referral.overdue(T0 + timedelta(days=89))
+    assert case.referral.overdue(T0 + timedelta(days=90))
+    with pytest.raises(Conflict, match="referred to ods:user_rights"):
+        case_rules.claim(case, "bob", T0, LEASE)
+
+    later = T0 + timedelta(days=30)
+    decided = step(
+        case,
+        case_rules.decide_referral(
+            case, "ods:user_rights", verdict("ods:user_rights", OVERTURNED, later)
+        ),
+    )
+    assert decided.status == Status.DECIDED and decided.final
+    assert decided.decision is not None and decided.decision.agent_id == "ods:user_rights"
+    assert decided.referral == case.referral  # kept: the trail says where the decision came from
+
+
+def test_only_the_body_referred_to_decides_and_others_learn_nothing() -> None:
+    case = referred("oversight_board")
+    board_verdict = verdict("ods:user_rights", UPHELD)
+    with pytest.raises(NotFound, match="no referral"):
+        case_rules.decide_referral(case, "ods:user_rights", board_verdict)
+    with pytest.raises(NotFound, match="no referral"):  # a case never referred: the same answer
+        case_rules.decide_referral(claimed(routed(), "alice"), "oversight_board", board_verdict)
+
+
+def test_a_body_repeating_its_decision_is_a_no_op_and_a_different_one_is_refused() -> None:
+    case = referred()
+    first = verdict("ods:user_rights", UPHELD)
+    decided = step(case, case_rules.decide_referral(case, "ods:user_rights", first))
+    assert case_rules.decide_referral(decided, "ods:user_rights", first) is None
+    with pytest.raises(Conflict, match="already decided"):
+        case_rules.decide_referral(
+            decided, "ods:user_rights", verdict("ods:user_rights", OVERTURNED)
+        )
+
+
+def test_a_referral_needs_its_body_and_due_date_and_nothing_else_has_them() -> None:
+    case = claimed(routed(), "alice")
+    with pytest.raises(ValueError, match="names its body"):
+        case_rules.escalate(
+            case, "alice", T0, target=Target.OUT_OF_COURT, placement=None, reason="r"
+        )
+    with pytest.raises(ValueError, match="names its body"):
+        case_rules.escalate(
+            case, "alice", T0, target=Target.SENIOR, placement=senior_placement(case),
+            reason="r", referred_to="oversight_board", respond_by=T0,
+        )  # fmt: skip
+
+
+def test_a_board_referral_recorded_before_referrals_came_back_is_the_boards() -> None:
+    case = claimed(routed(), "alice")
+    old = CaseRecord(
+        "ap_1", case.version + 1, Kind.ESCALATED, T0, agent_id="alice",
+        target=Target.OVERSIGHT_BOARD, question="Satire?", from_queue=case.queue,
+    )  # fmt: skip
+    referral = step(case, old).referral
+    assert referral == Referral("oversight_board", "Satire?", T0, T0 + timedelta(days=90))

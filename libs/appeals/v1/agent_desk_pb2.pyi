@@ -98,6 +98,8 @@ class _EscalationTargetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Esca
     ESCALATION_TARGET_SENIOR: _EscalationTarget.ValueType  # 1
     ESCALATION_TARGET_LEGAL: _EscalationTarget.ValueType  # 2
     ESCALATION_TARGET_OVERSIGHT_BOARD: _EscalationTarget.ValueType  # 3
+    ESCALATION_TARGET_OUT_OF_COURT: _EscalationTarget.ValueType  # 4
+    """A certified out-of-court dispute settlement body (DSA Art. 21), named in `body`."""
 
 class EscalationTarget(_EscalationTarget, metaclass=_EscalationTargetEnumTypeWrapper): ...
 
@@ -105,6 +107,8 @@ ESCALATION_TARGET_UNSPECIFIED: EscalationTarget.ValueType  # 0
 ESCALATION_TARGET_SENIOR: EscalationTarget.ValueType  # 1
 ESCALATION_TARGET_LEGAL: EscalationTarget.ValueType  # 2
 ESCALATION_TARGET_OVERSIGHT_BOARD: EscalationTarget.ValueType  # 3
+ESCALATION_TARGET_OUT_OF_COURT: EscalationTarget.ValueType  # 4
+"""A certified out-of-court dispute settlement body (DSA Art. 21), named in `body`."""
 Global___EscalationTarget: _TypeAlias = EscalationTarget  # noqa: Y015
 
 @_typing.final
@@ -470,11 +474,16 @@ class EscalateRequest(_message.Message):
     TARGET_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     QUESTION_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     target: Global___EscalationTarget.ValueType
     reason: _builtins.str
     question: _builtins.str
-    """For an Oversight Board referral: the question the Board is asked."""
+    """For a referral (Oversight Board, out-of-court body): the question the body is asked."""
+    body: _builtins.str
+    """For ESCALATION_TARGET_OUT_OF_COURT: which certified body (an id of the routing policy's
+    `escalation.out_of_court.bodies`).
+    """
     def __init__(
         self,
         *,
@@ -482,10 +491,11 @@ class EscalateRequest(_message.Message):
         target: Global___EscalationTarget.ValueType = ...,
         reason: _builtins.str = ...,
         question: _builtins.str = ...,
+        body: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "question", b"question", "reason", b"reason", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "body", b"body", "question", b"question", "reason", b"reason", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -499,7 +509,9 @@ class EscalateResponse(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     queue: _builtins.str
-    """The queue the case now waits in; empty for an Oversight Board referral (it leaves the desk)."""
+    """The queue the case now waits in; empty for a referral (it leaves the desk until the body's
+    decision comes back through the Referrals service).
+    """
     def __init__(
         self,
         *,

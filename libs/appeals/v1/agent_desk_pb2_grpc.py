@@ -142,7 +142,8 @@ class AgentDeskServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Escalate(self, request, context):
-        """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged).
+        """To a senior reviewer, to legal, or a referral to the Oversight Board or an out-of-court
+        dispute settlement body (the case packaged, with the date the body's decision is due).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

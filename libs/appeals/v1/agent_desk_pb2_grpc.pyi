@@ -56,7 +56,9 @@ class AgentDeskStub:
     """Extends the lease of a claim the caller holds; FAILED_PRECONDITION once it has run out."""
     Decide: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.DecideRequest, _agent_desk_pb2.DecideResponse]
     Escalate: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.EscalateRequest, _agent_desk_pb2.EscalateResponse]
-    """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged)."""
+    """To a senior reviewer, to legal, or a referral to the Oversight Board or an out-of-court
+    dispute settlement body (the case packaged, with the date the body's decision is due).
+    """
     Release: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]
     Transfer: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.TransferRequest, _agent_desk_pb2.TransferResponse]
     """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
@@ -89,7 +91,9 @@ class AgentDeskAsyncStub(AgentDeskStub):
     """Extends the lease of a claim the caller holds; FAILED_PRECONDITION once it has run out."""
     Decide: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.DecideRequest, _agent_desk_pb2.DecideResponse]  # type: ignore[assignment]
     Escalate: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.EscalateRequest, _agent_desk_pb2.EscalateResponse]  # type: ignore[assignment]
-    """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged)."""
+    """To a senior reviewer, to legal, or a referral to the Oversight Board or an out-of-court
+    dispute settlement body (the case packaged, with the date the body's decision is due).
+    """
     Release: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]  # type: ignore[assignment]
     Transfer: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.TransferRequest, _agent_desk_pb2.TransferResponse]  # type: ignore[assignment]
     """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
@@ -161,7 +165,9 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_desk_pb2.EscalateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_desk_pb2.EscalateResponse, _abc.Awaitable[_agent_desk_pb2.EscalateResponse]]:
-        """To a senior reviewer, to legal, or a referral to the Oversight Board (the case packaged)."""
+        """To a senior reviewer, to legal, or a referral to the Oversight Board or an out-of-court
+        dispute settlement body (the case packaged, with the date the body's decision is due).
+        """
 
     @_abc_1.abstractmethod
     def Release(

@@ -270,6 +270,7 @@ class AppealDecided(_message.Message):
     CONCURRING_AGENT_IDS_FIELD_NUMBER: _builtins.int
     APPLIED_FROM_APPEAL_ID_FIELD_NUMBER: _builtins.int
     BY_ASSISTANT_FIELD_NUMBER: _builtins.int
+    REFERRAL_BODY_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     outcome: _appeal_pb2.Outcome.ValueType
     rationale: _builtins.str
@@ -282,6 +283,11 @@ class AppealDecided(_message.Message):
     by_assistant: _builtins.bool
     """Decided by an automated assistant (its agent token's `reviewer` claim), not by a person:
     such a decision never counts as human review (DSA Art. 20(6), the transparency export).
+    """
+    referral_body: _builtins.str
+    """Set when the decision came back from an external body a case was referred to: the Oversight
+    Board ("oversight_board") or a certified out-of-court dispute settlement body (DSA Art. 21,
+    "ods:<id>"). Binding on the platform; `agent_id` names the body too.
     """
     @_builtins.property
     def concurring_agent_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -299,10 +305,11 @@ class AppealDecided(_message.Message):
         concurring_agent_ids: _abc.Iterable[_builtins.str] | None = ...,
         applied_from_appeal_id: _builtins.str = ...,
         by_assistant: _builtins.bool = ...,
+        referral_body: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_from_appeal_id", b"applied_from_appeal_id", "by_assistant", b"by_assistant", "concurring_agent_ids", b"concurring_agent_ids", "facts", b"facts", "outcome", b"outcome", "platform", b"platform", "policy_cited", b"policy_cited", "rationale", b"rationale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_from_appeal_id", b"applied_from_appeal_id", "by_assistant", b"by_assistant", "concurring_agent_ids", b"concurring_agent_ids", "facts", b"facts", "outcome", b"outcome", "platform", b"platform", "policy_cited", b"policy_cited", "rationale", b"rationale", "referral_body", b"referral_body"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,7 +350,10 @@ Global___AppellantNotified: _TypeAlias = AppellantNotified  # noqa: Y015
 
 @_typing.final
 class AppealEscalated(_message.Message):
-    """A case went up: to a senior reviewer, to legal, or to the Oversight Board."""
+    """A case went up: to a senior reviewer, to legal, or out to the Oversight Board or a certified
+    out-of-court dispute settlement body (a referral: its package names the body and the date its
+    decision is due).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -355,7 +365,7 @@ class AppealEscalated(_message.Message):
     PACKAGE_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     target: _builtins.str
-    """"senior", "legal", "oversight_board", "sla_breach", "review_disagreement"."""
+    """"senior", "legal", "oversight_board", "out_of_court", "sla_breach", "review_disagreement"."""
     reason: _builtins.str
     from_queue: _builtins.str
     to_queue: _builtins.str
@@ -399,11 +409,17 @@ class CasePackage(_message.Message):
     REVIEWS_FIELD_NUMBER: _builtins.int
     QUESTION_FIELD_NUMBER: _builtins.int
     FACTS_FIELD_NUMBER: _builtins.int
+    REFERRED_TO_FIELD_NUMBER: _builtins.int
+    RESPOND_BY_FIELD_NUMBER: _builtins.int
     routing_rule: _builtins.str
     """The routing rule that placed the case, its priority and why."""
     priority: _builtins.int
     question: _builtins.str
     """What the escalating reviewer asks of the next one (or of the Board)."""
+    referred_to: _builtins.str
+    """For a referral: the body that decides ("oversight_board", "ods:<id>") and by when its
+    decision is due (the routing policy's window from the referral).
+    """
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -418,6 +434,8 @@ class CasePackage(_message.Message):
     def facts(self) -> _appeal_pb2.SubmissionFacts:
         """What the appeal is about, without personal data."""
 
+    @_builtins.property
+    def respond_by(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -429,10 +447,12 @@ class CasePackage(_message.Message):
         reviews: _abc.Iterable[Global___PriorReview] | None = ...,
         question: _builtins.str = ...,
         facts: _appeal_pb2.SubmissionFacts | None = ...,
+        referred_to: _builtins.str = ...,
+        respond_by: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "received_at", b"received_at", "sla_due_at", b"sla_due_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "received_at", b"received_at", "respond_by", b"respond_by", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "priority", b"priority", "priority_reasons", b"priority_reasons", "question", b"question", "received_at", b"received_at", "referred_to", b"referred_to", "respond_by", b"respond_by", "reviews", b"reviews", "routing_rule", b"routing_rule", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

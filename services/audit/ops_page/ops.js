@@ -241,6 +241,8 @@ function renderFigures(snapshot) {
     `${integer.format(totals.agents_online)} reviewer(s) online`;
   document.querySelector("[data-figure-note=sla]").textContent =
     `${integer.format(totals.breached_now)} open past due · ${integer.format(totals.sla_warnings)} warnings`;
+  document.querySelector("[data-figure-note=referrals]").textContent =
+    `${integer.format(totals.referrals_overdue || 0)} past their respond-by date`;
 }
 
 function renderCharts() {
