@@ -73,6 +73,11 @@ def describe(case: agent_desk_pb2.CaseOffer) -> str:
         f" ({'automated' if f.decision.automated else 'by a person'})\n"
         f"  statement ({f.locale}): {case.statement}"
         + "".join(f"\n  attached: {a.media_type} {a.uri}" for a in case.attachments)
+        + "".join(
+            f"\n  asked: {i.question}\n  answered: {i.answer}"
+            + "".join(f"\n    attached: {a.media_type} {a.uri}" for a in i.attachments)
+            for i in case.information
+        )
     )
 
 
@@ -97,8 +102,15 @@ class Transfer:
     reason: str
 
 
+@dataclass(frozen=True)
+class AskAppellant:
+    """Ask the appellant for more; the case waits for the answer off the desk."""
+
+    question: str
+
+
 # What a reviewer does with a claimed case; None gives it back to its queue.
-Choice = Verdict | Escalation | Transfer | None
+Choice = Verdict | Escalation | Transfer | AskAppellant | None
 
 _OUTCOMES = {
     "u": appeal_pb2.OUTCOME_UPHELD,
@@ -117,7 +129,10 @@ def ask_person(case: agent_desk_pb2.CaseOffer, read: Callable[[str], str] = inpu
     """The terminal reviewer's questions about one claimed case, and what they chose."""
     print(describe(case))
     answer = (
-        read("  [u]phold, [o]verturn, [p]artially overturn, [e]scalate, [t]ransfer, [r]elease? ")
+        read(
+            "  [u]phold, [o]verturn, [p]artially overturn, [e]scalate, [t]ransfer, "
+            "ask for [i]nformation, [r]elease? "
+        )
         .strip()
         .lower()
     )
@@ -126,24 +141,30 @@ def ask_person(case: agent_desk_pb2.CaseOffer, read: Callable[[str], str] = inpu
         facts = read(f"  facts [{case_facts(case)}]: ").strip() or case_facts(case)
         return Verdict(_OUTCOMES[answer], rationale, case.facts.decision.policy, facts)
     if answer == "e":
-        target = (
-            read("  to [senior], legal, board or ods (out-of-court body)? ").strip().lower()
-            or "senior"
-        )
-        if target not in _TARGETS:
-            print(f"  no escalation target {target!r}; the case goes back to its queue")
-            return None
-        body = read("  which certified body: ").strip() if target == "ods" else ""
-        reason = read("  reason: ").strip() or "Needs a second look."
-        referral = target in ("board", "ods")
-        question = read("  question for the body: ").strip() if referral else ""
-        return Escalation(_TARGETS[target], reason, question, body)
+        return _escalation(read)
+    if answer == "i":
+        question = read("  what do you need from the appellant: ").strip()
+        return AskAppellant(question) if question else None
     if answer == "t":
         queue = read("  to queue: ").strip()
         if not queue:
             return None
         return Transfer(queue, read("  reason: ").strip() or "Another queue's skills fit.")
     return None
+
+
+def _escalation(read: Callable[[str], str]) -> Escalation | None:
+    target = (
+        read("  to [senior], legal, board or ods (out-of-court body)? ").strip().lower() or "senior"
+    )
+    if target not in _TARGETS:
+        print(f"  no escalation target {target!r}; the case goes back to its queue")
+        return None
+    body = read("  which certified body: ").strip() if target == "ods" else ""
+    reason = read("  reason: ").strip() or "Needs a second look."
+    referral = target in ("board", "ods")
+    question = read("  question for the body: ").strip() if referral else ""
+    return Escalation(_TARGETS[target], reason, question, body)
 
 
 def skills_profile(
@@ -289,13 +310,23 @@ async def review(
 async def _pass_on(
     desk: agent_desk_pb2_grpc.AgentDeskStub,
     appeal_id: str,
-    choice: Escalation | Transfer | None,
+    choice: Escalation | Transfer | AskAppellant | None,
     metadata: tuple[tuple[str, str], ...],
     say: Callable[[str], None],
 ) -> None:
-    """Escalate, transfer or release a claimed case; a refusal is said, never raised."""
+    """Escalate, transfer, ask about or release a claimed case; a refusal is said, never
+    raised."""
     try:
-        if isinstance(choice, Escalation):
+        if isinstance(choice, AskAppellant):
+            asked = await desk.RequestInformation(
+                agent_desk_pb2.RequestInformationRequest(
+                    appeal_id=appeal_id, question=choice.question
+                ),
+                metadata=metadata,
+            )
+            due = asked.respond_by.ToDatetime().date().isoformat()
+            say(f"asked the appellant of {appeal_id}; their answer is due by {due}")
+        elif isinstance(choice, Escalation):
             escalated = await desk.Escalate(
                 agent_desk_pb2.EscalateRequest(
                     appeal_id=appeal_id, target=choice.target,  # type: ignore[arg-type]

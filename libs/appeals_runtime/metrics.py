@@ -137,6 +137,11 @@ QUEUE_BREACHED = _declare(
     "Open cases past their SLA due time",
     ("queue",),
 )  # fmt: skip
+INFO_REQUESTS = _declare(
+    "appeals.routing.info_requests", Kind.COUNTER, "{request}",
+    "Requests for more information sent to appellants",
+    ("queue", "platform"),
+)  # fmt: skip
 REFERRALS_OPEN = _declare(
     "appeals.routing.referrals.open", Kind.GAUGE, "{case}",
     "Cases out with an external body (Oversight Board, out-of-court body) awaiting its decision",

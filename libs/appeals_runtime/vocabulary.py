@@ -35,6 +35,7 @@ STATUSES: dict[str, int] = {
     "in_review": appeal_pb2.APPEAL_STATUS_IN_REVIEW,
     "decided": appeal_pb2.APPEAL_STATUS_DECIDED,
     "escalated": appeal_pb2.APPEAL_STATUS_ESCALATED,
+    "awaiting_information": appeal_pb2.APPEAL_STATUS_AWAITING_INFORMATION,
 }
 
 OUTCOMES: dict[str, int] = {
@@ -65,6 +66,8 @@ STATUS_AFTER_EVENT: dict[str, str] = {
     "transferred": "routed",
     "decided": "decided",
     "escalated": "escalated",
+    "info_requested": "awaiting_information",
+    "info_provided": "routed",
 }
 _STATUS_NAMES = _inverse(STATUSES)
 _OUTCOME_NAMES = _inverse(OUTCOMES)

@@ -23,7 +23,14 @@ from appeals_runtime.http import (
 )
 from services.intake import openapi_docs
 from services.intake.appeals import AppealIntake
-from services.intake.schemas import AppealAccepted, AppealIn, AppealView, appeal_view
+from services.intake.schemas import (
+    AppealAccepted,
+    AppealIn,
+    AppealView,
+    InformationAccepted,
+    InformationIn,
+    appeal_view,
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -151,6 +158,25 @@ def create_app(
     )
     async def get_appeal(appeal_id: str, principal: Caller) -> dict[str, Any]:
         return appeal_view(await intake.get(principal, appeal_id))
+
+    @app.post(
+        "/v1/appeals/{appeal_id}/information",
+        status_code=202,
+        response_model=InformationAccepted,
+        responses=openapi_docs.INFORMATION_RESPONSES,
+        summary="Answer a reviewer's request for more information",
+    )
+    async def provide_information(
+        appeal_id: str, body: InformationIn, principal: Caller
+    ) -> InformationAccepted:
+        """The appellant's answer (text and attachments, the submit's limits) to the open request
+        for information; accepted once the broker has it, then the case returns to its queue
+        and the reviewer who claims it reads the answer. 409 `not_awaiting_information` when no
+        request is open (never asked, already answered, or its window ended)."""
+        answered = await intake.provide_information(
+            principal, appeal_id, answer=body.answer, attachments=body.attachments_proto()
+        )
+        return InformationAccepted(appeal_id=appeal_id, answered_request=answered)
 
     @app.post(
         "/v1/ban-evasion/identifiers",

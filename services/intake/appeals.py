@@ -363,6 +363,52 @@ class AppealIntake:
         principal.require_platform(record.platform)
         return record
 
+    async def provide_information(
+        self,
+        principal: Principal,
+        appeal_id: str,
+        *,
+        answer: str,
+        attachments: list[appeal_pb2.Attachment],
+    ) -> str:
+        """The appellant's answer to the open request for information, through their surface:
+        kept here (it is personal data), then announced (``info_provided``, no content) so the
+        case returns to its queue. Accepted once the broker acknowledged; a retry after that
+        publishes the same event again. Returns the id of the request answered."""
+        principal.require(Scope.SUBMIT, role=Role.SURFACE)
+        record = await self.get(principal, appeal_id)
+        validation.ensure_valid(validation.information_violations(answer, attachments))
+        request = record.info_request
+        if record.status != "awaiting_information" or request is None:
+            raise Conflict(
+                f"appeal {appeal_id} is not waiting for information (status {record.status})",
+                code="not_awaiting_information",
+            )
+        now = self._clock()
+        exchange = appeal_pb2.InformationExchange(
+            request_event_id=request.request_event_id,
+            question=request.question,
+            answer=answer.strip(),
+            attachments=attachments,
+        )
+        exchange.answered_at.FromDatetime(now)
+        await self._repository.record_information(appeal_id, exchange)
+        event = new_event(
+            event_id=identity.info_provided_event_id(appeal_id, request.request_event_id),
+            appeal_id=appeal_id,
+            producer=self._service_name,
+            causation_id=request.request_event_id,
+            occurred_at=now,
+            info_provided=events_pb2.InformationProvided(
+                request_event_id=request.request_event_id, attachment_count=len(attachments)
+            ),
+        )
+        tracing.annotate(appeal_id, platform=record.platform)
+        await self._producer.publish(topics.APPEAL_LIFECYCLE, event)
+        log.info("information provided", extra={"appeal_id": appeal_id,
+                                                "attachments": len(attachments)})  # fmt: skip
+        return request.request_event_id
+
     async def particulars(
         self, principal: Principal, appeal_id: str
     ) -> intake_pb2.AppealParticulars:

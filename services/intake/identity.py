@@ -25,6 +25,11 @@ def submitted_event_id(appeal_id: str) -> str:
     return derived_event_id(appeal_id, "submitted")
 
 
+def info_provided_event_id(appeal_id: str, request_event_id: str) -> str:
+    """One answer event per request: a retry republishes the same id."""
+    return derived_event_id(appeal_id, "info_provided", request_event_id)
+
+
 def fingerprint(submission: appeal_pb2.AppealSubmission) -> str:
     """Identifies the request body, to tell a retry from a different request reusing a key."""
     return hashlib.sha256(submission.SerializeToString(deterministic=True)).hexdigest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
@@ -28,6 +28,10 @@ class AppealRecord:
     ban_evasion_suspected: bool = False
     # False from just before the submitted event is published until the broker acknowledged it.
     acknowledged: bool = True
+    # The open request for information, while the appeal waits for the appellant's answer.
+    info_request: InfoRequest | None = None
+    # The appellant's answers to requests for information, oldest first (personal data).
+    information: list[appeal_pb2.InformationExchange] = field(default_factory=list)
 
     @property
     def platform(self) -> str:
@@ -53,7 +57,17 @@ class AppealRecord:
             contact=submission.appellant.contact,
             statement=submission.statement,
             attachments=submission.attachments,
+            information=self.information,
         )
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    """What a reviewer asked the appellant (from the info_requested event), and until when."""
+
+    request_event_id: str
+    question: str
+    respond_by: datetime | None
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,8 @@ def _claimed(event: events_pb2.AppealEvent) -> dict[str, Any]:
 
 
 def _released(event: events_pb2.AppealEvent) -> dict[str, Any]:
-    return {"reviewer": None}
+    # Also the end of a wait for the appellant's answer (answered, or not in time).
+    return {"reviewer": None, "info_request": None}
 
 
 def _decided(event: events_pb2.AppealEvent) -> dict[str, Any]:
@@ -91,6 +106,23 @@ def _transferred(event: events_pb2.AppealEvent) -> dict[str, Any]:
     return {"queue": event.transferred.to_queue, "reviewer": None}
 
 
+def _info_requested(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    requested = event.info_requested
+    respond_by = requested.respond_by.ToDatetime(UTC) if requested.HasField("respond_by") else None
+    return {
+        "reviewer": None,
+        "info_request": {
+            "request_event_id": event.event_id,
+            "question": requested.question,
+            "respond_by": respond_by,
+        },
+    }
+
+
+def _info_provided(event: events_pb2.AppealEvent) -> dict[str, Any]:
+    return {"info_request": None}
+
+
 # "submitted" is absent: intake writes the record itself before publishing that event.
 _FIELDS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], dict[str, Any]]] = {
     "routed": _routed,
@@ -99,6 +131,8 @@ _FIELDS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], dict[str, Any]]] 
     "decided": _decided,
     "escalated": _escalated,
     "transferred": _transferred,
+    "info_requested": _info_requested,
+    "info_provided": _info_provided,
 }
 
 

@@ -114,6 +114,30 @@ GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: UNAVAILABLE,
 }
 
+INFORMATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Accepted: the broker has the answer; the case returns to its queue.",
+        "content": {
+            "application/json": {
+                "example": {"appeal_id": EXAMPLE_ID, "answered_request": "3f1c9b7e2a4d"}
+            }
+        },
+    },
+    400: INVALID,
+    401: UNAUTHENTICATED,
+    403: FORBIDDEN,
+    404: _problem("No such appeal.", _p(404, "Not found", "no appeal ap_…")),
+    409: _problem(
+        "No request for information is open (never asked, answered, or its window ended).",
+        _p(409, "Conflict", "appeal ap_… is not waiting for information (status routed)",
+           code="not_awaiting_information"),
+    ),
+    413: _problem(
+        "The body is larger than allowed.", _p(413, "Payload too large", "at most 65536 bytes")
+    ),
+    503: UNAVAILABLE,
+}  # fmt: skip
+
 EVASION_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: INVALID,
     401: UNAUTHENTICATED,

@@ -24,7 +24,7 @@ from appeals.v1 import appeal_pb2
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.intake import identity, key_expiry
-from services.intake.model import AppealRecord, StatusChange
+from services.intake.model import AppealRecord, InfoRequest, StatusChange
 from services.intake.retries import retried_when_busy
 
 T = TypeVar("T")
@@ -349,11 +349,44 @@ class IntakeRepository:
             ban_evasion_suspected=document.get("ban_evasion_suspected", False),
             # Records from before the flag existed were written after the acknowledgement.
             acknowledged=document.get("acknowledged", True),
+            info_request=_info_request(document.get("info_request")),
+            information=[_exchange(item) for item in document.get("information", [])],
+        )
+
+    async def record_information(
+        self, appeal_id: str, exchange: appeal_pb2.InformationExchange
+    ) -> None:
+        """Keep the appellant's answer to one request, once: a retry adds nothing."""
+        await _stored(
+            self._appeals.update_one,
+            {"_id": appeal_id, "information.request_event_id": {"$ne": exchange.request_event_id}},
+            {
+                "$push": {
+                    "information": {
+                        "request_event_id": exchange.request_event_id,
+                        "exchange": Binary(exchange.SerializeToString()),
+                    }
+                }
+            },
         )
 
 
 async def _found(collection: store.Collection, query: store.Document) -> list[store.Document]:
     return await collection.find(query).to_list()
+
+
+def _info_request(document: store.Document | None) -> InfoRequest | None:
+    if not document:
+        return None
+    return InfoRequest(
+        document["request_event_id"], document.get("question", ""), document.get("respond_by")
+    )
+
+
+def _exchange(document: store.Document) -> appeal_pb2.InformationExchange:
+    exchange = appeal_pb2.InformationExchange()
+    exchange.ParseFromString(bytes(document["exchange"]))
+    return exchange
 
 
 def _submission(document: store.Document) -> appeal_pb2.AppealSubmission:

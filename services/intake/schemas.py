@@ -149,6 +149,22 @@ class AppealIn(_Strict):
         return submission
 
 
+class InformationIn(_Strict):
+    """The appellant's answer to a reviewer's request for more information."""
+
+    answer: str = Field(description="What the reviewer asked for, in the appellant's words")
+    attachments: list[AttachmentIn] = Field(default_factory=list)
+
+    def attachments_proto(self) -> list[appeal_pb2.Attachment]:
+        return [appeal_pb2.Attachment(**a.model_dump()) for a in self.attachments]
+
+
+class InformationAccepted(BaseModel):
+    appeal_id: str
+    # The info_requested event the answer belongs to.
+    answered_request: str
+
+
 class AppealAccepted(BaseModel):
     appeal_id: str
     status: str = Field(examples=["received"])
@@ -159,7 +175,9 @@ class AppealView(BaseModel):
     the appeal (its platform's surface, ops)."""
 
     appeal_id: str
-    status: Literal["received", "routed", "in_review", "decided", "escalated"]
+    status: Literal[
+        "received", "routed", "in_review", "decided", "escalated", "awaiting_information"
+    ]
     platform: PlatformName
     appellant: dict[str, Any]
     subject: dict[str, Any]
@@ -171,6 +189,14 @@ class AppealView(BaseModel):
     updated_at: str
     queue: str | None
     outcome: str | None
+    # While the status is awaiting_information: what the reviewer asks and by when (answer with
+    # POST /v1/appeals/{appeal_id}/information).
+    information_request: InformationRequestView | None = None
+
+
+class InformationRequestView(BaseModel):
+    question: str
+    respond_by: str | None
 
 
 def submission_view(submission: appeal_pb2.AppealSubmission) -> dict[str, Any]:
@@ -204,4 +230,15 @@ def appeal_view(record: AppealRecord) -> dict[str, Any]:
         "updated_at": record.updated_at.isoformat(),
         "queue": record.queue,
         "outcome": record.outcome,
+        "information_request": _request_view(record) if record.info_request else None,
+    }
+
+
+def _request_view(record: AppealRecord) -> dict[str, Any]:
+    request = record.info_request
+    assert request is not None
+    respond_by = request.respond_by
+    return {
+        "question": request.question,
+        "respond_by": respond_by.isoformat() if respond_by is not None else None,
     }

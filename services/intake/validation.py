@@ -157,6 +157,22 @@ def _check_signals(violations: list[FieldViolation], signals: appeal_pb2.Signals
             )
 
 
+def information_violations(
+    answer: str, attachments: Sequence[appeal_pb2.Attachment]
+) -> list[FieldViolation]:
+    """An appellant's answer to a request for information: text within the statement's limit,
+    attachments by the submit's rules."""
+    violations: list[FieldViolation] = []
+    if not answer.strip():
+        violations.append(FieldViolation("answer", "is required"))
+    elif len(answer) > MAX_STATEMENT_CHARS:
+        violations.append(
+            FieldViolation("answer", f"must be at most {MAX_STATEMENT_CHARS} characters")
+        )
+    _check_attachments(violations, attachments)
+    return violations
+
+
 def _check_attachments(
     violations: list[FieldViolation], attachments: Sequence[appeal_pb2.Attachment]
 ) -> None:

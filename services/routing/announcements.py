@@ -59,7 +59,7 @@ def _routed(record: CaseRecord, state: CaseState, producer: str) -> list[Outboun
         policy=submission.decision.policy,
         language=state.placement.attributes.get("language", ""),
     )
-    routed.sla_due_at.FromDatetime(state.routing.sla_due_at)
+    routed.sla_due_at.FromDatetime(state.sla_due_at)
     return [_event(record, "routed", producer, state.routing.causation_id, routed=routed)]
 
 
@@ -70,9 +70,26 @@ def _claimed(record: CaseRecord, state: CaseState, producer: str) -> list[Outbou
     return [_event(record, f"claimed#{record.seq}", producer, claimed=claimed)]
 
 
+def info_requested_event_id(appeal_id: str, seq: int) -> str:
+    """The id of the info_requested event of the request recorded at ``seq`` (an answer cites
+    it)."""
+    return derived_event_id(appeal_id, f"info_requested#{seq}")
+
+
+def _info_requested(record: CaseRecord, state: CaseState, producer: str) -> list[Outbound]:
+    requested = events_pb2.MoreInformationRequested(
+        agent_id=record.agent_id, question=record.question
+    )
+    assert record.respond_by is not None
+    requested.respond_by.FromDatetime(record.respond_by)
+    event = _event(record, f"info_requested#{record.seq}", producer, info_requested=requested)
+    return [event]
+
+
 def _released(record: CaseRecord, state: CaseState, producer: str) -> list[Outbound]:
     # A first blind review goes out as a release: the outcome stays within routing until the
-    # second review, so nobody downstream (or upstream) can tip off the second reviewer.
+    # second review, so nobody downstream (or upstream) can tip off the second reviewer. A case
+    # back from waiting for the appellant is released too (reason: answered, or not in time).
     reason = "second_review" if record.kind == Kind.REVIEWED else record.reason
     released = events_pb2.CaseReleased(agent_id=record.agent_id, queue=state.queue, reason=reason)
     return [_event(record, f"released#{record.seq}", producer, released=released)]
@@ -147,13 +164,13 @@ def _transferred(record: CaseRecord, state: CaseState, producer: str) -> list[Ou
 
 def _sla_warned(record: CaseRecord, state: CaseState, producer: str) -> list[Outbound]:
     warning = events_pb2.SlaWarning(queue=state.queue)
-    warning.due_at.FromDatetime(state.routing.sla_due_at)
+    warning.due_at.FromDatetime(state.sla_due_at)
     return [_event(record, "sla_warning", producer, sla_warning=warning)]
 
 
 def _sla_breached(record: CaseRecord, state: CaseState, producer: str) -> list[Outbound]:
     breached = events_pb2.SlaBreached(queue=record.from_queue or state.queue)
-    breached.due_at.FromDatetime(state.routing.sla_due_at)
+    breached.due_at.FromDatetime(state.sla_due_at)
     out = [_event(record, "sla_breached", producer, sla_breached=breached)]
     if record.placement is not None:
         escalated = events_pb2.AppealEscalated(
@@ -182,7 +199,7 @@ def package(state: CaseState, *, question: str = "") -> events_pb2.CasePackage:
         question=question,
     )
     packaged.received_at.FromDatetime(routing.received_at)
-    packaged.sla_due_at.FromDatetime(routing.sla_due_at)
+    packaged.sla_due_at.FromDatetime(state.sla_due_at)
     if state.referral is not None:
         packaged.referred_to = state.referral.body
         packaged.respond_by.FromDatetime(state.referral.respond_by)
@@ -211,4 +228,7 @@ _BUILDERS = {
     Kind.TRANSFERRED: _transferred,
     Kind.SLA_WARNED: _sla_warned,
     Kind.SLA_BREACHED: _sla_breached,
+    Kind.INFO_REQUESTED: _info_requested,
+    Kind.INFO_RECEIVED: _released,
+    Kind.INFO_LAPSED: _released,
 }

@@ -49,9 +49,13 @@ def _offer_order(case: CaseState) -> tuple[int, datetime, str]:
 
 def next_sla_step(case: CaseState) -> datetime | None:
     """When the SLA timer next has something to do for ``case`` (None: nothing, ever)."""
-    if case.final or case.sla_breached:
+    if case.final:
         return None
-    return case.routing.sla_due_at if case.sla_warned else case.routing.sla_warn_at
+    if case.status == Status.AWAITING_INFO:  # the SLA clock stands still; the wait may end
+        return case.info_request.respond_by if case.info_request else None
+    if case.sla_breached:
+        return None
+    return case.sla_due_at if case.sla_warned else case.sla_warn_at
 
 
 @dataclass

@@ -20,6 +20,7 @@ from services.routing.model import (
     CaseRecord,
     CaseState,
     Hold,
+    InfoRequest,
     Kind,
     Referral,
     Round,
@@ -151,6 +152,27 @@ def _escalated(state: CaseState, record: CaseRecord) -> CaseState:
     return escalated
 
 
+def _info_requested(state: CaseState, record: CaseRecord) -> CaseState:
+    assert record.respond_by is not None
+    request = InfoRequest(
+        record.agent_id, record.question, record.at, record.respond_by, record.seq
+    )
+    return replace(state, status=Status.AWAITING_INFO, hold=None, info_request=request)
+
+
+def _info_settled(state: CaseState, record: CaseRecord) -> CaseState:
+    """Answered, or its window ended: back to the queue; the wait does not count on the SLA."""
+    asked = state.info_request
+    paused = max(record.at - asked.asked_at, timedelta(0)) if asked else timedelta(0)
+    return replace(
+        state,
+        status=Status.QUEUED,
+        waiting_since=record.at,
+        info_request=None,
+        sla_paused=state.sla_paused + paused,
+    )
+
+
 def _next(state: CaseState, kind: Kind, at: datetime, **fields: object) -> CaseRecord:
     return CaseRecord(state.appeal_id, state.version + 1, kind, at, **fields)  # type: ignore[arg-type]
 
@@ -182,6 +204,8 @@ def _ensure_open_for_work(state: CaseState) -> None:
     if state.status == Status.REFERRED:
         body = state.referral.body if state.referral else "an external body"
         raise Conflict(f"appeal {state.appeal_id} was referred to {body}; its decision decides")
+    if state.status == Status.AWAITING_INFO:
+        raise Conflict(f"appeal {state.appeal_id} waits for the appellant's answer")
 
 
 def _ensure_held(state: CaseState, agent_id: str, now: datetime, doing: str) -> None:
@@ -342,6 +366,27 @@ def transfer(
     )  # fmt: skip
 
 
+def request_info(
+    state: CaseState, agent_id: str, now: datetime, *, question: str, respond_by: datetime
+) -> CaseRecord:
+    """The reviewer holding the case asks the appellant for more; the case waits off the desk."""
+    _ensure_held(state, agent_id, now, "asking about")
+    return _next(
+        state, Kind.INFO_REQUESTED, now, agent_id=agent_id, question=question,
+        respond_by=respond_by, from_queue=state.queue,
+    )  # fmt: skip
+
+
+def info_received(state: CaseState, request_seq: int, now: datetime) -> CaseRecord | None:
+    """The appellant answered the request recorded at ``request_seq``; None for an answer to a
+    request no longer open (a redelivery, or one that lapsed first: the reviewer reads it
+    anyway, from intake)."""
+    request = state.info_request
+    if state.status != Status.AWAITING_INFO or request is None or request.seq != request_seq:
+        return None
+    return _next(state, Kind.INFO_RECEIVED, now, reason="information_provided")
+
+
 def sla_step(
     state: CaseState,
     now: datetime,
@@ -349,16 +394,22 @@ def sla_step(
     breach_placement: Placement | None,
     breach_priority: int,
 ) -> CaseRecord | None:
-    """A warning before the due time, a breach at it (moving the case up if the policy says)."""
+    """A warning before the due time, a breach at it (moving the case up if the policy says);
+    while the case waits for the appellant, nothing but the end of that wait."""
     if state.final:
         return None
-    if not state.sla_breached and now >= state.routing.sla_due_at:
+    if state.status == Status.AWAITING_INFO:
+        request = state.info_request
+        if request is not None and now >= request.respond_by:
+            return _next(state, Kind.INFO_LAPSED, now, reason="information_not_provided")
+        return None
+    if not state.sla_breached and now >= state.sla_due_at:
         moves = breach_placement is not None and breach_placement.queue != state.queue
         return _next(
             state, Kind.SLA_BREACHED, now, placement=breach_placement if moves else None,
             priority=breach_priority if moves else None, from_queue=state.queue,
         )  # fmt: skip
-    if not state.sla_warned and not state.sla_breached and now >= state.routing.sla_warn_at:
+    if not state.sla_warned and not state.sla_breached and now >= state.sla_warn_at:
         return _next(state, Kind.SLA_WARNED, now, from_queue=state.queue)
     return None
 
@@ -373,4 +424,7 @@ _APPLY = {
     Kind.TRANSFERRED: _transferred,
     Kind.SLA_WARNED: _warned,
     Kind.SLA_BREACHED: _breached,
+    Kind.INFO_REQUESTED: _info_requested,
+    Kind.INFO_RECEIVED: _info_settled,
+    Kind.INFO_LAPSED: _info_settled,
 }

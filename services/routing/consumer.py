@@ -1,4 +1,5 @@
-"""Kafka adapter of routing: submitted appeals become cases; restore results become events."""
+"""Kafka adapter of routing: submitted appeals become cases, appellants' answers send their
+case back to its queue; restore results become events."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ def routing_handler(
         if feed is not None:
             feed.consider(message.key, message.headers)
         event = message.payload
-        if event_type(event) != "submitted":
-            return  # routing acts on new appeals only; its own events come back here too
+        kind = event_type(event)
+        if kind not in ("submitted", "info_provided"):
+            return  # routing acts on new appeals and answers; its own events come back too
         if not event.appeal_id or not event.event_id:
             raise InvalidMessage("event_id and appeal_id are required", field="appeal_id")
-        await router.route_submitted(event)
+        if kind == "submitted":
+            await router.route_submitted(event)
+        else:
+            await router.information_provided(event)
 
     return handle

@@ -41,6 +41,7 @@ from services.routing.repository import RoutingRepository
 
 MAX_RATIONALE_CHARS = 5000
 MAX_FACTS_CHARS = 5000
+MAX_QUESTION_CHARS = 2000
 DECIDABLE_OUTCOMES = (
     appeal_pb2.OUTCOME_UPHELD,
     appeal_pb2.OUTCOME_OVERTURNED,
@@ -62,11 +63,13 @@ class DecisionStatus:
 @dataclass(frozen=True)
 class ReviewFile:
     """A claimed case with what only its reviewer sees: the appellant's own words and evidence,
-    read from intake for this answer and stored nowhere in routing."""
+    and their answers to requests for information, read from intake for this answer and stored
+    nowhere in routing."""
 
     case: CaseState
     statement: str
     attachments: tuple[appeal_pb2.Attachment, ...]
+    information: tuple[appeal_pb2.InformationExchange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,12 @@ class AgentDesk:
         case = await self._claimable(agent, appeal_id, now)
         particulars = await self._particulars.get(appeal_id)
         taken = await self._take(agent, case, now)
-        return ReviewFile(taken, particulars.statement, tuple(particulars.attachments))
+        return ReviewFile(
+            taken,
+            particulars.statement,
+            tuple(particulars.attachments),
+            tuple(particulars.information),
+        )
 
     async def _claimable(self, agent: Principal, appeal_id: str, now: datetime) -> CaseState:
         case = await self._visible_case(agent, appeal_id, now)
@@ -336,6 +344,39 @@ class AgentDesk:
             extra={"appeal_id": appeal_id, "agent": agent.subject, "target": target.value,
                    "queue": after.queue, "referred_to": referred_to},
         )  # fmt: skip
+        return after
+
+    async def request_information(
+        self, agent: Principal, appeal_id: str, *, question: str
+    ) -> CaseState:
+        """Ask the appellant for more: the case waits off the desk, its SLA paused, until the
+        answer comes through intake or the policy's window ends (then it is queued again)."""
+        require_agent(agent)
+        question = question.strip()
+        if not question or len(question) > MAX_QUESTION_CHARS:
+            raise ValidationFailed(
+                [
+                    FieldViolation(
+                        "question", f"is required, at most {MAX_QUESTION_CHARS} characters"
+                    )
+                ]
+            )
+        now = self._clock()
+        respond_by = now + self._policies.current.info_requests.respond_within
+        case = await self._visible_case(agent, appeal_id, now)
+        after, record = await self._ledger.change(
+            appeal_id,
+            lambda s: case_rules.request_info(
+                s, agent.subject, now, question=question, respond_by=respond_by
+            ),
+            known=case,
+        )
+        if record is not None:
+            metrics.info_requests.add(1, metrics.case_labels(after))
+            log.info(
+                "information requested",
+                extra={"appeal_id": appeal_id, "agent": agent.subject, "queue": after.queue},
+            )
         return after
 
     async def transfer(

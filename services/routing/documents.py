@@ -6,6 +6,7 @@ Pure mapping, no store access (that is the repository's alone).
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from bson import Binary
@@ -17,6 +18,7 @@ from services.routing.model import (
     CaseRecord,
     CaseState,
     Hold,
+    InfoRequest,
     Kind,
     Offer,
     Presence,
@@ -106,7 +108,7 @@ def view_document(state: CaseState) -> store.Document:
     if state.sla_breached:
         next_timer = None
     else:
-        next_timer = state.routing.sla_due_at if state.sla_warned else state.routing.sla_warn_at
+        next_timer = state.sla_due_at if state.sla_warned else state.sla_warn_at
     return {
         "_id": state.appeal_id,
         "version": state.version,
@@ -135,6 +137,8 @@ def view_document(state: CaseState) -> store.Document:
         "applied_from": state.applied_from,
         "sla_warned": state.sla_warned,
         "referral": _referral_document(state.referral) if state.referral else None,
+        "info_request": _info_request_document(state.info_request) if state.info_request else None,
+        "sla_paused_s": state.sla_paused.total_seconds(),
     }
 
 
@@ -162,11 +166,35 @@ def view_state(document: store.Document) -> CaseState:
         sla_warned=document["sla_warned"],
         sla_breached=document["sla_breached"],
         referral=_referral(document["referral"]) if document.get("referral") else None,
+        info_request=_info_request(document["info_request"])
+        if document.get("info_request")
+        else None,
+        sla_paused=timedelta(seconds=document.get("sla_paused_s", 0.0)),
     )
     if state.status == Status.REFERRED and state.referral is None:
         # Saved before referrals came back: only the Board was referred to then.
         state = replace(state, referral=legacy_board_referral(state.waiting_since))
     return state
+
+
+def _info_request_document(request: InfoRequest) -> store.Document:
+    return {
+        "agent_id": request.agent_id,
+        "question": request.question,
+        "asked_at": request.asked_at,
+        "respond_by": request.respond_by,
+        "seq": request.seq,
+    }
+
+
+def _info_request(document: store.Document) -> InfoRequest:
+    return InfoRequest(
+        agent_id=document["agent_id"],
+        question=document["question"],
+        asked_at=document["asked_at"],
+        respond_by=document["respond_by"],
+        seq=document["seq"],
+    )
 
 
 def _referral_document(referral: Referral) -> store.Document:

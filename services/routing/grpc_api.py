@@ -63,7 +63,7 @@ def offer_message(case: CaseState, offer: Offer | None = None) -> agent_desk_pb2
         priority_reasons=list(case.routing.reasons),
         round=_ROUNDS[case.round],
     )
-    message.sla_due_at.FromDatetime(case.routing.sla_due_at)
+    message.sla_due_at.FromDatetime(case.sla_due_at)
     message.received_at.FromDatetime(case.routing.received_at)
     if offer is not None:
         message.offer_expires_at.FromDatetime(offer.expires_at)
@@ -162,6 +162,7 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
             response.case.CopyFrom(offer_message(case))
             response.case.statement = review.statement
             response.case.attachments.extend(review.attachments)
+            response.case.information.extend(review.information)
             assert case.hold is not None
             response.lease_expires_at.FromDatetime(case.hold.lease_expires_at)
             return response
@@ -246,6 +247,20 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
             return agent_desk_pb2.TransferResponse(appeal_id=case.appeal_id, queue=case.queue)
 
         return await guarded(context, transfer)
+
+    async def RequestInformation(  # noqa: N802
+        self, request: agent_desk_pb2.RequestInformationRequest, context: Context
+    ) -> agent_desk_pb2.RequestInformationResponse:
+        async def ask() -> agent_desk_pb2.RequestInformationResponse:
+            case = await self._desk.request_information(
+                principal(context, self._verifier), request.appeal_id, question=request.question
+            )
+            response = agent_desk_pb2.RequestInformationResponse(appeal_id=case.appeal_id)
+            if case.info_request is not None:
+                response.respond_by.FromDatetime(case.info_request.respond_by)
+            return response
+
+        return await guarded(context, ask)
 
 
 def register(servicer: AgentDeskServicer) -> Any:

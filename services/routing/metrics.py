@@ -26,6 +26,7 @@ decisions = metrics.counter(metrics.DECISIONS)
 time_to_decision = metrics.histogram(metrics.TIME_TO_DECISION)
 escalations = metrics.counter(metrics.ESCALATIONS)
 offers_made = metrics.counter(metrics.OFFERS)
+info_requests = metrics.counter(metrics.INFO_REQUESTS)
 
 
 def case_labels(case: CaseState) -> dict[str, str]:

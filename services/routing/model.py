@@ -8,7 +8,7 @@ the ``case_views`` collection holds their fold, read by ``_id`` instead of foldi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
 from appeals.v1 import appeal_pb2
@@ -24,6 +24,9 @@ class Status(StrEnum):
     IN_REVIEW = "in_review"
     DECIDED = "decided"
     REFERRED = "referred"
+    # A reviewer asked the appellant for more: off the desk, SLA clock paused, until the answer
+    # comes or the policy's window ends (then queued again).
+    AWAITING_INFO = "awaiting_info"
 
 
 OPEN_STATUSES = (Status.QUEUED, Status.IN_REVIEW)
@@ -41,6 +44,10 @@ class Kind(StrEnum):
     TRANSFERRED = "transferred"
     SLA_WARNED = "sla_warned"
     SLA_BREACHED = "sla_breached"
+    # A request for information, its answer, or its window ending without one.
+    INFO_REQUESTED = "info_requested"
+    INFO_RECEIVED = "info_received"
+    INFO_LAPSED = "info_lapsed"
 
 
 class Round(IntEnum):
@@ -84,6 +91,18 @@ class Referral:
 
     def overdue(self, now: datetime) -> bool:
         return now >= self.respond_by
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    """What the appellant was asked, by whom, and by when the answer is due."""
+
+    agent_id: str
+    question: str
+    asked_at: datetime
+    respond_by: datetime
+    # The sequence number of the record that asked: names its event, which the answer cites.
+    seq: int
 
 
 def legacy_board_referral(referred_at: datetime, question: str = "") -> Referral:
@@ -204,6 +223,18 @@ class CaseState:
     sla_breached: bool = False
     # Set once the case was referred to an external body; kept after its decision came back.
     referral: Referral | None = None
+    # The open request for information (status awaiting_info).
+    info_request: InfoRequest | None = None
+    # Time spent waiting for the appellant's answers: the SLA clock stops meanwhile.
+    sla_paused: timedelta = timedelta(0)
+
+    @property
+    def sla_due_at(self) -> datetime:
+        return self.routing.sla_due_at + self.sla_paused
+
+    @property
+    def sla_warn_at(self) -> datetime:
+        return self.routing.sla_warn_at + self.sla_paused
 
     @property
     def queue(self) -> str:

@@ -204,6 +204,16 @@ class Escalation(_Strict):
     out_of_court: OutOfCourt = Field(default_factory=OutOfCourt)
 
 
+class InfoRequests(_Strict):
+    """Requests for information: how long the appellant has to answer, and what then."""
+
+    respond_within: Duration = timedelta(days=14)
+    # Without an answer in time the case returns to its queue and a reviewer decides on what the
+    # file holds: a decision about a person's appeal needs a person (DSA Art. 20(6)), so the
+    # silence decides nothing by itself. (The only choice today.)
+    on_no_answer: Literal["return_to_queue"] = "return_to_queue"
+
+
 class Restores(_Strict):
     # Apply an overturn to other open appeals about identical content (same content hash).
     apply_to_identical_content: bool = False
@@ -248,6 +258,7 @@ class RoutingPolicy(_Strict):
     second_review: SecondReview
     escalation: Escalation
     restores: Restores = Field(default_factory=Restores)
+    info_requests: InfoRequests = Field(default_factory=InfoRequests)
     agents: Agents = Field(default_factory=Agents)
 
     @model_validator(mode="after")

@@ -8,8 +8,9 @@ from datetime import datetime
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import store, tracing
 from appeals_runtime.events import occurred_at
-from services.routing import metrics
+from services.routing import case_rules, metrics
 from services.routing import policy as routing_policy
+from services.routing.announcements import info_requested_event_id
 from services.routing.documents import decision_key
 from services.routing.ledger import CaseLedger
 from services.routing.model import CaseRecord, CaseState, Kind, Routing
@@ -69,6 +70,24 @@ class Router:
                    "priority": state.priority},
         )  # fmt: skip
         return state
+
+    async def information_provided(self, event: events_pb2.AppealEvent) -> CaseState | None:
+        """The appellant answered: the case returns to its queue, where whoever claims it reads
+        the answer from intake. An answer to a request no longer open changes nothing."""
+        appeal_id = event.appeal_id
+        case = await self._ledger.state(appeal_id)
+        request = case.info_request if case is not None else None
+        if case is None or request is None:
+            return case
+        if info_requested_event_id(appeal_id, request.seq) != event.info_provided.request_event_id:
+            return case
+        at = store.stored_time(occurred_at(event))
+        after, record = await self._ledger.change(
+            appeal_id, lambda s: case_rules.info_received(s, request.seq, at), known=case
+        )
+        if record is not None:
+            log.info("information provided", extra={"appeal_id": appeal_id, "queue": after.queue})
+        return after
 
     async def _repeat_appeal(
         self, submission: appeal_pb2.SubmissionFacts, appeal_id: str, at: datetime

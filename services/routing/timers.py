@@ -1,4 +1,5 @@
-"""Routing's clockwork: expired leases, SLA warnings and breaches, orphaned records, metrics.
+"""Routing's clockwork: expired leases, SLA warnings and breaches, requests for information
+left unanswered, orphaned records, metrics.
 
 Work is proportional to what is due, not to what is stored: the board keeps the open cases'
 lease expiries and next SLA steps in heaps, and a sweep pops what fell due. Each instance sweeps
@@ -146,6 +147,10 @@ class CaseTimers:
             if changed is None:
                 continue
             after, record = changed
+            if record.kind == Kind.INFO_LAPSED:
+                log.info("no answer to a request for information in time; queued again",
+                         extra={"appeal_id": appeal_id, "queue": after.queue})  # fmt: skip
+                continue
             # Counted against the queue the case waited in, not the one a breach moved it to.
             labels = {**metrics.case_labels(after), "queue": record.from_queue or after.queue}
             if record.kind == Kind.SLA_WARNED:

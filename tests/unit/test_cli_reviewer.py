@@ -6,7 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from appeals.v1 import agent_desk_pb2, appeal_pb2
-from appeals_cli.reviewer import Escalation, Transfer, Verdict, ask_person, heartbeat_interval
+from appeals_cli.reviewer import (
+    AskAppellant,
+    Escalation,
+    Transfer,
+    Verdict,
+    ask_person,
+    heartbeat_interval,
+)
 
 
 def claimed_until(moment: datetime) -> agent_desk_pb2.ClaimResponse:
@@ -59,6 +66,9 @@ def test_a_person_can_partially_overturn_escalate_transfer_or_release() -> None:
     )  # fmt: skip
     assert ask_person(case, answers("t", "senior.en", "")) == Transfer(
         "senior.en", "Another queue's skills fit."
+    )
+    assert ask_person(case, answers("i", "A screenshot of the original post?")) == AskAppellant(
+        "A screenshot of the original post?"
     )
     assert ask_person(case, answers("r")) is None
     assert ask_person(case, answers("e", "nowhere")) is None  # an unknown target: released

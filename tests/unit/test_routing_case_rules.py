@@ -318,3 +318,53 @@ def test_a_board_referral_recorded_before_referrals_came_back_is_the_boards() ->
     )  # fmt: skip
     referral = step(case, old).referral
     assert referral == Referral("oversight_board", "Satire?", T0, T0 + timedelta(days=90))
+
+
+def asked(case: CaseState, at: datetime = T0) -> CaseState:
+    held = claimed(case, "alice", at)
+    return step(
+        held,
+        case_rules.request_info(
+            held, "alice", at, question="A screenshot?", respond_by=at + timedelta(days=14)
+        ),
+    )
+
+
+def test_a_request_for_information_takes_the_case_off_the_desk_and_stops_its_sla() -> None:
+    case = routed()
+    with pytest.raises(Conflict, match="claim"):
+        case_rules.request_info(case, "alice", T0, question="q", respond_by=T0)
+    waiting = asked(case)
+    assert waiting.status == Status.AWAITING_INFO and not waiting.is_open(T0)
+    assert waiting.info_request is not None and waiting.info_request.question == "A screenshot?"
+    with pytest.raises(Conflict, match="waits for the appellant"):
+        case_rules.claim(waiting, "bob", T0, LEASE)
+    # Long past the SLA due time, the clock stands still: no warning, no breach.
+    later = case.routing.sla_due_at + timedelta(days=1)
+    assert case_rules.sla_step(waiting, later, breach_placement=None, breach_priority=0) is None
+
+
+def test_an_answer_queues_the_case_again_and_the_wait_does_not_count_on_the_sla() -> None:
+    case = routed()
+    waiting = asked(case)
+    assert waiting.info_request is not None
+    three_days = T0 + timedelta(days=3)
+    assert case_rules.info_received(waiting, waiting.info_request.seq + 1, three_days) is None
+    back = step(waiting, case_rules.info_received(waiting, waiting.info_request.seq, three_days))
+    assert back.status == Status.QUEUED and back.info_request is None
+    assert back.waiting_since == three_days
+    assert back.sla_due_at == case.routing.sla_due_at + timedelta(days=3)
+    assert back.sla_warn_at == case.routing.sla_warn_at + timedelta(days=3)
+    assert case_rules.info_received(back, waiting.info_request.seq, three_days) is None  # again
+
+
+def test_without_an_answer_in_time_the_case_returns_to_its_queue() -> None:
+    waiting = asked(routed())
+    assert waiting.info_request is not None
+    due = waiting.info_request.respond_by
+    early = due - timedelta(seconds=1)
+    assert case_rules.sla_step(waiting, early, breach_placement=None, breach_priority=0) is None
+    lapsed = case_rules.sla_step(waiting, due, breach_placement=None, breach_priority=0)
+    assert lapsed is not None and lapsed.kind == Kind.INFO_LAPSED
+    back = step(waiting, lapsed)
+    assert back.status == Status.QUEUED and back.sla_paused == timedelta(days=14)

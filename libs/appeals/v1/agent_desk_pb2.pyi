@@ -257,6 +257,7 @@ class CaseOffer(_message.Message):
     FACTS_FIELD_NUMBER: _builtins.int
     STATEMENT_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    INFORMATION_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
@@ -287,6 +288,12 @@ class CaseOffer(_message.Message):
 
     @_builtins.property
     def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.Attachment]: ...
+    @_builtins.property
+    def information(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.InformationExchange]:
+        """Requests for information and the appellant's answers, oldest first (claim only, like the
+        statement).
+        """
+
     def __init__(
         self,
         *,
@@ -303,10 +310,11 @@ class CaseOffer(_message.Message):
         facts: _appeal_pb2.SubmissionFacts | None = ...,
         statement: _builtins.str = ...,
         attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
+        information: _abc.Iterable[_appeal_pb2.InformationExchange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "offer_expires_at", b"offer_expires_at", "received_at", b"received_at", "sla_due_at", b"sla_due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "facts", b"facts", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "statement", b"statement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "facts", b"facts", "information", b"information", "offer_expires_at", b"offer_expires_at", "prior_reviews", b"prior_reviews", "priority", b"priority", "priority_reasons", b"priority_reasons", "queue", b"queue", "received_at", b"received_at", "round", b"round", "rule", b"rule", "sla_due_at", b"sla_due_at", "statement", b"statement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -614,3 +622,51 @@ class TransferResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransferResponse: _TypeAlias = TransferResponse  # noqa: Y015
+
+@_typing.final
+class RequestInformationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    question: _builtins.str
+    """What the appellant is asked, in words they will read."""
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        question: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "question", b"question"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestInformationRequest: _TypeAlias = RequestInformationRequest  # noqa: Y015
+
+@_typing.final
+class RequestInformationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    RESPOND_BY_FIELD_NUMBER: _builtins.int
+    appeal_id: _builtins.str
+    @_builtins.property
+    def respond_by(self) -> _timestamp_pb2.Timestamp:
+        """By when the answer is due (the routing policy's window)."""
+
+    def __init__(
+        self,
+        *,
+        appeal_id: _builtins.str = ...,
+        respond_by: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["respond_by", b"respond_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "respond_by", b"respond_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestInformationResponse: _TypeAlias = RequestInformationResponse  # noqa: Y015

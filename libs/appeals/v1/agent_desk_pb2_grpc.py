@@ -86,6 +86,11 @@ class AgentDeskStub:
                 request_serializer=appeals_dot_v1_dot_agent__desk__pb2.TransferRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.TransferResponse.FromString,
                 _registered_method=True)
+        self.RequestInformation = channel.unary_unary(
+                '/appeals.v1.AgentDesk/RequestInformation',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationResponse.FromString,
+                _registered_method=True)
 
 
 class AgentDeskServicer:
@@ -162,6 +167,15 @@ class AgentDeskServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestInformation(self, request, context):
+        """Asks the appellant for more (what is needed); the case leaves the desk, its SLA clock paused,
+        until they answer through intake or the policy's window ends; then it returns to its queue
+        and whoever claims it reads the answer. Needs the claim.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentDeskServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +223,11 @@ def add_AgentDeskServicer_to_server(servicer, server):
                     servicer.Transfer,
                     request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.TransferRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_agent__desk__pb2.TransferResponse.SerializeToString,
+            ),
+            'RequestInformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestInformation,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -461,6 +480,33 @@ class AgentDesk:
             '/appeals.v1.AgentDesk/Transfer',
             appeals_dot_v1_dot_agent__desk__pb2.TransferRequest.SerializeToString,
             appeals_dot_v1_dot_agent__desk__pb2.TransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestInformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/RequestInformation',
+            appeals_dot_v1_dot_agent__desk__pb2.RequestInformationRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.RequestInformationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,11 @@ class AgentDeskStub:
     Release: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]
     Transfer: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.TransferRequest, _agent_desk_pb2.TransferResponse]
     """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
+    RequestInformation: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.RequestInformationRequest, _agent_desk_pb2.RequestInformationResponse]
+    """Asks the appellant for more (what is needed); the case leaves the desk, its SLA clock paused,
+    until they answer through intake or the policy's window ends; then it returns to its queue
+    and whoever claims it reads the answer. Needs the claim.
+    """
 
 @_typing.type_check_only
 class AgentDeskAsyncStub(AgentDeskStub):
@@ -97,6 +102,11 @@ class AgentDeskAsyncStub(AgentDeskStub):
     Release: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.ReleaseRequest, _agent_desk_pb2.ReleaseResponse]  # type: ignore[assignment]
     Transfer: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.TransferRequest, _agent_desk_pb2.TransferResponse]  # type: ignore[assignment]
     """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
+    RequestInformation: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.RequestInformationRequest, _agent_desk_pb2.RequestInformationResponse]  # type: ignore[assignment]
+    """Asks the appellant for more (what is needed); the case leaves the desk, its SLA clock paused,
+    until they answer through intake or the policy's window ends; then it returns to its queue
+    and whoever claims it reads the answer. Needs the claim.
+    """
 
 class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
@@ -183,5 +193,16 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_desk_pb2.TransferResponse, _abc.Awaitable[_agent_desk_pb2.TransferResponse]]:
         """Moves a claimed case to another queue (e.g. it is in the wrong language)."""
+
+    @_abc_1.abstractmethod
+    def RequestInformation(
+        self,
+        request: _agent_desk_pb2.RequestInformationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.RequestInformationResponse, _abc.Awaitable[_agent_desk_pb2.RequestInformationResponse]]:
+        """Asks the appellant for more (what is needed); the case leaves the desk, its SLA clock paused,
+        until they answer through intake or the policy's window ends; then it returns to its queue
+        and whoever claims it reads the answer. Needs the claim.
+        """
 
 def add_AgentDeskServicer_to_server(servicer: AgentDeskServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

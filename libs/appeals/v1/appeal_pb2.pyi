@@ -90,6 +90,8 @@ class _AppealStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AppealSt
     APPEAL_STATUS_IN_REVIEW: _AppealStatus.ValueType  # 3
     APPEAL_STATUS_DECIDED: _AppealStatus.ValueType  # 4
     APPEAL_STATUS_ESCALATED: _AppealStatus.ValueType  # 5
+    APPEAL_STATUS_AWAITING_INFORMATION: _AppealStatus.ValueType  # 6
+    """A reviewer asked the appellant for more; the case waits for the answer (SLA paused)."""
 
 class AppealStatus(_AppealStatus, metaclass=_AppealStatusEnumTypeWrapper):
     """Where an appeal stands. Transitions only move forward (see the lifecycle in the README)."""
@@ -100,6 +102,8 @@ APPEAL_STATUS_ROUTED: AppealStatus.ValueType  # 2
 APPEAL_STATUS_IN_REVIEW: AppealStatus.ValueType  # 3
 APPEAL_STATUS_DECIDED: AppealStatus.ValueType  # 4
 APPEAL_STATUS_ESCALATED: AppealStatus.ValueType  # 5
+APPEAL_STATUS_AWAITING_INFORMATION: AppealStatus.ValueType  # 6
+"""A reviewer asked the appellant for more; the case waits for the answer (SLA paused)."""
 Global___AppealStatus: _TypeAlias = AppealStatus  # noqa: Y015
 
 class _Outcome:
@@ -359,6 +363,44 @@ class Attachment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
+
+@_typing.final
+class InformationExchange(_message.Message):
+    """A reviewer's request for more information and the appellant's answer (personal data: kept by
+    intake, shown to the reviewer holding the case).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_EVENT_ID_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    ANSWERED_AT_FIELD_NUMBER: _builtins.int
+    request_event_id: _builtins.str
+    """The info_requested event that asked."""
+    question: _builtins.str
+    answer: _builtins.str
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]: ...
+    @_builtins.property
+    def answered_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        request_event_id: _builtins.str = ...,
+        question: _builtins.str = ...,
+        answer: _builtins.str = ...,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
+        answered_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "answered_at", b"answered_at", "attachments", b"attachments", "question", b"question", "request_event_id", b"request_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InformationExchange: _TypeAlias = InformationExchange  # noqa: Y015
 
 @_typing.final
 class AppealSubmission(_message.Message):

@@ -47,6 +47,7 @@ class AppealEvent(_message.Message):
     INFO_REQUESTED_FIELD_NUMBER: _builtins.int
     NOTIFICATION_FAILED_FIELD_NUMBER: _builtins.int
     RESTORED_FIELD_NUMBER: _builtins.int
+    INFO_PROVIDED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers deduplicate on it."""
     appeal_id: _builtins.str
@@ -84,6 +85,8 @@ class AppealEvent(_message.Message):
     def notification_failed(self) -> Global___NotificationFailed: ...
     @_builtins.property
     def restored(self) -> Global___RestoreCompleted: ...
+    @_builtins.property
+    def info_provided(self) -> Global___InformationProvided: ...
     def __init__(
         self,
         *,
@@ -106,12 +109,13 @@ class AppealEvent(_message.Message):
         info_requested: Global___MoreInformationRequested | None = ...,
         notification_failed: Global___NotificationFailed | None = ...,
         restored: Global___RestoreCompleted | None = ...,
+        info_provided: Global___InformationProvided | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "released", b"released", "restored", b"restored", "routed", b"routed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "info_provided", b"info_provided", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "released", b"released", "restored", b"restored", "routed", b"routed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "causation_id", b"causation_id", "claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "event_id", b"event_id", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "released", b"released", "restored", b"restored", "routed", b"routed", "schema", b"schema", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "causation_id", b"causation_id", "claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "event_id", b"event_id", "info_provided", b"info_provided", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "released", b"released", "restored", b"restored", "routed", b"routed", "schema", b"schema", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["submitted", "routed", "claimed", "released", "decided", "notified", "escalated", "transferred", "sla_warning", "sla_breached", "info_requested", "notification_failed", "restored"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["submitted", "routed", "claimed", "released", "decided", "notified", "escalated", "transferred", "sla_warning", "sla_breached", "info_requested", "notification_failed", "restored", "info_provided"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -577,27 +581,61 @@ Global___SlaBreached: _TypeAlias = SlaBreached  # noqa: Y015
 
 @_typing.final
 class MoreInformationRequested(_message.Message):
-    """The reviewer needs more from the appellant before deciding."""
+    """The reviewer needs more from the appellant before deciding. The case leaves the desk and its
+    SLA clock stops until the answer comes (InformationProvided) or `respond_by` passes (the case
+    returns to its queue: a `released` event with reason "information_not_provided").
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENT_ID_FIELD_NUMBER: _builtins.int
     QUESTION_FIELD_NUMBER: _builtins.int
+    RESPOND_BY_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     question: _builtins.str
+    @_builtins.property
+    def respond_by(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         agent_id: _builtins.str = ...,
         question: _builtins.str = ...,
+        respond_by: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["respond_by", b"respond_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "question", b"question"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "question", b"question", "respond_by", b"respond_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MoreInformationRequested: _TypeAlias = MoreInformationRequested  # noqa: Y015
+
+@_typing.final
+class InformationProvided(_message.Message):
+    """The appellant answered a request for information through intake. The answer itself (text and
+    attachments) is personal data and stays in intake; the reviewer who claims the case reads it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_EVENT_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_COUNT_FIELD_NUMBER: _builtins.int
+    request_event_id: _builtins.str
+    """The info_requested event answered."""
+    attachment_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_event_id: _builtins.str = ...,
+        attachment_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_count", b"attachment_count", "request_event_id", b"request_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InformationProvided: _TypeAlias = InformationProvided  # noqa: Y015
 
 @_typing.final
 class NotificationFailed(_message.Message):

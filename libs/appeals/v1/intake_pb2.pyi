@@ -72,6 +72,7 @@ class AppealParticulars(_message.Message):
     CONTACT_FIELD_NUMBER: _builtins.int
     STATEMENT_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    INFORMATION_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     user_id: _builtins.str
     """The appellant's user id on the platform (the platform's own channel addresses them by it)."""
@@ -80,6 +81,10 @@ class AppealParticulars(_message.Message):
     def contact(self) -> _appeal_pb2.Contact: ...
     @_builtins.property
     def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.Attachment]: ...
+    @_builtins.property
+    def information(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.InformationExchange]:
+        """Requests for information and the appellant's answers, oldest first."""
+
     def __init__(
         self,
         *,
@@ -88,10 +93,11 @@ class AppealParticulars(_message.Message):
         contact: _appeal_pb2.Contact | None = ...,
         statement: _builtins.str = ...,
         attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
+        information: _abc.Iterable[_appeal_pb2.InformationExchange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "contact", b"contact", "statement", b"statement", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "contact", b"contact", "information", b"information", "statement", b"statement", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
