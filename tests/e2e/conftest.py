@@ -12,6 +12,7 @@ The ops stack runs with them: the services export their traces to a Jaeger of th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -160,16 +161,17 @@ async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
         yield publisher
 
 
-@pytest.fixture(scope="session")
-def pipeline(
-    infra: Infrastructure, service_ports: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def running_pipeline(
+    infra: Infrastructure, state: Path, overrides: dict[str, str] | None = None
 ) -> Iterator[Pipeline]:
-    state = tmp_path_factory.mktemp("pipeline")
+    """The four services as processes on ``infra``, with a database and dev keys of their own;
+    ``overrides``: environment variables the test sets (ports, timeouts)."""
     database = f"e2e_{uuid.uuid4().hex[:8]}"
     env = service_environment(infra, base=os.environ)
     env.update(devkeys.service_environment(state))
     intake_grpc, desk_grpc = free_port(), free_port()
-    env.update(service_ports)
+    env.update({spec.port_variable: str(free_port()) for spec in SERVICES})
     env.update(
         {
             "MONGODB_DATABASE": database,
@@ -183,6 +185,7 @@ def pipeline(
             "AUDIT_OPS_SCRAPE_INTERVAL_S": "1",
             # Each service logs the shape of its store commands (test_store_queries reads it).
             QUERY_LOG_VARIABLE: str(state / "store-queries"),
+            **(overrides or {}),
         }
     )
     env["AUDIT_OPS_METRICS_TARGETS"] = ops_metrics_targets(env)
@@ -203,3 +206,12 @@ def pipeline(
     finally:
         for service in started.values():
             service.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    infra: Infrastructure, service_ports: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    # The ports Prometheus of the session scrapes.
+    with running_pipeline(infra, tmp_path_factory.mktemp("pipeline"), service_ports) as started:
+        yield started
