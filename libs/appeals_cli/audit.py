@@ -34,12 +34,17 @@ from appeals_devstack.paths import STATE_DIR
 from appeals_runtime import store, vocabulary
 from appeals_runtime.errors import NotFound, TransientError
 from services.audit import complaints_report, exports, privacy, proof_bundles, transparency
-from services.audit.acknowledgements import IntakeLookup, TopicAcknowledgements
+from services.audit.acknowledgements import (
+    Either,
+    IntakeAcknowledgements,
+    IntakeLookup,
+    TopicAcknowledgements,
+)
 from services.audit.config import AuditLogSettings
 from services.audit.integrity import IntegrityError
 from services.audit.main import INDEXES, build
 from services.audit.proofs import InvalidProof
-from services.audit.reconciliation import Window
+from services.audit.reconciliation import AcknowledgementSource, Window
 from services.audit.service import AuditService, Reader
 from services.audit.signed_note import InvalidNote, Verifier
 
@@ -183,13 +188,15 @@ async def _reconcile(service: AuditService, args: argparse.Namespace, cfg: Audit
     window = Window(_moment(args.since), _moment(args.until))
     await service.log_access(operator(), "reconcile", f"{window.since}..{window.until}")
     intake = None
+    source: AcknowledgementSource = TopicAcknowledgements(cfg.kafka_bootstrap_servers)
     if args.intake_url:
         from appeals_cli import tokens
 
-        intake = IntakeLookup(args.intake_url, args.token or tokens.ops_token("audit-reconcile"))
-    result = await exports.reconcile_log(
-        service.log, TopicAcknowledgements(cfg.kafka_bootstrap_servers), window, intake=intake
-    )
+        token = args.token or tokens.ops_token("audit-reconcile")
+        intake = IntakeLookup(args.intake_url, token)
+        # Intake's own records, not bounded by the topics' retention, beside the topics.
+        source = Either(source, IntakeAcknowledgements(args.intake_url, token))
+    result = await exports.reconcile_log(service.log, source, window, intake=intake)
     _print({"ok": result.ok, **dataclasses.asdict(result)})
     return 0 if result.ok else 1
 
@@ -282,7 +289,11 @@ def add_parser(commands: Any) -> None:
     reconcile = sub.add_parser("reconcile", help="intake's acknowledgements vs the log")
     reconcile.add_argument("--since", required=True)
     reconcile.add_argument("--until", required=True)
-    reconcile.add_argument("--intake-url", help="also ask intake about appeals only the log has")
+    reconcile.add_argument(
+        "--intake-url",
+        help="also read intake's records of the window (GET /v1/appeals, not bounded by the "
+        "topics' retention) and ask it about appeals only the log has",
+    )
     reconcile.add_argument("--token", help="ops token for intake (default: a local dev token)")
     reconcile.set_defaults(handler=_run(_reconcile))
 

@@ -6,6 +6,11 @@ those two topics are the record of every acknowledgement, for as long as the top
 reads with no consumer group (nothing is committed, no other consumer is disturbed), from the
 offsets at the window's start up to the end offsets it found when it began.
 
+:class:`IntakeAcknowledgements` reads intake's own records instead (``GET /v1/appeals`` with a
+window of reception time, paged, with an ops token): complete for as long as intake keeps them,
+whatever the topics still retain. :class:`Either` takes both, an appeal acknowledged where
+either says so.
+
 :class:`IntakeLookup` asks intake itself (``GET /v1/appeals/{id}`` with an ops token) about single
 appeals, to confirm those the topics no longer retain.
 """
@@ -20,7 +25,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from appeals_runtime import events, topics
-from services.audit.reconciliation import Acknowledged, Window
+from services.audit.reconciliation import Acknowledged, AcknowledgementSource, Window
 
 # Producer clocks and broker timestamps disagree a little: seek this much before the window.
 SEEK_SLACK = timedelta(minutes=5)
@@ -95,6 +100,64 @@ READERS: dict[str, Callable[[bytes], Acknowledged | None]] = {
     topics.APPEAL_LIFECYCLE.name: _from_lifecycle,
     topics.APPEAL_REQUEST_OUTCOMES.name: _from_outcome,
 }
+
+
+# Appeals per page of intake's listing.
+INTAKE_PAGE = 2000
+
+
+class IntakeAcknowledgements:
+    """Intake's records of the appeals it acknowledged, by reception time, page by page."""
+
+    def __init__(
+        self, base_url: str, token: str, *, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._client = client
+
+    async def acknowledged(self, window: Window) -> list[Acknowledged]:
+        client = self._client or httpx.AsyncClient(timeout=30)
+        found: list[Acknowledged] = []
+        cursor: str | None = None
+        try:
+            while True:
+                params = {
+                    "received_after": window.since.isoformat(),
+                    "received_before": window.until.isoformat(),
+                    "limit": str(INTAKE_PAGE),
+                    **({"cursor": cursor} if cursor else {}),
+                }
+                response = await client.get(
+                    f"{self._base_url}/v1/appeals", params=params, headers=self._headers
+                )
+                response.raise_for_status()
+                page = response.json()
+                found += [
+                    Acknowledged(
+                        item["appeal_id"], datetime.fromisoformat(item["received_at"]), "intake"
+                    )
+                    for item in page["appeals"]
+                ]
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    return found
+        finally:
+            if self._client is None:
+                await client.aclose()
+
+
+class Either:
+    """Acknowledged where any of ``sources`` says so (the topics and intake's records)."""
+
+    def __init__(self, *sources: AcknowledgementSource) -> None:
+        self._sources = sources
+
+    async def acknowledged(self, window: Window) -> list[Acknowledged]:
+        found: list[Acknowledged] = []
+        for source in self._sources:
+            found += await source.acknowledged(window)
+        return found
 
 
 class IntakeLookup:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header
+from fastapi import Body, FastAPI, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
@@ -29,6 +30,8 @@ from services.intake.schemas import (
     AppealView,
     InformationAccepted,
     InformationIn,
+    ReceivedAppeal,
+    ReceivedPage,
     appeal_view,
 )
 
@@ -149,6 +152,34 @@ def create_app(
             channel="rest",
         )
         return JSONResponse(accepted.as_response(), status_code=202)
+
+    @app.get(
+        "/v1/appeals",
+        response_model=ReceivedPage,
+        responses=openapi_docs.LIST_RESPONSES,
+        summary="List the appeals acknowledged in a window of reception time (ops)",
+    )
+    async def list_received(
+        principal: Caller,
+        received_after: Annotated[datetime, Query(description="inclusive, with a UTC offset")],
+        received_before: Annotated[datetime, Query(description="exclusive, at most 31 days on")],
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    ) -> ReceivedPage:
+        """Every appeal intake acknowledged (the broker had its submitted event) whose reception
+        time falls in the window, by minute then id, a page at a time: follow `next_cursor`
+        until it is null. What reconciliation compares the audit log with, for as long as
+        intake keeps its records (not bounded by the broker's retention)."""
+        page = await intake.received(
+            principal, received_after, received_before, cursor=cursor, limit=limit
+        )
+        return ReceivedPage(
+            appeals=[
+                ReceivedAppeal(appeal_id=item.appeal_id, received_at=item.received_at)
+                for item in page.appeals
+            ],
+            next_cursor=page.next_cursor,
+        )
 
     @app.get(
         "/v1/appeals/{appeal_id}",

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from appeals_runtime import metrics, store, topics, tracing, vocabulary
 from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, Unauthenticated
 from appeals_runtime.errors import (
     Conflict,
+    FieldViolation,
     NotFound,
     TooManyRequests,
     TransientError,
@@ -56,9 +58,15 @@ from appeals_runtime.privacy import submission_facts
 from services.intake import eligibility, identity, validation
 from services.intake.model import AppealRecord
 from services.intake.rate_limits import RateLimiter
+from services.intake.received_index import Page
 from services.intake.repository import IntakeRepository
 
 log = logging.getLogger(__name__)
+
+# The listing of acknowledged appeals: at most this long a window, this many per page.
+MAX_LISTING_WINDOW = timedelta(days=31)
+MAX_LISTING_PAGE = 5000
+_CURSOR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}\|[A-Za-z0-9_.:-]{1,128}$")
 _received = metrics.counter(metrics.APPEALS_RECEIVED)
 _rejected = metrics.counter(metrics.APPEALS_REJECTED)
 _flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
@@ -242,7 +250,11 @@ class AppealIntake:
         accepted = Accepted(appeal_id)
         try:
             with self.acknowledged_here.marking(appeal_id):
-                await self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected)
+                # Marked, and listed by its minute of reception (for reconciliation), at once.
+                await asyncio.gather(
+                    self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected),
+                    self._repository.received.add(appeal_id, now),
+                )
         except TransientError:
             # The broker has the appeal, so it is accepted; the status projection sets the mark
             # when the submitted event comes by (until then look-ups answer 404 and a retry 409).
@@ -362,6 +374,35 @@ class AppealIntake:
             raise NotFound(f"no appeal {appeal_id}")
         principal.require_platform(record.platform)
         return record
+
+    async def received(
+        self,
+        principal: Principal,
+        since: datetime,
+        until: datetime,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> Page:
+        """The appeals acknowledged with a reception time in ``[since, until)``, a page at a time
+        (ops: reconciliation compares them with the audit log)."""
+        principal.require(Scope.READ, role=Role.OPS)
+        violations = []
+        if since.tzinfo is None or until.tzinfo is None:
+            violations.append(FieldViolation("received_after", "needs a UTC offset"))
+        elif not since < until:
+            violations.append(FieldViolation("received_before", "must be after received_after"))
+        elif until - since > MAX_LISTING_WINDOW:
+            violations.append(
+                FieldViolation("received_before", "the window may span at most 31 days")
+            )
+        if cursor and not _CURSOR.match(cursor):
+            violations.append(FieldViolation("cursor", "is not a cursor this listing gave"))
+        if not 1 <= limit <= MAX_LISTING_PAGE:
+            violations.append(FieldViolation("limit", f"must be 1 to {MAX_LISTING_PAGE}"))
+        if violations:
+            raise ValidationFailed(violations)
+        return await self._repository.received.page(since, until, cursor=cursor, limit=limit)
 
     async def provide_information(
         self,

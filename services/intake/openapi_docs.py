@@ -114,6 +114,13 @@ GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: UNAVAILABLE,
 }
 
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: INVALID,
+    401: UNAUTHENTICATED,
+    403: FORBIDDEN,
+    503: UNAVAILABLE,
+}
+
 INFORMATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
         "description": "Accepted: the broker has the answer; the case returns to its queue.",

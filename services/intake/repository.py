@@ -25,6 +25,7 @@ from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.intake import identity, key_expiry
 from services.intake.model import AppealRecord, InfoRequest, StatusChange
+from services.intake.received_index import ReceivedIndex
 from services.intake.retries import retried_when_busy
 
 T = TypeVar("T")
@@ -84,6 +85,8 @@ class IntakeRepository:
         self._expiry_notes = key_expiry.ExpiryNotes()
         self._flushing = asyncio.Lock()
         self._swept_through_exists = False
+        # Acknowledged appeals by minute of reception (reconciliation lists windows of it).
+        self.received = ReceivedIndex(db)
 
     async def retire_indexes(self) -> None:
         """Drop the secondary indexes earlier versions created (at start-up)."""

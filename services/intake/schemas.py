@@ -159,6 +159,17 @@ class InformationIn(_Strict):
         return [appeal_pb2.Attachment(**a.model_dump()) for a in self.attachments]
 
 
+class ReceivedAppeal(BaseModel):
+    appeal_id: str
+    received_at: datetime
+
+
+class ReceivedPage(BaseModel):
+    appeals: list[ReceivedAppeal]
+    # Pass it as `cursor` for the next page; null when the window is done.
+    next_cursor: str | None
+
+
 class InformationAccepted(BaseModel):
     appeal_id: str
     # The info_requested event the answer belongs to.

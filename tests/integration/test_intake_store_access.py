@@ -114,7 +114,7 @@ def lifecycle(appeal_id: str, kind: str, **payload: Any) -> InboundMessage[event
     return InboundMessage("t", 0, 0, appeal_id, event, {}, 0)
 
 
-async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too(
+async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too(
     watched: tuple[IntakeUnderTest, Recorder, list[datetime]],
 ) -> None:
     intake, recorder, now = watched
@@ -124,9 +124,10 @@ async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too
     assert first.status_code == 202, first.text
     appeal_id = first.json()["appeal_id"]
     submit = recorder.take()
-    # Reserve the key; hold the slot and record the appeal (together); mark it acknowledged.
-    # No evasion look-up without hashes; no answer stored apart for replays.
-    assert [name for name, _ in submit] == ["insert", "insert", "insert", "update"]
+    # Reserve the key; hold the slot and record the appeal (together); mark it acknowledged and
+    # list it by its minute of reception (together). No evasion look-up without hashes; no
+    # answer stored apart for replays.
+    assert [name for name, _ in submit] == ["insert", "insert", "insert", "update", "update"]
     assert_by_id(submit)
 
     linked = await intake.submit(fresh_body(signals={"linked_account_hashes": ["h-12345678"]}))
@@ -150,7 +151,8 @@ async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too
     await projection.handle(decided)  # redelivered
     events = recorder.take()
     assert_by_id(events)
-    # Submitted: one conditional update (a no-op once intake marked it); routed: one update;
+    # Submitted: two no-op updates once intake marked and listed it (the mark, the listing);
+    # routed: one update;
     # decided: the status update, then the slot its record names, freed by _id.
     assert [name for name, _ in events[:2]] == ["update", "update"]
     again = await intake.submit(body | {"statement": "A new appeal once the first was answered."})
@@ -268,7 +270,9 @@ async def test_the_status_projection_writes_nothing_for_an_appeal_this_process_m
     submitted = lifecycle(appeal_id, "submitted", submitted=events_pb2.AppealSubmitted())
     await projection.handle(submitted)
     assert recorder.take() == []  # marked when the broker acknowledged: nothing to do
-    await projection.handle(submitted)  # redelivered: no longer known here, a no-op update
-    assert [name for name, _ in recorder.take()] == ["update"]
+    # Redelivered: no longer known here, so the mark and the listing by minute are written
+    # again, both no-ops.
+    await projection.handle(submitted)
+    assert [name for name, _ in recorder.take()] == ["update", "update"]
     view = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
     assert view.status_code == 200
