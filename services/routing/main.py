@@ -83,7 +83,7 @@ def assemble(
         ledger=ledger,
         desk=desk,
         referrals=ReferralDesk(ledger, repo, policies, desk, clock=clock),
-        referral_watch=ReferralWatch(repo, clock=clock),
+        referral_watch=ReferralWatch(repo, policies, clock=clock),
         timers=CaseTimers(ledger, repo, policies, board, ownership, clock=clock),
         handler=routing_handler(
             Router(ledger, repo, policies),

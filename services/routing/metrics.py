@@ -77,11 +77,14 @@ _referrals_open: Counter[str] = Counter()
 _referrals_overdue: Counter[str] = Counter()
 
 
-def observe_referrals(pending: Iterable[PendingReferral], now: datetime) -> None:
+def observe_referrals(
+    pending: Iterable[PendingReferral], now: datetime, *, bodies: Iterable[str] = ()
+) -> None:
+    """The referrals out per body now; ``bodies`` report 0 when none is out with them."""
     pending = list(pending)
     opened = Counter(p.body for p in pending)
     overdue = Counter(p.body for p in pending if now >= p.respond_by)
-    for body in _referrals_open.keys() - opened.keys():
+    for body in (_referrals_open.keys() | set(bodies)) - opened.keys():
         opened[body] = 0
     _referrals_open.clear()
     _referrals_open.update({body: opened[body] for body in opened})

@@ -27,7 +27,13 @@ from services.routing import metrics as routing_metrics
 from services.routing.announcements import RESTORING_OUTCOMES
 from services.routing.desk import AgentDesk, DecisionResult, DecisionStatus, validate_decision
 from services.routing.ledger import CaseLedger
-from services.routing.model import OVERSIGHT_BOARD_BODY, CaseState, Status, Verdict
+from services.routing.model import (
+    OVERSIGHT_BOARD_BODY,
+    CaseState,
+    Status,
+    Verdict,
+    out_of_court_body,
+)
 from services.routing.policy_file import PolicySource
 from services.routing.repository import RoutingRepository
 
@@ -146,11 +152,18 @@ class ReferralWatch:
     def __init__(
         self,
         repository: RoutingRepository,
+        policies: PolicySource,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repository = repository
+        self._policies = policies
         self._clock = clock
 
     async def refresh(self) -> None:
-        routing_metrics.observe_referrals(await self._repository.pending_referrals(), self._clock())
+        # Every body the policy names reports, 0 when nothing is out with it.
+        escalation = self._policies.current.escalation
+        bodies = [OVERSIGHT_BOARD_BODY, *map(out_of_court_body, escalation.out_of_court.bodies)]
+        routing_metrics.observe_referrals(
+            await self._repository.pending_referrals(), self._clock(), bodies=bodies
+        )

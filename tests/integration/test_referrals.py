@@ -262,6 +262,13 @@ async def test_overdue_referrals_show_to_ops(
         if line.startswith("appeals_routing_referrals_overdue") and f'body="{BOARD}"' in line
     ]  # fmt: skip
     assert overdue_lines and float(overdue_lines[0].rsplit(" ", 1)[1]) >= 1
+    # A certified body with nothing out reports 0, not nothing.
+    idle_body = [
+        line for line in exposition.splitlines()
+        if line.startswith("appeals_routing_referrals_open")
+        and 'body="ods:appeals_centre_europe"' in line
+    ]  # fmt: skip
+    assert idle_body and float(idle_body[0].rsplit(" ", 1)[1]) == 0
     # A surface token reads no referrals at all.
     surface = await bodies.http.get("/v1/referrals", headers=bodies.http_as("surface", "ig"))
     assert surface.status_code == 403
