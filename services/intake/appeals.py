@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 # The listing of acknowledged appeals: at most this long a window, this many per page.
 MAX_LISTING_WINDOW = timedelta(days=31)
 MAX_LISTING_PAGE = 5000
-_CURSOR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}\|[A-Za-z0-9_.:-]{1,128}$")
+_CURSOR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\|[A-Za-z0-9_.:-]{1,128}$")
 _received = metrics.counter(metrics.APPEALS_RECEIVED)
 _rejected = metrics.counter(metrics.APPEALS_REJECTED)
 _flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
@@ -250,11 +250,7 @@ class AppealIntake:
         accepted = Accepted(appeal_id)
         try:
             with self.acknowledged_here.marking(appeal_id):
-                # Marked, and listed by its minute of reception (for reconciliation), at once.
-                await asyncio.gather(
-                    self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected),
-                    self._repository.received.add(appeal_id, now),
-                )
+                await self._repository.acknowledge(appeal_id, ban_evasion_suspected=suspected)
         except TransientError:
             # The broker has the appeal, so it is accepted; the status projection sets the mark
             # when the submitted event comes by (until then look-ups answer 404 and a retry 409).

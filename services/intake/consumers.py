@@ -37,18 +37,20 @@ class StatusProjection:
         if not event.event_id or not event.appeal_id:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
-            # Intake wrote the record before publishing, and marks it acknowledged and lists it
-            # by its minute of reception (for reconciliation) right after the broker's ack; this
-            # covers a crash between the two, or a store that refused either (no-ops otherwise,
-            # and skipped when this process wrote both itself). The offset is committed only
-            # after. (The event carries no personal data, so it could not rebuild the record; it
+            # Every acknowledged appeal is listed by when it was received, for reconciliation;
+            # the offset is committed only once it is (off the submit's path: see
+            # received_index).
+            await self._repository.received.add(event.appeal_id, occurred_at(event))
+            # Intake wrote the record before publishing and marks it acknowledged right after
+            # the broker's ack; this covers a crash between the two, or a store that refused the
+            # mark (a no-op otherwise, and skipped when this process made the mark itself).
+            # (The event carries no personal data, so it could not rebuild the record; it
             # never has to.)
             if await self._acknowledged_here.take(event.appeal_id):
                 return
             await self._repository.acknowledge(
                 event.appeal_id, ban_evasion_suspected=event.submitted.ban_evasion_suspected
             )
-            await self._repository.received.add(event.appeal_id, occurred_at(event))
             return
         change = status_change(event)
         if change is not None:

@@ -1,15 +1,17 @@
 """Which appeals intake acknowledged, listed by when they were received, without a scan.
 
-One document per minute of reception (``_id`` = the minute in UTC, ``2026-12-05T23:56``) holds
-the ids and received times of the appeals acknowledged in it. A time window is listed by looking
-its minutes up by ``_id`` (many per query), so the cost follows the window, never the history the
-store holds, and ops can page through any window as long as intake keeps its records: this is
-what reconciliation compares the audit log with (``GET /v1/appeals?received_after=...``), not
-bounded by the broker's retention.
+One document per ten seconds of reception (``_id`` = the slot's start in UTC,
+``2026-12-05T23:56:40``) holds the ids and received times of the appeals acknowledged in it. A
+time window is listed by looking its slots up by ``_id`` (many per query), so the cost follows the
+window, never the history the store holds, and ops can page through any window as long as intake
+keeps its records: this is what reconciliation compares the audit log with
+(``GET /v1/appeals?received_after=...``), not bounded by the broker's retention.
 
 The status projection adds each appeal when its submitted event comes by, and commits the
-event's offset only after that: no acknowledged appeal is missing from the index. Adds that
-arrive while one write is on its way go together, one ``$addToSet`` per minute.
+event's offset only after that: no acknowledged appeal is missing from the index. It is off the
+submit's path on purpose: an ``$addToSet`` rewrites its whole document, so adds wait a moment
+(``LINGER_S``) and go together, one update per slot, and slots stay small (ten seconds: 500
+entries at 50 appeals/s).
 """
 
 from __future__ import annotations
@@ -23,22 +25,26 @@ from typing import Any
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 
-RECEIVED_INDEX = "received_by_minute"
-MINUTE = timedelta(minutes=1)
-# Minutes looked up per query while listing.
-MINUTES_PER_QUERY = 120
+RECEIVED_INDEX = "received_by_slot"
+SLOT = timedelta(seconds=10)
+# Slots looked up per query while listing.
+SLOTS_PER_QUERY = 360
+# How long an add waits for others to go with it (it is off every request's path).
+LINGER_S = 0.2
 
 
-def minute_of(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+def slot_of(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.replace(second=moment.second // 10 * 10).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def minutes_between(since: datetime, until: datetime) -> Iterator[str]:
-    """The minutes that hold appeals received in ``[since, until)``."""
-    minute = since.astimezone(UTC).replace(second=0, microsecond=0)
-    while minute < until:
-        yield minute_of(minute)
-        minute += MINUTE
+def slots_between(since: datetime, until: datetime) -> Iterator[str]:
+    """The slots that hold appeals received in ``[since, until)``."""
+    start = since.astimezone(UTC)
+    slot = start.replace(second=start.second // 10 * 10, microsecond=0)
+    while slot < until:
+        yield slot_of(slot)
+        slot += SLOT
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,9 @@ class Page:
 
 
 class ReceivedIndex:
-    def __init__(self, db: store.Database) -> None:
-        self._minutes = db[RECEIVED_INDEX]
+    def __init__(self, db: store.Database, *, linger_s: float = LINGER_S) -> None:
+        self._slots = db[RECEIVED_INDEX]
+        self._linger_s = linger_s
         self._waiting: list[tuple[str, datetime, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -69,17 +76,18 @@ class ReceivedIndex:
         await done
 
     async def _write_all(self) -> None:
+        await asyncio.sleep(self._linger_s)
         while self._waiting:
             batch, self._waiting = self._waiting, []
-            by_minute: dict[str, list[dict[str, Any]]] = {}
+            by_slot: dict[str, list[dict[str, Any]]] = {}
             for appeal_id, at, _ in batch:
-                by_minute.setdefault(minute_of(at), []).append({"id": appeal_id, "at": at})
+                by_slot.setdefault(slot_of(at), []).append({"id": appeal_id, "at": at})
             error: BaseException | None = None
             try:
-                for minute, entries in by_minute.items():
+                for slot, entries in by_slot.items():
                     await store.available(
-                        self._minutes.update_one(
-                            {"_id": minute},
+                        self._slots.update_one(
+                            {"_id": slot},
                             {"$addToSet": {"entries": {"$each": entries}}},
                             upsert=True,
                         )
@@ -97,28 +105,28 @@ class ReceivedIndex:
     async def page(
         self, since: datetime, until: datetime, *, cursor: str | None, limit: int
     ) -> Page:
-        """Appeals received in ``[since, until)``, by minute then id, at most ``limit``;
+        """Appeals received in ``[since, until)``, by slot then id, at most ``limit``;
         ``cursor`` (from the previous page) says where to go on."""
-        start_minute, start_after = _parse_cursor(cursor)
-        minutes = [m for m in minutes_between(since, until) if m >= start_minute]
+        start_slot, start_after = _parse_cursor(cursor)
+        slots = [slot for slot in slots_between(since, until) if slot >= start_slot]
         found: list[Received] = []
-        for first in range(0, len(minutes), MINUTES_PER_QUERY):
-            chunk = minutes[first : first + MINUTES_PER_QUERY]
-            documents = await _found(self._minutes, {"_id": {"$in": chunk}})
-            by_minute = {str(d["_id"]): d for d in documents}
-            for minute in chunk:
-                document = by_minute.get(minute)
+        for first in range(0, len(slots), SLOTS_PER_QUERY):
+            chunk = slots[first : first + SLOTS_PER_QUERY]
+            documents = await _found(self._slots, {"_id": {"$in": chunk}})
+            by_slot = {str(d["_id"]): d for d in documents}
+            for slot in chunk:
+                document = by_slot.get(slot)
                 if document is None:
                     continue
                 entries = sorted((str(e["id"]), e["at"]) for e in document.get("entries", []))
                 for appeal_id, at in entries:
-                    if minute == start_minute and start_after and appeal_id <= start_after:
+                    if slot == start_slot and start_after and appeal_id <= start_after:
                         continue
                     if not since <= at < until:
                         continue
                     if len(found) == limit:
                         last = found[-1]
-                        return Page(found, f"{minute_of(last.received_at)}|{last.appeal_id}")
+                        return Page(found, f"{slot_of(last.received_at)}|{last.appeal_id}")
                     found.append(Received(appeal_id, at))
         return Page(found, None)
 

@@ -85,7 +85,7 @@ class IntakeRepository:
         self._expiry_notes = key_expiry.ExpiryNotes()
         self._flushing = asyncio.Lock()
         self._swept_through_exists = False
-        # Acknowledged appeals by minute of reception (reconciliation lists windows of it).
+        # Acknowledged appeals by ten seconds of reception (reconciliation lists windows of it).
         self.received = ReceivedIndex(db)
 
     async def retire_indexes(self) -> None:

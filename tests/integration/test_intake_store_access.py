@@ -114,7 +114,7 @@ def lifecycle(appeal_id: str, kind: str, **payload: Any) -> InboundMessage[event
     return InboundMessage("t", 0, 0, appeal_id, event, {}, 0)
 
 
-async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too(
+async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too(
     watched: tuple[IntakeUnderTest, Recorder, list[datetime]],
 ) -> None:
     intake, recorder, now = watched
@@ -124,10 +124,9 @@ async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too
     assert first.status_code == 202, first.text
     appeal_id = first.json()["appeal_id"]
     submit = recorder.take()
-    # Reserve the key; hold the slot and record the appeal (together); mark it acknowledged and
-    # list it by its minute of reception (together). No evasion look-up without hashes; no
-    # answer stored apart for replays.
-    assert [name for name, _ in submit] == ["insert", "insert", "insert", "update", "update"]
+    # Reserve the key; hold the slot and record the appeal (together); mark it acknowledged.
+    # No evasion look-up without hashes; no answer stored apart for replays.
+    assert [name for name, _ in submit] == ["insert", "insert", "insert", "update"]
     assert_by_id(submit)
 
     linked = await intake.submit(fresh_body(signals={"linked_account_hashes": ["h-12345678"]}))
@@ -151,7 +150,7 @@ async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too
     await projection.handle(decided)  # redelivered
     events = recorder.take()
     assert_by_id(events)
-    # Submitted: two no-op updates once intake marked and listed it (the mark, the listing);
+    # Submitted: the listing by reception time, then the mark (a no-op once intake set it);
     # routed: one update;
     # decided: the status update, then the slot its record names, freed by _id.
     assert [name for name, _ in events[:2]] == ["update", "update"]
@@ -258,7 +257,7 @@ async def test_documents_in_the_shapes_of_earlier_versions_are_read_as_they_are(
     assert after.status_code == 202, after.text
 
 
-async def test_the_status_projection_writes_nothing_for_an_appeal_this_process_marked(
+async def test_the_status_projection_writes_only_the_listing_for_an_appeal_this_process_marked(
     watched: tuple[IntakeUnderTest, Recorder, list[datetime]],
 ) -> None:
     intake, recorder, _ = watched
@@ -269,9 +268,9 @@ async def test_the_status_projection_writes_nothing_for_an_appeal_this_process_m
     projection = StatusProjection(intake.repository, intake.intake.acknowledged_here)
     submitted = lifecycle(appeal_id, "submitted", submitted=events_pb2.AppealSubmitted())
     await projection.handle(submitted)
-    assert recorder.take() == []  # marked when the broker acknowledged: nothing to do
-    # Redelivered: no longer known here, so the mark and the listing by minute are written
-    # again, both no-ops.
+    # Marked when the broker acknowledged: only the listing by reception time is written.
+    assert [name for name, _ in recorder.take()] == ["update"]
+    # Redelivered: no longer known here, so the mark is written again too (both no-ops).
     await projection.handle(submitted)
     assert [name for name, _ in recorder.take()] == ["update", "update"]
     view = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
