@@ -17,7 +17,8 @@ appeals, to confirm those the topics no longer retain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -106,8 +107,8 @@ READERS: dict[str, Callable[[bytes], Acknowledged | None]] = {
 INTAKE_PAGE = 2000
 
 
-class IntakeAcknowledgements:
-    """Intake's records of the appeals it acknowledged, by reception time, page by page."""
+class _IntakeReader:
+    """Calls intake's REST API with an ops token (a client of its own unless one is given)."""
 
     def __init__(
         self, base_url: str, token: str, *, client: httpx.AsyncClient | None = None
@@ -116,11 +117,27 @@ class IntakeAcknowledgements:
         self._headers = {"Authorization": f"Bearer {token}"}
         self._client = client
 
+    @contextlib.asynccontextmanager
+    async def _session(self, timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:
+        if self._client is not None:
+            yield self._client
+            return
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            yield client
+
+    async def _get(
+        self, client: httpx.AsyncClient, path: str, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return await client.get(f"{self._base_url}{path}", params=params, headers=self._headers)
+
+
+class IntakeAcknowledgements(_IntakeReader):
+    """Intake's records of the appeals it acknowledged, by reception time, page by page."""
+
     async def acknowledged(self, window: Window) -> list[Acknowledged]:
-        client = self._client or httpx.AsyncClient(timeout=30)
         found: list[Acknowledged] = []
         cursor: str | None = None
-        try:
+        async with self._session(timeout_s=30) as client:
             while True:
                 params = {
                     "received_after": window.since.isoformat(),
@@ -128,9 +145,7 @@ class IntakeAcknowledgements:
                     "limit": str(INTAKE_PAGE),
                     **({"cursor": cursor} if cursor else {}),
                 }
-                response = await client.get(
-                    f"{self._base_url}/v1/appeals", params=params, headers=self._headers
-                )
+                response = await self._get(client, "/v1/appeals", params)
                 response.raise_for_status()
                 page = response.json()
                 found += [
@@ -142,9 +157,6 @@ class IntakeAcknowledgements:
                 cursor = page.get("next_cursor")
                 if not cursor:
                     return found
-        finally:
-            if self._client is None:
-                await client.aclose()
 
 
 class Either:
@@ -160,25 +172,12 @@ class Either:
         return found
 
 
-class IntakeLookup:
+class IntakeLookup(_IntakeReader):
     """Does intake know this appeal? ``GET /v1/appeals/{id}``: 200 yes, 404 no."""
 
-    def __init__(
-        self, base_url: str, token: str, *, client: httpx.AsyncClient | None = None
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._client = client
-
     async def __call__(self, appeal_id: str) -> bool:
-        client = self._client or httpx.AsyncClient(timeout=10)
-        try:
-            response = await client.get(
-                f"{self._base_url}/v1/appeals/{appeal_id}", headers=self._headers
-            )
-        finally:
-            if self._client is None:
-                await client.aclose()
+        async with self._session(timeout_s=10) as client:
+            response = await self._get(client, f"/v1/appeals/{appeal_id}")
         if response.status_code == 404:
             return False
         response.raise_for_status()

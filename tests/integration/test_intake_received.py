@@ -15,7 +15,7 @@ from appeals_runtime.events import new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.audit import exports
-from services.audit.acknowledgements import IntakeAcknowledgements
+from services.audit.acknowledgements import IntakeAcknowledgements, IntakeLookup
 from services.audit.reconciliation import Window
 from services.intake import identity
 from services.intake.consumers import StatusProjection
@@ -138,3 +138,5 @@ async def test_reconciliation_against_intakes_records_names_both_sides(
 
     assert result.missing_from_log == [lost]
     assert result.not_acknowledged == [invented]
+    # Asked about the appeal only the log has, intake does not know it either.
+    assert not await IntakeLookup("http://intake", token, client=intake.client)(invented)
