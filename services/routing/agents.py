@@ -106,8 +106,9 @@ class AgentRegistry:
         return presence
 
     async def keep_online(self, agent: Principal) -> None:
-        """Online while a stream renews it; an away agent stays away."""
-        profile = await self.profile(agent)
+        """Online while a stream renews it; an away agent stays away (as read lately: going
+        away through this instance is seen at once, through another within seconds)."""
+        profile = await self.recent_profile(agent)
         if profile.presence != Presence.AWAY:
             now = self._clock()
             await self._repository.set_presence(

@@ -246,7 +246,7 @@ class AgentDesk:
         require_agent(agent)
         now = self._clock()
         policy = self._policies.current
-        profile = await self.profile(agent)
+        profile = await self.agents.recent_profile(agent)
         legacy = not profile.registered and policy.agents.unregistered.facts_optional
         validate_decision(outcome, rationale, policy_cited, facts, facts_optional=legacy)
         case = await self._visible_case(agent, appeal_id, now)
@@ -412,16 +412,23 @@ class AgentDesk:
     # --- helpers ----------------------------------------------------------------------------
 
     async def _visible_case(self, agent: Principal, appeal_id: str, now: datetime) -> CaseState:
-        case = await self._ledger.state(appeal_id)
+        # The board's copy of an open case saves reading its view: a step checked against a
+        # copy that is behind fails on its record's _id and is checked again on the case caught
+        # up (the ledger), so only a copy that would refuse the agent is read afresh.
+        case = self._board.get(appeal_id)
+        if case is None or not _visible_to(agent, case, now):
+            case = await self._ledger.state(appeal_id)
         # Agents outside the case's queue learn nothing about it, not even that it exists; the
         # agent holding a case keeps it when a timer moves it to another queue.
-        if case is None or not (agent.works_queue(case.queue) or case.held_by(agent.subject, now)):
+        if case is None or not _visible_to(agent, case, now):
             raise NotFound(f"no case {appeal_id} in your queues")
         return case
 
     async def _check_can_take(self, agent: Principal, case: CaseState, now: datetime) -> None:
         case_rules.ensure_independent(case, agent.subject)
-        profile = await self.profile(agent)
+        # As read lately (the stream that offered the case read it): a registration through
+        # this instance is seen at once, through another within seconds.
+        profile = await self.agents.recent_profile(agent)
         if not self._offers.can_take(profile, case, now):
             raise PermissionDenied(
                 f"appeal {case.appeal_id} needs skills you have not registered: "
@@ -467,6 +474,10 @@ class AgentDesk:
             if record is not None:
                 applied.append(copy_id)
         return tuple(applied)
+
+
+def _visible_to(agent: Principal, case: CaseState, now: datetime) -> bool:
+    return agent.works_queue(case.queue) or case.held_by(agent.subject, now)
 
 
 def case_facts(case: CaseState) -> str:
