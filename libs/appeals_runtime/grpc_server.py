@@ -28,19 +28,20 @@ ResponseT = TypeVar("ResponseT")
 
 
 class GrpcServer:
-    """Runs a ``grpc.aio`` server as a component of the service runtime."""
+    """Runs a ``grpc.aio`` server as a component of the service runtime, serving every service
+    one of ``registrations`` adds to it (e.g. routing's desk and its Referrals API on one port)."""
 
     def __init__(
         self,
-        register: Callable[[grpc.aio.Server], None],
-        *,
+        *registrations: Callable[[grpc.aio.Server], None],
         host: str,
         port: int,
         name: str = "grpc",
     ) -> None:
         self.name = name
         self._server = grpc.aio.server(interceptors=[GrpcTelemetry()])
-        register(self._server)
+        for register in registrations:
+            register(self._server)
         self._address = f"{host}:{port}"
         if self._server.add_insecure_port(self._address) == 0:
             raise RuntimeError(f"gRPC server {name} cannot listen on {self._address}")

@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appeals_runtime import store
-from appeals_runtime.errors import TransientError
 
 RECEIVED_INDEX = "received_by_slot"
 SLOT = timedelta(seconds=10)
@@ -112,7 +111,7 @@ class ReceivedIndex:
         found: list[Received] = []
         for first in range(0, len(slots), SLOTS_PER_QUERY):
             chunk = slots[first : first + SLOTS_PER_QUERY]
-            documents = await _found(self._slots, {"_id": {"$in": chunk}})
+            documents = await store.available(self._slots.find({"_id": {"$in": chunk}}).to_list())
             by_slot = {str(d["_id"]): d for d in documents}
             for slot in chunk:
                 document = by_slot.get(slot)
@@ -136,10 +135,3 @@ def _parse_cursor(cursor: str | None) -> tuple[str, str]:
         return "", ""
     minute, _, after = cursor.partition("|")
     return minute, after
-
-
-async def _found(collection: store.Collection, query: store.Document) -> list[store.Document]:
-    try:
-        return await collection.find(query).to_list()
-    except store.UNAVAILABLE_ERRORS as error:
-        raise TransientError(f"document store unavailable: {error}") from error

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -94,16 +93,6 @@ def assemble(
     )
 
 
-def both(*registrations: Callable[[Any], None]) -> Callable[[Any], None]:
-    """One gRPC server for the desk and the Referrals API."""
-
-    def register(server: Any) -> None:
-        for registration in registrations:
-            registration(server)
-
-    return register
-
-
 def load_policies(settings: RoutingSettings) -> PolicySource:
     try:
         return PolicySource.load(settings.policy_file)
@@ -152,10 +141,8 @@ async def serve(settings: RoutingSettings) -> None:
                 # First the board: the desk serves from it, the timers sweep it.
                 parts.feed,
                 GrpcServer(
-                    both(
-                        grpc_api.register(desk_servicer),
-                        referrals_api.register(referrals_servicer),
-                    ),
+                    grpc_api.register(desk_servicer),
+                    referrals_api.register(referrals_servicer),
                     host=settings.bind_host,
                     port=settings.grpc_port,
                 ),

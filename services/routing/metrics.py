@@ -72,7 +72,7 @@ def observe(stats: Sequence[QueueStats], agents_online: int, now: datetime) -> N
 
 
 # Referrals out per body, from the live set (services.routing.referrals.ReferralWatch); a body
-# whose referrals all came back reports 0 instead of vanishing.
+# seen once, or named by the policy, reports 0 when nothing is out with it, instead of vanishing.
 _referrals_open: Counter[str] = Counter()
 _referrals_overdue: Counter[str] = Counter()
 
@@ -82,14 +82,13 @@ def observe_referrals(
 ) -> None:
     """The referrals out per body now; ``bodies`` report 0 when none is out with them."""
     pending = list(pending)
+    reported = {*_referrals_open, *bodies, *(p.body for p in pending)}
     opened = Counter(p.body for p in pending)
     overdue = Counter(p.body for p in pending if now >= p.respond_by)
-    for body in (_referrals_open.keys() | set(bodies)) - opened.keys():
-        opened[body] = 0
-    _referrals_open.clear()
-    _referrals_open.update({body: opened[body] for body in opened})
-    _referrals_overdue.clear()
-    _referrals_overdue.update({body: overdue.get(body, 0) for body in opened})
+    for counts, fresh in ((_referrals_open, opened), (_referrals_overdue, overdue)):
+        counts.clear()
+        counts.update(dict.fromkeys(reported, 0))
+        counts.update(fresh)
 
 
 def _referrals(counts: Counter[str]) -> Callable[[], Iterable[tuple[float, dict[str, str]]]]:

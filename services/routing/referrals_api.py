@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, ConfigDict, Field
 
-from appeals.v1 import appeal_pb2, referrals_pb2, referrals_pb2_grpc
+from appeals.v1 import referrals_pb2, referrals_pb2_grpc
 from appeals_runtime import vocabulary
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import guarded, principal
@@ -24,12 +24,6 @@ from services.routing.referrals import ReferralDesk, ReferredCase
 
 # grpc ships no type information; the servicer context is untyped.
 Context: TypeAlias = Any
-
-_OUTCOMES = {
-    "upheld": appeal_pb2.OUTCOME_UPHELD,
-    "overturned": appeal_pb2.OUTCOME_OVERTURNED,
-    "partially_overturned": appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED,
-}
 
 
 def referral_message(item: ReferredCase) -> referrals_pb2.Referral:
@@ -156,7 +150,7 @@ def rest_router(referrals: ReferralDesk) -> APIRouter:
         result = await referrals.decide(
             principal,
             appeal_id,
-            outcome=_OUTCOMES[decision.outcome],
+            outcome=vocabulary.OUTCOMES[decision.outcome],
             rationale=decision.rationale,
             policy_cited=decision.policy_cited,
             facts=decision.facts,

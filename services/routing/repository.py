@@ -170,13 +170,8 @@ class RoutingRepository:
 
     async def pending_referrals(self) -> list[PendingReferral]:
         """Every case out with an external body: a read of the live referrals only."""
-        try:
-            return [
-                PendingReferral(str(d["_id"]), d["body"], d["respond_by"])
-                async for d in self._referrals.find({})
-            ]
-        except store.UNAVAILABLE_ERRORS as error:
-            raise TransientError(f"document store unavailable: {error}") from error
+        documents = await store.available(self._referrals.find({}).to_list())
+        return [PendingReferral(str(d["_id"]), d["body"], d["respond_by"]) for d in documents]
 
     async def upgraded(self, name: str) -> bool:
         """Whether the one-off upgrade ``name`` ran on this store."""
