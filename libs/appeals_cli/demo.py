@@ -1,5 +1,12 @@
 """`appeals demo`: a realistic stream of appeals from all four products and a small simulated
-reviewer team, so a fresh `make run` shows the pipeline moving end to end."""
+reviewer team, so a fresh `make run` shows the pipeline moving end to end.
+
+The simulated reviewers register their skills, renew their claims while they work, and do what
+reviewers do, by a fixed rule per kind of case (:func:`demo_choice`): most cases are upheld or
+overturned (the demo rule of ``appeals agent --auto``), bullying cases are partially overturned,
+harassment in VR goes up to a senior reviewer, a group said to document events moves to the
+specialists' queue, and an impersonation case asks the appellant for proof, which the demo then
+answers as the person would, through intake."""
 
 from __future__ import annotations
 
@@ -15,9 +22,13 @@ from typing import Any
 
 import httpx
 
+from appeals.v1 import agent_desk_pb2, appeal_pb2
 from appeals_cli import reviewer, tokens
 
 _DECIDED = re.compile(r"decided (ap_\w+):")
+_ASKED = re.compile(r"asked the appellant of (ap_\w+)")
+# How long the simulated person takes to answer a request for information.
+ANSWER_AFTER_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,53 @@ DEMO_REVIEWER = reviewer.skills_profile(
 )
 
 
+def demo_choice(case: agent_desk_pb2.CaseOffer) -> reviewer.Choice:
+    """What a demo reviewer does with a claimed case. Every path ends in a decision: a case
+    escalated, transferred or answered is decided by whoever claims it next."""
+    policy = case.facts.decision.policy
+    if policy == "impersonation" and not case.information:
+        return reviewer.AskAppellant("Please send a document that shows you run the restaurant.")
+    if policy == "harassment" and not case.queue.startswith("senior."):
+        return reviewer.Escalation(
+            agent_desk_pb2.ESCALATION_TARGET_SENIOR,
+            "A joke between friends or harassment: the context needs a senior reviewer's call.",
+        )
+    platform, *area, language = case.queue.split(".")
+    if policy == "dangerous_organizations" and len(area) == 1:  # a standard queue
+        return reviewer.Transfer(
+            f"{platform}.specialist.{area[0]}.{language}",
+            "Documentation of events: a specialist in this area should decide.",
+        )
+    if policy == "bullying":
+        return reviewer.Verdict(
+            appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED,
+            "The story may stay up; the classmate's name in it is removed.",
+            policy,
+            reviewer.case_facts(case) + " Part of it names a minor; the rest is allowed.",
+        )
+    return reviewer.automatic_verdict(case)
+
+
+async def answer_later(intake_url: str, appeal_id: str, platform: str) -> None:
+    """The simulated person answers a reviewer's request for information, a moment later."""
+    await asyncio.sleep(ANSWER_AFTER_S)
+    async with httpx.AsyncClient(base_url=intake_url, timeout=15) as client:
+        licence = {
+            "media_type": "application/pdf",
+            "size_bytes": 48213,
+            "uri": f"https://cdn.example/demo/{appeal_id}/licence.pdf",
+        }
+        response = await client.post(
+            f"/v1/appeals/{appeal_id}/information",
+            json={
+                "answer": "Attached: the restaurant's trade licence in my name.",
+                "attachments": [licence],
+            },
+            headers={"Authorization": f"Bearer {tokens.surface_token(platform)}"},
+        )
+    print(f"appellant of {appeal_id} answered: {response.status_code}", flush=True)
+
+
 def appeal_body(sample: Sample, rng: random.Random) -> dict[str, Any]:
     decided_at = datetime.now(UTC) - timedelta(hours=rng.randint(1, 240))
     return {
@@ -89,7 +147,7 @@ def appeal_body(sample: Sample, rng: random.Random) -> dict[str, Any]:
 
 
 async def _submit_all(
-    intake_url: str, count: int, rate: float, seed: int | None
+    intake_url: str, count: int, rate: float, seed: int | None, platforms: dict[str, str]
 ) -> list[tuple[str, str]]:
     rng = random.Random(seed)  # noqa: S311 - demo data, not security
     submitted = []
@@ -109,6 +167,7 @@ async def _submit_all(
             response.raise_for_status()
             appeal_id = response.json()["appeal_id"]
             submitted.append((appeal_id, sample.platform))
+            platforms[appeal_id] = sample.platform
             print(
                 f"submitted {appeal_id}  {sample.platform} {sample.kind} ({sample.policy})",
                 flush=True,
@@ -131,6 +190,8 @@ async def run_demo(
     # each appeal it submitted is decided.
     decided: set[str] = set()
     ours: set[str] = set()
+    platforms: dict[str, str] = {}
+    answers: list[asyncio.Task[None]] = []
     done = asyncio.Event()
 
     def check_done() -> None:
@@ -141,6 +202,12 @@ async def run_demo(
         found = _DECIDED.search(line)
         if found:
             decided.add(found.group(1))
+        asked = _ASKED.search(line)
+        if asked and asked.group(1) in platforms:  # one of ours (not an earlier run's)
+            appeal_id = asked.group(1)
+            answers.append(
+                asyncio.create_task(answer_later(intake_url, appeal_id, platforms[appeal_id]))
+            )
         print(line, flush=True)
         check_done()
 
@@ -149,12 +216,13 @@ async def run_demo(
 
     workers = [
         asyncio.create_task(
-            reviewer.review(desk_target, tokens.agent_token(name, assistant=True), auto=True,
-                            count=None, say=reporter(name), pause_s=0.3, profile=DEMO_REVIEWER)
+            reviewer.review(desk_target, tokens.agent_token(name, assistant=True), auto=False,
+                            ask=demo_choice, count=None, say=reporter(name), pause_s=0.3,
+                            profile=DEMO_REVIEWER)
         )
         for name in team
     ]  # fmt: skip
-    submitted = await _submit_all(intake_url, appeals, rate, seed)
+    submitted = await _submit_all(intake_url, appeals, rate, seed, platforms)
     ours.update(appeal_id for appeal_id, _ in submitted)
     check_done()
     try:
@@ -162,9 +230,9 @@ async def run_demo(
     except TimeoutError:
         print(f"only {len(ours & decided)} of {appeals} decided in time; is routing running?")
     finally:
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        for task in [*workers, *answers]:
+            task.cancel()
+        await asyncio.gather(*workers, *answers, return_exceptions=True)
     await asyncio.sleep(1.0)  # let the last decisions reach intake's status view
     headers = {"Authorization": f"Bearer {tokens.ops_token()}"}
     async with httpx.AsyncClient(base_url=intake_url, timeout=10, headers=headers) as client:

@@ -355,4 +355,7 @@ async def _pass_on(
             grpc.StatusCode.PERMISSION_DENIED,
         ):
             raise
-        say(f"could not pass on {appeal_id}: {error.details()}")
+        say(f"could not pass on {appeal_id}: {error.details()}; released it")
+        if choice is not None:
+            # Held on to, the claim would keep the case from everyone until its lease lapsed.
+            await _pass_on(desk, appeal_id, None, metadata, say)

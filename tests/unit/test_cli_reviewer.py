@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from appeals.v1 import agent_desk_pb2, appeal_pb2
+from appeals_cli.demo import demo_choice
 from appeals_cli.reviewer import (
     AskAppellant,
     Escalation,
@@ -72,3 +73,28 @@ def test_a_person_can_partially_overturn_escalate_transfer_or_release() -> None:
     )
     assert ask_person(case, answers("r")) is None
     assert ask_person(case, answers("e", "nowhere")) is None  # an unknown target: released
+
+
+def demo_case(policy: str, queue: str, *, answered: bool = False) -> agent_desk_pb2.CaseOffer:
+    case = agent_desk_pb2.CaseOffer(appeal_id="a", queue=queue, statement="Nothing to add.")
+    case.facts.decision.policy = policy
+    if answered:
+        case.information.add(question="Proof?", answer="Attached.")
+    return case
+
+
+def test_the_demo_reviewers_take_every_step_and_each_path_ends_in_a_decision() -> None:
+    ask = demo_choice(demo_case("impersonation", "facebook.integrity.it"))
+    assert isinstance(ask, AskAppellant)
+    answered = demo_choice(demo_case("impersonation", "facebook.integrity.it", answered=True))
+    assert isinstance(answered, Verdict)
+    up = demo_choice(demo_case("harassment", "horizon.hate_and_harassment.en"))
+    assert isinstance(up, Escalation) and up.target == agent_desk_pb2.ESCALATION_TARGET_SENIOR
+    assert isinstance(demo_choice(demo_case("harassment", "senior.en")), Verdict)
+    moved = demo_choice(demo_case("dangerous_organizations", "facebook.violence.ar"))
+    assert isinstance(moved, Transfer) and moved.queue == "facebook.specialist.violence.ar"
+    there = demo_choice(demo_case("dangerous_organizations", "facebook.specialist.violence.ar"))
+    assert isinstance(there, Verdict)
+    partial = demo_choice(demo_case("bullying", "instagram.hate_and_harassment.id"))
+    assert isinstance(partial, Verdict)
+    assert partial.outcome == appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED and partial.facts
