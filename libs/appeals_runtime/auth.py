@@ -56,12 +56,15 @@ class Scope(StrEnum):
     READ_PARTICULARS = "particulars:read"
     # Read and decide the referrals made to the token's body.
     DECIDE_REFERRALS = "referrals:decide"
+    # Have intake forget an appellant (GDPR Art. 17): a surface for its platforms' users, ops
+    # for anyone's.
+    ERASE_PARTICULARS = "particulars:erase"
 
 
 DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
-    Role.SURFACE: (Scope.SUBMIT, Scope.READ),
+    Role.SURFACE: (Scope.SUBMIT, Scope.READ, Scope.ERASE_PARTICULARS),
     Role.AGENT: (Scope.WORK_CASES,),
-    Role.OPS: (Scope.READ, Scope.READ_AUDIT),
+    Role.OPS: (Scope.READ, Scope.READ_AUDIT, Scope.ERASE_PARTICULARS),
     Role.SERVICE: (Scope.READ_PARTICULARS,),
     Role.REFERRAL_BODY: (Scope.DECIDE_REFERRALS,),
 }

@@ -227,6 +227,11 @@ NOTIFICATIONS_SUPERSEDED = _declare(
     "Waiting progress notifications dropped because the decision already arrived",
     ("kind",),
 )  # fmt: skip
+NOTIFICATIONS_FORGOTTEN = _declare(
+    "appeals.notifications.forgotten", Kind.COUNTER, "{notification}",
+    "Notices not sent because the appellant had asked intake to forget them",
+    ("kind",),
+)  # fmt: skip
 NOTIFICATION_RETRIES_WAITING = _declare(
     "appeals.notifications.retry.waiting", Kind.GAUGE, "{notification}",
     "Retries held in memory by this process until they are due",

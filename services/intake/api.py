@@ -28,6 +28,8 @@ from services.intake.schemas import (
     AppealAccepted,
     AppealIn,
     AppealView,
+    ErasureDone,
+    ErasureIn,
     InformationAccepted,
     InformationIn,
     ReceivedAppeal,
@@ -208,6 +210,25 @@ def create_app(
             principal, appeal_id, answer=body.answer, attachments=body.attachments_proto()
         )
         return InformationAccepted(appeal_id=appeal_id, answered_request=answered)
+
+    @app.post(
+        "/v1/erasures",
+        response_model=ErasureDone,
+        responses=openapi_docs.ERASURE_RESPONSES,
+        summary="Forget an appellant: erase their personal data (GDPR Art. 17)",
+    )
+    async def erase_appellant(body: ErasureIn, principal: Caller) -> ErasureDone:
+        """Erases what intake keeps about the person on every appeal of theirs (user id,
+        contact details, statement, attachment links, answers to requests for information) and
+        forgets whose their pseudonym was, so nothing the pipeline keeps leads back to them; the
+        appeals themselves (status, facts, decisions) and the audit log stay. Each appeal's
+        erasure is announced (`particulars_erased`) and logged by audit. Idempotent: repeat it
+        after an error. A surface may erase its platforms' users, ops anyone."""
+        done = await intake.erasures.erase_appellant(principal, body.platform, body.user_id)
+        return ErasureDone(
+            erasure_id=done.erasure_id, appeals_erased=done.appeals_erased,
+            erased_at=done.erased_at,
+        )  # fmt: skip
 
     @app.post(
         "/v1/ban-evasion/identifiers",

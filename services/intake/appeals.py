@@ -8,8 +8,9 @@ Order of a submit, and why:
    answered from the appeal record's acknowledged mark. Alone and first, so that only the one
    request that holds the key goes on (a duplicate never touches the item's slot);
 3. at once, as they are independent: hold the (appellant, item) open-appeal slot (unique
-   ``_id``), record the appeal, not yet acknowledged, and look up ban-evasion identifiers (only
-   when the request carries any). The record holds the appellant's personal data, which no event
+   ``_id``), record the appeal, not yet acknowledged, look up ban-evasion identifiers (only
+   when the request carries any) and the appellant's pseudonym (an insert that makes one for a
+   first appeal; see ``appellants``). The record holds the appellant's personal data, which no event
    carries, so it must exist before any service can see the event and ask for it. A second open
    appeal gets 409 naming the first; whatever this attempt took is then given back;
 4. publish the submitted event (facts and pseudonym only) and wait for the broker's
@@ -56,6 +57,7 @@ from appeals_runtime.events import new_event
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.privacy import submission_facts
 from services.intake import eligibility, identity, validation
+from services.intake.erasure import Erasures
 from services.intake.model import AppealRecord
 from services.intake.rate_limits import RateLimiter
 from services.intake.received_index import Page
@@ -76,6 +78,7 @@ P = ParamSpec("P")
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
+D = TypeVar("D")
 
 
 def _counting_rejections(
@@ -190,6 +193,10 @@ class AppealIntake:
         self._service_name = service_name
         self._clock: Callable[[], datetime] = lambda: store.stored_time(clock())
         self.acknowledged_here = AcknowledgedHere()
+        self.erasures = Erasures(
+            repository, producer, policy.pseudonym_key, clock=self._clock,
+            service_name=service_name,
+        )  # fmt: skip
 
     @_counting_rejections
     async def submit(
@@ -225,7 +232,7 @@ class AppealIntake:
         record = AppealRecord(appeal_id, principal.subject, submission, "received", now, now,
                               acknowledged=False)  # fmt: skip
         event_id = identity.submitted_event_id(appeal_id)
-        suspected = await self._open(scope, reserved, record, event_id=event_id)
+        suspected, pseudonym = await self._open(scope, reserved, record, event_id=event_id)
         event = new_event(
             event_id=event_id,
             appeal_id=appeal_id,
@@ -236,9 +243,7 @@ class AppealIntake:
                 channel=channel,
                 surface=principal.subject,
                 ban_evasion_suspected=suspected,
-                appellant_pseudonym=identity.pseudonym(
-                    self._policy.pseudonym_key, submission.platform, submission.appellant.user_id
-                ),
+                appellant_pseudonym=pseudonym,
             ),
         )
         tracing.annotate(appeal_id, platform=platform)
@@ -316,23 +321,28 @@ class AppealIntake:
 
     async def _open(
         self, scope: str, reserved: _Reserved, record: AppealRecord, *, event_id: str
-    ) -> bool:
+    ) -> tuple[bool, str]:
         """Step 3: hold the item's slot and record the appeal; whether it is linked to ban
-        evasion. Raises 409 naming the open appeal about the same item."""
+        evasion, and the appellant's pseudonym. Raises 409 naming the open appeal about the
+        same item."""
         submission = record.submission
         slot = identity.open_appeal_slot(submission)
         appeal_id = record.appeal_id
-        claimed, inserted, linked = await asyncio.gather(
+        appellant = identity.appellant_key(
+            self._policy.pseudonym_key, submission.platform, submission.appellant.user_id
+        )
+        claimed, inserted, linked, named = await asyncio.gather(
             self._repository.claim_open_slot(
                 slot, appeal_id, record.received_at, abandoned_after=self._policy.in_flight
             ),
             # A retry taking over finds the record of its first attempt (the same submission).
             self._repository.insert_appeal(record, event_id=event_id, open_slot=slot),
             self._repository.linked_to_evasion(list(submission.signals.linked_account_hashes)),
+            self._repository.appellants.pseudonym_for(appellant, record.received_at),
             return_exceptions=True,
         )
         try:
-            holder, _, suspected = _results(claimed, inserted, linked)
+            holder, _, suspected, pseudonym = _results(claimed, inserted, linked, named)
             if holder != appeal_id:
                 raise Conflict(
                     f"appeal {holder} about this item is still open; it will be answered first",
@@ -350,7 +360,7 @@ class AppealIntake:
             if reserved.fresh or isinstance(error, Conflict):
                 await _quietly(self._repository.forget_key(scope, appeal_id))
             raise
-        return suspected
+        return suspected, pseudonym
 
     async def _unpublished(self, scope: str, appeal_id: str, slot: str, now: datetime) -> None:
         """Step 4 failed and the caller is told 503: free the item's slot, so a new request
@@ -477,8 +487,11 @@ class AppealIntake:
 
 
 def _results(
-    first: A | BaseException, second: B | BaseException, third: C | BaseException
-) -> tuple[A, B, C]:
+    first: A | BaseException,
+    second: B | BaseException,
+    third: C | BaseException,
+    fourth: D | BaseException,
+) -> tuple[A, B, C, D]:
     """The results of operations gathered with ``return_exceptions``, or the first error among
     them, raised as it is (never as a group: a TransientError must still be answered 503)."""
     if isinstance(first, BaseException):
@@ -487,7 +500,9 @@ def _results(
         raise second
     if isinstance(third, BaseException):
         raise third
-    return first, second, third
+    if isinstance(fourth, BaseException):
+        raise fourth
+    return first, second, third, fourth
 
 
 async def _quietly(cleanup: Awaitable[None]) -> None:

@@ -18,7 +18,8 @@ REQUESTS_CONSUMER_GROUP = "intake-requests"
 class IntakeSettings(AuthSettings):
     http_port: int = Field(default=8080, validation_alias="INTAKE_HTTP_PORT")
     grpc_port: int = Field(default=50051, validation_alias="INTAKE_GRPC_PORT")
-    # Secret for keyed hashes of appellant ids (pseudonyms). No default: `make run` makes a dev one.
+    # Secret for the keyed hashes of appellants (platform and user id) under which intake keeps
+    # each person's random pseudonym. No default: `make run` makes a dev one.
     pseudonym_key_file: FilePath = Field(validation_alias="INTAKE_PSEUDONYM_KEY_FILE")
     eligibility_file: FilePath = Field(
         default=DEFAULT_RULES_FILE, validation_alias="INTAKE_ELIGIBILITY_FILE"

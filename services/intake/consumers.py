@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from appeals.v1 import events_pb2, intake_pb2
@@ -19,6 +20,7 @@ from appeals_runtime.events import event_type, occurred_at
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake.appeals import AcknowledgedHere, AppealIntake
+from services.intake.erasure import Erasures
 from services.intake.model import status_change
 from services.intake.repository import IntakeRepository
 
@@ -27,9 +29,13 @@ class StatusProjection:
     """Keeps each appeal's status current from the lifecycle events (idempotently)."""
 
     def __init__(
-        self, repository: IntakeRepository, acknowledged_here: AcknowledgedHere | None = None
+        self,
+        repository: IntakeRepository,
+        erasures: Erasures,
+        acknowledged_here: AcknowledgedHere | None = None,
     ) -> None:
         self._repository = repository
+        self._erasures = erasures
         self._acknowledged_here = acknowledged_here or AcknowledgedHere()
 
     async def handle(self, message: InboundMessage[events_pb2.AppealEvent]) -> None:
@@ -37,10 +43,13 @@ class StatusProjection:
         if not event.event_id or not event.appeal_id:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
-            # Every acknowledged appeal is listed by when it was received, for reconciliation;
-            # the offset is committed only once it is (off the submit's path: see
-            # received_index).
-            await self._repository.received.add(event.appeal_id, occurred_at(event))
+            # Every acknowledged appeal is listed by when it was received, for reconciliation,
+            # and under its appellant, for erasure; the offset is committed only once it is
+            # (off the submit's path: see received_index and appellants).
+            await asyncio.gather(
+                self._repository.received.add(event.appeal_id, occurred_at(event)),
+                self._list_under_appellant(event),
+            )
             # Intake wrote the record before publishing and marks it acknowledged right after
             # the broker's ack; this covers a crash between the two, or a store that refused the
             # mark (a no-op otherwise, and skipped when this process made the mark itself).
@@ -59,6 +68,17 @@ class StatusProjection:
             # The appellant may appeal the same item again only once this one is answered. (Also
             # when the status was applied before: a redelivery after a crash in between.)
             await self._repository.close_open_slot(event.appeal_id)
+
+    async def _list_under_appellant(self, event: events_pb2.AppealEvent) -> None:
+        pseudonym = event.submitted.appellant_pseudonym
+        if not pseudonym:
+            return  # from before pseudonyms (nothing to find it by)
+        erasure = await self._repository.appellants.add(
+            pseudonym, event.appeal_id, occurred_at(event)
+        )
+        if erasure is not None:
+            # The person was forgotten while this appeal was on its way: it goes with the rest.
+            await self._erasures.erase_appeal(event.appeal_id, erasure)
 
 
 class RequestEvents:

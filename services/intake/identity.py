@@ -35,11 +35,26 @@ def fingerprint(submission: appeal_pb2.AppealSubmission) -> str:
     return hashlib.sha256(submission.SerializeToString(deterministic=True)).hexdigest()
 
 
-def pseudonym(key: bytes, platform: int, user_id: str) -> str:
-    """Keyed hash of an appellant: joins one person's appeals without naming them; without the
-    key it cannot be reversed or recomputed from a guessed user id."""
+def appellant_key(key: bytes, platform: int, user_id: str) -> str:
+    """Keyed hash of an appellant: the ``_id`` under which intake keeps their pseudonym. Without
+    the key it cannot be reversed or recomputed from a guessed user id."""
     digest = hmac.new(key, f"{platform}\x1f{user_id}".encode(), hashlib.sha256).hexdigest()
-    return "psn_" + digest[:32]
+    return "apk_" + digest[:32]
+
+
+def new_pseudonym() -> str:
+    """The name every event gives a person: random, not derived from who they are, so that once
+    intake forgets whose it is (an erasure) nothing can link it back to them."""
+    return "psn_" + secrets.token_hex(16)
+
+
+def erasure_id() -> str:
+    return "er_" + secrets.token_hex(12)
+
+
+def particulars_erased_event_id(appeal_id: str) -> str:
+    """One per appeal, whichever erasure request (or retry) erased it."""
+    return derived_event_id(appeal_id, "particulars_erased")
 
 
 def open_appeal_slot(submission: appeal_pb2.AppealSubmission) -> str:

@@ -83,7 +83,7 @@ def _components(
             bootstrap_servers=kafka,
             group_id=STATUS_CONSUMER_GROUP,
             topics=[topics.APPEAL_LIFECYCLE],
-            handler=StatusProjection(repo, intake.acknowledged_here).handle,
+            handler=StatusProjection(repo, intake.erasures, intake.acknowledged_here).handle,
             producer=ctx.producer,
         ),
         ConsumerRunner(

@@ -10,6 +10,7 @@ from typing import Any
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_runtime import vocabulary
 from appeals_runtime.events import event_type, occurred_at
+from appeals_runtime.privacy import submission_facts
 
 
 @dataclass
@@ -32,6 +33,9 @@ class AppealRecord:
     info_request: InfoRequest | None = None
     # The appellant's answers to requests for information, oldest first (personal data).
     information: list[appeal_pb2.InformationExchange] = field(default_factory=list)
+    # When the appellant's particulars were erased at their request (the submission keeps only
+    # its non-personal facts from then on).
+    erased_at: datetime | None = None
 
     @property
     def platform(self) -> str:
@@ -50,6 +54,8 @@ class AppealRecord:
         return appeal
 
     def particulars(self) -> intake_pb2.AppealParticulars:
+        if self.erased_at is not None:
+            return intake_pb2.AppealParticulars(appeal_id=self.appeal_id, erased=True)
         submission = self.submission
         return intake_pb2.AppealParticulars(
             appeal_id=self.appeal_id,
@@ -59,6 +65,25 @@ class AppealRecord:
             attachments=submission.attachments,
             information=self.information,
         )
+
+
+def without_particulars(submission: appeal_pb2.AppealSubmission) -> appeal_pb2.AppealSubmission:
+    """What an erasure leaves of a submission: exactly its facts (what every event about the
+    appeal carries anyway), so status look-ups still describe the appeal."""
+    facts = submission_facts(submission)
+    kept = appeal_pb2.AppealSubmission(
+        platform=facts.platform,
+        subject=facts.subject,
+        decision=facts.decision,
+        locale=facts.locale,
+        country=facts.country,
+    )
+    kept.appellant.role = facts.appellant_role
+    kept.signals.account_reach = facts.signals.account_reach
+    kept.signals.vulnerable_user = facts.signals.vulnerable_user
+    if facts.signals.HasField("legal_deadline"):
+        kept.signals.legal_deadline.CopyFrom(facts.signals.legal_deadline)
+    return kept
 
 
 @dataclass(frozen=True)

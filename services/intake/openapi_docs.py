@@ -151,3 +151,26 @@ EVASION_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: FORBIDDEN,
     503: UNAVAILABLE,
 }
+
+ERASURE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "Done: what intake kept about the person is erased and the pseudonym on their "
+            "appeals' events names no one any more. The same answer, with 0, for a person intake "
+            "does not know or forgot already."
+        ),
+        "content": {
+            "application/json": {
+                "example": {
+                    "erasure_id": "er_5b0e7c1d9a2f4e6b8c3d1a07",
+                    "appeals_erased": 2,
+                    "erased_at": "2026-12-06T10:15:00Z",
+                }
+            }
+        },
+    },
+    400: INVALID,
+    401: UNAUTHENTICATED,
+    403: FORBIDDEN,
+    503: UNAVAILABLE,
+}

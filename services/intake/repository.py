@@ -24,7 +24,8 @@ from appeals.v1 import appeal_pb2
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.intake import identity, key_expiry
-from services.intake.model import AppealRecord, InfoRequest, StatusChange
+from services.intake.appellants import Appellants
+from services.intake.model import AppealRecord, InfoRequest, StatusChange, without_particulars
 from services.intake.received_index import ReceivedIndex
 from services.intake.retries import retried_when_busy
 
@@ -87,6 +88,8 @@ class IntakeRepository:
         self._swept_through_exists = False
         # Acknowledged appeals by ten seconds of reception (reconciliation lists windows of it).
         self.received = ReceivedIndex(db)
+        # Pseudonyms and each person's appeals (what an erasure finds).
+        self.appellants = Appellants(db)
 
     async def retire_indexes(self) -> None:
         """Drop the secondary indexes earlier versions created (at start-up)."""
@@ -354,7 +357,35 @@ class IntakeRepository:
             acknowledged=document.get("acknowledged", True),
             info_request=_info_request(document.get("info_request")),
             information=[_exchange(item) for item in document.get("information", [])],
+            erased_at=document.get("erased_at"),
         )
+
+    async def erase_particulars(self, appeal_id: str, now: datetime) -> bool:
+        """Replace what the appellant gave with the appeal's non-personal facts, drop their
+        answers to requests for information and free the item's slot (whose ``_id`` names
+        them). False when intake knows no such appeal. Idempotent."""
+        document = await _stored(
+            self._appeals.find_one, {"_id": appeal_id}, {"submission": 1, "open_slot": 1}
+        )
+        if document is None:
+            return False
+        submission = _submission(document)
+        slot = document.get("open_slot") or identity.open_appeal_slot(submission)
+        await _stored(
+            self._appeals.update_one,
+            {"_id": appeal_id},
+            {
+                "$set": {
+                    "submission": Binary(without_particulars(submission).SerializeToString()),
+                    "erased_at": now,
+                },
+                "$unset": {"information": "", "open_slot": ""},
+            },
+        )
+        # Deleted whoever holds it: the person is forgotten, and a slot named after them must
+        # not outlive that (a later appeal about the item is a new person's).
+        await _stored(self._open.delete_one, {"_id": slot})
+        return True
 
     async def record_information(
         self, appeal_id: str, exchange: appeal_pb2.InformationExchange

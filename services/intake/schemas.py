@@ -159,6 +159,20 @@ class InformationIn(_Strict):
         return [appeal_pb2.Attachment(**a.model_dump()) for a in self.attachments]
 
 
+class ErasureIn(_Strict):
+    """The person to forget (GDPR Art. 17): their platform and their user id on it."""
+
+    platform: PlatformName
+    user_id: str = Field(description="The appellant's user id on the platform, as submitted")
+
+
+class ErasureDone(BaseModel):
+    erasure_id: str
+    # Appeals of the person whose particulars are erased (0 for a person intake does not know).
+    appeals_erased: int
+    erased_at: datetime
+
+
 class ReceivedAppeal(BaseModel):
     appeal_id: str
     received_at: datetime
@@ -203,6 +217,8 @@ class AppealView(BaseModel):
     # While the status is awaiting_information: what the reviewer asks and by when (answer with
     # POST /v1/appeals/{appeal_id}/information).
     information_request: InformationRequestView | None = None
+    # The appellant asked to be forgotten: the personal fields above are empty for good.
+    erased: bool = False
 
 
 class InformationRequestView(BaseModel):
@@ -242,6 +258,7 @@ def appeal_view(record: AppealRecord) -> dict[str, Any]:
         "queue": record.queue,
         "outcome": record.outcome,
         "information_request": _request_view(record) if record.info_request else None,
+        "erased": record.erased_at is not None,
     }
 
 

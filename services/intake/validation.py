@@ -157,6 +157,17 @@ def _check_signals(violations: list[FieldViolation], signals: appeal_pb2.Signals
             )
 
 
+def erasure_violations(platform: str, user_id: str) -> list[FieldViolation]:
+    """Who is to be forgotten: a platform and a user id by the submit's rules."""
+    violations: list[FieldViolation] = []
+    if platform not in vocabulary.PLATFORMS:
+        violations.append(
+            FieldViolation("platform", f"must be one of {', '.join(vocabulary.PLATFORMS)}")
+        )
+    _check_id(violations, "user_id", user_id)
+    return violations
+
+
 def information_violations(
     answer: str, attachments: Sequence[appeal_pb2.Attachment]
 ) -> list[FieldViolation]:

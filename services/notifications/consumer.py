@@ -19,9 +19,16 @@ from services.notifications.retries import Origin, PendingAttempt
 from services.notifications.retry_consumer import RetryHandler, RetryScheduler
 
 
-def lifecycle_handler(notifier: Notifier, *, group: str) -> Handler:
+def lifecycle_handler(
+    notifier: Notifier, *, group: str, on_erased: Callable[[str], None] | None = None
+) -> Handler:
+    """``on_erased(appeal_id)``: the appellant of that appeal was forgotten at intake (drop what
+    is held of their addressing; intake answers "erased" from then on)."""
+
     async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
         event = message.payload
+        if event.HasField("particulars_erased") and on_erased is not None:
+            on_erased(event.appeal_id)
         # A profile this very event stored: its notice reads nothing back (nothing was told yet).
         stored = None
         if event.HasField("submitted"):
@@ -55,13 +62,14 @@ def lifecycle_consumer(
     group: str,
     producer: EventProducer,
     start_from: str = "earliest",
+    on_erased: Callable[[str], None] | None = None,
 ) -> ConsumerRunner:
     return ConsumerRunner(
         name="notifications-lifecycle",
         bootstrap_servers=bootstrap_servers,
         group_id=group,
         topics=[topics.APPEAL_LIFECYCLE],
-        handler=lifecycle_handler(notifier, group=group),
+        handler=lifecycle_handler(notifier, group=group, on_erased=on_erased),
         producer=producer,
         auto_offset_reset=start_from,
     )

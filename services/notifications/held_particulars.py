@@ -4,7 +4,8 @@ An appeal's notices often come close together (received, in review, an automated
 decision), and each read of the particulars costs intake a gRPC call and a store round trip.
 Only what addressing needs is held (user id and contact, never the statement or attachments),
 for a couple of minutes and for a bounded number of appeals; nothing is written anywhere, so a
-correction or an erasure at intake reaches the next notice at most ``hold_s`` later.
+correction at intake reaches the next notice at most ``hold_s`` later, and an erasure at once
+(its ``particulars_erased`` event drops what is held).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from appeals_runtime.intake_client import ParticularsSource
 def addressing_part(particulars: intake_pb2.AppealParticulars) -> intake_pb2.AppealParticulars:
     """The particulars a message needs: who (user id) and where (contact), nothing else."""
     kept = intake_pb2.AppealParticulars(appeal_id=particulars.appeal_id,
-                                        user_id=particulars.user_id)  # fmt: skip
+                                        user_id=particulars.user_id,
+                                        erased=particulars.erased)  # fmt: skip
     kept.contact.CopyFrom(particulars.contact)
     return kept
 
@@ -48,6 +50,10 @@ class HeldParticulars:
 
     def __len__(self) -> int:
         return len(self._held)
+
+    def forget(self, appeal_id: str) -> None:
+        """The appellant was forgotten at intake: hold nothing of theirs a moment longer."""
+        self._held.pop(appeal_id, None)
 
     async def get(self, appeal_id: str) -> intake_pb2.AppealParticulars:
         held = self._held.get(appeal_id)

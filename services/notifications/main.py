@@ -162,6 +162,7 @@ async def serve(settings: NotificationsSettings) -> None:
                     group=settings.consumer_group,
                     producer=ctx.producer,
                     start_from=settings.start_from,
+                    on_erased=held.forget,
                 ),
             ]
         )

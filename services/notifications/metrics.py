@@ -4,7 +4,8 @@ Counters (Prometheus adds ``_total``): ``appeals_notifications_delivered`` and
 ``appeals_notifications_failed`` by channel and kind (failed also by ``permanent``),
 ``appeals_notifications_dead_lettered`` by channel and kind, ``appeals_notifications_undeliverable``
 (no channel left) and ``appeals_notifications_deferred`` (quiet hours, daily limit) and
-``appeals_notifications_superseded`` by kind. Gauges: ``appeals_notifications_retry_waiting``
+``appeals_notifications_superseded`` and ``appeals_notifications_forgotten`` (the appellant
+asked to be forgotten) by kind. Gauges: ``appeals_notifications_retry_waiting``
 (retries held in this process until due) and ``appeals_notifications_retry_backlog`` (retry
 records this process owns and has not finished: waiting, running or not yet read). The size of
 the notifications DLQ is the runtime's ``appeals_kafka_dlq_records`` gauge.
@@ -23,6 +24,7 @@ dead_lettered = metrics.counter(metrics.NOTIFICATIONS_DEAD_LETTERED)
 undeliverable = metrics.counter(metrics.NOTIFICATIONS_UNDELIVERABLE)
 deferred = metrics.counter(metrics.NOTIFICATIONS_DEFERRED)
 superseded = metrics.counter(metrics.NOTIFICATIONS_SUPERSEDED)
+forgotten = metrics.counter(metrics.NOTIFICATIONS_FORGOTTEN)
 
 
 @dataclass

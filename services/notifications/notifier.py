@@ -154,7 +154,7 @@ class Notifier:
             return
         if notice.kind in ONCE_PER_APPEAL and holder is None:
             # The first event of its kind so far: claim it before sending (the first one wins).
-            claimed, recipient = await both(
+            claimed, addressed_to = await both(
                 self._repository.claim_milestone(
                     notice.appeal_id, notice.kind, notice.about_event_id
                 ),
@@ -164,7 +164,13 @@ class Notifier:
                 log.info("already told", extra=_about(notice))
                 return
         else:
-            recipient = await self._addressed(profile)
+            addressed_to = await self._addressed(profile)
+        if addressed_to is None:
+            # They asked intake to forget them: there is no one to tell, and nothing to retry.
+            metrics.forgotten.add(1, {"kind": notice.kind})
+            log.info("not told: the appellant was forgotten", extra=_about(notice))
+            return
+        recipient = addressed_to
         allowed = await self._hold_or_reserve(notice, recipient)
         if isinstance(allowed, Hold):
             await self._defer(event, notice, pending, allowed)
@@ -174,15 +180,17 @@ class Notifier:
             event, notice, recipient, message, told, origin=origin, pending=pending, slot=allowed
         )
 
-    async def _addressed(self, profile: Recipient) -> Recipient:
-        """The profile with the person's addresses from intake (ParticularsUnavailable, a
-        transient error, when intake cannot answer now: the caller's runner retries)."""
+    async def _addressed(self, profile: Recipient) -> Recipient | None:
+        """The profile with the person's addresses from intake, None when intake erased them
+        at the person's request (ParticularsUnavailable, a transient error, when intake cannot
+        answer now: the caller's runner retries)."""
         try:
-            return addressed(profile, await self._particulars.get(profile.appeal_id))
+            particulars = await self._particulars.get(profile.appeal_id)
         except NotFound as error:
             # The submitted event came from intake, which records an appeal before publishing
             # it: an appeal intake does not know is not ours to guess an address for.
             raise InvalidMessage(str(error), field="appeal_id") from error
+        return None if particulars.erased else addressed(profile, particulars)
 
     async def _hold_or_reserve(self, notice: Notice, recipient: Recipient) -> Hold | _Slot | None:
         """Why and until when a non-urgent message must wait, or the slot of the person's day

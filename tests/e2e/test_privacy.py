@@ -25,8 +25,9 @@ import pytest
 
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_devstack import devkeys
-from appeals_runtime import topics, vocabulary
+from appeals_runtime import store, topics, vocabulary
 from services.intake import identity
+from services.intake.appellants import APPELLANTS
 from tests.e2e.conftest import Pipeline
 from tests.e2e.test_appeal_lifecycle import (
     SENIOR,
@@ -139,16 +140,25 @@ async def test_personal_data_is_found_nowhere_but_in_intake(
             assert secret not in logs, f"{way}: {secret!r} found in a service's log"
             assert all(secret not in content for content in trails)
 
-    # The pseudonym on each submitted event is intake's keyed hash of platform and user id.
+    # The pseudonym on each submitted event is the random one intake keeps for that person,
+    # under its keyed hash of platform and user id (forgetting that link is an erasure).
     key = (pipeline.signing_key.parent / "pseudonym-key.hex").read_bytes().strip()
-    for way, appeal_id in ids.items():
-        (submitted,) = [
-            e.submitted for e in lifecycle if e.appeal_id == appeal_id and e.HasField("submitted")
-        ]
-        platform = vocabulary.PLATFORMS[bodies[way]["platform"]]
-        expected = identity.pseudonym(key, platform, bodies[way]["appellant"]["user_id"])
-        assert submitted.appellant_pseudonym == expected
-        assert submitted.facts.locale == "en-GB"
+    mongo = store.create_client(pipeline.infra.mongodb_url, app_name="e2e-privacy")
+    try:
+        appellants = mongo[pipeline.database][APPELLANTS]
+        for way, appeal_id in ids.items():
+            (submitted,) = [
+                e.submitted
+                for e in lifecycle
+                if e.appeal_id == appeal_id and e.HasField("submitted")
+            ]
+            platform = vocabulary.PLATFORMS[bodies[way]["platform"]]
+            person = identity.appellant_key(key, platform, bodies[way]["appellant"]["user_id"])
+            kept = await appellants.find_one({"_id": person})
+            assert kept is not None and submitted.appellant_pseudonym == kept["pseudonym"]
+            assert submitted.facts.locale == "en-GB"
+    finally:
+        await mongo.close()
 
     # Routing and notifications read the particulars; intake logged who read whose, nothing more.
     readers = {

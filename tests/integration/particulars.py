@@ -30,6 +30,10 @@ class KnownParticulars:
             attachments=submission.attachments,
         )
 
+    def erase(self, appeal_id: str) -> None:
+        """Answer as intake does once the appellant asked to be forgotten."""
+        self._by_appeal[appeal_id] = intake_pb2.AppealParticulars(appeal_id=appeal_id, erased=True)
+
     async def get(self, appeal_id: str) -> intake_pb2.AppealParticulars:
         if self.down:
             raise ParticularsUnavailable("intake answered UNAVAILABLE (switched off by the test)")

@@ -39,7 +39,7 @@ async def acknowledge(intake: IntakeUnderTest, appeal_id: str, at: datetime) -> 
         submitted=events_pb2.AppealSubmitted(channel="rest"),
     )
     message = InboundMessage(topics.APPEAL_LIFECYCLE.name, 0, 0, None, event, {}, 0)
-    await StatusProjection(intake.repository).handle(message)
+    await StatusProjection(intake.repository, intake.intake.erasures).handle(message)
 
 
 async def listed(

@@ -139,7 +139,7 @@ async def test_a_second_open_appeal_about_the_same_item_is_409_until_the_first_i
         producer="tests",
         decided=events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_UPHELD),
     )
-    await StatusProjection(intake.repository).handle(
+    await StatusProjection(intake.repository, intake.intake.erasures).handle(
         InboundMessage("t", 0, 0, appeal_id, decided, {}, 0)
     )
     third = await intake.submit(body | {"statement": "A new appeal after the answer."})

@@ -114,7 +114,7 @@ def lifecycle(appeal_id: str, kind: str, **payload: Any) -> InboundMessage[event
     return InboundMessage("t", 0, 0, appeal_id, event, {}, 0)
 
 
-async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too(
+async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too(
     watched: tuple[IntakeUnderTest, Recorder, list[datetime]],
 ) -> None:
     intake, recorder, now = watched
@@ -124,9 +124,10 @@ async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too
     assert first.status_code == 202, first.text
     appeal_id = first.json()["appeal_id"]
     submit = recorder.take()
-    # Reserve the key; hold the slot and record the appeal (together); mark it acknowledged.
-    # No evasion look-up without hashes; no answer stored apart for replays.
-    assert [name for name, _ in submit] == ["insert", "insert", "insert", "update"]
+    # Reserve the key; hold the slot, record the appeal and make the appellant's pseudonym
+    # (together); mark it acknowledged. No evasion look-up without hashes; no answer stored
+    # apart for replays.
+    assert [name for name, _ in submit] == ["insert", "insert", "insert", "insert", "update"]
     assert_by_id(submit)
 
     linked = await intake.submit(fresh_body(signals={"linked_account_hashes": ["h-12345678"]}))
@@ -139,7 +140,7 @@ async def test_a_fresh_submit_is_four_id_writes_and_everything_else_is_by_id_too
     assert view.status_code == 200
     assert_by_id(recorder.take())
 
-    projection = StatusProjection(intake.repository)
+    projection = StatusProjection(intake.repository, intake.intake.erasures)
     submitted = lifecycle(appeal_id, "submitted", submitted=events_pb2.AppealSubmitted())
     await projection.handle(submitted)
     routed = lifecycle(appeal_id, "routed", routed=events_pb2.AppealRouted(queue="q"))
@@ -249,7 +250,7 @@ async def test_documents_in_the_shapes_of_earlier_versions_are_read_as_they_are(
     assert (second.status_code, second.json()["open_appeal_id"]) == (409, appeal_id)
 
     upheld = events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_UPHELD)
-    await StatusProjection(intake.repository).handle(
+    await StatusProjection(intake.repository, intake.intake.erasures).handle(
         lifecycle(appeal_id, "decided", decided=upheld)
     )
     assert await db[repository.OPEN_APPEALS].find_one({"_id": slot}) is None
@@ -265,7 +266,9 @@ async def test_the_status_projection_writes_only_the_listing_for_an_appeal_this_
     assert first.status_code == 202, first.text
     appeal_id = first.json()["appeal_id"]
     recorder.take()
-    projection = StatusProjection(intake.repository, intake.intake.acknowledged_here)
+    projection = StatusProjection(
+        intake.repository, intake.intake.erasures, intake.intake.acknowledged_here
+    )
     submitted = lifecycle(appeal_id, "submitted", submitted=events_pb2.AppealSubmitted())
     await projection.handle(submitted)
     # Marked when the broker acknowledged: only the listing by reception time is written.

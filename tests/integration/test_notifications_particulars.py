@@ -132,3 +132,21 @@ async def test_an_appeal_intake_does_not_know_is_dead_lettered_not_guessed(
         with pytest.raises(InvalidMessage, match="intake knows no appeal") as raised:
             await handler(inbound(submitted_event(stranger, appeal())))
     assert raised.value.field == "appeal_id"
+
+
+async def test_a_forgotten_appellant_is_not_told_and_nothing_is_dead_lettered(
+    producer: EventProducer, db: store.Database, tmp_path: Path
+) -> None:
+    appeal_id = f"ap_{uuid.uuid4().hex[:12]}"
+    APPELLANTS.remember(appeal_id, appeal())
+    APPELLANTS.erase(appeal_id)
+    _, jwks = devkeys.ensure(tmp_path)
+    settings = private_settings(str(jwks))
+    await store.ensure_indexes(db, repository.INDEXES)
+    notifications = repository.NotificationsRepository(db)
+    async with httpx.AsyncClient() as http:
+        notifier = notifier_from(settings, notifications, producer, http, APPELLANTS)
+        handler = lifecycle_handler(notifier, group=settings.consumer_group)
+        await handler(inbound(submitted_event(appeal_id, appeal())))  # no InvalidMessage
+    assert await db[repository.OUTBOX].count_documents({}) == 0
+    assert APPELLANTS.reads.count(appeal_id) == 1  # asked intake, which said "erased"

@@ -93,3 +93,14 @@ async def test_only_who_and_where_are_held_never_the_statement_or_attachments() 
         assert particulars.contact.email == "a@example.org"
         assert particulars.statement == ""
         assert len(particulars.attachments) == 0
+
+
+async def test_an_erasure_drops_what_is_held_at_once() -> None:
+    intake = Intake()
+    held = HeldParticulars(intake, hold_s=120, entries=10, clock=Clock())
+    await held.get("a")
+    held.forget("a")
+    held.forget("never-held")
+    assert len(held) == 0
+    await held.get("a")
+    assert intake.asked == ["a", "a"]  # asked intake again, which now answers "erased"

@@ -9,7 +9,9 @@ import pytest
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime.errors import FieldViolation, ValidationFailed
+from appeals_runtime.privacy import submission_facts
 from services.intake import identity, openapi_docs, validation
+from services.intake.model import without_particulars
 from services.intake.schemas import AppealIn
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -82,13 +84,26 @@ def test_keys_are_scoped_per_surface_and_appeal_ids_are_fresh() -> None:
     assert identity.submitted_event_id(one) == identity.submitted_event_id(one)
 
 
-def test_pseudonyms_are_keyed_and_stable() -> None:
+def test_appellant_keys_are_keyed_and_stable_and_pseudonyms_are_not_derived() -> None:
     key = b"k" * 32
-    one = identity.pseudonym(key, 1, "17841400000000001")
-    assert one == identity.pseudonym(key, 1, "17841400000000001")
-    assert one != identity.pseudonym(b"x" * 32, 1, "17841400000000001")
-    assert one != identity.pseudonym(key, 2, "17841400000000001")
+    one = identity.appellant_key(key, 1, "17841400000000001")
+    assert one == identity.appellant_key(key, 1, "17841400000000001")
+    assert one != identity.appellant_key(b"x" * 32, 1, "17841400000000001")
+    assert one != identity.appellant_key(key, 2, "17841400000000001")
     assert "17841400000000001" not in one
+    # Random: once intake forgets whose one is, nothing can recompute it from the user id.
+    assert identity.new_pseudonym() != identity.new_pseudonym()
+    assert identity.new_pseudonym().startswith("psn_")
+
+
+def test_an_erased_submission_keeps_exactly_its_facts() -> None:
+    full = submission()
+    full.appellant.contact.email = "someone@example.org"
+    full.signals.device_hint = "device-hash-1"
+    kept = without_particulars(full)
+    assert submission_facts(kept) == submission_facts(full)
+    assert not kept.appellant.user_id and not kept.statement and not kept.attachments
+    assert not kept.appellant.contact.ByteSize() and not kept.signals.device_hint
 
 
 def test_unknown_protobuf_fields_are_named_wherever_they_are() -> None:

@@ -26,7 +26,7 @@ from appeals.v1 import appeal_pb2 as appeals_dot_v1_dot_appeal__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/events.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x06\n\x0b\x41ppealEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tappeal_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x10\n\x08producer\x18\x06 \x01(\t\x12\x30\n\tsubmitted\x18\n \x01(\x0b\x32\x1b.appeals.v1.AppealSubmittedH\x00\x12*\n\x06routed\x18\x0b \x01(\x0b\x32\x18.appeals.v1.AppealRoutedH\x00\x12*\n\x07\x63laimed\x18\x0c \x01(\x0b\x32\x17.appeals.v1.CaseClaimedH\x00\x12,\n\x08released\x18\r \x01(\x0b\x32\x18.appeals.v1.CaseReleasedH\x00\x12,\n\x07\x64\x65\x63ided\x18\x0e \x01(\x0b\x32\x19.appeals.v1.AppealDecidedH\x00\x12\x31\n\x08notified\x18\x0f \x01(\x0b\x32\x1d.appeals.v1.AppellantNotifiedH\x00\x12\x30\n\tescalated\x18\x10 \x01(\x0b\x32\x1b.appeals.v1.AppealEscalatedH\x00\x12\x32\n\x0btransferred\x18\x11 \x01(\x0b\x32\x1b.appeals.v1.CaseTransferredH\x00\x12-\n\x0bsla_warning\x18\x12 \x01(\x0b\x32\x16.appeals.v1.SlaWarningH\x00\x12/\n\x0csla_breached\x18\x13 \x01(\x0b\x32\x17.appeals.v1.SlaBreachedH\x00\x12>\n\x0einfo_requested\x18\x14 \x01(\x0b\x32$.appeals.v1.MoreInformationRequestedH\x00\x12=\n\x13notification_failed\x18\x15 \x01(\x0b\x32\x1e.appeals.v1.NotificationFailedH\x00\x12\x30\n\x08restored\x18\x16 \x01(\x0b\x32\x1c.appeals.v1.RestoreCompletedH\x00\x12\x38\n\rinfo_provided\x18\x17 \x01(\x0b\x32\x1f.appeals.v1.InformationProvidedH\x00\x42\t\n\x07payload\"\xad\x01\n\x0f\x41ppealSubmitted\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07surface\x18\x03 \x01(\t\x12\x1d\n\x15\x62\x61n_evasion_suspected\x18\x04 \x01(\x08\x12\x1b\n\x13\x61ppellant_pseudonym\x18\x05 \x01(\t\x12*\n\x05\x66\x61\x63ts\x18\x06 \x01(\x0b\x32\x1b.appeals.v1.SubmissionFactsJ\x04\x08\x01\x10\x02R\nsubmission\"\xa9\x01\n\x0c\x41ppealRouted\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12.\n\nsla_due_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08platform\x18\x04 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\"d\n\x0b\x43\x61seClaimed\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05queue\x18\x03 \x01(\t\"?\n\x0c\x43\x61seReleased\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x92\x02\n\rAppealDecided\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x14\n\x0cpolicy_cited\x18\x04 \x01(\t\x12&\n\x08platform\x18\x05 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\r\n\x05\x66\x61\x63ts\x18\x06 \x01(\t\x12\x1c\n\x14\x63oncurring_agent_ids\x18\x07 \x03(\t\x12\x1e\n\x16\x61pplied_from_appeal_id\x18\x08 \x01(\t\x12\x14\n\x0c\x62y_assistant\x18\t \x01(\x08\x12\x15\n\rreferral_body\x18\n \x01(\t\"Z\n\x11\x41ppellantNotified\x12\x16\n\x0e\x61\x62out_event_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\"\x93\x01\n\x0f\x41ppealEscalated\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nfrom_queue\x18\x04 \x01(\t\x12\x10\n\x08to_queue\x18\x05 \x01(\t\x12(\n\x07package\x18\x06 \x01(\x0b\x32\x17.appeals.v1.CasePackage\"\xef\x02\n\x0b\x43\x61sePackage\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crouting_rule\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x18\n\x10priority_reasons\x18\x05 \x03(\t\x12.\n\nsla_due_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07reviews\x18\x07 \x03(\x0b\x32\x17.appeals.v1.PriorReview\x12\x10\n\x08question\x18\x08 \x01(\t\x12*\n\x05\x66\x61\x63ts\x18\t \x01(\x0b\x32\x1b.appeals.v1.SubmissionFacts\x12\x13\n\x0breferred_to\x18\n \x01(\t\x12.\n\nrespond_by\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x01\x10\x02R\nsubmission\"\xae\x01\n\x0bPriorReview\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x14\n\x0cpolicy_cited\x18\x04 \x01(\t\x12\r\n\x05\x66\x61\x63ts\x18\x05 \x01(\t\x12/\n\x0breviewed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x0f\x43\x61seTransferred\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nfrom_queue\x18\x02 \x01(\t\x12\x10\n\x08to_queue\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"G\n\nSlaWarning\x12\r\n\x05queue\x18\x01 \x01(\t\x12*\n\x06\x64ue_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0bSlaBreached\x12\r\n\x05queue\x18\x01 \x01(\t\x12*\n\x06\x64ue_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x18MoreInformationRequested\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12.\n\nrespond_by\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x13InformationProvided\x12\x18\n\x10request_event_id\x18\x01 \x01(\t\x12\x18\n\x10\x61ttachment_count\x18\x02 \x01(\x05\"\x7f\n\x12NotificationFailed\x12\x16\n\x0e\x61\x62out_event_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tpermanent\x18\x05 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"q\n\x10RestoreCompleted\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\x11\n\tsucceeded\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/events.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x07\n\x0b\x41ppealEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tappeal_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x10\n\x08producer\x18\x06 \x01(\t\x12\x30\n\tsubmitted\x18\n \x01(\x0b\x32\x1b.appeals.v1.AppealSubmittedH\x00\x12*\n\x06routed\x18\x0b \x01(\x0b\x32\x18.appeals.v1.AppealRoutedH\x00\x12*\n\x07\x63laimed\x18\x0c \x01(\x0b\x32\x17.appeals.v1.CaseClaimedH\x00\x12,\n\x08released\x18\r \x01(\x0b\x32\x18.appeals.v1.CaseReleasedH\x00\x12,\n\x07\x64\x65\x63ided\x18\x0e \x01(\x0b\x32\x19.appeals.v1.AppealDecidedH\x00\x12\x31\n\x08notified\x18\x0f \x01(\x0b\x32\x1d.appeals.v1.AppellantNotifiedH\x00\x12\x30\n\tescalated\x18\x10 \x01(\x0b\x32\x1b.appeals.v1.AppealEscalatedH\x00\x12\x32\n\x0btransferred\x18\x11 \x01(\x0b\x32\x1b.appeals.v1.CaseTransferredH\x00\x12-\n\x0bsla_warning\x18\x12 \x01(\x0b\x32\x16.appeals.v1.SlaWarningH\x00\x12/\n\x0csla_breached\x18\x13 \x01(\x0b\x32\x17.appeals.v1.SlaBreachedH\x00\x12>\n\x0einfo_requested\x18\x14 \x01(\x0b\x32$.appeals.v1.MoreInformationRequestedH\x00\x12=\n\x13notification_failed\x18\x15 \x01(\x0b\x32\x1e.appeals.v1.NotificationFailedH\x00\x12\x30\n\x08restored\x18\x16 \x01(\x0b\x32\x1c.appeals.v1.RestoreCompletedH\x00\x12\x38\n\rinfo_provided\x18\x17 \x01(\x0b\x32\x1f.appeals.v1.InformationProvidedH\x00\x12;\n\x12particulars_erased\x18\x18 \x01(\x0b\x32\x1d.appeals.v1.ParticularsErasedH\x00\x42\t\n\x07payload\"\xad\x01\n\x0f\x41ppealSubmitted\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07surface\x18\x03 \x01(\t\x12\x1d\n\x15\x62\x61n_evasion_suspected\x18\x04 \x01(\x08\x12\x1b\n\x13\x61ppellant_pseudonym\x18\x05 \x01(\t\x12*\n\x05\x66\x61\x63ts\x18\x06 \x01(\x0b\x32\x1b.appeals.v1.SubmissionFactsJ\x04\x08\x01\x10\x02R\nsubmission\"\xa9\x01\n\x0c\x41ppealRouted\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12.\n\nsla_due_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08platform\x18\x04 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\"d\n\x0b\x43\x61seClaimed\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05queue\x18\x03 \x01(\t\"?\n\x0c\x43\x61seReleased\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x92\x02\n\rAppealDecided\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x14\n\x0cpolicy_cited\x18\x04 \x01(\t\x12&\n\x08platform\x18\x05 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\r\n\x05\x66\x61\x63ts\x18\x06 \x01(\t\x12\x1c\n\x14\x63oncurring_agent_ids\x18\x07 \x03(\t\x12\x1e\n\x16\x61pplied_from_appeal_id\x18\x08 \x01(\t\x12\x14\n\x0c\x62y_assistant\x18\t \x01(\x08\x12\x15\n\rreferral_body\x18\n \x01(\t\"Z\n\x11\x41ppellantNotified\x12\x16\n\x0e\x61\x62out_event_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\"\x93\x01\n\x0f\x41ppealEscalated\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nfrom_queue\x18\x04 \x01(\t\x12\x10\n\x08to_queue\x18\x05 \x01(\t\x12(\n\x07package\x18\x06 \x01(\x0b\x32\x17.appeals.v1.CasePackage\"\xef\x02\n\x0b\x43\x61sePackage\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crouting_rule\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x18\n\x10priority_reasons\x18\x05 \x03(\t\x12.\n\nsla_due_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07reviews\x18\x07 \x03(\x0b\x32\x17.appeals.v1.PriorReview\x12\x10\n\x08question\x18\x08 \x01(\t\x12*\n\x05\x66\x61\x63ts\x18\t \x01(\x0b\x32\x1b.appeals.v1.SubmissionFacts\x12\x13\n\x0breferred_to\x18\n \x01(\t\x12.\n\nrespond_by\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x01\x10\x02R\nsubmission\"\xae\x01\n\x0bPriorReview\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x14\n\x0cpolicy_cited\x18\x04 \x01(\t\x12\r\n\x05\x66\x61\x63ts\x18\x05 \x01(\t\x12/\n\x0breviewed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x0f\x43\x61seTransferred\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nfrom_queue\x18\x02 \x01(\t\x12\x10\n\x08to_queue\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"G\n\nSlaWarning\x12\r\n\x05queue\x18\x01 \x01(\t\x12*\n\x06\x64ue_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0bSlaBreached\x12\r\n\x05queue\x18\x01 \x01(\t\x12*\n\x06\x64ue_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x18MoreInformationRequested\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12.\n\nrespond_by\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x13InformationProvided\x12\x18\n\x10request_event_id\x18\x01 \x01(\t\x12\x18\n\x10\x61ttachment_count\x18\x02 \x01(\x05\"=\n\x11ParticularsErased\x12\x12\n\nerasure_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"\x7f\n\x12NotificationFailed\x12\x16\n\x0e\x61\x62out_event_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tpermanent\x18\x05 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"q\n\x10RestoreCompleted\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\x11\n\tsucceeded\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,37 +34,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appeals.v1.events_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APPEALEVENT']._serialized_start=98
-  _globals['_APPEALEVENT']._serialized_end=978
-  _globals['_APPEALSUBMITTED']._serialized_start=981
-  _globals['_APPEALSUBMITTED']._serialized_end=1154
-  _globals['_APPEALROUTED']._serialized_start=1157
-  _globals['_APPEALROUTED']._serialized_end=1326
-  _globals['_CASECLAIMED']._serialized_start=1328
-  _globals['_CASECLAIMED']._serialized_end=1428
-  _globals['_CASERELEASED']._serialized_start=1430
-  _globals['_CASERELEASED']._serialized_end=1493
-  _globals['_APPEALDECIDED']._serialized_start=1496
-  _globals['_APPEALDECIDED']._serialized_end=1770
-  _globals['_APPELLANTNOTIFIED']._serialized_start=1772
-  _globals['_APPELLANTNOTIFIED']._serialized_end=1862
-  _globals['_APPEALESCALATED']._serialized_start=1865
-  _globals['_APPEALESCALATED']._serialized_end=2012
-  _globals['_CASEPACKAGE']._serialized_start=2015
-  _globals['_CASEPACKAGE']._serialized_end=2382
-  _globals['_PRIORREVIEW']._serialized_start=2385
-  _globals['_PRIORREVIEW']._serialized_end=2559
-  _globals['_CASETRANSFERRED']._serialized_start=2561
-  _globals['_CASETRANSFERRED']._serialized_end=2650
-  _globals['_SLAWARNING']._serialized_start=2652
-  _globals['_SLAWARNING']._serialized_end=2723
-  _globals['_SLABREACHED']._serialized_start=2725
-  _globals['_SLABREACHED']._serialized_end=2797
-  _globals['_MOREINFORMATIONREQUESTED']._serialized_start=2799
-  _globals['_MOREINFORMATIONREQUESTED']._serialized_end=2909
-  _globals['_INFORMATIONPROVIDED']._serialized_start=2911
-  _globals['_INFORMATIONPROVIDED']._serialized_end=2984
-  _globals['_NOTIFICATIONFAILED']._serialized_start=2986
-  _globals['_NOTIFICATIONFAILED']._serialized_end=3113
-  _globals['_RESTORECOMPLETED']._serialized_start=3115
-  _globals['_RESTORECOMPLETED']._serialized_end=3228
+  _globals['_APPEALEVENT']._serialized_end=1039
+  _globals['_APPEALSUBMITTED']._serialized_start=1042
+  _globals['_APPEALSUBMITTED']._serialized_end=1215
+  _globals['_APPEALROUTED']._serialized_start=1218
+  _globals['_APPEALROUTED']._serialized_end=1387
+  _globals['_CASECLAIMED']._serialized_start=1389
+  _globals['_CASECLAIMED']._serialized_end=1489
+  _globals['_CASERELEASED']._serialized_start=1491
+  _globals['_CASERELEASED']._serialized_end=1554
+  _globals['_APPEALDECIDED']._serialized_start=1557
+  _globals['_APPEALDECIDED']._serialized_end=1831
+  _globals['_APPELLANTNOTIFIED']._serialized_start=1833
+  _globals['_APPELLANTNOTIFIED']._serialized_end=1923
+  _globals['_APPEALESCALATED']._serialized_start=1926
+  _globals['_APPEALESCALATED']._serialized_end=2073
+  _globals['_CASEPACKAGE']._serialized_start=2076
+  _globals['_CASEPACKAGE']._serialized_end=2443
+  _globals['_PRIORREVIEW']._serialized_start=2446
+  _globals['_PRIORREVIEW']._serialized_end=2620
+  _globals['_CASETRANSFERRED']._serialized_start=2622
+  _globals['_CASETRANSFERRED']._serialized_end=2711
+  _globals['_SLAWARNING']._serialized_start=2713
+  _globals['_SLAWARNING']._serialized_end=2784
+  _globals['_SLABREACHED']._serialized_start=2786
+  _globals['_SLABREACHED']._serialized_end=2858
+  _globals['_MOREINFORMATIONREQUESTED']._serialized_start=2860
+  _globals['_MOREINFORMATIONREQUESTED']._serialized_end=2970
+  _globals['_INFORMATIONPROVIDED']._serialized_start=2972
+  _globals['_INFORMATIONPROVIDED']._serialized_end=3045
+  _globals['_PARTICULARSERASED']._serialized_start=3047
+  _globals['_PARTICULARSERASED']._serialized_end=3108
+  _globals['_NOTIFICATIONFAILED']._serialized_start=3110
+  _globals['_NOTIFICATIONFAILED']._serialized_end=3237
+  _globals['_RESTORECOMPLETED']._serialized_start=3239
+  _globals['_RESTORECOMPLETED']._serialized_end=3352
 # @@protoc_insertion_point(module_scope)

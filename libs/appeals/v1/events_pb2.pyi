@@ -48,6 +48,7 @@ class AppealEvent(_message.Message):
     NOTIFICATION_FAILED_FIELD_NUMBER: _builtins.int
     RESTORED_FIELD_NUMBER: _builtins.int
     INFO_PROVIDED_FIELD_NUMBER: _builtins.int
+    PARTICULARS_ERASED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers deduplicate on it."""
     appeal_id: _builtins.str
@@ -87,6 +88,8 @@ class AppealEvent(_message.Message):
     def restored(self) -> Global___RestoreCompleted: ...
     @_builtins.property
     def info_provided(self) -> Global___InformationProvided: ...
+    @_builtins.property
+    def particulars_erased(self) -> Global___ParticularsErased: ...
     def __init__(
         self,
         *,
@@ -110,12 +113,13 @@ class AppealEvent(_message.Message):
         notification_failed: Global___NotificationFailed | None = ...,
         restored: Global___RestoreCompleted | None = ...,
         info_provided: Global___InformationProvided | None = ...,
+        particulars_erased: Global___ParticularsErased | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "info_provided", b"info_provided", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "released", b"released", "restored", b"restored", "routed", b"routed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "info_provided", b"info_provided", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "particulars_erased", b"particulars_erased", "payload", b"payload", "released", b"released", "restored", b"restored", "routed", b"routed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "causation_id", b"causation_id", "claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "event_id", b"event_id", "info_provided", b"info_provided", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "released", b"released", "restored", b"restored", "routed", b"routed", "schema", b"schema", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "causation_id", b"causation_id", "claimed", b"claimed", "decided", b"decided", "escalated", b"escalated", "event_id", b"event_id", "info_provided", b"info_provided", "info_requested", b"info_requested", "notification_failed", b"notification_failed", "notified", b"notified", "occurred_at", b"occurred_at", "particulars_erased", b"particulars_erased", "payload", b"payload", "producer", b"producer", "released", b"released", "restored", b"restored", "routed", b"routed", "schema", b"schema", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "submitted", b"submitted", "transferred", b"transferred"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["submitted", "routed", "claimed", "released", "decided", "notified", "escalated", "transferred", "sla_warning", "sla_breached", "info_requested", "notification_failed", "restored", "info_provided"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["submitted", "routed", "claimed", "released", "decided", "notified", "escalated", "transferred", "sla_warning", "sla_breached", "info_requested", "notification_failed", "restored", "info_provided", "particulars_erased"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -636,6 +640,36 @@ class InformationProvided(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InformationProvided: _TypeAlias = InformationProvided  # noqa: Y015
+
+@_typing.final
+class ParticularsErased(_message.Message):
+    """The appellant asked to be forgotten (GDPR Art. 17) and intake erased what it kept of this
+    appeal: user id, contact details, statement, attachment links, answers to requests for
+    information, and the link between the person and their pseudonym, so the pseudonym on this
+    appeal's other events names no one any more. The appeal itself (status, facts, decision) stays.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASURE_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    erasure_id: _builtins.str
+    """One erasure request, which may cover several appeals of the person."""
+    requested_by: _builtins.str
+    """Who asked: the surface that relayed the person's request, or an ops operator."""
+    def __init__(
+        self,
+        *,
+        erasure_id: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasure_id", b"erasure_id", "requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParticularsErased: _TypeAlias = ParticularsErased  # noqa: Y015
 
 @_typing.final
 class NotificationFailed(_message.Message):

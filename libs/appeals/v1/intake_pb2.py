@@ -26,7 +26,7 @@ from appeals.v1 import appeal_pb2 as appeals_dot_v1_dot_appeal__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/intake.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x1bGetAppealParticularsRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"R\n\x1cGetAppealParticularsResponse\x12\x32\n\x0bparticulars\x18\x01 \x01(\x0b\x32\x1d.appeals.v1.AppealParticulars\"\xd3\x01\n\x11\x41ppealParticulars\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Contact\x12\x11\n\tstatement\x18\x04 \x01(\t\x12+\n\x0b\x61ttachments\x18\x05 \x03(\x0b\x32\x16.appeals.v1.Attachment\x12\x34\n\x0binformation\x18\x06 \x03(\x0b\x32\x1f.appeals.v1.InformationExchange\"1\n\x1fRecordEvasionIdentifiersRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"1\n RecordEvasionIdentifiersResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\"`\n\x13SubmitAppealRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x30\n\nsubmission\x18\x02 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\"S\n\x14SubmitAppealResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.appeals.v1.AppealStatus\"%\n\x10GetAppealRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"7\n\x11GetAppealResponse\x12\"\n\x06\x61ppeal\x18\x01 \x01(\x0b\x32\x12.appeals.v1.Appeal\"\x96\x01\n\rAppealRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x30\n\nsubmission\x18\x03 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x14\x41ppealRequestOutcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12=\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.AcceptedH\x00\x12=\n\x08rejected\x18\x03 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.RejectedH\x00\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x1d\n\x08\x41\x63\x63\x65pted\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x1aJ\n\x08Rejected\x12>\n\nviolations\x18\x01 \x03(\x0b\x32*.appeals.v1.AppealRequestOutcome.Violation\x1a/\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\n\x06result2\x87\x03\n\x06Intake\x12Q\n\x0cSubmitAppeal\x12\x1f.appeals.v1.SubmitAppealRequest\x1a .appeals.v1.SubmitAppealResponse\x12H\n\tGetAppeal\x12\x1c.appeals.v1.GetAppealRequest\x1a\x1d.appeals.v1.GetAppealResponse\x12u\n\x18RecordEvasionIdentifiers\x12+.appeals.v1.RecordEvasionIdentifiersRequest\x1a,.appeals.v1.RecordEvasionIdentifiersResponse\x12i\n\x14GetAppealParticulars\x12\'.appeals.v1.GetAppealParticularsRequest\x1a(.appeals.v1.GetAppealParticularsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/intake.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x1bGetAppealParticularsRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"R\n\x1cGetAppealParticularsResponse\x12\x32\n\x0bparticulars\x18\x01 \x01(\x0b\x32\x1d.appeals.v1.AppealParticulars\"\xe3\x01\n\x11\x41ppealParticulars\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Contact\x12\x11\n\tstatement\x18\x04 \x01(\t\x12+\n\x0b\x61ttachments\x18\x05 \x03(\x0b\x32\x16.appeals.v1.Attachment\x12\x34\n\x0binformation\x18\x06 \x03(\x0b\x32\x1f.appeals.v1.InformationExchange\x12\x0e\n\x06\x65rased\x18\x07 \x01(\x08\"1\n\x1fRecordEvasionIdentifiersRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"1\n RecordEvasionIdentifiersResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\"`\n\x13SubmitAppealRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x30\n\nsubmission\x18\x02 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\"S\n\x14SubmitAppealResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.appeals.v1.AppealStatus\"%\n\x10GetAppealRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"7\n\x11GetAppealResponse\x12\"\n\x06\x61ppeal\x18\x01 \x01(\x0b\x32\x12.appeals.v1.Appeal\"\x96\x01\n\rAppealRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x30\n\nsubmission\x18\x03 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x14\x41ppealRequestOutcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12=\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.AcceptedH\x00\x12=\n\x08rejected\x18\x03 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.RejectedH\x00\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x1d\n\x08\x41\x63\x63\x65pted\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x1aJ\n\x08Rejected\x12>\n\nviolations\x18\x01 \x03(\x0b\x32*.appeals.v1.AppealRequestOutcome.Violation\x1a/\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\n\x06result2\x87\x03\n\x06Intake\x12Q\n\x0cSubmitAppeal\x12\x1f.appeals.v1.SubmitAppealRequest\x1a .appeals.v1.SubmitAppealResponse\x12H\n\tGetAppeal\x12\x1c.appeals.v1.GetAppealRequest\x1a\x1d.appeals.v1.GetAppealResponse\x12u\n\x18RecordEvasionIdentifiers\x12+.appeals.v1.RecordEvasionIdentifiersRequest\x1a,.appeals.v1.RecordEvasionIdentifiersResponse\x12i\n\x14GetAppealParticulars\x12\'.appeals.v1.GetAppealParticularsRequest\x1a(.appeals.v1.GetAppealParticularsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,29 +38,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETAPPEALPARTICULARSRESPONSE']._serialized_start=147
   _globals['_GETAPPEALPARTICULARSRESPONSE']._serialized_end=229
   _globals['_APPEALPARTICULARS']._serialized_start=232
-  _globals['_APPEALPARTICULARS']._serialized_end=443
-  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_start=445
-  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_end=494
-  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_start=496
-  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_end=545
-  _globals['_SUBMITAPPEALREQUEST']._serialized_start=547
-  _globals['_SUBMITAPPEALREQUEST']._serialized_end=643
-  _globals['_SUBMITAPPEALRESPONSE']._serialized_start=645
-  _globals['_SUBMITAPPEALRESPONSE']._serialized_end=728
-  _globals['_GETAPPEALREQUEST']._serialized_start=730
-  _globals['_GETAPPEALREQUEST']._serialized_end=767
-  _globals['_GETAPPEALRESPONSE']._serialized_start=769
-  _globals['_GETAPPEALRESPONSE']._serialized_end=824
-  _globals['_APPEALREQUEST']._serialized_start=827
-  _globals['_APPEALREQUEST']._serialized_end=977
-  _globals['_APPEALREQUESTOUTCOME']._serialized_start=980
-  _globals['_APPEALREQUESTOUTCOME']._serialized_end=1362
-  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_start=1198
-  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_end=1227
-  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_start=1229
-  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_end=1303
-  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_start=1305
-  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_end=1352
-  _globals['_INTAKE']._serialized_start=1365
-  _globals['_INTAKE']._serialized_end=1756
+  _globals['_APPEALPARTICULARS']._serialized_end=459
+  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_start=461
+  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_end=510
+  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_start=512
+  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_end=561
+  _globals['_SUBMITAPPEALREQUEST']._serialized_start=563
+  _globals['_SUBMITAPPEALREQUEST']._serialized_end=659
+  _globals['_SUBMITAPPEALRESPONSE']._serialized_start=661
+  _globals['_SUBMITAPPEALRESPONSE']._serialized_end=744
+  _globals['_GETAPPEALREQUEST']._serialized_start=746
+  _globals['_GETAPPEALREQUEST']._serialized_end=783
+  _globals['_GETAPPEALRESPONSE']._serialized_start=785
+  _globals['_GETAPPEALRESPONSE']._serialized_end=840
+  _globals['_APPEALREQUEST']._serialized_start=843
+  _globals['_APPEALREQUEST']._serialized_end=993
+  _globals['_APPEALREQUESTOUTCOME']._serialized_start=996
+  _globals['_APPEALREQUESTOUTCOME']._serialized_end=1378
+  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_start=1214
+  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_end=1243
+  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_start=1245
+  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_end=1319
+  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_start=1321
+  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_end=1368
+  _globals['_INTAKE']._serialized_start=1381
+  _globals['_INTAKE']._serialized_end=1772
 # @@protoc_insertion_point(module_scope)

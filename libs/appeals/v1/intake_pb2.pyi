@@ -73,10 +73,15 @@ class AppealParticulars(_message.Message):
     STATEMENT_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
     INFORMATION_FIELD_NUMBER: _builtins.int
+    ERASED_FIELD_NUMBER: _builtins.int
     appeal_id: _builtins.str
     user_id: _builtins.str
     """The appellant's user id on the platform (the platform's own channel addresses them by it)."""
     statement: _builtins.str
+    erased: _builtins.bool
+    """The appellant asked to be forgotten: every field above but appeal_id is empty, and there is
+    no one to address (callers skip telling them rather than treat it as an error).
+    """
     @_builtins.property
     def contact(self) -> _appeal_pb2.Contact: ...
     @_builtins.property
@@ -94,10 +99,11 @@ class AppealParticulars(_message.Message):
         statement: _builtins.str = ...,
         attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
         information: _abc.Iterable[_appeal_pb2.InformationExchange] | None = ...,
+        erased: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "contact", b"contact", "information", b"information", "statement", b"statement", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "attachments", b"attachments", "contact", b"contact", "erased", b"erased", "information", b"information", "statement", b"statement", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
