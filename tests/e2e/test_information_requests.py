@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import pytest
 import yaml
 
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2
-from appeals_devstack.stack import Infrastructure
 from services.routing.policy_file import DEFAULT_POLICY_FILE
+from tests.conftest import private_stack
 from tests.e2e.conftest import Pipeline, running_pipeline
 from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review, submit_rest
 
@@ -156,71 +157,80 @@ async def test_a_request_for_information_is_answered_through_intake_and_read_by_
         assert ANSWER not in entries.text and "shot.png" not in entries.text
 
 
-async def test_an_unanswered_request_returns_the_case_to_its_queue_and_it_is_decided(
-    infra: Infrastructure, tmp_path: Path
-) -> None:
-    """The policy's window passes without an answer (three seconds here, in a pipeline of its own
-    with that policy): the case goes back to its queue with its SLA clock running again, and a
-    reviewer decides on what the file holds."""
+@pytest.fixture
+def three_seconds_to_answer(tmp_path: Path) -> Iterator[Pipeline]:
+    """A pipeline whose policy gives the person three seconds to answer, on a broker of its own
+    (the session's services would share its consumer groups)."""
     policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
     policy["info_requests"] = {"respond_within": "3s", "on_no_answer": "return_to_queue"}
     policy_file = tmp_path / "routing_policy.yaml"
     policy_file.write_text(yaml.safe_dump(policy))
-    with running_pipeline(
-        infra, tmp_path / "pipeline", {"ROUTING_POLICY_FILE": str(policy_file)}
-    ) as pipeline:
-        ops = {"Authorization": f"Bearer {pipeline.ops_token()}"}
-        metadata = (("authorization", f"Bearer {pipeline.agent_token('asker-lapse')}"),)
-        async with (
-            httpx.AsyncClient(timeout=20) as client,
-            grpc.aio.insecure_channel(pipeline.desk_grpc) as channel,
-        ):
-            body = appeal_body("facebook", locale="en-GB")
-            submitted = await submit_rest(client, pipeline, body, uuid.uuid4().hex)
-            assert submitted.status_code == 202, submitted.text
-            appeal_id = submitted.json()["appeal_id"]
-            desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
-            await desk.RegisterAgent(
-                agent_desk_pb2.RegisterAgentRequest(
-                    profile=agent_desk_pb2.AgentProfile(
-                        languages=["*"], platforms=["*"], policy_areas=["*"],
-                        seniority="senior", capacity=5,
-                    )
-                ),
-                metadata=metadata,
-            )  # fmt: skip
-            await claimed_when_offered(desk, metadata, appeal_id)
-            await desk.RequestInformation(
-                agent_desk_pb2.RequestInformationRequest(appeal_id=appeal_id, question=QUESTION),
-                metadata=metadata,
-            )
+    overrides = {"ROUTING_POLICY_FILE": str(policy_file)}
+    with (
+        private_stack(tmp_path / "stack") as infra,
+        running_pipeline(infra, tmp_path / "pipeline", overrides) as pipeline,
+    ):
+        yield pipeline
 
-            async def logged() -> list[str]:
-                response = await client.get(
-                    f"{pipeline.url('audit')}/v1/appeals/{appeal_id}/trail", headers=ops
+
+async def test_an_unanswered_request_returns_the_case_to_its_queue_and_it_is_decided(
+    three_seconds_to_answer: Pipeline,
+) -> None:
+    """The policy's window passes without an answer: the case goes back to its queue with its
+    SLA clock running again, and a reviewer decides on what the file holds."""
+    pipeline = three_seconds_to_answer
+    ops = {"Authorization": f"Bearer {pipeline.ops_token()}"}
+    metadata = (("authorization", f"Bearer {pipeline.agent_token('asker-lapse')}"),)
+    async with (
+        httpx.AsyncClient(timeout=20) as client,
+        grpc.aio.insecure_channel(pipeline.desk_grpc) as channel,
+    ):
+        body = appeal_body("facebook", locale="en-GB")
+        submitted = await submit_rest(client, pipeline, body, uuid.uuid4().hex)
+        assert submitted.status_code == 202, submitted.text
+        appeal_id = submitted.json()["appeal_id"]
+        desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        await desk.RegisterAgent(
+            agent_desk_pb2.RegisterAgentRequest(
+                profile=agent_desk_pb2.AgentProfile(
+                    languages=["*"], platforms=["*"], policy_areas=["*"],
+                    seniority="senior", capacity=5,
                 )
-                entries = response.json()["entries"] if response.is_success else []
-                return [entry["type"] for entry in entries]
+            ),
+            metadata=metadata,
+        )  # fmt: skip
+        await claimed_when_offered(desk, metadata, appeal_id)
+        await desk.RequestInformation(
+            agent_desk_pb2.RequestInformationRequest(appeal_id=appeal_id, question=QUESTION),
+            metadata=metadata,
+        )
 
-            async def released() -> list[str] | None:
-                types = await logged()
-                return types if "info_requested" in types and "released" in types[-2:] else None
-
-            await eventually(released, "the case back in its queue once the window passed")
-            view = await client.get(f"{pipeline.url('intake')}/v1/appeals/{appeal_id}", headers=ops)
-            assert view.json()["status"] == "routed" and view.json()["information_request"] is None
-            late = await client.post(
-                f"{pipeline.url('intake')}/v1/appeals/{appeal_id}/information",
-                json={"answer": ANSWER},
-                headers={"Authorization": f"Bearer {pipeline.surface_token('facebook')}"},
+        async def logged() -> list[str]:
+            response = await client.get(
+                f"{pipeline.url('audit')}/v1/appeals/{appeal_id}/trail", headers=ops
             )
-            assert late.status_code == 409 and late.json()["code"] == "not_awaiting_information"
-            await review(pipeline, {appeal_id: appeal_pb2.OUTCOME_UPHELD}, agent="decider-lapse")
+            entries = response.json()["entries"] if response.is_success else []
+            return [entry["type"] for entry in entries]
 
-            async def decided() -> list[str] | None:
-                types = await logged()
-                told = "decided" in types and "notified" in types[types.index("decided") :]
-                return types if told else None
+        async def released() -> list[str] | None:
+            types = await logged()
+            return types if "info_requested" in types and "released" in types[-2:] else None
 
-            types = await eventually(decided, "the decision on what the file holds, told")
-            assert "info_provided" not in types
+        await eventually(released, "the case back in its queue once the window passed")
+        view = await client.get(f"{pipeline.url('intake')}/v1/appeals/{appeal_id}", headers=ops)
+        assert view.json()["status"] == "routed" and view.json()["information_request"] is None
+        late = await client.post(
+            f"{pipeline.url('intake')}/v1/appeals/{appeal_id}/information",
+            json={"answer": ANSWER},
+            headers={"Authorization": f"Bearer {pipeline.surface_token('facebook')}"},
+        )
+        assert late.status_code == 409 and late.json()["code"] == "not_awaiting_information"
+        await review(pipeline, {appeal_id: appeal_pb2.OUTCOME_UPHELD}, agent="decider-lapse")
+
+        async def decided() -> list[str] | None:
+            types = await logged()
+            told = "decided" in types and "notified" in types[types.index("decided") :]
+            return types if told else None
+
+        types = await eventually(decided, "the decision on what the file holds, told")
+        assert "info_provided" not in types
