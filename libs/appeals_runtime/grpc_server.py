@@ -1,14 +1,20 @@
-"""gRPC pieces every service shares: the server component and error/auth mapping."""
+"""gRPC pieces every service shares: the server component (with reflection and health) and
+error/auth mapping."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from appeals_runtime.auth import PermissionDenied, Principal, TokenVerifier, Unauthenticated
@@ -27,32 +33,99 @@ log = logging.getLogger(__name__)
 ResponseT = TypeVar("ResponseT")
 
 
+# How often the health service re-runs the readiness checks (what probes and `Watch` see).
+HEALTH_REFRESH_S = 5.0
+# How long one readiness check may take before it counts as failed.
+CHECK_TIMEOUT_S = 3.0
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One gRPC service of ours: its full name (served by reflection, reported by health) and
+    how to add its servicer to a server."""
+
+    service: str
+    add: Callable[[grpc.aio.Server], None]
+
+
 class GrpcServer:
     """Runs a ``grpc.aio`` server as a component of the service runtime, serving every service
-    one of ``registrations`` adds to it (e.g. routing's desk and its Referrals API on one port)."""
+    one of ``registrations`` adds to it (e.g. routing's desk and its Referrals API on one port),
+    and beside them the two standard services generic clients expect:
+
+    * server reflection (``grpc.reflection.v1`` and ``v1alpha``), so grpcurl and other generic
+      clients can list and call the services without our ``.proto`` files;
+    * ``grpc.health.v1.Health``, for Kubernetes ``grpc`` probes and load balancers: the overall
+      status (service ``""``) and each of ours is SERVING while every readiness check passes
+      (the same checks as ``/readyz``, re-run every ``health_refresh_s``), NOT_SERVING
+      otherwise and from the moment the server starts stopping.
+    """
 
     def __init__(
         self,
-        *registrations: Callable[[grpc.aio.Server], None],
+        *registrations: Registration,
         host: str,
         port: int,
+        readiness: Mapping[str, ReadinessCheck] | None = None,
+        health_refresh_s: float = HEALTH_REFRESH_S,
         name: str = "grpc",
     ) -> None:
         self.name = name
         self._server = grpc.aio.server(interceptors=[GrpcTelemetry()])
-        for register in registrations:
-            register(self._server)
+        for registration in registrations:
+            registration.add(self._server)
+        self._services = [registration.service for registration in registrations]
+        self._readiness = dict(readiness or {})
+        self._health_refresh_s = health_refresh_s
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
+        )
         self._address = f"{host}:{port}"
         if self._server.add_insecure_port(self._address) == 0:
             raise RuntimeError(f"gRPC server {name} cannot listen on {self._address}")
 
     async def run(self) -> None:
+        await self._report(await self._ready())  # before the first call can ask
         await self._server.start()
         log.info("gRPC server listening", extra={"address": self._address})
-        await self._server.wait_for_termination()
+        following = asyncio.create_task(self._follow_readiness())
+        try:
+            await self._server.wait_for_termination()
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
 
     async def stop(self) -> None:
+        await self._health.enter_graceful_shutdown()
         await self._server.stop(grace=5)
+
+    async def _follow_readiness(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_refresh_s)
+            await self._report(await self._ready())
+
+    async def _ready(self) -> bool:
+        for check_name, check in self._readiness.items():
+            try:
+                await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+            except Exception as error:  # any failure means "not ready", as /readyz says
+                log.debug("not ready", extra={"check": check_name, "error": repr(error)})
+                return False
+        return True
+
+    async def _report(self, ready: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", *self._services):
+            await self._health.set(service, status)
 
 
 def principal(context: grpc.aio.ServicerContext[Any, Any], verifier: TokenVerifier) -> Principal:

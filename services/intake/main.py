@@ -77,6 +77,7 @@ def _components(
             grpc_api.register(grpc_api.IntakeServicer(intake, verifier)),
             host=settings.bind_host,
             port=settings.grpc_port,
+            readiness=ctx.readiness_checks,
         ),
         ConsumerRunner(
             name="intake-status",

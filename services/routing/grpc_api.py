@@ -14,7 +14,7 @@ import grpc
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
 from appeals_runtime.auth import Principal, TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
-from appeals_runtime.grpc_server import guarded, principal
+from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.routing import announcements
 from services.routing.desk import ESCALATION_TARGETS_TEXT, AgentDesk, DecisionStatus
 from services.routing.model import AgentProfile, CaseState, Offer, Presence, Round, Target
@@ -263,8 +263,8 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
         return await guarded(context, ask)
 
 
-def register(servicer: AgentDeskServicer) -> Any:
+def register(servicer: AgentDeskServicer) -> Registration:
     def add(server: grpc.aio.Server) -> None:
         agent_desk_pb2_grpc.add_AgentDeskServicer_to_server(servicer, server)
 
-    return add
+    return Registration(agent_desk_pb2.DESCRIPTOR.services_by_name["AgentDesk"].full_name, add)

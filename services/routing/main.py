@@ -145,6 +145,7 @@ async def serve(settings: RoutingSettings) -> None:
                     referrals_api.register(referrals_servicer),
                     host=settings.bind_host,
                     port=settings.grpc_port,
+                    readiness=ctx.readiness_checks,
                 ),
                 consumer,
                 ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS]),

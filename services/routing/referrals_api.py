@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from appeals.v1 import referrals_pb2, referrals_pb2_grpc
 from appeals_runtime import vocabulary
 from appeals_runtime.auth import TokenVerifier
-from appeals_runtime.grpc_server import guarded, principal
+from appeals_runtime.grpc_server import Registration, guarded, principal
 from appeals_runtime.http import Caller
 from services.routing.announcements import referral_package
 from services.routing.referrals import ReferralDesk, ReferredCase
@@ -79,11 +79,11 @@ class ReferralsServicer(referrals_pb2_grpc.ReferralsServicer):
         return await guarded(context, decide)
 
 
-def register(servicer: ReferralsServicer) -> Any:
+def register(servicer: ReferralsServicer) -> Registration:
     def add(server: grpc.aio.Server) -> None:
         referrals_pb2_grpc.add_ReferralsServicer_to_server(servicer, server)
 
-    return add
+    return Registration(referrals_pb2.DESCRIPTOR.services_by_name["Referrals"].full_name, add)
 
 
 # --- REST ---------------------------------------------------------------------------------------
