@@ -54,8 +54,11 @@ class EvasionIdentifiers(BaseModel):
     )
 
 
-class BodyLimit:
-    """Answers 413 (problem+json) to a body over the limit before the app sees it.
+class BodyRules:
+    """Answers a body the app must not see before it does: 413 (problem+json) to one over the
+    limit, 415 to one declared in a charset other than UTF-8 and 400 to one that is not UTF-8
+    (RFC 8259 §8.1: JSON exchanged between systems is UTF-8; parsers that guess UTF-16 or -32
+    from the first bytes would otherwise take it).
 
     A plain ASGI middleware that reads the body itself, at most ``max_body_bytes`` of it, and
     hands it on whole. The ``@app.middleware`` wrapper it replaces read a chunked upload to its
@@ -71,9 +74,18 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self._app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self._max):
             await self._too_large(scope, receive, send)
+            return
+        charset = _charset(headers.get("content-type", ""))
+        if charset not in (None, "utf-8", "utf8"):
+            refused = problem(
+                415, "Unsupported media type",
+                f"JSON bodies are UTF-8 (RFC 8259 §8.1), not {charset}",
+            )  # fmt: skip
+            await refused(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -89,7 +101,18 @@ class BodyLimit:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+        whole = b"".join(chunks)
+        try:
+            whole.decode("utf-8")
+        except UnicodeDecodeError as error:
+            refused = problem(
+                400, "Invalid request",
+                f"the body is not UTF-8 (byte {error.start}); JSON bodies are UTF-8 "
+                "(RFC 8259 §8.1)",
+            )  # fmt: skip
+            await refused(scope, receive, send)
+            return
+        body: Message | None = {"type": "http.request", "body": whole}
 
         async def replay() -> Message:
             nonlocal body
@@ -103,6 +126,15 @@ class BodyLimit:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(413, "Payload too large", f"bodies are limited to {self._max} bytes")
         await response(scope, receive, send)
+
+
+def _charset(content_type: str) -> str | None:
+    """The charset a Content-Type names, lower case; None when it names none."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
 
 
 def _as_proto(body: AppealIn) -> appeal_pb2.AppealSubmission:
@@ -132,7 +164,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks))
 
-    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(BodyRules, max_body_bytes=max_body_bytes)
 
     @app.post(
         "/v1/appeals",

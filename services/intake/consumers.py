@@ -19,6 +19,7 @@ from appeals_runtime.errors import (
 from appeals_runtime.events import event_type, occurred_at
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
+from services.intake import validation
 from services.intake.appeals import AcknowledgedHere, AppealIntake
 from services.intake.erasure import Erasures
 from services.intake.model import status_change
@@ -98,6 +99,12 @@ class RequestEvents:
         if not request.request_id:
             raise InvalidMessage("request_id is required to answer a request", field="request_id")
         try:
+            # The envelope is a contract too: an unknown field anywhere in it is refused, as
+            # on every channel, and the record's key must be the request it carries (the
+            # partition, hence the order, follows the key).
+            validation.ensure_valid(
+                validation.unknown_field_violations(request) + _key_violations(message)
+            )
             principal = self._verifier.verify(request.token)
             accepted = await self._intake.submit(
                 principal,
@@ -132,6 +139,18 @@ class RequestEvents:
                 for v in rejected or []
             )
         await self._producer.publish(topics.APPEAL_REQUEST_OUTCOMES, outcome)
+
+
+def _key_violations(message: InboundMessage[intake_pb2.AppealRequest]) -> list[FieldViolation]:
+    request_id = message.payload.request_id
+    if message.key == request_id:
+        return []
+    return [
+        FieldViolation(
+            "key",
+            f"the record's key must be its request_id {request_id!r}, not {message.key!r}",
+        )
+    ]
 
 
 def _violations(error: Exception) -> list[FieldViolation]:

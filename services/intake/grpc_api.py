@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import Message
 
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_runtime.auth import TokenVerifier
-from appeals_runtime.grpc_server import guarded, principal
+from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation
 from services.intake.appeals import AppealIntake
 
@@ -25,6 +26,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         self, request: intake_pb2.SubmitAppealRequest, context: Context
     ) -> intake_pb2.SubmitAppealResponse:
         async def submit() -> intake_pb2.SubmitAppealResponse:
+            _only_known_fields(request)
             accepted = await self._intake.submit(
                 principal(context, self._verifier),
                 request.submission,
@@ -42,6 +44,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         self, request: intake_pb2.GetAppealRequest, context: Context
     ) -> intake_pb2.GetAppealResponse:
         async def get() -> intake_pb2.GetAppealResponse:
+            _only_known_fields(request)
             record = await self._intake.get(principal(context, self._verifier), request.appeal_id)
             return intake_pb2.GetAppealResponse(appeal=record.to_proto())
 
@@ -51,6 +54,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         self, request: intake_pb2.RecordEvasionIdentifiersRequest, context: Context
     ) -> intake_pb2.RecordEvasionIdentifiersResponse:
         async def record() -> intake_pb2.RecordEvasionIdentifiersResponse:
+            _only_known_fields(request)
             hashes = list(request.hashes)
             validation.ensure_valid(validation.evasion_hash_violations("hashes", hashes))
             added = await self._intake.add_evasion_identifiers(
@@ -64,6 +68,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         self, request: intake_pb2.GetAppealParticularsRequest, context: Context
     ) -> intake_pb2.GetAppealParticularsResponse:
         async def read() -> intake_pb2.GetAppealParticularsResponse:
+            _only_known_fields(request)
             particulars = await self._intake.particulars(
                 principal(context, self._verifier), request.appeal_id
             )
@@ -72,8 +77,13 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         return await guarded(context, read)
 
 
-def register(servicer: IntakeServicer) -> Any:
+def _only_known_fields(request: Message) -> None:
+    """The one rule for unknown fields, at every level of every request, envelope included."""
+    validation.ensure_valid(validation.unknown_field_violations(request))
+
+
+def register(servicer: IntakeServicer) -> Registration:
     def add(server: grpc.aio.Server) -> None:
         intake_pb2_grpc.add_IntakeServicer_to_server(servicer, server)
 
-    return add
+    return Registration(intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name, add)

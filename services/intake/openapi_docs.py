@@ -72,6 +72,10 @@ INVALID = _problem(
     _p(400, "Invalid request", "The request has invalid fields.",
        invalid_params=[{"name": "locale", "reason": "must be a BCP 47 language tag (e.g. de-DE)"}]),
 )  # fmt: skip
+UNSUPPORTED = _problem(
+    "The body is declared in a charset other than UTF-8 (JSON is UTF-8: RFC 8259 §8.1).",
+    _p(415, "Unsupported media type", "JSON bodies are UTF-8 (RFC 8259 §8.1), not utf-16"),
+)
 UNAVAILABLE = _problem(
     "The broker or store did not answer in time; nothing was accepted. Retry with the same key.",
     _p(503, "Service unavailable", "broker did not acknowledge a record. Retry later."),
@@ -104,6 +108,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "A rate limit is exhausted; see Retry-After.",
         _p(429, "Too many requests", "too many appeals from this appellant", code="rate_limited"),
     ),
+    415: UNSUPPORTED,
     503: UNAVAILABLE,
 }  # fmt: skip
 
@@ -142,6 +147,7 @@ INFORMATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _problem(
         "The body is larger than allowed.", _p(413, "Payload too large", "at most 65536 bytes")
     ),
+    415: UNSUPPORTED,
     503: UNAVAILABLE,
 }  # fmt: skip
 
@@ -149,6 +155,7 @@ EVASION_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: INVALID,
     401: UNAUTHENTICATED,
     403: FORBIDDEN,
+    415: UNSUPPORTED,
     503: UNAVAILABLE,
 }
 
@@ -172,5 +179,6 @@ ERASURE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: INVALID,
     401: UNAUTHENTICATED,
     403: FORBIDDEN,
+    415: UNSUPPORTED,
     503: UNAVAILABLE,
 }

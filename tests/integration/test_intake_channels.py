@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaProducer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -65,6 +66,22 @@ async def test_grpc_answers_invalid_argument_with_field_violations(
                 ),
                 metadata=metadata,
             )
+            # Raw bytes, as a client built from a newer contract sends them: an unknown field
+            # (15) on the request envelope, beside a valid submission.
+            envelope = (
+                intake_pb2.SubmitAppealRequest(
+                    idempotency_key=uuid.uuid4().hex,
+                    submission=AppealIn.model_validate(fresh_body()).to_proto(),
+                ).SerializeToString()
+                + b"\x78\x01"
+            )
+            raw_submit = channel.unary_unary(
+                "/appeals.v1.Intake/SubmitAppeal",
+                request_serializer=lambda raw: raw,
+                response_deserializer=intake_pb2.SubmitAppealResponse.FromString,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await raw_submit(envelope, metadata=metadata)
             got = await stub.GetAppeal(
                 intake_pb2.GetAppealRequest(appeal_id=ok.appeal_id), metadata=metadata
             )
@@ -92,6 +109,12 @@ async def test_grpc_answers_invalid_argument_with_field_violations(
     fields = {v.field for v in bad_request.field_violations}
     assert fields == {"idempotency_key", "locale", "country"}
     assert got.appeal.appeal_id == ok.appeal_id
+    assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    unknown_status = rpc_status.from_call(unknown.value)
+    assert unknown_status is not None
+    named = error_details_pb2.BadRequest()
+    assert unknown_status.details[0].Unpack(named)
+    assert [v.field for v in named.field_violations] == ["#15"]
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert recorded.added == 1
     assert surface_may_not.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -101,7 +124,9 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
     db: store.Database, producer: EventProducer, infra: Infrastructure, tmp_path: Path
 ) -> None:
     intake = await start_intake(db, producer, tmp_path)
-    bad_id, good_id, forged_id = (f"req-{uuid.uuid4().hex}" for _ in range(3))
+    bad_id, good_id, forged_id, envelope_id, rekeyed_id = (
+        f"req-{uuid.uuid4().hex}" for _ in range(5)
+    )
     bad = AppealIn.model_validate(fresh_body(country="Germany")).to_proto()
     good = AppealIn.model_validate(fresh_body()).to_proto()
     requests = [
@@ -114,6 +139,25 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
             topics.APPEAL_REQUESTS,
             intake_pb2.AppealRequest(request_id=request_id, token=token, submission=submission),
         )
+
+    # As any Kafka client could send them: an unknown field (15, a varint) on the envelope
+    # itself, and a valid request under another record key.
+    def raw(request_id: str) -> bytes:
+        fresh = AppealIn.model_validate(fresh_body()).to_proto()
+        message = intake_pb2.AppealRequest(request_id=request_id, token=intake.token())
+        message.submission.CopyFrom(fresh)
+        return message.SerializeToString()
+
+    plain = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await plain.start()
+    try:
+        await plain.send_and_wait(
+            topics.APPEAL_REQUESTS.name, raw(envelope_id) + b"\x78\x01", key=envelope_id.encode()
+        )
+        await plain.send_and_wait(topics.APPEAL_REQUESTS.name, raw(rekeyed_id), key=b"someone")
+    finally:
+        await plain.stop()
+    ours = (bad_id, good_id, forged_id, envelope_id, rekeyed_id)
     answered: dict[str, intake_pb2.AppealRequestOutcome] = {}
     done = asyncio.Event()
     handler = RequestEvents(intake.intake, verifier(tmp_path), producer)
@@ -123,9 +167,9 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
         try:
             await handler.handle(message)  # type: ignore[arg-type]
         finally:
-            if request_id in (bad_id, good_id, forged_id):
+            if request_id in ours:
                 answered[request_id] = intake_pb2.AppealRequestOutcome()
-                if len(answered) == 3:
+                if len(answered) == len(ours):
                     done.set()
 
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -148,6 +192,9 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
     assert outcomes[bad_id].WhichOneof("result") == "rejected"
     assert [v.field for v in outcomes[bad_id].rejected.violations] == ["country"]
     assert [v.field for v in outcomes[forged_id].rejected.violations] == ["token"]
+    assert [v.field for v in outcomes[envelope_id].rejected.violations] == ["#15"]
+    (rekeyed,) = outcomes[rekeyed_id].rejected.violations
+    assert rekeyed.field == "key" and rekeyed_id in rekeyed.description
     # Only this test's consumer group: the e2e pipeline's intake also reads the requests topic.
     dead = {
         r.key.decode(): h.as_dict(r.headers)
@@ -158,4 +205,6 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
     }
     assert dead[bad_id][h.DLQ_ERROR_FIELD] == b"country"
     assert dead[forged_id][h.DLQ_ERROR_FIELD] == b"token"
+    assert dead[envelope_id][h.DLQ_ERROR_FIELD] == b"#15"
+    assert dead["someone"][h.DLQ_ERROR_FIELD] == b"key"
     assert good_id not in dead

@@ -310,3 +310,29 @@ async def test_a_chunked_body_is_measured_as_it_streams_in(intake: IntakeUnderTe
     huge = await intake.client.post("/v1/appeals", content=chunked(over), headers=headers)
     assert huge.status_code == 413
     assert huge.headers["content-type"] == "application/problem+json"
+
+
+async def test_json_bodies_are_utf8_only(intake: IntakeUnderTest) -> None:
+    """RFC 8259 §8.1: a body in UTF-16 (which a guessing parser would read) is refused with a
+    problem body, and so is one declared in another charset; UTF-8, declared or not, is taken."""
+    body = fresh_body(statement="Zitat aus den Nachrichten: „Grüße“, kein Hass.")
+    text = json.dumps(body, ensure_ascii=False)
+    headers = intake.headers()
+    utf16 = await intake.client.post(
+        "/v1/appeals", content=text.encode("utf-16"),
+        headers=headers | {"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert utf16.status_code == 400, utf16.text
+    assert utf16.headers["content-type"].startswith("application/problem+json")
+    assert "UTF-8" in utf16.json()["detail"]
+    declared = await intake.client.post(
+        "/v1/appeals", content=text.encode("utf-16"),
+        headers=intake.headers() | {"Content-Type": "application/json; charset=utf-16"},
+    )  # fmt: skip
+    assert declared.status_code == 415, declared.text
+    assert declared.headers["content-type"].startswith("application/problem+json")
+    taken = await intake.client.post(
+        "/v1/appeals", content=text.encode("utf-8"),
+        headers=intake.headers() | {"Content-Type": "application/json; charset=UTF-8"},
+    )  # fmt: skip
+    assert taken.status_code == 202, taken.text
