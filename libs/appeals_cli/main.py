@@ -105,6 +105,8 @@ def _token(args: argparse.Namespace) -> int:
         token = tokens.service_token(args.name or "ops-tooling")
     elif args.role == "referral_body":
         token = tokens.referral_body_token(args.name)
+    elif args.role == "auditor":
+        token = tokens.auditor_token(args.name or "auditor")
     else:
         token = tokens.ops_token(args.name or "ops")
     print(
@@ -189,12 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token", help="mint a local dev token (printed alone on the last line)"
     )
-    token.add_argument("role", choices=["surface", "agent", "ops", "service", "referral_body"])
+    token.add_argument(
+        "role", choices=["surface", "agent", "ops", "service", "referral_body", "auditor"]
+    )
     token.add_argument(
         "name",
         nargs="?",
-        help="platform (surface), reviewer id (agent), operator id, internal service name, or "
-        "the body a referral_body token speaks for (oversight_board, ods:<id>)",
+        help="platform (surface), reviewer id (agent), operator or auditor id, internal service "
+        "name, or the body a referral_body token speaks for (oversight_board, ods:<id>)",
     )
     token.add_argument("--queues", help="agent only: comma-separated queues (default: all)")
     token.set_defaults(handler=_token)

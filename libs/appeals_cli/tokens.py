@@ -46,6 +46,12 @@ def referral_body_token(body: str) -> str:
     return devkeys.mint_token(signing_key_file(), role="referral_body", subject=body)
 
 
+def auditor_token(subject: str = "auditor") -> str:
+    """A regulator's or external auditor's token: reads the audit log, proofs, exports and
+    reports; nothing personal."""
+    return devkeys.mint_token(signing_key_file(), role="auditor", subject=subject)
+
+
 def service_token(name: str) -> str:
     """An internal service's token (e.g. ``routing``): reads appellants' particulars from intake."""
     return devkeys.mint_token(signing_key_file(), role="service", subject=name)

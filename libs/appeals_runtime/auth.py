@@ -45,6 +45,9 @@ class Role(StrEnum):
     # An external body cases are referred to (the Oversight Board, a certified out-of-court
     # dispute settlement body); the token's subject is the body's id.
     REFERRAL_BODY = "referral_body"
+    # A regulator's or an external auditor's reader: the audit log, its proofs, exports and
+    # reports, and nothing personal (no appeal look-ups at intake, no ops page).
+    AUDITOR = "auditor"
 
 
 class Scope(StrEnum):
@@ -67,6 +70,7 @@ DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
     Role.OPS: (Scope.READ, Scope.READ_AUDIT, Scope.ERASE_PARTICULARS),
     Role.SERVICE: (Scope.READ_PARTICULARS,),
     Role.REFERRAL_BODY: (Scope.DECIDE_REFERRALS,),
+    Role.AUDITOR: (Scope.READ_AUDIT,),
 }
 
 
@@ -112,10 +116,11 @@ class Principal:
 
     def require_platform(self, platform: str) -> None:
         """Surfaces act only for their platforms; ops may read every platform."""
-        if self.role == Role.OPS:
-            return
-        if platform not in self.platforms:
+        if not self.acts_for(platform):
             raise PermissionDenied(f"token is not scoped to platform {platform!r}")
+
+    def acts_for(self, platform: str) -> bool:
+        return self.role == Role.OPS or platform in self.platforms
 
     def works_queue(self, queue: str) -> bool:
         return "*" in self.queues or queue in self.queues

@@ -26,7 +26,7 @@ from appeals_runtime.http import (
     install_problem_handlers,
 )
 from services.audit import complaints_report, exports, ops_api, transparency
-from services.audit.callers import Caller
+from services.audit.callers import Caller, Operator
 from services.audit.entries import rfc3339
 from services.audit.integrity import IntegrityError
 from services.audit.ops_scraper import OpsBoard
@@ -103,7 +103,7 @@ def audit_router(service: AuditService) -> APIRouter:
         return latest.note
 
     @router.post("/v1/audit/checkpoints")
-    async def make_checkpoint(caller: Caller) -> dict[str, Any]:
+    async def make_checkpoint(caller: Operator) -> dict[str, Any]:
         await service.log_access(caller, "sign checkpoint", "log")
         try:
             signed = await service.integrity.checkpoint()

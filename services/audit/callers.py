@@ -1,9 +1,10 @@
 """Who may read through audit's HTTP API: FastAPI dependencies shared by its routers.
 
-Only ops tokens get in. Reading the log (trails, proofs, exports, the ops page's search) needs the
-``audit:read`` scope as well; the ops page's live figures are aggregate metrics, not the log, so
-any ops token sees them. Callers are verified by ``appeals_runtime.http.authenticated`` (the
-app keeps its verifier in ``app.state.verifier``).
+Ops and auditor tokens read the log (trails, proofs, exports, reports, the ops page's search),
+with the ``audit:read`` scope; only ops make a checkpoint on demand. The ops page's live figures
+are aggregate metrics, not the log, so any ops token (and only ops) sees them. Callers are
+verified by ``appeals_runtime.http.authenticated`` (the app keeps its verifier in
+``app.state.verifier``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from services.audit.service import Reader
 
 
 async def _reader(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
-    """The verified ops caller with ``audit:read``."""
+    """The verified ops or auditor caller with ``audit:read``."""
+    if principal.role not in (Role.OPS, Role.AUDITOR):
+        raise PermissionDenied(
+            f"the audit log is read with an ops or auditor token, not a {principal.role} token"
+        )
+    principal.require(Scope.READ_AUDIT)
+    return Reader(principal.subject, principal.role.value)
+
+
+async def _operator(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
+    """The verified ops caller with ``audit:read``: what changes the log's state (a checkpoint
+    on demand) is ops' to do, not an auditor's."""
     principal.require(Scope.READ_AUDIT, role=Role.OPS)
     return Reader(principal.subject, principal.role.value)
 
@@ -30,7 +42,9 @@ async def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -
     return Reader(principal.subject, principal.role.value)
 
 
-# A reader of the audit log.
+# A reader of the audit log (ops or auditor).
 Caller = Annotated[Reader, Depends(_reader)]
+# An operator of the audit log (ops).
+Operator = Annotated[Reader, Depends(_operator)]
 # A viewer of the ops page's figures.
 OpsViewer = Annotated[Reader, Depends(_ops_viewer)]

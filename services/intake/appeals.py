@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -58,7 +59,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.privacy import submission_facts
 from services.intake import eligibility, identity, validation
 from services.intake.erasure import Erasures
-from services.intake.model import AppealRecord
+from services.intake.model import AppealRecord, without_particulars
 from services.intake.rate_limits import RateLimiter
 from services.intake.received_index import Page
 from services.intake.repository import IntakeRepository
@@ -375,10 +376,16 @@ class AppealIntake:
         principal.require(Scope.READ)
         record = await self._repository.get_appeal(appeal_id)
         # Not acknowledged: the broker never confirmed it (the surface was told 503), or it did
-        # and the mark is still to be set by the status projection.
-        if record is None or not record.acknowledged:
+        # and the mark is still to be set by the status projection. Another platform's appeal
+        # is answered the same way: a surface learns nothing of appeals that are not its own.
+        if record is None or not record.acknowledged or not principal.acts_for(record.platform):
             raise NotFound(f"no appeal {appeal_id}")
-        principal.require_platform(record.platform)
+        if principal.role != Role.SURFACE:
+            # Ops see the status and the facts; the person's particulars are the surface's
+            # (which submitted them) and the pipeline's services' alone.
+            return dataclasses.replace(
+                record, submission=without_particulars(record.submission), information=[]
+            )
         return record
 
     async def received(

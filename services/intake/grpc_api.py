@@ -8,7 +8,7 @@ import grpc
 from google.protobuf.message import Message
 
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
-from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.auth import Role, Scope, TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation
 from services.intake.appeals import AppealIntake
@@ -55,11 +55,11 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
     ) -> intake_pb2.RecordEvasionIdentifiersResponse:
         async def record() -> intake_pb2.RecordEvasionIdentifiersResponse:
             _only_known_fields(request)
+            caller = principal(context, self._verifier)
+            caller.require(Scope.READ, role=Role.OPS)  # before the request is looked at
             hashes = list(request.hashes)
             validation.ensure_valid(validation.evasion_hash_violations("hashes", hashes))
-            added = await self._intake.add_evasion_identifiers(
-                principal(context, self._verifier), hashes
-            )
+            added = await self._intake.add_evasion_identifiers(caller, hashes)
             return intake_pb2.RecordEvasionIdentifiersResponse(added=added)
 
         return await guarded(context, record)

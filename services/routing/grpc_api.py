@@ -16,6 +16,7 @@ from appeals_runtime.auth import Principal, TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.routing import announcements
+from services.routing.agents import require_agent
 from services.routing.desk import ESCALATION_TARGETS_TEXT, AgentDesk, DecisionStatus
 from services.routing.model import AgentProfile, CaseState, Offer, Presence, Round, Target
 from services.routing.policy import AgentSkills
@@ -109,14 +110,21 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
 
         return await guarded(context, register)
 
+    def _agent(self, context: Context) -> Principal:
+        """The caller, who must be an agent: checked before the request is, so that nobody
+        else learns anything of the desk's rules from its answers."""
+        agent = principal(context, self._verifier)
+        require_agent(agent)
+        return agent
+
     async def SetPresence(  # noqa: N802
         self, request: agent_desk_pb2.SetPresenceRequest, context: Context
     ) -> agent_desk_pb2.SetPresenceResponse:
         async def set_presence() -> agent_desk_pb2.SetPresenceResponse:
+            agent = self._agent(context)
             presence = _PRESENCE_FROM_PROTO.get(request.presence)
             if presence is None:
                 raise ValidationFailed([FieldViolation("presence", "online, away or offline")])
-            agent = principal(context, self._verifier)
             chosen = await self._desk.set_presence(agent, presence)
             return agent_desk_pb2.SetPresenceResponse(presence=_PRESENCE_TO_PROTO[chosen])
 
@@ -207,11 +215,12 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
         self, request: agent_desk_pb2.EscalateRequest, context: Context
     ) -> agent_desk_pb2.EscalateResponse:
         async def escalate() -> agent_desk_pb2.EscalateResponse:
+            agent = self._agent(context)
             target = _TARGETS.get(request.target)
             if target is None:
                 raise ValidationFailed([FieldViolation("target", ESCALATION_TARGETS_TEXT)])
             case = await self._desk.escalate(
-                principal(context, self._verifier),
+                agent,
                 request.appeal_id,
                 target=target,
                 reason=request.reason,

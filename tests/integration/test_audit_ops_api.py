@@ -120,7 +120,8 @@ async def test_the_data_needs_an_ops_token(
     assert (surface.status_code, agent.status_code) == (403, 403)
     for response in (anonymous, forged, surface, agent):
         assert response.headers["content-type"] == "application/problem+json"
-    assert "ops token" in surface.json()["detail"]
+    assert "ops" in surface.json()["detail"]
+    assert surface.json()["detail"].endswith("not a surface token")
 
 
 async def test_the_overview_has_the_latest_figures_their_history_and_the_settings(
