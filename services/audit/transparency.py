@@ -6,9 +6,9 @@ and rationale). Field names and enumeration values are those of the Transparency
 (https://transparency.dsa.ec.europa.eu/page/api-documentation); its bulk endpoint takes at most
 100 statements per call, hence :func:`batches`.
 
-What the contracts do not carry is derived, and the README says how: the content's own date (we
-use the original decision's date), the category (from the policy area), the ground (terms of
-service unless the policy names a law).
+What the contracts do not carry is derived, and the README says how: the content's own date (the
+subject's ``content_date`` when the surface sent it, else the original decision's date), the
+category (from the policy area), the ground (terms of service unless the policy names a law).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import vocabulary
-from services.audit import legacy
+from services.audit import dsa_rules, legacy
 
 MAX_BATCH = 100
 
@@ -33,29 +33,57 @@ EEA = (
 # A policy naming a law rather than the terms of service, e.g. "law:DE-StGB-130".
 LEGAL_PREFIX = "law:"
 
-CATEGORIES = {
-    "hate_speech": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
-    "harassment": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
-    "bullying": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
-    "spam": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
-    "fake_account": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
-    "fraud": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
-    "scam": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
-    "nudity": "STATEMENT_CATEGORY_PORNOGRAPHY_OR_SEXUALIZED_CONTENT",
-    "adult_content": "STATEMENT_CATEGORY_PORNOGRAPHY_OR_SEXUALIZED_CONTENT",
-    "child_safety": "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
-    "violence": "STATEMENT_CATEGORY_VIOLENCE",
-    "graphic_violence": "STATEMENT_CATEGORY_VIOLENCE",
-    "terrorism": "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY",
-    "dangerous_organizations": "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY",
-    "self_harm": "STATEMENT_CATEGORY_SELF_HARM",
-    "misinformation": "STATEMENT_CATEGORY_NEGATIVE_EFFECTS_ON_CIVIC_DISCOURSE_OR_ELECTIONS",
-    "intellectual_property": "STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS",
-    "privacy": "STATEMENT_CATEGORY_DATA_PROTECTION_AND_PRIVACY_VIOLATIONS",
-    "regulated_goods": "STATEMENT_CATEGORY_UNSAFE_AND_ILLEGAL_PRODUCTS",
-    "animal_welfare": "STATEMENT_CATEGORY_ANIMAL_WELFARE",
+# The Transparency Database's category for each policy area, and the keyword that narrows it
+# (category_specification) where one fits; the values in force since 1 July 2025 (dsa_rules).
+CATEGORIES: dict[str, tuple[str, str | None]] = {
+    "hate_speech": ("STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH", "KEYWORD_HATE_SPEECH"),
+    "harassment": ("STATEMENT_CATEGORY_CYBER_VIOLENCE", "KEYWORD_CYBER_HARASSMENT"),
+    "bullying": ("STATEMENT_CATEGORY_CYBER_VIOLENCE", "KEYWORD_CYBER_BULLYING_INTIMIDATION"),
+    "spam": ("STATEMENT_CATEGORY_SCAMS_AND_FRAUD", None),
+    "fake_account": ("STATEMENT_CATEGORY_SCAMS_AND_FRAUD", "KEYWORD_INAUTHENTIC_ACCOUNTS"),
+    "impersonation": (
+        "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
+        "KEYWORD_IMPERSONATION_ACCOUNT_HIJACKING",
+    ),
+    "fraud": ("STATEMENT_CATEGORY_SCAMS_AND_FRAUD", None),
+    "scam": ("STATEMENT_CATEGORY_SCAMS_AND_FRAUD", None),
+    "phishing": ("STATEMENT_CATEGORY_SCAMS_AND_FRAUD", "KEYWORD_PHISHING"),
+    # Nudity and adult content breach the terms, not a law: "pornography or sexualised content"
+    # was removed as a category on 1 July 2025.
+    "nudity": ("STATEMENT_CATEGORY_OTHER_VIOLATION_TC", "KEYWORD_NUDITY"),
+    "adult_content": ("STATEMENT_CATEGORY_OTHER_VIOLATION_TC", "KEYWORD_ADULT_SEXUAL_MATERIAL"),
+    "sexual_content": ("STATEMENT_CATEGORY_OTHER_VIOLATION_TC", "KEYWORD_ADULT_SEXUAL_MATERIAL"),
+    "child_safety": ("STATEMENT_CATEGORY_PROTECTION_OF_MINORS", None),
+    "violence": ("STATEMENT_CATEGORY_VIOLENCE", None),
+    "graphic_violence": ("STATEMENT_CATEGORY_VIOLENCE", None),
+    "incitement": ("STATEMENT_CATEGORY_VIOLENCE", "KEYWORD_INCITEMENT_VIOLENCE_HATRED"),
+    "terrorism": ("STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY", "KEYWORD_TERRORIST_CONTENT"),
+    "dangerous_organizations": (
+        "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY",
+        "KEYWORD_ILLEGAL_ORGANIZATIONS",
+    ),
+    "self_harm": ("STATEMENT_CATEGORY_SELF_HARM", None),
+    "misinformation": (
+        "STATEMENT_CATEGORY_NEGATIVE_EFFECTS_ON_CIVIC_DISCOURSE_OR_ELECTIONS",
+        "KEYWORD_MISINFORMATION_DISINFORMATION",
+    ),
+    "intellectual_property": ("STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS", None),
+    "copyright": (
+        "STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS",
+        "KEYWORD_COPYRIGHT_INFRINGEMENT",
+    ),
+    "privacy": ("STATEMENT_CATEGORY_DATA_PROTECTION_AND_PRIVACY_VIOLATIONS", None),
+    # "Regulated goods" are now "unsafe, non-compliant or prohibited products".
+    "regulated_goods": (
+        "STATEMENT_CATEGORY_UNSAFE_AND_PROHIBITED_PRODUCTS",
+        "KEYWORD_PROHIBITED_PRODUCTS",
+    ),
+    "animal_welfare": ("STATEMENT_CATEGORY_ANIMAL_WELFARE", None),
 }
-OTHER_CATEGORY = "STATEMENT_CATEGORY_SCOPE_OF_PLATFORM_SERVICE"
+# Any other policy area of the terms of service ("scope of platform service" until 1 July 2025),
+# and a law whose kind of illegal content the policy does not say.
+OTHER_CATEGORY = ("STATEMENT_CATEGORY_OTHER_VIOLATION_TC", None)
+UNSPECIFIED_ILLEGAL = ("STATEMENT_CATEGORY_NOT_SPECIFIED_NOTICE", None)
 
 CONTENT_TYPES: dict[int, list[str]] = {
     appeal_pb2.SUBJECT_KIND_POST: ["CONTENT_TYPE_TEXT"],
@@ -158,10 +186,11 @@ def _restrictions(facts: appeal_pb2.SubmissionFacts) -> dict[str, Any]:
 
 def _ground(appeal: DecidedAppeal) -> dict[str, Any]:
     policy = appeal.facts.decision.policy
-    cited = appeal.decided.policy_cited or policy
-    explanation = (
-        appeal.decided.rationale or f"The content was found to breach the {policy} policy."
-    )
+    cited = (appeal.decided.policy_cited or policy)[: dsa_rules.MAX_SHORT]
+    explanation = _without_ids(
+        appeal.decided.rationale or f"The content was found to breach the {policy} policy.",
+        appeal.facts,
+    )[: dsa_rules.MAX_EXPLANATION]
     if policy.startswith(LEGAL_PREFIX) or cited.startswith(LEGAL_PREFIX):
         return {
             "decision_ground": "DECISION_GROUND_ILLEGAL_CONTENT",
@@ -173,6 +202,29 @@ def _ground(appeal: DecidedAppeal) -> dict[str, Any]:
         "incompatible_content_ground": cited,
         "incompatible_content_explanation": explanation,
     }
+
+
+def _category(policy_area: str, ground: str) -> dict[str, Any]:
+    illegal = ground == "DECISION_GROUND_ILLEGAL_CONTENT"
+    unmapped = UNSPECIFIED_ILLEGAL if illegal else OTHER_CATEGORY
+    category, keyword = CATEGORIES.get(policy_area, unmapped)
+    return {"category": category, **({"category_specification": [keyword]} if keyword else {})}
+
+
+def _language(locale: str) -> str | None:
+    """The content's language as the database takes it: an upper-case ISO 639-1 code, or
+    nothing (a three-letter language has none)."""
+    language = locale.split("-", maxsplit=1)[0]
+    return language.upper() if len(language) == 2 else None
+
+
+def _without_ids(text: str, facts: appeal_pb2.SubmissionFacts) -> str:
+    """Free text for the database, which must hold no personal data: the actioned item's id
+    (for an account, the person's account) is replaced by what it names."""
+    subject_id = facts.subject.id
+    if not subject_id:
+        return text
+    return text.replace(subject_id, f"[the {vocabulary.subject_kind_name(facts.subject.kind)}]")
 
 
 def _content_type(kind: int) -> dict[str, Any]:
@@ -216,7 +268,7 @@ def statement_of_reasons(appeal: DecidedAppeal) -> dict[str, Any]:
     statement: dict[str, Any] = {
         **restrictions,
         **ground,
-        "category": CATEGORIES.get(policy_area, OTHER_CATEGORY),
+        **_category(policy_area, ground["decision_ground"]),
         **_content_type(facts.subject.kind),
         "automated_detection": "Yes" if original.automated else "No",
         # The appeal's decision is what is reported: by an automated assistant it is fully
@@ -234,12 +286,15 @@ def statement_of_reasons(appeal: DecidedAppeal) -> dict[str, Any]:
             if facts.appellant_role == appeal_pb2.APPELLANT_ROLE_REPORTER
             else "SOURCE_VOLUNTARY"
         ),
-        "content_date": _date(original.decided_at.ToDatetime()),
+        # The content's own date when the surface sent it; else the original decision's.
+        "content_date": facts.subject.content_date or _date(original.decided_at.ToDatetime()),
         "application_date": _date(original.decided_at.ToDatetime()),
         "puid": appeal.appeal_id,
         "territorial_scope": _territorial_scope(appeal, ground["decision_ground"]),
-        "content_language": facts.locale.split("-")[0].upper() or None,
-        "decision_facts": appeal.decided.facts or _facts(appeal),
+        "content_language": _language(facts.locale),
+        "decision_facts": _without_ids(appeal.decided.facts or _facts(appeal), facts)[
+            : dsa_rules.MAX_FACTS
+        ],
     }
     if outcome == appeal_pb2.OUTCOME_OVERTURNED:
         # The whole restriction was lifted the day the appeal was decided.

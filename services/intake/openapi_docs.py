@@ -12,7 +12,7 @@ EXAMPLE_ID = "ap_3f0c2a9d41b7e8c5a6d2f19e0b"
 EXAMPLE_APPEAL: dict[str, Any] = {
     "platform": "instagram",
     "appellant": {"user_id": "17841400000000001"},
-    "subject": {"kind": "post", "id": "3141592653589793"},
+    "subject": {"kind": "post", "id": "3141592653589793", "content_date": "2026-11-19"},
     "decision": {
         "id": "dec-8f2c",
         "policy": "hate_speech",

@@ -5,7 +5,7 @@ Unknown fields are rejected (``extra="forbid"``): a misspelt field never silentl
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -59,6 +59,9 @@ class SubjectIn(_Strict):
     kind: SubjectKindName
     id: str
     content_hash: str = ""
+    # When the content was posted (or the account created), if known: the DSA export's
+    # content_date; the original decision's date stands in when it is absent.
+    content_date: date | None = None
 
 
 class DecisionIn(_Strict):
@@ -120,6 +123,9 @@ class AppealIn(_Strict):
                 kind=vocabulary.SUBJECT_KINDS[self.subject.kind],  # type: ignore[arg-type]
                 id=self.subject.id,
                 content_hash=self.subject.content_hash,
+                content_date=self.subject.content_date.isoformat()
+                if self.subject.content_date
+                else "",
             ),
             decision=appeal_pb2.OriginalDecision(
                 id=self.decision.id,
@@ -234,6 +240,11 @@ def submission_view(submission: appeal_pb2.AppealSubmission) -> dict[str, Any]:
         "subject": {
             "kind": vocabulary.subject_kind_name(submission.subject.kind),
             "id": submission.subject.id,
+            **(
+                {"content_date": submission.subject.content_date}
+                if submission.subject.content_date
+                else {}
+            ),
         },
         "decision": {
             "id": decision.id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf import unknown_fields
@@ -34,7 +34,10 @@ CONTACT_CHANNELS = frozenset(
 )
 # Clocks of surfaces drift; a decision "from the future" within this margin is accepted.
 CLOCK_SKEW = timedelta(minutes=5)
+# The Transparency Database refuses content dates before this.
+EARLIEST_CONTENT_DATE = date(2000, 1, 1)
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
 _POLICY = re.compile(r"^[a-z][a-z0-9_]*$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -70,6 +73,7 @@ def submission_violations(
             FieldViolation("subject.kind", f"must be one of {', '.join(vocabulary.SUBJECT_KINDS)}")
         )
     _check_id(violations, "subject.id", submission.subject.id)
+    _check_content_date(violations, submission, now or datetime.now(UTC))
     _check_id(violations, "decision.id", submission.decision.id)
     # Who decided (a reviewer's id or a classifier's name): routing never lets the same person
     # review their own decision, which it can only check when it is known (DSA Art. 20(6)).
@@ -107,6 +111,33 @@ def submission_violations(
     _check_attachments(violations, submission.attachments)
     violations.extend(unknown_field_violations(submission))
     return violations
+
+
+def _check_content_date(
+    violations: list[FieldViolation], submission: appeal_pb2.AppealSubmission, now: datetime
+) -> None:
+    text = submission.subject.content_date
+    if not text:
+        return
+    try:
+        posted = date.fromisoformat(text) if _ISO_DATE.match(text) else None
+    except ValueError:
+        posted = None
+    if posted is None:
+        violations.append(FieldViolation("subject.content_date", "must be a date, YYYY-MM-DD"))
+        return
+    decision = submission.decision
+    latest = (
+        decision.decided_at.ToDatetime(tzinfo=UTC) if decision.HasField("decided_at") else now
+    ).date() + timedelta(days=1)  # a day's grace: the surface's date may be a local one
+    if posted > latest:
+        violations.append(
+            FieldViolation("subject.content_date", "lies after the decision about the content")
+        )
+    elif posted < EARLIEST_CONTENT_DATE:
+        violations.append(
+            FieldViolation("subject.content_date", f"lies before {EARLIEST_CONTENT_DATE}")
+        )
 
 
 def _check_contact(violations: list[FieldViolation], contact: appeal_pb2.Contact) -> None:

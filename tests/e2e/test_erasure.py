@@ -107,6 +107,8 @@ async def test_a_forgotten_appellant_is_found_nowhere_and_the_audit_log_still_ve
             assert entry["event_id"] == identity.particulars_erased_event_id(appeal_id)
             view = await client.get(f"{pipeline.url('intake')}/v1/appeals/{appeal_id}", headers=ops)
             assert view.json()["erased"] is True and view.json()["status"] == "decided"
+            # updated_at follows the lifecycle (here: to the decision), received_at stays.
+            assert view.json()["updated_at"] > view.json()["received_at"]
         verified = await client.get(f"{pipeline.url('audit')}/v1/audit/verify", headers=ops)
         assert verified.json()["ok"] is True, verified.text
 

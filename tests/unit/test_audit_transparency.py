@@ -10,7 +10,7 @@ import pytest
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime.privacy import submission_facts
-from services.audit import transparency
+from services.audit import dsa_rules, transparency
 from services.audit.transparency import EEA, DecidedAppeal
 from tests.unit.test_audit_privacy import old_layout
 
@@ -125,6 +125,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "A quotation in news reporting, not an attack on a protected group."
         ),
         "category": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
+        "category_specification": ["KEYWORD_HATE_SPEECH"],
         "content_type": ["CONTENT_TYPE_TEXT"],
         "automated_detection": "Yes",
         "automated_decision": "AUTOMATED_DECISION_PARTIALLY",
@@ -146,6 +147,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "incompatible_content_ground": "fake_account",
         "incompatible_content_explanation": "The account impersonates a public figure.",
         "category": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
+        "category_specification": ["KEYWORD_INAUTHENTIC_ACCOUNTS"],
         "content_type": ["CONTENT_TYPE_OTHER"],
         "content_type_other": "account",
         "automated_detection": "Yes",
@@ -171,7 +173,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "incompatible_content_explanation": (
             "The gesture was harassment; the restriction was too long."
         ),
-        "category": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
+        "category": "STATEMENT_CATEGORY_CYBER_VIOLENCE",
+        "category_specification": ["KEYWORD_CYBER_HARASSMENT"],
         "content_type": ["CONTENT_TYPE_OTHER"],
         "content_type_other": "avatar",
         "automated_detection": "No",
@@ -195,7 +198,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "decision_ground": "DECISION_GROUND_ILLEGAL_CONTENT",
         "illegal_content_legal_ground": "DE-StGB-130",
         "illegal_content_explanation": "Incitement to hatred under German criminal law.",
-        "category": "STATEMENT_CATEGORY_SCOPE_OF_PLATFORM_SERVICE",
+        # A law whose kind of illegal content the policy does not name.
+        "category": "STATEMENT_CATEGORY_NOT_SPECIFIED_NOTICE",
         "content_type": ["CONTENT_TYPE_TEXT"],
         "automated_detection": "No",
         "automated_decision": "AUTOMATED_DECISION_NOT_AUTOMATED",
@@ -319,3 +323,63 @@ def test_an_entry_logged_in_the_old_layout_gives_the_same_statement() -> None:
     assert transparency.statement_of_reasons(logged_before) == transparency.statement_of_reasons(
         OVERTURNED_POST
     )
+
+
+def test_the_contents_own_date_is_the_content_date_when_the_surface_sent_it() -> None:
+    submitted = events_pb2.AppealSubmitted()
+    submitted.CopyFrom(OVERTURNED_POST.submitted)
+    submitted.facts.subject.content_date = "2024-11-30"
+    dated = dataclasses.replace(OVERTURNED_POST, submitted=submitted)
+    assert transparency.statement_of_reasons(dated)["content_date"] == "2024-11-30"
+    # Without it, the original decision's date stands in.
+    assert transparency.statement_of_reasons(OVERTURNED_POST)["content_date"] == "2025-03-01"
+
+
+def every_kind_of_decided_appeal() -> list[DecidedAppeal]:
+    """Every policy area the export knows (and one it does not, and a law), on every kind of
+    subject, with every outcome and action the export maps, decided by a person or an
+    assistant, on a user's appeal or a reporter's."""
+    areas = [*transparency.CATEGORIES, "unheard_of_area", "law:DE-StGB-130"]
+    kinds = list(appeal_pb2.SubjectKind.values())[1:]
+    outcomes = [appeal_pb2.OUTCOME_UPHELD, appeal_pb2.OUTCOME_OVERTURNED,
+                appeal_pb2.OUTCOME_PARTIALLY_OVERTURNED]  # fmt: skip
+    actions = ["removed", "disabled", "banned", "restricted", "demonetized", "shadowed", ""]
+    built = []
+    for n, area in enumerate(areas):
+        for k, kind in enumerate(kinds):
+            built.append(
+                appeal(
+                    f"ap_{n}_{k}", platform=appeal_pb2.PLATFORM_FACEBOOK, kind=kind, policy=area,
+                    action=actions[(n + k) % len(actions)], automated=bool(k % 2),
+                    locale=["de-DE", "fil-PH", "en"][k % 3], country=["DE", "US", "GR"][n % 3],
+                    outcome=outcomes[(n + k) % 3], rationale="Why, in the reviewer's words " * 90,
+                    facts="Account s-1 posted it twice." if k % 2 else "",
+                    role=[appeal_pb2.APPELLANT_ROLE_AFFECTED_USER,
+                          appeal_pb2.APPELLANT_ROLE_REPORTER][n % 2],
+                    by_assistant=n % 3 == 0,
+                )
+            )  # fmt: skip
+    return built
+
+
+def test_every_statement_passes_the_transparency_databases_current_rules() -> None:
+    for decided in every_kind_of_decided_appeal():
+        statement = transparency.statement_of_reasons(decided)
+        assert dsa_rules.violations(statement) == [], (decided.appeal_id, statement)
+        # No personal data: the actioned item's id (for an account, the person's) is not quoted.
+        assert "s-1" not in statement["decision_facts"]
+
+
+def test_the_rules_refuse_what_the_database_refuses() -> None:
+    good = transparency.statement_of_reasons(OVERTURNED_POST)
+    assert dsa_rules.violations(good) == []
+    removed = good | {"category": "STATEMENT_CATEGORY_SCOPE_OF_PLATFORM_SERVICE"}
+    (problem,) = dsa_rules.violations(removed)
+    assert "STATEMENT_CATEGORY_OTHER_VIOLATION_TC" in problem
+    assert dsa_rules.violations(good | {"category_specification": ["KEYWORD_MISINFORMATION"]})
+    assert dsa_rules.violations(good | {"content_date": "1999-12-31"})
+    assert dsa_rules.violations(good | {"incompatible_content_explanation": "x" * 2001})
+    assert dsa_rules.violations(good | {"puid": "ap post"})
+    assert dsa_rules.violations({k: v for k, v in good.items() if k != "decision_facts"})
+    no_restriction = good | {"decision_visibility": [], "decision_account": None}
+    assert dsa_rules.violations(no_restriction)

@@ -136,3 +136,20 @@ def test_who_made_the_original_decision_is_required() -> None:
     spaced.decision.decided_by = "a moderator"
     assert fields(validation.submission_violations(unknown, now=NOW)) == {"decision.decided_by"}
     assert fields(validation.submission_violations(spaced, now=NOW)) == {"decision.decided_by"}
+
+
+def test_a_content_date_is_an_iso_date_not_after_the_decision() -> None:
+    example = valid_body()
+    subject, decision = example["subject"], example["decision"]
+    assert isinstance(subject, dict) and isinstance(decision, dict)
+    decided = datetime.fromisoformat(str(decision["decided_at"])).date()
+    dated = submission(subject={**subject, "content_date": "2024-06-01"})
+    assert dated.subject.content_date == "2024-06-01"
+    assert validation.submission_violations(dated, now=NOW) == []
+    later = submission(subject={**subject, "content_date": str(decided + timedelta(days=3))})
+    assert fields(validation.submission_violations(later, now=NOW)) == {"subject.content_date"}
+    ancient = submission(subject={**subject, "content_date": "1999-12-31"})
+    assert fields(validation.submission_violations(ancient, now=NOW)) == {"subject.content_date"}
+    raw = submission()
+    raw.subject.content_date = "01/06/2024"  # over gRPC or Kafka nothing parsed it yet
+    assert fields(validation.submission_violations(raw, now=NOW)) == {"subject.content_date"}

@@ -25,43 +25,43 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/appeal.proto\x12\nappeals.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\tAppellant\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.appeals.v1.AppellantRole\x12$\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Contact\"U\n\x07\x43ontact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x19\n\x11preferred_channel\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"R\n\x07Subject\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.appeals.v1.SubjectKind\x12\n\n\x02id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\"\xe5\x01\n\x10OriginalDecision\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x11\n\tautomated\x18\x04 \x01(\x08\x12.\n\ndecided_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bnotified_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15non_appealable_reason\x18\x07 \x01(\t\x12\x12\n\ndecided_by\x18\x08 \x01(\t\"\xb7\x01\n\x07Signals\x12\x15\n\raccount_reach\x18\x01 \x01(\x03\x12\x17\n\x0fvulnerable_user\x18\x02 \x01(\x08\x12\x32\n\x0elegal_deadline\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65vice_hint\x18\x04 \x01(\t\x12\x14\n\x0cnetwork_hint\x18\x05 \x01(\t\x12\x1d\n\x15linked_account_hashes\x18\x06 \x03(\t\"A\n\nAttachment\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\xaf\x01\n\x13InformationExchange\x12\x18\n\x10request_event_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12+\n\x0b\x61ttachments\x18\x04 \x03(\x0b\x32\x16.appeals.v1.Attachment\x12/\n\x0b\x61nswered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc1\x02\n\x10\x41ppealSubmission\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Platform\x12(\n\tappellant\x18\x02 \x01(\x0b\x32\x15.appeals.v1.Appellant\x12$\n\x07subject\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Subject\x12.\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1c.appeals.v1.OriginalDecision\x12\x11\n\tstatement\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x07 \x01(\t\x12$\n\x07signals\x18\x08 \x01(\x0b\x32\x13.appeals.v1.Signals\x12+\n\x0b\x61ttachments\x18\t \x03(\x0b\x32\x16.appeals.v1.Attachment\"\xc5\x02\n\x0fSubmissionFacts\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x07subject\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Subject\x12.\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1c.appeals.v1.OriginalDecision\x12\x0e\n\x06locale\x18\x06 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x07 \x01(\t\x12+\n\x07signals\x18\x08 \x01(\x0b\x32\x1a.appeals.v1.RoutingSignals\x12\x31\n\x0e\x61ppellant_role\x18\n \x01(\x0e\x32\x19.appeals.v1.AppellantRoleJ\x04\x08\x02\x10\x03J\x04\x08\x05\x10\x06J\x04\x08\t\x10\nR\tappellantR\tstatementR\x0b\x61ttachments\"\xb8\x01\n\x0eRoutingSignals\x12\x15\n\raccount_reach\x18\x01 \x01(\x03\x12\x17\n\x0fvulnerable_user\x18\x02 \x01(\x08\x12\x32\n\x0elegal_deadline\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07R\x0b\x64\x65vice_hintR\x0cnetwork_hintR\x15linked_account_hashes\"\x8d\x02\n\x06\x41ppeal\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x30\n\nsubmission\x18\x02 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.appeals.v1.AppealStatus\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05queue\x18\x06 \x01(\t\x12$\n\x07outcome\x18\x07 \x01(\x0e\x32\x13.appeals.v1.Outcome*\x80\x01\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x15\n\x11PLATFORM_FACEBOOK\x10\x01\x12\x16\n\x12PLATFORM_INSTAGRAM\x10\x02\x12\x15\n\x11PLATFORM_WHATSAPP\x10\x03\x12\x14\n\x10PLATFORM_HORIZON\x10\x04*\xba\x02\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_KIND_POST\x10\x01\x12\x18\n\x14SUBJECT_KIND_COMMENT\x10\x02\x12\x15\n\x11SUBJECT_KIND_REEL\x10\x03\x12\x16\n\x12SUBJECT_KIND_STORY\x10\x04\x12\x18\n\x14SUBJECT_KIND_MESSAGE\x10\x05\x12\x18\n\x14SUBJECT_KIND_ACCOUNT\x10\x06\x12\x15\n\x11SUBJECT_KIND_PAGE\x10\x07\x12\x16\n\x12SUBJECT_KIND_GROUP\x10\x08\x12\x16\n\x12SUBJECT_KIND_EVENT\x10\t\x12\x19\n\x15SUBJECT_KIND_VR_WORLD\x10\n\x12\x17\n\x13SUBJECT_KIND_AVATAR\x10\x0b*\xe0\x01\n\x0c\x41ppealStatus\x12\x1d\n\x19\x41PPEAL_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41PPEAL_STATUS_RECEIVED\x10\x01\x12\x18\n\x14\x41PPEAL_STATUS_ROUTED\x10\x02\x12\x1b\n\x17\x41PPEAL_STATUS_IN_REVIEW\x10\x03\x12\x19\n\x15\x41PPEAL_STATUS_DECIDED\x10\x04\x12\x1b\n\x17\x41PPEAL_STATUS_ESCALATED\x10\x05\x12&\n\"APPEAL_STATUS_AWAITING_INFORMATION\x10\x06*p\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_UPHELD\x10\x01\x12\x16\n\x12OUTCOME_OVERTURNED\x10\x02\x12 \n\x1cOUTCOME_PARTIALLY_OVERTURNED\x10\x03*n\n\rAppellantRole\x12\x1e\n\x1a\x41PPELLANT_ROLE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41PPELLANT_ROLE_AFFECTED_USER\x10\x01\x12\x1b\n\x17\x41PPELLANT_ROLE_REPORTER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/appeal.proto\x12\nappeals.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\tAppellant\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.appeals.v1.AppellantRole\x12$\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Contact\"U\n\x07\x43ontact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x19\n\x11preferred_channel\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"h\n\x07Subject\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.appeals.v1.SubjectKind\x12\n\n\x02id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_date\x18\x04 \x01(\t\"\xe5\x01\n\x10OriginalDecision\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x11\n\tautomated\x18\x04 \x01(\x08\x12.\n\ndecided_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bnotified_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15non_appealable_reason\x18\x07 \x01(\t\x12\x12\n\ndecided_by\x18\x08 \x01(\t\"\xb7\x01\n\x07Signals\x12\x15\n\raccount_reach\x18\x01 \x01(\x03\x12\x17\n\x0fvulnerable_user\x18\x02 \x01(\x08\x12\x32\n\x0elegal_deadline\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65vice_hint\x18\x04 \x01(\t\x12\x14\n\x0cnetwork_hint\x18\x05 \x01(\t\x12\x1d\n\x15linked_account_hashes\x18\x06 \x03(\t\"A\n\nAttachment\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\xaf\x01\n\x13InformationExchange\x12\x18\n\x10request_event_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12+\n\x0b\x61ttachments\x18\x04 \x03(\x0b\x32\x16.appeals.v1.Attachment\x12/\n\x0b\x61nswered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc1\x02\n\x10\x41ppealSubmission\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Platform\x12(\n\tappellant\x18\x02 \x01(\x0b\x32\x15.appeals.v1.Appellant\x12$\n\x07subject\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Subject\x12.\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1c.appeals.v1.OriginalDecision\x12\x11\n\tstatement\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x07 \x01(\t\x12$\n\x07signals\x18\x08 \x01(\x0b\x32\x13.appeals.v1.Signals\x12+\n\x0b\x61ttachments\x18\t \x03(\x0b\x32\x16.appeals.v1.Attachment\"\xc5\x02\n\x0fSubmissionFacts\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x07subject\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Subject\x12.\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1c.appeals.v1.OriginalDecision\x12\x0e\n\x06locale\x18\x06 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x07 \x01(\t\x12+\n\x07signals\x18\x08 \x01(\x0b\x32\x1a.appeals.v1.RoutingSignals\x12\x31\n\x0e\x61ppellant_role\x18\n \x01(\x0e\x32\x19.appeals.v1.AppellantRoleJ\x04\x08\x02\x10\x03J\x04\x08\x05\x10\x06J\x04\x08\t\x10\nR\tappellantR\tstatementR\x0b\x61ttachments\"\xb8\x01\n\x0eRoutingSignals\x12\x15\n\raccount_reach\x18\x01 \x01(\x03\x12\x17\n\x0fvulnerable_user\x18\x02 \x01(\x08\x12\x32\n\x0elegal_deadline\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07R\x0b\x64\x65vice_hintR\x0cnetwork_hintR\x15linked_account_hashes\"\x8d\x02\n\x06\x41ppeal\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x30\n\nsubmission\x18\x02 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.appeals.v1.AppealStatus\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05queue\x18\x06 \x01(\t\x12$\n\x07outcome\x18\x07 \x01(\x0e\x32\x13.appeals.v1.Outcome*\x80\x01\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x15\n\x11PLATFORM_FACEBOOK\x10\x01\x12\x16\n\x12PLATFORM_INSTAGRAM\x10\x02\x12\x15\n\x11PLATFORM_WHATSAPP\x10\x03\x12\x14\n\x10PLATFORM_HORIZON\x10\x04*\xba\x02\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_KIND_POST\x10\x01\x12\x18\n\x14SUBJECT_KIND_COMMENT\x10\x02\x12\x15\n\x11SUBJECT_KIND_REEL\x10\x03\x12\x16\n\x12SUBJECT_KIND_STORY\x10\x04\x12\x18\n\x14SUBJECT_KIND_MESSAGE\x10\x05\x12\x18\n\x14SUBJECT_KIND_ACCOUNT\x10\x06\x12\x15\n\x11SUBJECT_KIND_PAGE\x10\x07\x12\x16\n\x12SUBJECT_KIND_GROUP\x10\x08\x12\x16\n\x12SUBJECT_KIND_EVENT\x10\t\x12\x19\n\x15SUBJECT_KIND_VR_WORLD\x10\n\x12\x17\n\x13SUBJECT_KIND_AVATAR\x10\x0b*\xe0\x01\n\x0c\x41ppealStatus\x12\x1d\n\x19\x41PPEAL_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41PPEAL_STATUS_RECEIVED\x10\x01\x12\x18\n\x14\x41PPEAL_STATUS_ROUTED\x10\x02\x12\x1b\n\x17\x41PPEAL_STATUS_IN_REVIEW\x10\x03\x12\x19\n\x15\x41PPEAL_STATUS_DECIDED\x10\x04\x12\x1b\n\x17\x41PPEAL_STATUS_ESCALATED\x10\x05\x12&\n\"APPEAL_STATUS_AWAITING_INFORMATION\x10\x06*p\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_UPHELD\x10\x01\x12\x16\n\x12OUTCOME_OVERTURNED\x10\x02\x12 \n\x1cOUTCOME_PARTIALLY_OVERTURNED\x10\x03*n\n\rAppellantRole\x12\x1e\n\x1a\x41PPELLANT_ROLE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41PPELLANT_ROLE_AFFECTED_USER\x10\x01\x12\x1b\n\x17\x41PPELLANT_ROLE_REPORTER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appeals.v1.appeal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLATFORM']._serialized_start=2127
-  _globals['_PLATFORM']._serialized_end=2255
-  _globals['_SUBJECTKIND']._serialized_start=2258
-  _globals['_SUBJECTKIND']._serialized_end=2572
-  _globals['_APPEALSTATUS']._serialized_start=2575
-  _globals['_APPEALSTATUS']._serialized_end=2799
-  _globals['_OUTCOME']._serialized_start=2801
-  _globals['_OUTCOME']._serialized_end=2913
-  _globals['_APPELLANTROLE']._serialized_start=2915
-  _globals['_APPELLANTROLE']._serialized_end=3025
+  _globals['_PLATFORM']._serialized_start=2149
+  _globals['_PLATFORM']._serialized_end=2277
+  _globals['_SUBJECTKIND']._serialized_start=2280
+  _globals['_SUBJECTKIND']._serialized_end=2594
+  _globals['_APPEALSTATUS']._serialized_start=2597
+  _globals['_APPEALSTATUS']._serialized_end=2821
+  _globals['_OUTCOME']._serialized_start=2823
+  _globals['_OUTCOME']._serialized_end=2935
+  _globals['_APPELLANTROLE']._serialized_start=2937
+  _globals['_APPELLANTROLE']._serialized_end=3047
   _globals['_APPELLANT']._serialized_start=72
   _globals['_APPELLANT']._serialized_end=179
   _globals['_CONTACT']._serialized_start=181
   _globals['_CONTACT']._serialized_end=266
   _globals['_SUBJECT']._serialized_start=268
-  _globals['_SUBJECT']._serialized_end=350
-  _globals['_ORIGINALDECISION']._serialized_start=353
-  _globals['_ORIGINALDECISION']._serialized_end=582
-  _globals['_SIGNALS']._serialized_start=585
-  _globals['_SIGNALS']._serialized_end=768
-  _globals['_ATTACHMENT']._serialized_start=770
-  _globals['_ATTACHMENT']._serialized_end=835
-  _globals['_INFORMATIONEXCHANGE']._serialized_start=838
-  _globals['_INFORMATIONEXCHANGE']._serialized_end=1013
-  _globals['_APPEALSUBMISSION']._serialized_start=1016
-  _globals['_APPEALSUBMISSION']._serialized_end=1337
-  _globals['_SUBMISSIONFACTS']._serialized_start=1340
-  _globals['_SUBMISSIONFACTS']._serialized_end=1665
-  _globals['_ROUTINGSIGNALS']._serialized_start=1668
-  _globals['_ROUTINGSIGNALS']._serialized_end=1852
-  _globals['_APPEAL']._serialized_start=1855
-  _globals['_APPEAL']._serialized_end=2124
+  _globals['_SUBJECT']._serialized_end=372
+  _globals['_ORIGINALDECISION']._serialized_start=375
+  _globals['_ORIGINALDECISION']._serialized_end=604
+  _globals['_SIGNALS']._serialized_start=607
+  _globals['_SIGNALS']._serialized_end=790
+  _globals['_ATTACHMENT']._serialized_start=792
+  _globals['_ATTACHMENT']._serialized_end=857
+  _globals['_INFORMATIONEXCHANGE']._serialized_start=860
+  _globals['_INFORMATIONEXCHANGE']._serialized_end=1035
+  _globals['_APPEALSUBMISSION']._serialized_start=1038
+  _globals['_APPEALSUBMISSION']._serialized_end=1359
+  _globals['_SUBMISSIONFACTS']._serialized_start=1362
+  _globals['_SUBMISSIONFACTS']._serialized_end=1687
+  _globals['_ROUTINGSIGNALS']._serialized_start=1690
+  _globals['_ROUTINGSIGNALS']._serialized_end=1874
+  _globals['_APPEAL']._serialized_start=1877
+  _globals['_APPEAL']._serialized_end=2146
 # @@protoc_insertion_point(module_scope)

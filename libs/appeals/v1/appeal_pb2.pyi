@@ -223,20 +223,27 @@ class Subject(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    CONTENT_DATE_FIELD_NUMBER: _builtins.int
     kind: Global___SubjectKind.ValueType
     id: _builtins.str
     content_hash: _builtins.str
     """Hash of the content (e.g. a perceptual hash), so a decision can apply to identical copies."""
+    content_date: _builtins.str
+    """When the content was posted or the account, page or group created, as an ISO date
+    (YYYY-MM-DD), if the surface knows it: the DSA export's content_date (optional; the original
+    decision's date stands in when it is absent).
+    """
     def __init__(
         self,
         *,
         kind: Global___SubjectKind.ValueType = ...,
         id: _builtins.str = ...,
         content_hash: _builtins.str = ...,
+        content_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "id", b"id", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_date", b"content_date", "content_hash", b"content_hash", "id", b"id", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
