@@ -74,6 +74,11 @@ DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {
 }
 
 
+def with_article(role: str) -> str:
+    """``an ops``, ``a surface``: a role's name as a sentence says it."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+
+
 class Unauthenticated(Exception):  # noqa: N818 - named after the gRPC status it maps to
     """No credentials, or credentials that do not verify (HTTP 401, gRPC UNAUTHENTICATED)."""
 
@@ -110,7 +115,9 @@ class Principal:
 
     def require(self, scope: Scope, *, role: Role | None = None) -> None:
         if role is not None and self.role != role:
-            raise PermissionDenied(f"this action needs a {role} token, not a {self.role} token")
+            raise PermissionDenied(
+                f"this action needs {with_article(role)} token, not {with_article(self.role)} token"
+            )
         if scope not in self.scopes:
             raise PermissionDenied(f"token lacks the {scope} scope")
 

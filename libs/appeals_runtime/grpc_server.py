@@ -79,6 +79,7 @@ class GrpcServer:
         self._services = [registration.service for registration in registrations]
         self._readiness = dict(readiness or {})
         self._health_refresh_s = health_refresh_s
+        self._stopped = False
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -90,6 +91,8 @@ class GrpcServer:
 
     async def run(self) -> None:
         await self._report(await self._ready())  # before the first call can ask
+        if self._stopped:
+            return  # stopped before it started: starting now would serve forever
         await self._server.start()
         log.info("gRPC server listening", extra={"address": self._address})
         following = asyncio.create_task(self._follow_readiness())
@@ -101,6 +104,7 @@ class GrpcServer:
                 await following
 
     async def stop(self) -> None:
+        self._stopped = True
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace=5)
 

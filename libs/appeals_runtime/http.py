@@ -158,9 +158,24 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def invalid_request_problem(error: RequestValidationError) -> JSONResponse:
+    """400 naming each field the request's schema refused (RFC 9457 ``invalid_params``)."""
+    params = [
+        {"name": _location(tuple(item["loc"])), "reason": item["msg"]} for item in error.errors()
+    ]
+    return problem(400, "Invalid request", "The request has invalid fields.", invalid_params=params)
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(part) for part in loc if part not in ("body",)]
-    return ".".join(parts) or "body"
+    """A field's name as the client wrote it: a body member's dotted path, or the name of a
+    header, query or path parameter (``Idempotency-Key``, ``limit``)."""
+    if loc and loc[0] in ("body", "header", "query", "path"):
+        loc = loc[1:]
+    name = ""
+    for part in loc:
+        # List items as the pipeline's own violations name them: attachments[0].uri
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name or "body"
 
 
 # A Retry-After beyond a day is no advice a client can act on (and infinity is no number).
@@ -261,13 +276,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        params = [
-            {"name": _location(tuple(item["loc"])), "reason": item["msg"]}
-            for item in error.errors()
-        ]
-        return problem(
-            400, "Invalid request", "The request has invalid fields.", invalid_params=params
-        )
+        return invalid_request_problem(error)
 
     @app.exception_handler(ValidationFailed)
     async def validation_failed(_: Request, error: ValidationFailed) -> JSONResponse:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope
+from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, with_article
 from appeals_runtime.http import authenticated
 from services.audit.service import Reader
 
@@ -22,7 +22,8 @@ async def _reader(principal: Annotated[Principal, Depends(authenticated)]) -> Re
     """The verified ops or auditor caller with ``audit:read``."""
     if principal.role not in (Role.OPS, Role.AUDITOR):
         raise PermissionDenied(
-            f"the audit log is read with an ops or auditor token, not a {principal.role} token"
+            "the audit log is read with an ops or auditor token, "
+            f"not {with_article(principal.role)} token"
         )
     principal.require(Scope.READ_AUDIT)
     return Reader(principal.subject, principal.role.value)
@@ -38,7 +39,9 @@ async def _operator(principal: Annotated[Principal, Depends(authenticated)]) -> 
 async def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
     """The verified ops caller, whatever its scopes."""
     if principal.role != Role.OPS:
-        raise PermissionDenied(f"the ops page needs an ops token, not a {principal.role} token")
+        raise PermissionDenied(
+            f"the ops page needs an ops token, not {with_article(principal.role)} token"
+        )
     return Reader(principal.subject, principal.role.value)
 
 

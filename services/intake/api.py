@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Query
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Body, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,10 +20,11 @@ from appeals_runtime.http import (
     ReadinessCheck,
     health_router,
     install_problem_handlers,
+    invalid_request_problem,
     problem,
 )
-from services.intake import openapi_docs
-from services.intake.appeals import AppealIntake
+from services.intake import openapi_docs, validation
+from services.intake.appeals import CURSOR_PATTERN, AppealIntake, count_rejection
 from services.intake.schemas import (
     AppealAccepted,
     AppealIn,
@@ -38,13 +39,25 @@ from services.intake.schemas import (
 )
 
 IdempotencyKey = Annotated[
-    str | None,
+    str,
     Header(
         alias="Idempotency-Key",
-        description="Required. The same key with the same body replays the first answer.",
+        description="The same key with the same body replays the first answer.",
         examples=["9f1c4d2a-7b3e-4e8f-a1c6-2d5e8b9f0a13"],
+        min_length=1,
+        max_length=validation.MAX_IDEMPOTENCY_KEY_CHARS,
+        pattern=validation.IDEMPOTENCY_KEY_PATTERN,
     ),
 ]
+
+
+AppealId = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=validation.MAX_ID_CHARS, pattern=validation.ID_PATTERN,
+        examples=["ap_3f0c2a9d41b7e8c5a6d2f19e0b"],
+    ),
+]  # fmt: skip
 
 
 class EvasionIdentifiers(BaseModel):
@@ -166,6 +179,14 @@ def create_app(
 
     app.add_middleware(BodyRules, max_body_bytes=max_body_bytes)
 
+    @app.exception_handler(RequestValidationError)
+    async def count_invalid_submits(request: Request, error: RequestValidationError) -> Response:
+        # The schema refuses an invalid submit before intake sees it: counted here, as intake
+        # counts what it refuses itself (appeals.intake.rejected{reason=invalid, channel=rest}).
+        if request.method == "POST" and request.url.path == "/v1/appeals":
+            count_rejection(ValidationFailed([]), channel="rest")
+        return invalid_request_problem(error)
+
     @app.post(
         "/v1/appeals",
         status_code=202,
@@ -176,7 +197,7 @@ def create_app(
     async def submit_appeal(
         body: Annotated[AppealIn, Body(examples=[openapi_docs.EXAMPLE_APPEAL])],
         principal: Caller,
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: IdempotencyKey,
     ) -> JSONResponse:
         accepted = await intake.submit(
             principal,
@@ -195,9 +216,11 @@ def create_app(
     )
     async def list_received(
         principal: Caller,
-        received_after: Annotated[datetime, Query(description="inclusive, with a UTC offset")],
-        received_before: Annotated[datetime, Query(description="exclusive, at most 31 days on")],
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        received_after: Annotated[AwareDatetime, Query(description="inclusive, with an offset")],
+        received_before: Annotated[
+            AwareDatetime, Query(description="exclusive; the window spans at most 31 days (422)")
+        ],
+        cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     ) -> ReceivedPage:
         """Every appeal intake acknowledged (the broker had its submitted event) whose reception
@@ -221,7 +244,7 @@ def create_app(
         responses=openapi_docs.GET_RESPONSES,
         summary="Look up an appeal and its status",
     )
-    async def get_appeal(appeal_id: str, principal: Caller) -> dict[str, Any]:
+    async def get_appeal(appeal_id: AppealId, principal: Caller) -> dict[str, Any]:
         return appeal_view(await intake.get(principal, appeal_id))
 
     @app.post(
@@ -232,7 +255,7 @@ def create_app(
         summary="Answer a reviewer's request for more information",
     )
     async def provide_information(
-        appeal_id: str, body: InformationIn, principal: Caller
+        appeal_id: AppealId, body: InformationIn, principal: Caller
     ) -> InformationAccepted:
         """The appellant's answer (text and attachments, the submit's limits) to the open request
         for information; accepted once the broker has it, then the case returns to its queue

@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 # The listing of acknowledged appeals: at most this long a window, this many per page.
 MAX_LISTING_WINDOW = timedelta(days=31)
 MAX_LISTING_PAGE = 5000
-_CURSOR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\|[A-Za-z0-9_.:-]{1,128}$")
+CURSOR_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\|[A-Za-z0-9_.:-]{1,128}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 _received = metrics.counter(metrics.APPEALS_RECEIVED)
 _rejected = metrics.counter(metrics.APPEALS_REJECTED)
 _flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
@@ -92,11 +93,14 @@ def _counting_rejections(
         try:
             return await submit(*args, **kwargs)
         except Exception as error:
-            channel = str(kwargs.get("channel", ""))
-            _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
+            count_rejection(error, channel=str(kwargs.get("channel", "")))
             raise
 
     return counted
+
+
+def count_rejection(error: BaseException, *, channel: str) -> None:
+    _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
 
 
 def rejection_reason(error: BaseException) -> str:
@@ -216,6 +220,7 @@ class AppealIntake:
             validation.idempotency_key_violations(key_field, idempotency_key)
             + validation.submission_violations(submission, now=now)
         )
+        validation.ensure_plausible(validation.implausibilities(submission, now=now))
         platform = vocabulary.platform_name(submission.platform)
         principal.require_platform(platform)
         self._check_rate(principal, submission)
@@ -403,18 +408,17 @@ class AppealIntake:
         violations = []
         if since.tzinfo is None or until.tzinfo is None:
             violations.append(FieldViolation("received_after", "needs a UTC offset"))
-        elif not since < until:
-            violations.append(FieldViolation("received_before", "must be after received_after"))
-        elif until - since > MAX_LISTING_WINDOW:
-            violations.append(
-                FieldViolation("received_before", "the window may span at most 31 days")
-            )
         if cursor and not _CURSOR.match(cursor):
             violations.append(FieldViolation("cursor", "is not a cursor this listing gave"))
         if not 1 <= limit <= MAX_LISTING_PAGE:
             violations.append(FieldViolation("limit", f"must be 1 to {MAX_LISTING_PAGE}"))
         if violations:
             raise ValidationFailed(violations)
+        # Well-formed, but not a window this listing serves (422, as the schema cannot say it).
+        if not since < until:
+            raise Unprocessable("received_before must be after received_after", code="empty_window")
+        if until - since > MAX_LISTING_WINDOW:
+            raise Unprocessable("the window may span at most 31 days", code="window_too_long")
         return await self._repository.received.page(since, until, cursor=cursor, limit=limit)
 
     async def provide_information(

@@ -159,7 +159,9 @@ def _violations(error: Exception) -> list[FieldViolation]:
     if isinstance(error, Unauthenticated):
         return [FieldViolation("token", str(error))]
     if isinstance(error, PermissionDenied):
-        return [FieldViolation("submission.platform", str(error))]
+        # A token for another platform names the platform; a token of the wrong kind, itself.
+        field = "submission.platform" if "platform" in str(error) else "token"
+        return [FieldViolation(field, str(error))]
     if isinstance(error, Conflict | Unprocessable | TooManyRequests) and error.code:
         return [FieldViolation("submission", f"{error.code}: {error}")]
     return [FieldViolation("request_id", str(error))]

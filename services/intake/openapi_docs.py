@@ -113,6 +113,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 GET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: INVALID,
     401: UNAUTHENTICATED,
     403: FORBIDDEN,
     404: _problem("No such appeal.", _p(404, "Not found", "no appeal ap_…")),
@@ -123,6 +124,10 @@ LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: INVALID,
     401: UNAUTHENTICATED,
     403: FORBIDDEN,
+    422: _problem(
+        "Not a window this listing serves: empty, or longer than 31 days.",
+        _p(422, "Unprocessable", "the window may span at most 31 days", code="window_too_long"),
+    ),
     503: UNAVAILABLE,
 }
 

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import vocabulary
+from services.intake import validation
 from services.intake.model import AppealRecord
 
 PlatformName = Literal["facebook", "instagram", "whatsapp", "horizon"]
@@ -22,8 +23,18 @@ SubjectKindName = Literal[
 ]  # fmt: skip
 
 
-# Protobuf int64 range: a larger JSON number is a client error, not an overflow in intake.
-Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# What intake enforces, declared (validation.py checks the same patterns on every channel): a
+# client generated from this schema sends only what intake takes.
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=validation.MAX_ID_CHARS, pattern=validation.ID_PATTERN)
+]
+SnakeCase = Annotated[str, Field(pattern=validation.SNAKE_CASE_PATTERN)]
+HashHint = Annotated[str, Field(pattern=validation.HASH_HINT_PATTERN)]
+
+
+def _or_empty(pattern: str) -> str:
+    """An optional text field: empty, or matching ``pattern``."""
+    return f"^$|{pattern}"
 
 
 class _Strict(BaseModel):
@@ -43,21 +54,25 @@ class _Strict(BaseModel):
 
 
 class ContactIn(_Strict):
-    email: str = ""
-    phone: str = ""
-    preferred_channel: str = ""
-    time_zone: str = ""
+    email: str = Field(default="", pattern=_or_empty(validation.EMAIL_PATTERN))
+    phone: str = Field(default="", pattern=_or_empty(validation.E164_PATTERN), description="E.164")
+    preferred_channel: Literal[
+        "", "email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template",
+        "horizon_headset",
+    ] = ""  # fmt: skip
+    # An IANA time zone (e.g. Europe/Berlin); one this installation does not know is 422.
+    time_zone: str = Field(default="", pattern=_or_empty(validation.TIME_ZONE_PATTERN))
 
 
 class AppellantIn(_Strict):
-    user_id: str
+    user_id: Identifier
     role: Literal["affected_user", "reporter"] = "affected_user"
     contact: ContactIn | None = None
 
 
 class SubjectIn(_Strict):
     kind: SubjectKindName
-    id: str
+    id: Identifier
     content_hash: str = ""
     # When the content was posted (or the account created), if known: the DSA export's
     # content_date; the original decision's date stands in when it is absent.
@@ -65,31 +80,40 @@ class SubjectIn(_Strict):
 
 
 class DecisionIn(_Strict):
-    id: str
-    policy: str
-    action: str
+    id: Identifier
+    policy: SnakeCase = Field(description="snake_case, e.g. hate_speech")
+    action: SnakeCase = Field(description="snake_case, e.g. removed")
     automated: bool
+    # Not in the future (beyond five minutes of clock skew): 422 otherwise.
     decided_at: AwareDatetime
     notified_at: AwareDatetime | None = None
     non_appealable_reason: str = ""
     # Who made the decision (a reviewer's id or a classifier's name): required, so that routing
     # can always keep its reviewer from reviewing it.
-    decided_by: str
+    decided_by: Identifier
 
 
 class SignalsIn(_Strict):
-    account_reach: Int64 = 0
+    account_reach: int = Field(default=0, ge=0, le=validation.MAX_ACCOUNT_REACH)
     vulnerable_user: bool = False
     legal_deadline: AwareDatetime | None = None
-    device_hint: str = ""
-    network_hint: str = ""
-    linked_account_hashes: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list)
+    device_hint: str = Field(default="", pattern=_or_empty(validation.HASH_HINT_PATTERN))
+    network_hint: str = Field(default="", pattern=_or_empty(validation.HASH_HINT_PATTERN))
+    linked_account_hashes: list[HashHint] = Field(
+        default_factory=list, max_length=validation.MAX_LINKED_ACCOUNT_HASHES
+    )
 
 
 class AttachmentIn(_Strict):
-    media_type: str
-    uri: str
-    size_bytes: Int64
+    media_type: Literal[
+        "image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf",
+        "text/plain",
+    ]  # fmt: skip
+    uri: str = Field(
+        max_length=validation.MAX_URL_CHARS, pattern=validation.HTTPS_URL_PATTERN,
+        description="https:// only",
+    )  # fmt: skip
+    size_bytes: int = Field(ge=1, le=validation.MAX_ATTACHMENT_BYTES)
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -103,11 +127,13 @@ class AppealIn(_Strict):
     appellant: AppellantIn
     subject: SubjectIn
     decision: DecisionIn
-    statement: str = ""
-    locale: str
-    country: str
+    statement: str = Field(default="", max_length=validation.MAX_STATEMENT_CHARS)
+    locale: str = Field(pattern=validation.LOCALE_PATTERN, examples=["de-DE"])
+    country: str = Field(pattern=validation.COUNTRY_PATTERN, examples=["DE"])
     signals: SignalsIn | None = None
-    attachments: list[AttachmentIn] = Field(default_factory=list)
+    attachments: list[AttachmentIn] = Field(
+        default_factory=list, max_length=validation.MAX_ATTACHMENTS
+    )
 
     def to_proto(self) -> appeal_pb2.AppealSubmission:
         contact = self.appellant.contact or ContactIn()
@@ -158,8 +184,13 @@ class AppealIn(_Strict):
 class InformationIn(_Strict):
     """The appellant's answer to a reviewer's request for more information."""
 
-    answer: str = Field(description="What the reviewer asked for, in the appellant's words")
-    attachments: list[AttachmentIn] = Field(default_factory=list)
+    answer: str = Field(
+        description="What the reviewer asked for, in the appellant's words (not blank)",
+        max_length=validation.MAX_STATEMENT_CHARS, pattern=r"\S",
+    )  # fmt: skip
+    attachments: list[AttachmentIn] = Field(
+        default_factory=list, max_length=validation.MAX_ATTACHMENTS
+    )
 
     def attachments_proto(self) -> list[appeal_pb2.Attachment]:
         return [appeal_pb2.Attachment(**a.model_dump()) for a in self.attachments]
@@ -169,7 +200,7 @@ class ErasureIn(_Strict):
     """The person to forget (GDPR Art. 17): their platform and their user id on it."""
 
     platform: PlatformName
-    user_id: str = Field(description="The appellant's user id on the platform, as submitted")
+    user_id: Identifier = Field(description="The appellant's user id on the platform")
 
 
 class ErasureDone(BaseModel):

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime import vocabulary
-from appeals_runtime.errors import FieldViolation, ValidationFailed
+from appeals_runtime.errors import FieldViolation, Unprocessable, ValidationFailed
 
 MAX_STATEMENT_CHARS = 5000
 MAX_ID_CHARS = 128
@@ -29,6 +29,9 @@ ATTACHMENT_TYPES = frozenset(
      "text/plain"}
 )  # fmt: skip
 MAX_LINKED_ACCOUNT_HASHES = 20
+# Followers or members of the actioned account: beyond any real audience (and within what a
+# JSON number carries exactly), so a larger one is a client's mistake.
+MAX_ACCOUNT_REACH = 10**15
 CONTACT_CHANNELS = frozenset(
     {"email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template", "horizon_headset"}
 )
@@ -37,15 +40,33 @@ CLOCK_SKEW = timedelta(minutes=5)
 # The Transparency Database refuses content dates before this.
 EARLIEST_CONTENT_DATE = date(2000, 1, 1)
 
+# The rules as patterns: checked here on every channel, and declared in the REST schema
+# (schemas.py) from the same strings, so that what the OpenAPI document allows is what intake
+# takes.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
+SNAKE_CASE_PATTERN = r"^[a-z][a-z0-9_]*$"
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
+HASH_HINT_PATTERN = r"^[A-Za-z0-9_\-:.=+/]{8,128}$"
+# No spaces or control characters (spelt out: Python's \s and the schema's differ on some).
+EMAIL_PATTERN = r"^[^@\x00-\x20]{1,64}@[^@\x00-\x20]{1,255}\.[^@\x00-\x20]{2,63}$"
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+HTTPS_URL_PATTERN = r"^https://"
+# The shape of an IANA time zone name; whether this installation knows it is checked apart.
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9][A-Za-z0-9_+\-]*)*$"
+MAX_URL_CHARS = 2048
+
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
-_POLICY = re.compile(r"^[a-z][a-z0-9_]*$")
-_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_PRINTABLE_KEY = re.compile(r"^[\x21-\x7e]+$")
-_HASH_HINT = re.compile(r"^[A-Za-z0-9_\-:.=+/]{8,128}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_ID = re.compile(ID_PATTERN)
+_POLICY = re.compile(SNAKE_CASE_PATTERN)
+_LOCALE = re.compile(LOCALE_PATTERN)
+_COUNTRY = re.compile(COUNTRY_PATTERN)
+_PRINTABLE_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_HASH_HINT = re.compile(HASH_HINT_PATTERN)
+_EMAIL = re.compile(EMAIL_PATTERN)
+_E164 = re.compile(E164_PATTERN)
+_TIME_ZONE = re.compile(TIME_ZONE_PATTERN)
 
 
 def _check_id(violations: list[FieldViolation], field: str, value: str) -> None:
@@ -73,7 +94,8 @@ def submission_violations(
             FieldViolation("subject.kind", f"must be one of {', '.join(vocabulary.SUBJECT_KINDS)}")
         )
     _check_id(violations, "subject.id", submission.subject.id)
-    _check_content_date(violations, submission, now or datetime.now(UTC))
+    if submission.subject.content_date and not _ISO_DATE.match(submission.subject.content_date):
+        violations.append(FieldViolation("subject.content_date", "must be a date, YYYY-MM-DD"))
     _check_id(violations, "decision.id", submission.decision.id)
     # Who decided (a reviewer's id or a classifier's name): routing never lets the same person
     # review their own decision, which it can only check when it is known (DSA Art. 20(6)).
@@ -88,14 +110,6 @@ def submission_violations(
         )
     if not submission.decision.HasField("decided_at"):
         violations.append(FieldViolation("decision.decided_at", "is required"))
-    else:
-        decided_at = submission.decision.decided_at.ToDatetime(tzinfo=UTC)
-        if decided_at > (now or datetime.now(UTC)) + CLOCK_SKEW:
-            violations.append(FieldViolation("decision.decided_at", "lies in the future"))
-    if submission.decision.HasField("notified_at"):
-        notified_at = submission.decision.notified_at.ToDatetime(tzinfo=UTC)
-        if notified_at > (now or datetime.now(UTC)) + CLOCK_SKEW:
-            violations.append(FieldViolation("decision.notified_at", "lies in the future"))
     if len(submission.statement) > MAX_STATEMENT_CHARS:
         violations.append(
             FieldViolation("statement", f"must be at most {MAX_STATEMENT_CHARS} characters")
@@ -113,18 +127,47 @@ def submission_violations(
     return violations
 
 
+def implausibilities(
+    submission: appeal_pb2.AppealSubmission, *, now: datetime | None = None
+) -> list[FieldViolation]:
+    """Well-formed values that cannot be true or cannot be used: a decision from the future, a
+    content date after the decision, a time zone this installation does not know. (Answered
+    422, not 400: the request is what the schema describes; the world disagrees with it.)"""
+    now = now or datetime.now(UTC)
+    found: list[FieldViolation] = []
+    decision = submission.decision
+    for name in ("decided_at", "notified_at"):
+        if decision.HasField(name):
+            moment = getattr(decision, name).ToDatetime(tzinfo=UTC)
+            if moment > now + CLOCK_SKEW:
+                found.append(FieldViolation(f"decision.{name}", "lies in the future"))
+    _check_content_date(found, submission, now)
+    zone = submission.appellant.contact.time_zone
+    if zone and _TIME_ZONE.match(zone):
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            found.append(FieldViolation("appellant.contact.time_zone", "is not a known time zone"))
+    return found
+
+
+def ensure_plausible(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise Unprocessable(
+            "; ".join(f"{v.field}: {v.description}" for v in violations), code="implausible_values"
+        )
+
+
 def _check_content_date(
     violations: list[FieldViolation], submission: appeal_pb2.AppealSubmission, now: datetime
 ) -> None:
     text = submission.subject.content_date
-    if not text:
-        return
+    if not text or not _ISO_DATE.match(text):
+        return  # absent, or malformed (a 400 of its own)
     try:
-        posted = date.fromisoformat(text) if _ISO_DATE.match(text) else None
+        posted = date.fromisoformat(text)
     except ValueError:
-        posted = None
-    if posted is None:
-        violations.append(FieldViolation("subject.content_date", "must be a date, YYYY-MM-DD"))
+        violations.append(FieldViolation("subject.content_date", "is not a calendar date"))
         return
     decision = submission.decision
     latest = (
@@ -154,18 +197,17 @@ def _check_contact(violations: list[FieldViolation], contact: appeal_pb2.Contact
                 f"must be one of {', '.join(sorted(CONTACT_CHANNELS))}",
             )
         )
-    if contact.time_zone:
-        try:
-            ZoneInfo(contact.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            violations.append(
-                FieldViolation("appellant.contact.time_zone", "is not an IANA time zone")
-            )
+    if contact.time_zone and not _TIME_ZONE.match(contact.time_zone):
+        violations.append(
+            FieldViolation("appellant.contact.time_zone", "is not an IANA time zone name")
+        )
 
 
 def _check_signals(violations: list[FieldViolation], signals: appeal_pb2.Signals) -> None:
-    if signals.account_reach < 0:
-        violations.append(FieldViolation("signals.account_reach", "must not be negative"))
+    if not 0 <= signals.account_reach <= MAX_ACCOUNT_REACH:
+        violations.append(
+            FieldViolation("signals.account_reach", f"must be 0 to {MAX_ACCOUNT_REACH}")
+        )
     for name in ("device_hint", "network_hint"):
         value = getattr(signals, name)
         if value and not _HASH_HINT.match(value):
@@ -228,7 +270,7 @@ def _check_attachments(
                     f"{where}.media_type", f"must be one of {', '.join(sorted(ATTACHMENT_TYPES))}"
                 )
             )
-        if not attachment.uri.startswith("https://") or len(attachment.uri) > 2048:
+        if not attachment.uri.startswith("https://") or len(attachment.uri) > MAX_URL_CHARS:
             violations.append(
                 FieldViolation(f"{where}.uri", "must be an https:// URL of at most 2048 characters")
             )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from appeals_runtime import store, vocabulary
-from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope
+from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, with_article
 from appeals_runtime.errors import NotFound
 from services.routing import case_rules
 from services.routing import metrics as routing_metrics
@@ -142,7 +142,9 @@ def _readable_body(caller: Principal) -> str | None:
     if caller.role == Role.OPS:
         caller.require(Scope.READ)
         return None
-    raise PermissionDenied(f"referrals are read by their body or by ops, not a {caller.role} token")
+    raise PermissionDenied(
+        f"referrals are read by their body or by ops, not {with_article(caller.role)} token"
+    )
 
 
 class ReferralWatch:

@@ -120,6 +120,7 @@ async def test_the_march_export_holds_the_expected_statements_field_by_field(
         "incompatible_content_ground": "hate_speech",
         "incompatible_content_explanation": "News quotation.",
         "category": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
+        "category_specification": ["KEYWORD_HATE_SPEECH"],
         "content_type": ["CONTENT_TYPE_TEXT"],
         "automated_detection": "Yes",
         "automated_decision": "AUTOMATED_DECISION_PARTIALLY",

@@ -49,7 +49,9 @@ async def test_grpc_answers_invalid_argument_with_field_violations(
     )  # fmt: skip
     task = asyncio.create_task(server.run())
     try:
-        submission = AppealIn.model_validate(fresh_body(locale="German")).to_proto()
+        # What gRPC can carry and the REST schema would refuse before intake saw it.
+        submission = AppealIn.model_validate(fresh_body()).to_proto()
+        submission.locale = "German"
         submission.ClearField("country")
         metadata = (("authorization", f"Bearer {intake.token()}"),)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -124,15 +126,17 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
     db: store.Database, producer: EventProducer, infra: Infrastructure, tmp_path: Path
 ) -> None:
     intake = await start_intake(db, producer, tmp_path)
-    bad_id, good_id, forged_id, envelope_id, rekeyed_id = (
-        f"req-{uuid.uuid4().hex}" for _ in range(5)
+    bad_id, good_id, forged_id, envelope_id, rekeyed_id, agent_id = (
+        f"req-{uuid.uuid4().hex}" for _ in range(6)
     )
-    bad = AppealIn.model_validate(fresh_body(country="Germany")).to_proto()
+    bad = AppealIn.model_validate(fresh_body()).to_proto()
+    bad.country = "Germany"  # what a Kafka request can carry
     good = AppealIn.model_validate(fresh_body()).to_proto()
     requests = [
         (bad_id, intake.token(), bad),
         (forged_id, "not-a-token", good),
         (good_id, intake.token(), good),
+        (agent_id, intake.token(role="agent"), good),
     ]
     for request_id, token, submission in requests:
         await producer.publish(
@@ -157,7 +161,7 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
         await plain.send_and_wait(topics.APPEAL_REQUESTS.name, raw(rekeyed_id), key=b"someone")
     finally:
         await plain.stop()
-    ours = (bad_id, good_id, forged_id, envelope_id, rekeyed_id)
+    ours = (bad_id, good_id, forged_id, envelope_id, rekeyed_id, agent_id)
     answered: dict[str, intake_pb2.AppealRequestOutcome] = {}
     done = asyncio.Event()
     handler = RequestEvents(intake.intake, verifier(tmp_path), producer)
@@ -192,6 +196,10 @@ async def test_an_invalid_request_event_is_rejected_and_dead_lettered(
     assert outcomes[bad_id].WhichOneof("result") == "rejected"
     assert [v.field for v in outcomes[bad_id].rejected.violations] == ["country"]
     assert [v.field for v in outcomes[forged_id].rejected.violations] == ["token"]
+    (wrong_role,) = outcomes[agent_id].rejected.violations
+    assert wrong_role.field == "token" and "needs a surface token, not an agent token" in (
+        wrong_role.description
+    )
     assert [v.field for v in outcomes[envelope_id].rejected.violations] == ["#15"]
     (rekeyed,) = outcomes[rekeyed_id].rejected.violations
     assert rekeyed.field == "key" and rekeyed_id in rekeyed.description

@@ -118,9 +118,7 @@ async def test_a_missing_key_is_400(intake: IntakeUnderTest) -> None:
     del headers["Idempotency-Key"]
     response = await intake.client.post("/v1/appeals", json=fresh_body(), headers=headers)
     assert response.status_code == 400
-    assert response.json()["invalid_params"] == [
-        {"name": "Idempotency-Key", "reason": "is required: it makes retries safe"}
-    ]
+    assert [p["name"] for p in response.json()["invalid_params"]] == ["Idempotency-Key"]
 
 
 async def test_a_second_open_appeal_about_the_same_item_is_409_until_the_first_is_decided(
@@ -278,17 +276,13 @@ async def test_oversized_bodies_and_unknown_or_server_owned_fields_are_refused(
     sneaky = await intake.submit(fresh_body(status="decided", priority=100))
     assert sneaky.status_code == 400
     assert {p["name"] for p in sneaky.json()["invalid_params"]} == {"status", "priority"}
-    too_many = fresh_body(attachments=[
-        {"media_type": "application/x-msdownload", "uri": "http://x", "size_bytes": 0}
-    ] * 6)  # fmt: skip
-    response = await intake.submit(too_many)
-    names = {p["name"] for p in response.json()["invalid_params"]}
-    assert {
-        "attachments",
-        "attachments[0].media_type",
-        "attachments[0].uri",
-        "attachments[0].size_bytes",
-    } <= names
+    bad = {"media_type": "application/x-msdownload", "uri": "http://x", "size_bytes": 0}
+    too_many = await intake.submit(fresh_body(attachments=[bad] * 6))
+    assert {p["name"] for p in too_many.json()["invalid_params"]} == {"attachments"}
+    one_bad = await intake.submit(fresh_body(attachments=[bad]))
+    assert {p["name"] for p in one_bad.json()["invalid_params"]} == {
+        "attachments[0].media_type", "attachments[0].uri", "attachments[0].size_bytes",
+    }  # fmt: skip
 
 
 async def test_a_chunked_body_is_measured_as_it_streams_in(intake: IntakeUnderTest) -> None:

@@ -6,6 +6,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from appeals.v1 import appeal_pb2
 from appeals_runtime.errors import FieldViolation, ValidationFailed
@@ -36,27 +37,49 @@ def test_the_example_from_the_issue_is_valid() -> None:
 
 
 def test_every_invalid_field_is_named() -> None:
-    bad = submission(
-        appellant={"user_id": "has spaces"},
-        subject={"kind": "post", "id": ""},
-        locale="German",
-        country="de",
-        statement="x" * (validation.MAX_STATEMENT_CHARS + 1),
-    )
+    # As gRPC or a Kafka request can carry it (over REST the schema refuses it first).
+    bad = submission()
+    bad.appellant.user_id = "has spaces"
+    bad.subject.id = ""
+    bad.locale = "German"
+    bad.country = "de"
+    bad.statement = "x" * (validation.MAX_STATEMENT_CHARS + 1)
     assert fields(validation.submission_violations(bad, now=NOW)) == {
         "appellant.user_id", "subject.id", "locale", "country", "statement",
     }  # fmt: skip
 
 
-def test_a_decision_from_the_future_is_rejected_beyond_clock_skew() -> None:
+def test_the_rest_schema_declares_the_same_rules() -> None:
+    """What the OpenAPI document allows is what intake takes: the model refuses what
+    validation.py refuses, field by field (the patterns are the same strings)."""
+    cases: dict[str, dict[str, object]] = {
+        "appellant.user_id": {"appellant": {"user_id": "has spaces"}},
+        "locale": {"locale": "German"},
+        "country": {"country": "de"},
+        "statement": {"statement": "x" * (validation.MAX_STATEMENT_CHARS + 1)},
+        "attachments.0.uri": {
+            "attachments": [{"media_type": "image/png", "uri": "http://x", "size_bytes": 1}]
+        },
+        "signals.device_hint": {"signals": {"device_hint": "short"}},
+        "appellant.contact.phone": {"appellant": {"user_id": "u1", "contact": {"phone": "0151"}}},
+    }
+    for field, change in cases.items():
+        with pytest.raises(ValidationError) as refused:
+            AppealIn.model_validate(valid_body() | change)
+        assert {".".join(map(str, e["loc"])) for e in refused.value.errors()} == {field}, field
+
+
+def test_a_decision_from_the_future_is_implausible_beyond_clock_skew() -> None:
     soon = (NOW + timedelta(minutes=2)).isoformat()
     later = (NOW + timedelta(hours=1)).isoformat()
     base = valid_body()["decision"]
     assert isinstance(base, dict)
     ok = submission(decision={**base, "decided_at": soon})
     bad = submission(decision={**base, "decided_at": later})
-    assert validation.submission_violations(ok, now=NOW) == []
-    assert fields(validation.submission_violations(bad, now=NOW)) == {"decision.decided_at"}
+    assert validation.implausibilities(ok, now=NOW) == []
+    # Well-formed (the schema allows any date-time), so 422 rather than 400.
+    assert validation.submission_violations(bad, now=NOW) == []
+    assert fields(validation.implausibilities(bad, now=NOW)) == {"decision.decided_at"}
 
 
 def test_unspecified_enums_from_grpc_are_violations() -> None:
@@ -146,10 +169,14 @@ def test_a_content_date_is_an_iso_date_not_after_the_decision() -> None:
     dated = submission(subject={**subject, "content_date": "2024-06-01"})
     assert dated.subject.content_date == "2024-06-01"
     assert validation.submission_violations(dated, now=NOW) == []
+    assert validation.implausibilities(dated, now=NOW) == []
     later = submission(subject={**subject, "content_date": str(decided + timedelta(days=3))})
-    assert fields(validation.submission_violations(later, now=NOW)) == {"subject.content_date"}
+    assert fields(validation.implausibilities(later, now=NOW)) == {"subject.content_date"}
     ancient = submission(subject={**subject, "content_date": "1999-12-31"})
-    assert fields(validation.submission_violations(ancient, now=NOW)) == {"subject.content_date"}
+    assert fields(validation.implausibilities(ancient, now=NOW)) == {"subject.content_date"}
     raw = submission()
     raw.subject.content_date = "01/06/2024"  # over gRPC or Kafka nothing parsed it yet
     assert fields(validation.submission_violations(raw, now=NOW)) == {"subject.content_date"}
+    impossible = submission()
+    impossible.subject.content_date = "2024-02-30"
+    assert fields(validation.implausibilities(impossible, now=NOW)) == {"subject.content_date"}
