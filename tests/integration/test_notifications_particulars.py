@@ -16,6 +16,7 @@ import httpx
 import pytest
 from bson import encode
 
+from appeals.v1 import events_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
@@ -118,19 +119,26 @@ async def test_the_contact_is_read_from_intake_at_send_time_and_stored_nowhere_h
         assert secret.encode() not in on_the_topic, secret
 
 
-async def test_an_appeal_intake_does_not_know_is_dead_lettered_not_guessed(
-    producer: EventProducer, db: store.Database, tmp_path: Path
+async def handled(
+    producer: EventProducer, db: store.Database, key_dir: Path, event: events_pb2.AppealEvent
 ) -> None:
-    stranger = f"ap_{uuid.uuid4().hex[:12]}"  # never registered with the stand-in for intake
-    _, jwks = devkeys.ensure(tmp_path)
+    """One lifecycle event through notifications' own handler, on a store of its own, with
+    the stand-in for intake's particulars."""
+    _, jwks = devkeys.ensure(key_dir)
     settings = private_settings(str(jwks))
     await store.ensure_indexes(db, repository.INDEXES)
     notifications = repository.NotificationsRepository(db)
     async with httpx.AsyncClient() as http:
         notifier = notifier_from(settings, notifications, producer, http, APPELLANTS)
-        handler = lifecycle_handler(notifier, group=settings.consumer_group)
-        with pytest.raises(InvalidMessage, match="intake knows no appeal") as raised:
-            await handler(inbound(submitted_event(stranger, appeal())))
+        await lifecycle_handler(notifier, group=settings.consumer_group)(inbound(event))
+
+
+async def test_an_appeal_intake_does_not_know_is_dead_lettered_not_guessed(
+    producer: EventProducer, db: store.Database, tmp_path: Path
+) -> None:
+    stranger = f"ap_{uuid.uuid4().hex[:12]}"  # never registered with the stand-in for intake
+    with pytest.raises(InvalidMessage, match="intake knows no appeal") as raised:
+        await handled(producer, db, tmp_path, submitted_event(stranger, appeal()))
     assert raised.value.field == "appeal_id"
 
 
@@ -140,13 +148,6 @@ async def test_a_forgotten_appellant_is_not_told_and_nothing_is_dead_lettered(
     appeal_id = f"ap_{uuid.uuid4().hex[:12]}"
     APPELLANTS.remember(appeal_id, appeal())
     APPELLANTS.erase(appeal_id)
-    _, jwks = devkeys.ensure(tmp_path)
-    settings = private_settings(str(jwks))
-    await store.ensure_indexes(db, repository.INDEXES)
-    notifications = repository.NotificationsRepository(db)
-    async with httpx.AsyncClient() as http:
-        notifier = notifier_from(settings, notifications, producer, http, APPELLANTS)
-        handler = lifecycle_handler(notifier, group=settings.consumer_group)
-        await handler(inbound(submitted_event(appeal_id, appeal())))  # no InvalidMessage
+    await handled(producer, db, tmp_path, submitted_event(appeal_id, appeal()))  # no InvalidMessage
     assert await db[repository.OUTBOX].count_documents({}) == 0
     assert APPELLANTS.reads.count(appeal_id) == 1  # asked intake, which said "erased"
