@@ -2,8 +2,9 @@
 
   appeals submit [--file appeal.json | flags]    submit an appeal over REST
   appeals status APPEAL_ID                       show an appeal and its status
+  appeals erase --platform P --user-id U         forget an appellant (GDPR Art. 17)
   appeals agent NAME --languages en,de [--auto] [--count N]   review cases from the agent desk
-  appeals token surface PLATFORM | agent NAME | ops | service NAME
+  appeals token surface PLATFORM | agent NAME | ops | service NAME | auditor
                                                  mint a local dev token (last line)
   appeals demo                                   appeals from all four products + reviewers
   appeals route --explain appeal.json            how the routing policy places an appeal, why
@@ -27,6 +28,7 @@ from typing import Any
 import httpx
 
 from appeals_cli import demo, reviewer, route, tokens
+from appeals_runtime import vocabulary
 
 DEFAULT_INTAKE_URL = os.environ.get("APPEALS_INTAKE_URL", "http://127.0.0.1:8080")
 DEFAULT_DESK = os.environ.get("APPEALS_AGENT_DESK", "127.0.0.1:50052")
@@ -69,6 +71,19 @@ def _status(args: argparse.Namespace) -> int:
         f"{args.url}/v1/appeals/{args.appeal_id}",
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
+    )
+    _print_json(response.json())
+    return 0 if response.is_success else 1
+
+
+def _erase(args: argparse.Namespace) -> int:
+    """Forget an appellant at intake, as their platform's surface relays their request."""
+    token = args.token or tokens.surface_token(args.platform)
+    response = httpx.post(
+        f"{args.url}/v1/erasures",
+        json={"platform": args.platform, "user_id": args.user_id},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
     )
     _print_json(response.json())
     return 0 if response.is_success else 1
@@ -127,6 +142,33 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_parser(commands: Any) -> None:
+    token = commands.add_parser(
+        "token", help="mint a local dev token (printed alone on the last line)"
+    )
+    token.add_argument(
+        "role", choices=["surface", "agent", "ops", "service", "referral_body", "auditor"]
+    )
+    token.add_argument(
+        "name",
+        nargs="?",
+        help="platform (surface), reviewer id (agent), operator or auditor id, internal service "
+        "name, or the body a referral_body token speaks for (oversight_board, ods:<id>)",
+    )
+    token.add_argument("--queues", help="agent only: comma-separated queues (default: all)")
+    token.set_defaults(handler=_token)
+
+
+def _erase_parser(commands: Any) -> argparse.ArgumentParser:
+    erase: argparse.ArgumentParser = commands.add_parser(
+        "erase", help="forget an appellant: erase their particulars on every appeal (GDPR Art. 17)"
+    )
+    erase.add_argument("--platform", required=True, choices=sorted(vocabulary.PLATFORMS))
+    erase.add_argument("--user-id", required=True, help="the appellant's user id on the platform")
+    erase.set_defaults(handler=_erase)
+    return erase
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appeals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("appeal_id")
     status.set_defaults(handler=_status)
 
+    erase = _erase_parser(commands)
     agent = commands.add_parser("agent", help="review cases from the agent desk")
     agent.add_argument("name", help="the reviewer's id")
     agent.add_argument("--auto", action="store_true", help="decide by the demo rule, no prompts")
@@ -188,20 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--capacity", type=int, default=1, help="cases worked at once (default: 1)")
     agent.set_defaults(handler=_agent)
 
-    token = commands.add_parser(
-        "token", help="mint a local dev token (printed alone on the last line)"
-    )
-    token.add_argument(
-        "role", choices=["surface", "agent", "ops", "service", "referral_body", "auditor"]
-    )
-    token.add_argument(
-        "name",
-        nargs="?",
-        help="platform (surface), reviewer id (agent), operator or auditor id, internal service "
-        "name, or the body a referral_body token speaks for (oversight_board, ods:<id>)",
-    )
-    token.add_argument("--queues", help="agent only: comma-separated queues (default: all)")
-    token.set_defaults(handler=_token)
+    _token_parser(commands)
 
     run_demo = commands.add_parser(
         "demo", help="appeals from all four products and simulated reviewers"
@@ -219,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     route.add_parser(commands)  # appeals route --explain FILE
 
-    for sub in (submit, status, agent, run_demo):
+    for sub in (submit, status, erase, agent, run_demo):
         sub.add_argument("--token", help="bearer token (default: a local dev token)")
-    for sub in (submit, status, run_demo):
+    for sub in (submit, status, erase, run_demo):
         sub.add_argument("--url", default=DEFAULT_INTAKE_URL, help="intake base URL")
     for sub in (agent, run_demo):
         sub.add_argument("--desk", default=DEFAULT_DESK, help="agent desk gRPC host:port")

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf.message import Message
 
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
+from appeals_runtime import vocabulary
 from appeals_runtime.auth import Role, Scope, TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation
@@ -75,6 +76,24 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
             return intake_pb2.GetAppealParticularsResponse(particulars=particulars)
 
         return await guarded(context, read)
+
+    async def EraseAppellant(  # noqa: N802
+        self, request: intake_pb2.EraseAppellantRequest, context: Context
+    ) -> intake_pb2.EraseAppellantResponse:
+        async def erase() -> intake_pb2.EraseAppellantResponse:
+            _only_known_fields(request)
+            done = await self._intake.erasures.erase_appellant(
+                principal(context, self._verifier),
+                vocabulary.platform_name(request.platform),
+                request.user_id,
+            )
+            response = intake_pb2.EraseAppellantResponse(
+                erasure_id=done.erasure_id, appeals_erased=done.appeals_erased
+            )
+            response.erased_at.FromDatetime(done.erased_at)
+            return response
+
+        return await guarded(context, erase)
 
 
 def _only_known_fields(request: Message) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,10 @@ def test_tokens_are_printed_alone_on_the_last_line_and_verify(pipeline: Pipeline
 
 
 def test_submit_status_and_an_automatic_reviewer(pipeline: Pipeline, tmp_path: Path) -> None:
+    user_id = f"9{uuid.uuid4().int % 10**12}"  # this test's own appellant: it erases them
     body = {
         "platform": "horizon",
-        "appellant": {"user_id": "9001"},
+        "appellant": {"user_id": user_id},
         "subject": {"kind": "avatar", "id": "avatar-77"},
         "decision": {"id": "dec-cli", "policy": "harassment", "action": "restricted",
                      "automated": False, "decided_at": "2026-11-24T10:00:00Z",
@@ -66,6 +68,11 @@ def test_submit_status_and_an_automatic_reviewer(pipeline: Pipeline, tmp_path: P
     status = appeals(pipeline, "status", appeal_id)
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["appeal_id"] == appeal_id
+
+    # The person asks to be forgotten; their platform relays it.
+    erased = appeals(pipeline, "erase", "--platform", "horizon", "--user-id", user_id, timeout=60)
+    assert erased.returncode == 0, erased.stdout + erased.stderr
+    assert json.loads(erased.stdout)["appeals_erased"] >= 1
 
 
 def test_the_demo_moves_appeals_from_all_four_products_to_a_decision(pipeline: Pipeline) -> None:

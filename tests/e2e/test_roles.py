@@ -63,6 +63,7 @@ GRPC_ALLOWED: dict[str, set[str]] = {
     "/appeals.v1.Intake/GetAppeal": {"surface", "ops"},
     "/appeals.v1.Intake/RecordEvasionIdentifiers": {"ops"},
     "/appeals.v1.Intake/GetAppealParticulars": {"service"},
+    "/appeals.v1.Intake/EraseAppellant": {"surface", "ops"},
     "/appeals.v1.Referrals/ListReferrals": {"referral_body", "ops"},
     "/appeals.v1.Referrals/DecideReferral": {"referral_body"},
     # Every method of the agent desk: agents only.

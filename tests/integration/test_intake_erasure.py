@@ -10,15 +10,16 @@ import uuid
 from typing import Any
 
 import bson
+import grpc
 import pytest
 
-from appeals.v1 import events_pb2
+from appeals.v1 import appeal_pb2, events_pb2, intake_pb2, intake_pb2_grpc
 from appeals_runtime import store, topics, vocabulary
 from appeals_runtime.events import new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.intake import identity
 from services.intake.consumers import StatusProjection
-from tests.integration.intake_app import IntakeUnderTest
+from tests.integration.intake_app import IntakeUnderTest, serving_grpc
 from tests.integration.kafka_helpers import read_to_end
 from tests.integration.test_intake_rules import fresh_body
 
@@ -199,3 +200,27 @@ async def test_who_may_erase_whom(intake: IntakeUnderTest) -> None:
     assert record is not None and record.erased_at is None
     by_ops = await erase(intake, user, role="ops")
     assert by_ops.status_code == 200 and by_ops.json()["appeals_erased"] == 1
+
+
+async def test_the_grpc_twin_erases_the_same_way(intake: IntakeUnderTest) -> None:
+    user = f"g{uuid.uuid4().hex[:12]}"
+    appeal_id, pseudonym = await submitted(intake, personal_body(user, 1))
+    await come_by(intake, appeal_id, pseudonym)
+    request = intake_pb2.EraseAppellantRequest(platform=appeal_pb2.PLATFORM_INSTAGRAM, user_id=user)
+    async with (
+        serving_grpc(intake) as target,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        stub = intake_pb2_grpc.IntakeStub(channel)
+        metadata = (("authorization", f"Bearer {intake.token()}"),)
+        with pytest.raises(grpc.aio.AioRpcError) as invalid:
+            await stub.EraseAppellant(
+                intake_pb2.EraseAppellantRequest(user_id=user), metadata=metadata
+            )
+        done = await stub.EraseAppellant(request, metadata=metadata)
+        again = await stub.EraseAppellant(request, metadata=metadata)
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (done.appeals_erased, again.appeals_erased) == (1, 0)
+    assert done.erasure_id.startswith("er_") and done.HasField("erased_at")
+    record = await intake.repository.get_appeal(appeal_id)
+    assert record is not None and record.erased_at is not None

@@ -26,41 +26,45 @@ from appeals.v1 import appeal_pb2 as appeals_dot_v1_dot_appeal__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/intake.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x1bGetAppealParticularsRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"R\n\x1cGetAppealParticularsResponse\x12\x32\n\x0bparticulars\x18\x01 \x01(\x0b\x32\x1d.appeals.v1.AppealParticulars\"\xe3\x01\n\x11\x41ppealParticulars\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Contact\x12\x11\n\tstatement\x18\x04 \x01(\t\x12+\n\x0b\x61ttachments\x18\x05 \x03(\x0b\x32\x16.appeals.v1.Attachment\x12\x34\n\x0binformation\x18\x06 \x03(\x0b\x32\x1f.appeals.v1.InformationExchange\x12\x0e\n\x06\x65rased\x18\x07 \x01(\x08\"1\n\x1fRecordEvasionIdentifiersRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"1\n RecordEvasionIdentifiersResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\"`\n\x13SubmitAppealRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x30\n\nsubmission\x18\x02 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\"S\n\x14SubmitAppealResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.appeals.v1.AppealStatus\"%\n\x10GetAppealRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"7\n\x11GetAppealResponse\x12\"\n\x06\x61ppeal\x18\x01 \x01(\x0b\x32\x12.appeals.v1.Appeal\"\x96\x01\n\rAppealRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x30\n\nsubmission\x18\x03 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x14\x41ppealRequestOutcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12=\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.AcceptedH\x00\x12=\n\x08rejected\x18\x03 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.RejectedH\x00\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x1d\n\x08\x41\x63\x63\x65pted\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x1aJ\n\x08Rejected\x12>\n\nviolations\x18\x01 \x03(\x0b\x32*.appeals.v1.AppealRequestOutcome.Violation\x1a/\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\n\x06result2\x87\x03\n\x06Intake\x12Q\n\x0cSubmitAppeal\x12\x1f.appeals.v1.SubmitAppealRequest\x1a .appeals.v1.SubmitAppealResponse\x12H\n\tGetAppeal\x12\x1c.appeals.v1.GetAppealRequest\x1a\x1d.appeals.v1.GetAppealResponse\x12u\n\x18RecordEvasionIdentifiers\x12+.appeals.v1.RecordEvasionIdentifiersRequest\x1a,.appeals.v1.RecordEvasionIdentifiersResponse\x12i\n\x14GetAppealParticulars\x12\'.appeals.v1.GetAppealParticularsRequest\x1a(.appeals.v1.GetAppealParticularsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppeals/v1/intake.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n\x15\x45raseAppellantRequest\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Platform\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"s\n\x16\x45raseAppellantResponse\x12\x12\n\nerasure_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61ppeals_erased\x18\x02 \x01(\x05\x12-\n\terased_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x1bGetAppealParticularsRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"R\n\x1cGetAppealParticularsResponse\x12\x32\n\x0bparticulars\x18\x01 \x01(\x0b\x32\x1d.appeals.v1.AppealParticulars\"\xe3\x01\n\x11\x41ppealParticulars\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x13.appeals.v1.Contact\x12\x11\n\tstatement\x18\x04 \x01(\t\x12+\n\x0b\x61ttachments\x18\x05 \x03(\x0b\x32\x16.appeals.v1.Attachment\x12\x34\n\x0binformation\x18\x06 \x03(\x0b\x32\x1f.appeals.v1.InformationExchange\x12\x0e\n\x06\x65rased\x18\x07 \x01(\x08\"1\n\x1fRecordEvasionIdentifiersRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"1\n RecordEvasionIdentifiersResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\"`\n\x13SubmitAppealRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x30\n\nsubmission\x18\x02 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\"S\n\x14SubmitAppealResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.appeals.v1.AppealStatus\"%\n\x10GetAppealRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"7\n\x11GetAppealResponse\x12\"\n\x06\x61ppeal\x18\x01 \x01(\x0b\x32\x12.appeals.v1.Appeal\"\x96\x01\n\rAppealRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x30\n\nsubmission\x18\x03 \x01(\x0b\x32\x1c.appeals.v1.AppealSubmission\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x14\x41ppealRequestOutcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12=\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.AcceptedH\x00\x12=\n\x08rejected\x18\x03 \x01(\x0b\x32).appeals.v1.AppealRequestOutcome.RejectedH\x00\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x1d\n\x08\x41\x63\x63\x65pted\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x1aJ\n\x08Rejected\x12>\n\nviolations\x18\x01 \x03(\x0b\x32*.appeals.v1.AppealRequestOutcome.Violation\x1a/\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\n\x06result2\xe0\x03\n\x06Intake\x12Q\n\x0cSubmitAppeal\x12\x1f.appeals.v1.SubmitAppealRequest\x1a .appeals.v1.SubmitAppealResponse\x12H\n\tGetAppeal\x12\x1c.appeals.v1.GetAppealRequest\x1a\x1d.appeals.v1.GetAppealResponse\x12u\n\x18RecordEvasionIdentifiers\x12+.appeals.v1.RecordEvasionIdentifiersRequest\x1a,.appeals.v1.RecordEvasionIdentifiersResponse\x12i\n\x14GetAppealParticulars\x12\'.appeals.v1.GetAppealParticularsRequest\x1a(.appeals.v1.GetAppealParticularsResponse\x12W\n\x0e\x45raseAppellant\x12!.appeals.v1.EraseAppellantRequest\x1a\".appeals.v1.EraseAppellantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appeals.v1.intake_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETAPPEALPARTICULARSREQUEST']._serialized_start=97
-  _globals['_GETAPPEALPARTICULARSREQUEST']._serialized_end=145
-  _globals['_GETAPPEALPARTICULARSRESPONSE']._serialized_start=147
-  _globals['_GETAPPEALPARTICULARSRESPONSE']._serialized_end=229
-  _globals['_APPEALPARTICULARS']._serialized_start=232
-  _globals['_APPEALPARTICULARS']._serialized_end=459
-  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_start=461
-  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_end=510
-  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_start=512
-  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_end=561
-  _globals['_SUBMITAPPEALREQUEST']._serialized_start=563
-  _globals['_SUBMITAPPEALREQUEST']._serialized_end=659
-  _globals['_SUBMITAPPEALRESPONSE']._serialized_start=661
-  _globals['_SUBMITAPPEALRESPONSE']._serialized_end=744
-  _globals['_GETAPPEALREQUEST']._serialized_start=746
-  _globals['_GETAPPEALREQUEST']._serialized_end=783
-  _globals['_GETAPPEALRESPONSE']._serialized_start=785
-  _globals['_GETAPPEALRESPONSE']._serialized_end=840
-  _globals['_APPEALREQUEST']._serialized_start=843
-  _globals['_APPEALREQUEST']._serialized_end=993
-  _globals['_APPEALREQUESTOUTCOME']._serialized_start=996
-  _globals['_APPEALREQUESTOUTCOME']._serialized_end=1378
-  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_start=1214
-  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_end=1243
-  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_start=1245
-  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_end=1319
-  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_start=1321
-  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_end=1368
-  _globals['_INTAKE']._serialized_start=1381
-  _globals['_INTAKE']._serialized_end=1772
+  _globals['_ERASEAPPELLANTREQUEST']._serialized_start=97
+  _globals['_ERASEAPPELLANTREQUEST']._serialized_end=177
+  _globals['_ERASEAPPELLANTRESPONSE']._serialized_start=179
+  _globals['_ERASEAPPELLANTRESPONSE']._serialized_end=294
+  _globals['_GETAPPEALPARTICULARSREQUEST']._serialized_start=296
+  _globals['_GETAPPEALPARTICULARSREQUEST']._serialized_end=344
+  _globals['_GETAPPEALPARTICULARSRESPONSE']._serialized_start=346
+  _globals['_GETAPPEALPARTICULARSRESPONSE']._serialized_end=428
+  _globals['_APPEALPARTICULARS']._serialized_start=431
+  _globals['_APPEALPARTICULARS']._serialized_end=658
+  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_start=660
+  _globals['_RECORDEVASIONIDENTIFIERSREQUEST']._serialized_end=709
+  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_start=711
+  _globals['_RECORDEVASIONIDENTIFIERSRESPONSE']._serialized_end=760
+  _globals['_SUBMITAPPEALREQUEST']._serialized_start=762
+  _globals['_SUBMITAPPEALREQUEST']._serialized_end=858
+  _globals['_SUBMITAPPEALRESPONSE']._serialized_start=860
+  _globals['_SUBMITAPPEALRESPONSE']._serialized_end=943
+  _globals['_GETAPPEALREQUEST']._serialized_start=945
+  _globals['_GETAPPEALREQUEST']._serialized_end=982
+  _globals['_GETAPPEALRESPONSE']._serialized_start=984
+  _globals['_GETAPPEALRESPONSE']._serialized_end=1039
+  _globals['_APPEALREQUEST']._serialized_start=1042
+  _globals['_APPEALREQUEST']._serialized_end=1192
+  _globals['_APPEALREQUESTOUTCOME']._serialized_start=1195
+  _globals['_APPEALREQUESTOUTCOME']._serialized_end=1577
+  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_start=1413
+  _globals['_APPEALREQUESTOUTCOME_ACCEPTED']._serialized_end=1442
+  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_start=1444
+  _globals['_APPEALREQUESTOUTCOME_REJECTED']._serialized_end=1518
+  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_start=1520
+  _globals['_APPEALREQUESTOUTCOME_VIOLATION']._serialized_end=1567
+  _globals['_INTAKE']._serialized_start=1580
+  _globals['_INTAKE']._serialized_end=2060
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,56 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class EraseAppellantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    platform: _appeal_pb2.Platform.ValueType
+    user_id: _builtins.str
+    """The appellant's user id on the platform, as submitted."""
+    def __init__(
+        self,
+        *,
+        platform: _appeal_pb2.Platform.ValueType = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platform", b"platform", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseAppellantRequest: _TypeAlias = EraseAppellantRequest  # noqa: Y015
+
+@_typing.final
+class EraseAppellantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASURE_ID_FIELD_NUMBER: _builtins.int
+    APPEALS_ERASED_FIELD_NUMBER: _builtins.int
+    ERASED_AT_FIELD_NUMBER: _builtins.int
+    erasure_id: _builtins.str
+    appeals_erased: _builtins.int
+    """Appeals of the person whose particulars are erased (0 for a person intake does not know)."""
+    @_builtins.property
+    def erased_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        erasure_id: _builtins.str = ...,
+        appeals_erased: _builtins.int = ...,
+        erased_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["erased_at", b"erased_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeals_erased", b"appeals_erased", "erased_at", b"erased_at", "erasure_id", b"erasure_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseAppellantResponse: _TypeAlias = EraseAppellantResponse  # noqa: Y015
+
+@_typing.final
 class GetAppealParticularsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

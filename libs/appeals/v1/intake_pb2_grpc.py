@@ -56,6 +56,11 @@ class IntakeStub:
                 request_serializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsResponse.FromString,
                 _registered_method=True)
+        self.EraseAppellant = channel.unary_unary(
+                '/appeals.v1.Intake/EraseAppellant',
+                request_serializer=appeals_dot_v1_dot_intake__pb2.EraseAppellantRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_intake__pb2.EraseAppellantResponse.FromString,
+                _registered_method=True)
 
 
 class IntakeServicer:
@@ -94,6 +99,14 @@ class IntakeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseAppellant(self, request, context):
+        """Forget an appellant (GDPR Art. 17; REST parity: POST /v1/erasures): a surface for its
+        platforms' users, ops for anyone's. Idempotent; a person intake does not know gets 0.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntakeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +129,11 @@ def add_IntakeServicer_to_server(servicer, server):
                     servicer.GetAppealParticulars,
                     request_deserializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_intake__pb2.GetAppealParticularsResponse.SerializeToString,
+            ),
+            'EraseAppellant': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseAppellant,
+                    request_deserializer=appeals_dot_v1_dot_intake__pb2.EraseAppellantRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_intake__pb2.EraseAppellantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +246,33 @@ class Intake:
             '/appeals.v1.Intake/GetAppealParticulars',
             appeals_dot_v1_dot_intake__pb2.GetAppealParticularsRequest.SerializeToString,
             appeals_dot_v1_dot_intake__pb2.GetAppealParticularsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseAppellant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.Intake/EraseAppellant',
+            appeals_dot_v1_dot_intake__pb2.EraseAppellantRequest.SerializeToString,
+            appeals_dot_v1_dot_intake__pb2.EraseAppellantResponse.FromString,
             options,
             channel_credentials,
             insecure,

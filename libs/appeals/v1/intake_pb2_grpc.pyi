@@ -48,6 +48,10 @@ class IntakeStub:
     Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
     PERMISSION_DENIED. No REST twin: it is an internal call.
     """
+    EraseAppellant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.EraseAppellantRequest, _intake_pb2.EraseAppellantResponse]
+    """Forget an appellant (GDPR Art. 17; REST parity: POST /v1/erasures): a surface for its
+    platforms' users, ops for anyone's. Idempotent; a person intake does not know gets 0.
+    """
 
 @_typing.type_check_only
 class IntakeAsyncStub(IntakeStub):
@@ -68,6 +72,10 @@ class IntakeAsyncStub(IntakeStub):
     when a reviewer holds the case; notifications reads where to reach the person when it sends.
     Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
     PERMISSION_DENIED. No REST twin: it is an internal call.
+    """
+    EraseAppellant: _aio.UnaryUnaryMultiCallable[_intake_pb2.EraseAppellantRequest, _intake_pb2.EraseAppellantResponse]  # type: ignore[assignment]
+    """Forget an appellant (GDPR Art. 17; REST parity: POST /v1/erasures): a surface for its
+    platforms' users, ops for anyone's. Idempotent; a person intake does not know gets 0.
     """
 
 class IntakeServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +118,16 @@ class IntakeServicer(metaclass=_abc_1.ABCMeta):
         when a reviewer holds the case; notifications reads where to reach the person when it sends.
         Every read is logged (reader and appeal, never the data). Surfaces, agents and ops get
         PERMISSION_DENIED. No REST twin: it is an internal call.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseAppellant(
+        self,
+        request: _intake_pb2.EraseAppellantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.EraseAppellantResponse, _abc.Awaitable[_intake_pb2.EraseAppellantResponse]]:
+        """Forget an appellant (GDPR Art. 17; REST parity: POST /v1/erasures): a surface for its
+        platforms' users, ops for anyone's. Idempotent; a person intake does not know gets 0.
         """
 
 def add_IntakeServicer_to_server(servicer: IntakeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
