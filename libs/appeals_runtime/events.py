@@ -8,6 +8,7 @@ every consumer deduplicates. Redelivery therefore never doubles an effect downst
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
@@ -21,6 +22,28 @@ _EVENT_NAMESPACE = uuid.UUID("5b0f6c2e-5a8e-4d7e-9a43-1f3f0c6d7a11")
 EVENT_TYPES = tuple(
     field.name for field in events_pb2.AppealEvent.DESCRIPTOR.oneofs_by_name["payload"].fields
 )
+
+
+@dataclass(frozen=True)
+class EventHandling:
+    """What one consumer of the lifecycle topic does with each event type: handles it, or
+    ignores it on purpose. Every service declares one; a test checks it against
+    :data:`EVENT_TYPES`, so a new event type fails the suite until every consumer has decided
+    what it means for them."""
+
+    consumer: str
+    handled: frozenset[str]
+    ignored: frozenset[str]
+
+    def undecided(self) -> set[str]:
+        """Event types this consumer neither handles nor ignores."""
+        return set(EVENT_TYPES) - self.handled - self.ignored
+
+    def contradictions(self) -> set[str]:
+        """Names both handled and ignored, or no event type at all."""
+        return set(self.handled & self.ignored) | set(self.handled | self.ignored) - set(
+            EVENT_TYPES
+        )
 
 
 def derived_event_id(*parts: str) -> str:

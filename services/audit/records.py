@@ -42,6 +42,11 @@ class Recorded:
     subject: str | None = None
 
 
+# The log keeps every event, whatever it says: nothing is ignored (a payload this build does
+# not know is refused with a reason, see from_lifecycle_event).
+EVENTS = events.EventHandling("audit", handled=frozenset(events.EVENT_TYPES), ignored=frozenset())
+
+
 def from_lifecycle_event(
     event: events_pb2.AppealEvent, *, topic: str, secrets: privacy.Secrets
 ) -> Recorded:

@@ -16,14 +16,25 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
-from appeals_runtime.events import event_type, occurred_at
+from appeals_runtime.events import EventHandling, event_type, occurred_at
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import validation
 from services.intake.appeals import AcknowledgedHere, AppealIntake
 from services.intake.erasure import Erasures
-from services.intake.model import status_change
+from services.intake.model import STATUS_EVENTS, status_change
 from services.intake.repository import IntakeRepository
+
+# Intake's status view follows every event that changes what a look-up shows; the rest are
+# other services' business (notices, timers, restores) or intake's own (erasures).
+EVENTS = EventHandling(
+    "intake",
+    handled=frozenset({"submitted", *STATUS_EVENTS}),
+    ignored=frozenset(
+        {"notified", "notification_failed", "sla_warning", "sla_breached", "restored",
+         "particulars_erased"}
+    ),
+)  # fmt: skip
 
 
 class StatusProjection:

@@ -161,6 +161,10 @@ _FIELDS_BY_EVENT: dict[str, Callable[[events_pb2.AppealEvent], dict[str, Any]]] 
 }
 
 
+# The events that change an appeal's status view.
+STATUS_EVENTS = frozenset(_FIELDS_BY_EVENT)
+
+
 def status_change(event: events_pb2.AppealEvent) -> StatusChange | None:
     """The status an event moves its appeal to; None for events that do not change it."""
     kind = event_type(event)

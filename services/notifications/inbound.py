@@ -101,6 +101,19 @@ _NOTICE_KINDS: dict[str, NotificationKind] = {
 }
 
 
+# Notifications tells the person about what _NOTICE_KINDS lists, keeps who to tell from the
+# submitted event and forgets them on an erasure; the rest is internal (routing's and the
+# timers' steps, its own notified / failed events, an answer the person gave themselves).
+EVENTS = events.EventHandling(
+    "notifications",
+    handled=frozenset({*_NOTICE_KINDS, "submitted", "particulars_erased"}),
+    ignored=frozenset(
+        {"routed", "released", "transferred", "sla_warning", "sla_breached", "notified",
+         "notification_failed", "info_provided"}
+    ),
+)  # fmt: skip
+
+
 def notice_from(event: events_pb2.AppealEvent) -> Notice | None:
     """The notice an event gives the appellant, or None when it tells them nothing new.
 

@@ -7,11 +7,24 @@ from typing import Any
 
 from appeals_runtime import topics
 from appeals_runtime.errors import InvalidMessage
-from appeals_runtime.events import event_type
+from appeals_runtime.events import EventHandling, event_type
 from appeals_runtime.kafka.consumer import Handler, InboundMessage
 from services.routing.feed import CaseFeed
 from services.routing.restores import RestoreResults
 from services.routing.router import Router
+
+# Routing acts on new appeals and on appellants' answers; every other event is its own (the
+# desk's, the timers') or another service's news, and comes back here only because the topic is
+# shared.
+EVENTS = EventHandling(
+    "routing",
+    handled=frozenset({"submitted", "info_provided"}),
+    ignored=frozenset(
+        {"routed", "claimed", "released", "decided", "escalated", "transferred", "sla_warning",
+         "sla_breached", "info_requested", "notified", "notification_failed", "restored",
+         "particulars_erased"}
+    ),
+)  # fmt: skip
 
 
 def routing_handler(
@@ -28,7 +41,7 @@ def routing_handler(
             feed.consider(message.key, message.headers)
         event = message.payload
         kind = event_type(event)
-        if kind not in ("submitted", "info_provided"):
+        if kind not in EVENTS.handled:
             return  # routing acts on new appeals and answers; its own events come back too
         if not event.appeal_id or not event.event_id:
             raise InvalidMessage("event_id and appeal_id are required", field="appeal_id")
