@@ -48,10 +48,15 @@ async def test_each_message_is_handled_once_by_a_group_of_two(
     done = asyncio.Event()
     total = 40
 
+    sentinels = [appeal_event(f"appeal-{key}") for key in range(7)]
+    sentinels_seen = asyncio.Event()
+
     async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
         handled[message.payload.event_id] += 1
         if sum(handled.values()) >= total:
             done.set()
+        if all(s.event_id in handled for s in sentinels):
+            sentinels_seen.set()
 
     group = f"group-{uuid.uuid4().hex[:8]}"
     runners = [
@@ -72,13 +77,18 @@ async def test_each_message_is_handled_once_by_a_group_of_two(
         await producer.publish(topic, event)
     try:
         await asyncio.wait_for(done.wait(), 60)
-        await asyncio.sleep(1.5)  # room for a wrongful second delivery to show up
+        # A wrongful second delivery of any of them would come before a later message on its
+        # partition: one more message per key, and waiting for all of them, shows it (no fixed
+        # sleep that a slow machine could outwait).
+        for sentinel in sentinels:
+            await producer.publish(topic, sentinel)
+        await asyncio.wait_for(sentinels_seen.wait(), 60)
     finally:
         for runner in runners:
             await runner.stop()
         await asyncio.gather(*tasks)
 
-    assert set(handled) == {e.event_id for e in sent}
+    assert set(handled) == {e.event_id for e in [*sent, *sentinels]}
     assert all(count == 1 for count in handled.values()), handled.most_common(3)
 
 
