@@ -7,7 +7,6 @@ server, and the service's own pieces with the gRPC client it runs with in produc
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,18 @@ import httpx
 import pytest
 from bson import encode
 
-from appeals.v1 import events_pb2
+from appeals.v1 import events_pb2, intake_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from appeals_runtime.errors import InvalidMessage
-from appeals_runtime.intake_client import IntakeParticulars, ServiceToken
+from appeals_runtime.intake_client import (
+    IntakeParticulars,
+    ParticularsSource,
+    ParticularsUnavailable,
+    ServiceToken,
+)
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.consumer import lifecycle_handler
@@ -48,6 +52,21 @@ EMAIL = "mirela.particulars@example.org"
 PHONE = "+40721000111"
 
 
+class Watched:
+    """A particulars source that counts the answers it could not get (intake down)."""
+
+    def __init__(self, source: ParticularsSource) -> None:
+        self._source = source
+        self.unavailable = 0
+
+    async def get(self, appeal_id: str) -> intake_pb2.AppealParticulars:
+        try:
+            return await self._source.get(appeal_id)
+        except ParticularsUnavailable:
+            self.unavailable += 1
+            raise
+
+
 async def test_the_contact_is_read_from_intake_at_send_time_and_stored_nowhere_here(
     infra: Infrastructure, producer: EventProducer, db: store.Database, tmp_path: Path
 ) -> None:
@@ -69,12 +88,19 @@ async def test_the_contact_is_read_from_intake_at_send_time_and_stored_nowhere_h
             answer = await intake.submit(body)
             assert answer.status_code == 202, answer.text
             appeal_id = answer.json()["appeal_id"]
+            watched = Watched(particulars)
             service = await notifications_service(
-                infra, db, producer, settings, {appeal_id}, particulars=particulars
+                infra, db, producer, settings, {appeal_id}, particulars=watched
             )
             await service.start()
             try:
-                await asyncio.sleep(3)
+
+                async def tried() -> bool:
+                    return watched.unavailable > 0
+
+                # Notifications asked intake for the address and was turned away: nothing can
+                # have gone out (waiting for that, not for a fixed time).
+                await eventually(tried, "a read of the particulars while intake is down")
                 assert smtp.to(EMAIL) == []
                 assert await service.delivered(appeal_id) == []
 
