@@ -26,6 +26,7 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from appeals_runtime.readiness import ReadinessCheck, all_ready, check_readiness
 from appeals_runtime.tracing import GrpcTelemetry
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ ResponseT = TypeVar("ResponseT")
 
 # How often the health service re-runs the readiness checks (what probes and `Watch` see).
 HEALTH_REFRESH_S = 5.0
-# How long one readiness check may take before it counts as failed.
-CHECK_TIMEOUT_S = 3.0
-
-ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ class GrpcServer:
     one of ``registrations`` adds to it (e.g. routing's desk and its Referrals API on one port),
     and beside them the two standard services generic clients expect:
 
-    * server reflection (``grpc.reflection.v1`` and ``v1alpha``), so grpcurl and other generic
+    * server reflection (``grpc.reflection.v1alpha``), so grpcurl and other generic
       clients can list and call the services without our ``.proto`` files;
     * ``grpc.health.v1.Health``, for Kubernetes ``grpc`` probes and load balancers: the overall
       status (service ``""``) and each of ours is SERVING while every readiness check passes
@@ -114,13 +111,7 @@ class GrpcServer:
             await self._report(await self._ready())
 
     async def _ready(self) -> bool:
-        for check_name, check in self._readiness.items():
-            try:
-                await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
-            except Exception as error:  # any failure means "not ready", as /readyz says
-                log.debug("not ready", extra={"check": check_name, "error": repr(error)})
-                return False
-        return True
+        return all_ready(await check_readiness(self._readiness))
 
     async def _report(self, ready: bool) -> None:
         status = (

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -27,11 +26,11 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from appeals_runtime.readiness import ReadinessCheck, all_ready, check_readiness
 from appeals_runtime.telemetry import prometheus_exposition
 
 log = logging.getLogger(__name__)
 
-ReadinessCheck = Callable[[], Awaitable[None]]
 
 # Probes are called every few seconds by orchestrators and Prometheus: neither traced nor timed.
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -78,14 +77,8 @@ def health_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
         responses={503: {"description": "A dependency (broker or store) does not answer."}},
     )
     async def readyz() -> JSONResponse:
-        results: dict[str, str] = {}
-        for name, check in readiness_checks.items():
-            try:
-                await asyncio.wait_for(check(), timeout=4)
-                results[name] = "ok"
-            except Exception as error:
-                results[name] = f"unavailable: {type(error).__name__}"
-        ready = all(result == "ok" for result in results.values())
+        results = await check_readiness(readiness_checks)
+        ready = all_ready(results)
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": results},
             status_code=200 if ready else 503,

@@ -21,10 +21,10 @@ from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
 from appeals_runtime.http import (
     TELEMETRY,
-    ReadinessCheck,
     health_router,
     install_problem_handlers,
 )
+from appeals_runtime.readiness import ReadinessCheck
 from services.audit import complaints_report, exports, ops_api, transparency
 from services.audit.callers import Caller, Operator
 from services.audit.entries import rfc3339

@@ -17,12 +17,12 @@ from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.http import (
     TELEMETRY,
     Caller,
-    ReadinessCheck,
     health_router,
     install_problem_handlers,
     invalid_request_problem,
     problem,
 )
+from appeals_runtime.readiness import ReadinessCheck
 from services.intake import openapi_docs, validation
 from services.intake.appeals import CURSOR_PATTERN, AppealIntake, count_rejection
 from services.intake.schemas import (

@@ -56,10 +56,7 @@ class _Strict(BaseModel):
 class ContactIn(_Strict):
     email: str = Field(default="", pattern=_or_empty(validation.EMAIL_PATTERN))
     phone: str = Field(default="", pattern=_or_empty(validation.E164_PATTERN), description="E.164")
-    preferred_channel: Literal[
-        "", "email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template",
-        "horizon_headset",
-    ] = ""  # fmt: skip
+    preferred_channel: Literal["", validation.ContactChannel] = ""
     # An IANA time zone (e.g. Europe/Berlin); one this installation does not know is 422.
     time_zone: str = Field(default="", pattern=_or_empty(validation.TIME_ZONE_PATTERN))
 
@@ -105,10 +102,7 @@ class SignalsIn(_Strict):
 
 
 class AttachmentIn(_Strict):
-    media_type: Literal[
-        "image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf",
-        "text/plain",
-    ]  # fmt: skip
+    media_type: validation.AttachmentType
     uri: str = Field(
         max_length=validation.MAX_URL_CHARS, pattern=validation.HTTPS_URL_PATTERN,
         description="https:// only",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf import unknown_fields
@@ -24,17 +25,20 @@ MAX_ID_CHARS = 128
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_ATTACHMENTS = 5
 MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
-ATTACHMENT_TYPES = frozenset(
-    {"image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf",
-     "text/plain"}
-)  # fmt: skip
+# Declared once as types, so the REST schema's enums and these checks are the same list.
+AttachmentType = Literal[
+    "image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf",
+    "text/plain",
+]  # fmt: skip
+ATTACHMENT_TYPES = frozenset(get_args(AttachmentType))
 MAX_LINKED_ACCOUNT_HASHES = 20
 # Followers or members of the actioned account: beyond any real audience (and within what a
 # JSON number carries exactly), so a larger one is a client's mistake.
 MAX_ACCOUNT_REACH = 10**15
-CONTACT_CHANNELS = frozenset(
-    {"email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template", "horizon_headset"}
-)
+ContactChannel = Literal[
+    "email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template", "horizon_headset"
+]
+CONTACT_CHANNELS = frozenset(get_args(ContactChannel))
 # Clocks of surfaces drift; a decision "from the future" within this margin is accepted.
 CLOCK_SKEW = timedelta(minutes=5)
 # The Transparency Database refuses content dates before this.

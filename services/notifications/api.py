@@ -14,10 +14,10 @@ from appeals_runtime.errors import NotFound
 from appeals_runtime.http import (
     TELEMETRY,
     Caller,
-    ReadinessCheck,
     health_router,
     install_problem_handlers,
 )
+from appeals_runtime.readiness import ReadinessCheck
 from services.notifications.model import Delivery
 from services.notifications.repository import NotificationsRepository
 
