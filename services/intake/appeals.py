@@ -476,7 +476,7 @@ class AppealIntake:
         submitted event before intake has marked the appeal acknowledged.
         """
         principal.require(Scope.READ_PARTICULARS, role=Role.SERVICE)
-        record = await self._repository.get_appeal(appeal_id)
+        record = await self._repository.particulars_record(appeal_id)
         if record is None:
             raise NotFound(f"no appeal {appeal_id}")
         # Who read whose data is logged; the data itself never is.

@@ -74,12 +74,12 @@ class StatusProjection:
             )
             return
         change = status_change(event)
-        if change is not None:
-            await self._repository.apply_status(event.appeal_id, event.event_id, change)
-        if event_type(event) == "decided":
+        if change is not None and event_type(event) == "decided":
             # The appellant may appeal the same item again only once this one is answered. (Also
             # when the status was applied before: a redelivery after a crash in between.)
-            await self._repository.close_open_slot(event.appeal_id)
+            await self._repository.apply_decision(event.appeal_id, event.event_id, change)
+        elif change is not None:
+            await self._repository.apply_status(event.appeal_id, event.event_id, change)
 
     async def _list_under_appellant(self, event: events_pb2.AppealEvent) -> None:
         pseudonym = event.submitted.appellant_pseudonym

@@ -25,6 +25,7 @@ from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.intake import identity, key_expiry
 from services.intake.appellants import Appellants
+from services.intake.fresh_records import FreshRecords
 from services.intake.model import AppealRecord, InfoRequest, StatusChange, without_particulars
 from services.intake.received_index import ReceivedIndex
 from services.intake.retries import retried_when_busy
@@ -90,6 +91,9 @@ class IntakeRepository:
         self.received = ReceivedIndex(db)
         # Pseudonyms and each person's appeals (what an erasure finds).
         self.appellants = Appellants(db)
+        # What this instance recorded in the last seconds, for the particulars look-ups that
+        # follow each submit; every change of particulars below forgets the record there.
+        self.fresh = FreshRecords()
 
     async def retire_indexes(self) -> None:
         """Drop the secondary indexes earlier versions created (at start-up)."""
@@ -304,7 +308,10 @@ class IntakeRepository:
         }
         if open_slot is not None:
             document["open_slot"] = open_slot  # freed by its _id when the appeal is decided
-        return await _retried(store.insert_once, self._appeals, document)
+        inserted = await _retried(store.insert_once, self._appeals, document)
+        if inserted:
+            self.fresh.keep(record)
+        return inserted
 
     async def acknowledge(self, appeal_id: str, *, ban_evasion_suspected: bool) -> None:
         """The broker acknowledged the appeal's submitted event: look-ups may show it. The
@@ -318,6 +325,7 @@ class IntakeRepository:
 
     async def forget_appeal(self, appeal_id: str) -> None:
         """Delete the record of an appeal that was refused before anything was published."""
+        self.fresh.forget(appeal_id)
         await _stored(self._appeals.delete_one, {"_id": appeal_id, "acknowledged": False})
 
     async def is_acknowledged(self, appeal_id: str) -> bool:
@@ -338,6 +346,32 @@ class IntakeRepository:
             },
         )
         return bool(result.modified_count)
+
+    async def apply_decision(self, appeal_id: str, event_id: str, change: StatusChange) -> None:
+        """Apply a decision's status change once and free the item's slot: the write returns
+        the slot the record names, so freeing it costs no read (one fewer round trip per
+        decided appeal). A redelivered decision, already applied, frees it by the record."""
+        before = await _stored(
+            self._appeals.find_one_and_update,
+            {"_id": appeal_id, "applied_events": {"$ne": event_id}},
+            {
+                "$set": {"status": change.status, "updated_at": change.at, **change.fields},
+                "$push": {"applied_events": event_id},
+            },
+            # The whole record comes back: FerretDB 1.24 refuses a projection here.
+        )
+        slot = before.get("open_slot") if before is not None else None
+        if slot is None:
+            # Applied before (a crash between the two writes), or a record from before records
+            # named their slot: read it.
+            await self.close_open_slot(appeal_id)
+            return
+        await self.release_open_slot(slot, appeal_id)
+
+    async def particulars_record(self, appeal_id: str) -> AppealRecord | None:
+        """The appeal's record for its particulars only (its status may be older): from what
+        this instance wrote in the last seconds, else from the store."""
+        return self.fresh.get(appeal_id) or await self.get_appeal(appeal_id)
 
     async def get_appeal(self, appeal_id: str) -> AppealRecord | None:
         document = await _stored(self._appeals.find_one, {"_id": appeal_id})
@@ -364,6 +398,7 @@ class IntakeRepository:
         """Replace what the appellant gave with the appeal's non-personal facts, drop their
         answers to requests for information and free the item's slot (whose ``_id`` names
         them). False when intake knows no such appeal. Idempotent."""
+        self.fresh.forget(appeal_id)
         document = await _stored(
             self._appeals.find_one, {"_id": appeal_id}, {"submission": 1, "open_slot": 1}
         )
@@ -391,6 +426,7 @@ class IntakeRepository:
         self, appeal_id: str, exchange: appeal_pb2.InformationExchange
     ) -> None:
         """Keep the appellant's answer to one request, once: a retry adds nothing."""
+        self.fresh.forget(appeal_id)
         await _stored(
             self._appeals.update_one,
             {"_id": appeal_id, "information.request_event_id": {"$ne": exchange.request_event_id}},

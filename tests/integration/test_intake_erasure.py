@@ -105,6 +105,9 @@ async def test_an_erasure_forgets_the_appellant_on_every_appeal_and_frees_what_n
     ]  # fmt: skip
     held = await stored_bytes(db)
     assert all(secret in held for secret in secrets)  # the search sees them while they are kept
+    # Intake answers particulars of appeals it just recorded from memory: the erasure must
+    # reach those too.
+    assert all(intake.repository.fresh.get(appeal_id) for appeal_id in (first, second))
 
     done = await erase(intake, user)
     assert done.status_code == 200, done.text
@@ -127,6 +130,8 @@ async def test_an_erasure_forgets_the_appellant_on_every_appeal_and_frees_what_n
         }
         record = await intake.repository.get_appeal(appeal_id)
         assert record is not None and record.particulars().erased
+        served = await intake.repository.particulars_record(appeal_id)
+        assert served is not None and served.particulars().erased
     record = await intake.repository.get_appeal(kept)
     assert record is not None and record.particulars().user_id == other
 

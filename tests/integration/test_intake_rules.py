@@ -21,6 +21,7 @@ from appeals_runtime.events import derived_event_id, new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake.consumers import StatusProjection
+from services.intake.model import status_change
 from services.intake.rate_limits import Limit
 from tests.integration.intake_app import IntakeUnderTest, start_intake
 from tests.integration.kafka_helpers import read_all
@@ -142,6 +143,33 @@ async def test_a_second_open_appeal_about_the_same_item_is_409_until_the_first_i
     )
     third = await intake.submit(body | {"statement": "A new appeal after the answer."})
     assert third.status_code == 202, third.text
+    record = await intake.repository.get_appeal(appeal_id)
+    assert record is not None and (record.status, record.outcome) == ("decided", "upheld")
+
+
+async def test_a_decision_redelivered_after_a_crash_between_its_writes_frees_the_slot(
+    intake: IntakeUnderTest,
+) -> None:
+    body = fresh_body()
+    first = await intake.submit(body)
+    appeal_id = first.json()["appeal_id"]
+    decided = new_event(
+        event_id=derived_event_id(appeal_id, "decided"),
+        appeal_id=appeal_id,
+        producer="tests",
+        decided=events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_OVERTURNED),
+    )
+    # The first delivery applied the status and died before freeing the slot.
+    change = status_change(decided)
+    assert change is not None
+    assert await intake.repository.apply_status(appeal_id, decided.event_id, change)
+    still_open = await intake.submit(body | {"statement": "Please look again."})
+    assert still_open.status_code == 409, still_open.text
+    await StatusProjection(intake.repository, intake.intake.erasures).handle(
+        InboundMessage("t", 0, 0, appeal_id, decided, {}, 0)
+    )
+    again = await intake.submit(body | {"statement": "A new appeal after the answer."})
+    assert again.status_code == 202, again.text
 
 
 async def test_a_slot_left_by_a_crashed_submit_is_taken_over_once_nothing_can_use_it(

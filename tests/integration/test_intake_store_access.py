@@ -63,6 +63,9 @@ def filters(name: str, command: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if name == "find":
         assert not command.get("sort") and not command.get("skip"), command
         yield command.get("filter", {})
+    elif name == "findAndModify":
+        assert not command.get("sort"), command
+        yield command["query"]
     elif name == "update":
         yield from (update["q"] for update in command["updates"])
     elif name == "delete":
@@ -153,7 +156,8 @@ async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too
     assert_by_id(events)
     # Submitted: the listing by reception time, then the mark (a no-op once intake set it);
     # routed: one update;
-    # decided: the status update, then the slot its record names, freed by _id.
+    # decided: the status update, which returns the record and so the slot it names, then that
+    # slot freed by _id (redelivered: the update changes nothing, the record is read instead).
     assert [name for name, _ in events[:2]] == ["update", "update"]
     again = await intake.submit(body | {"statement": "A new appeal once the first was answered."})
     assert again.status_code == 202, again.text
