@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from appeals_cli import demo
+from appeals_runtime import vocabulary
 
-PLATFORMS = ("facebook", "instagram", "whatsapp", "horizon")
+PLATFORMS = tuple(vocabulary.PLATFORMS)
 
 
 def bodies(count: int, seed: int) -> Iterator[dict[str, Any]]:

@@ -24,6 +24,7 @@ import httpx
 
 from appeals.v1 import agent_desk_pb2, appeal_pb2
 from appeals_cli import reviewer, tokens
+from appeals_runtime import vocabulary
 
 _DECIDED = re.compile(r"decided (ap_\w+):")
 _ASKED = re.compile(r"asked the appellant of (ap_\w+)")
@@ -151,9 +152,7 @@ async def _submit_all(
 ) -> list[tuple[str, str]]:
     rng = random.Random(seed)  # noqa: S311 - demo data, not security
     submitted = []
-    surface_tokens = {
-        p: tokens.surface_token(p) for p in ("facebook", "instagram", "whatsapp", "horizon")
-    }
+    surface_tokens = {p: tokens.surface_token(p) for p in vocabulary.PLATFORMS}
     async with httpx.AsyncClient(base_url=intake_url, timeout=15) as client:
         for sample in itertools.islice(itertools.cycle(SAMPLES), count):
             response = await client.post(

@@ -177,9 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="submit an appeal over REST")
     submit.add_argument("--file", help="JSON body (see README); flags are ignored when given")
-    submit.add_argument(
-        "--platform", choices=["facebook", "instagram", "whatsapp", "horizon"], default="instagram"
-    )
+    submit.add_argument("--platform", choices=vocabulary.PLATFORMS, default="instagram")
     submit.add_argument("--user", default="17841400000000001", help="appellant's platform user id")
     submit.add_argument(
         "--kind", default="post", help="what was actioned: post, account, avatar, ..."

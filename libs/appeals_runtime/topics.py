@@ -12,7 +12,8 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from appeals.v1 import appeal_pb2, commands_pb2, events_pb2, intake_pb2
+from appeals.v1 import commands_pb2, events_pb2, intake_pb2
+from appeals_runtime import platforms
 
 PayloadT = TypeVar("PayloadT", bound=Message)
 
@@ -84,12 +85,7 @@ APPEAL_REQUEST_OUTCOMES = Topic(
     description="Intake's answer to each request event: accepted with an appeal id, or rejected.",
 )
 
-PLATFORM_NAMES: dict[int, str] = {
-    appeal_pb2.PLATFORM_FACEBOOK: "facebook",
-    appeal_pb2.PLATFORM_INSTAGRAM: "instagram",
-    appeal_pb2.PLATFORM_WHATSAPP: "whatsapp",
-    appeal_pb2.PLATFORM_HORIZON: "horizon",
-}
+PLATFORM_NAMES: dict[int, str] = {p.value: p.name for p in platforms.PLATFORMS}
 
 # One restore-commands topic per platform, so each platform's consumers (and ACLs) see only theirs.
 RESTORE_COMMANDS: dict[int, Topic[commands_pb2.RestoreCommand]] = {

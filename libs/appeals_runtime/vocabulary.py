@@ -7,13 +7,10 @@ protobuf contracts use enum numbers. Every translation between the two goes thro
 from __future__ import annotations
 
 from appeals.v1 import appeal_pb2
+from appeals_runtime import platforms
 
-PLATFORMS: dict[str, int] = {
-    "facebook": appeal_pb2.PLATFORM_FACEBOOK,
-    "instagram": appeal_pb2.PLATFORM_INSTAGRAM,
-    "whatsapp": appeal_pb2.PLATFORM_WHATSAPP,
-    "horizon": appeal_pb2.PLATFORM_HORIZON,
-}
+# Declared in platforms.yaml (see appeals_runtime.platforms).
+PLATFORMS: dict[str, int] = {p.name: p.value for p in platforms.PLATFORMS}
 
 SUBJECT_KINDS: dict[str, int] = {
     "post": appeal_pb2.SUBJECT_KIND_POST,

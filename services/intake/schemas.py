@@ -6,17 +6,23 @@ Unknown fields are rejected (``extra="forbid"``): a misspelt field never silentl
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from appeals.v1 import appeal_pb2
-from appeals_runtime import vocabulary
+from appeals_runtime import platforms, vocabulary
 from services.intake import validation
 from services.intake.model import AppealRecord
 
-PlatformName = Literal["facebook", "instagram", "whatsapp", "horizon"]
+if TYPE_CHECKING:
+    PlatformName: TypeAlias = str
+    PreferredChannel: TypeAlias = str
+else:
+    # The declared platforms (appeals_runtime.platforms), as an enum in the OpenAPI document.
+    PlatformName = Literal[platforms.NAMES]
+    PreferredChannel = Literal["", validation.ContactChannel]
 SubjectKindName = Literal[
     "post", "comment", "reel", "story", "message", "account", "page", "group", "event",
     "vr_world", "avatar",
@@ -56,7 +62,7 @@ class _Strict(BaseModel):
 class ContactIn(_Strict):
     email: str = Field(default="", pattern=_or_empty(validation.EMAIL_PATTERN))
     phone: str = Field(default="", pattern=_or_empty(validation.E164_PATTERN), description="E.164")
-    preferred_channel: Literal["", validation.ContactChannel] = ""
+    preferred_channel: PreferredChannel = ""
     # An IANA time zone (e.g. Europe/Berlin); one this installation does not know is 422.
     time_zone: str = Field(default="", pattern=_or_empty(validation.TIME_ZONE_PATTERN))
 

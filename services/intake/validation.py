@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf import unknown_fields
 from google.protobuf.message import Message
 
 from appeals.v1 import appeal_pb2
-from appeals_runtime import vocabulary
+from appeals_runtime import platforms, vocabulary
 from appeals_runtime.errors import FieldViolation, Unprocessable, ValidationFailed
 
 MAX_STATEMENT_CHARS = 5000
@@ -35,9 +35,13 @@ MAX_LINKED_ACCOUNT_HASHES = 20
 # Followers or members of the actioned account: beyond any real audience (and within what a
 # JSON number carries exactly), so a larger one is a client's mistake.
 MAX_ACCOUNT_REACH = 10**15
-ContactChannel = Literal[
-    "email", "webhook", "facebook_in_app", "instagram_dm", "whatsapp_template", "horizon_headset"
-]
+if TYPE_CHECKING:
+    ContactChannel: TypeAlias = str
+else:
+    # The shared channels and each declared platform's own (appeals_runtime.platforms).
+    ContactChannel = Literal[
+        (*sorted(platforms.SHARED_CHANNELS), *(p.channel for p in platforms.PLATFORMS))
+    ]
 CONTACT_CHANNELS = frozenset(get_args(ContactChannel))
 # Clocks of surfaces drift; a decision "from the future" within this margin is accepted.
 CLOCK_SKEW = timedelta(minutes=5)

@@ -9,13 +9,16 @@ variable, rather than failing on the first appellant.
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 from datetime import time
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
+from appeals_runtime import platforms
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.intake_client import IntakeClientSettings
 
@@ -28,16 +31,20 @@ RETRY_CONSUMER_GROUP = "notifications-retries"
 # that forgets NOTIFICATIONS_WEBHOOK_SECRET refuses to start instead of signing with a known key.
 DEV_WEBHOOK_SECRET = "dev-only-webhook-secret-never-use-in-production"  # noqa: S105
 
-PLATFORM_CHANNELS = {
-    "facebook": "facebook_in_app",
-    "instagram": "instagram_dm",
-    "whatsapp": "whatsapp_template",
-    "horizon": "horizon_headset",
-}
-CHANNELS = frozenset({*PLATFORM_CHANNELS.values(), "email", "webhook"})
+# Each platform's own channel (declared in appeals_runtime/platforms.yaml).
+PLATFORM_CHANNELS = dict(platforms.CHANNELS)
+CHANNELS = frozenset({*PLATFORM_CHANNELS.values(), *platforms.SHARED_CHANNELS})
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class PlatformProvider:
+    """A platform API that takes the channel's payloads: its endpoint and bearer token."""
+
+    url: str
+    token: SecretStr
 
 
 class NotificationsSettings(AuthSettings, IntakeClientSettings):
@@ -84,32 +91,11 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
         default_factory=lambda: ["email"], validation_alias="NOTIFICATIONS_FALLBACK_CHANNELS"
     )
 
-    # Platform providers: unset means the local recording sink.
-    facebook_in_app_url: str | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_FACEBOOK_URL"
-    )
-    facebook_in_app_token: SecretStr | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_FACEBOOK_TOKEN"
-    )
-    instagram_dm_url: str | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_INSTAGRAM_URL"
-    )
-    instagram_dm_token: SecretStr | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_INSTAGRAM_TOKEN"
-    )
-    # The Cloud API messages endpoint, e.g. https://graph.facebook.com/v21.0/<phone-id>/messages
-    whatsapp_template_url: str | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_WHATSAPP_URL"
-    )
-    whatsapp_template_token: SecretStr | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_WHATSAPP_TOKEN"
-    )
-    horizon_headset_url: str | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_HORIZON_URL"
-    )
-    horizon_headset_token: SecretStr | None = Field(
-        default=None, validation_alias="NOTIFICATIONS_HORIZON_TOKEN"
-    )
+    # Each platform channel's provider, from NOTIFICATIONS_<PLATFORM>_URL and _TOKEN (e.g.
+    # NOTIFICATIONS_WHATSAPP_URL: the Cloud API messages endpoint,
+    # https://graph.facebook.com/v21.0/<phone-id>/messages); unset means the local recording
+    # sink. Read for every declared platform by ``_platform_providers``.
+    platform_providers: dict[str, PlatformProvider] = Field(default_factory=dict)
     provider_timeout_s: float = Field(
         default=5.0, gt=0, validation_alias="NOTIFICATIONS_PROVIDER_TIMEOUT_S"
     )
@@ -199,11 +185,33 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
             raise ValueError('must be "HH:MM-HH:MM" (e.g. "22:00-08:00") or empty')
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _platform_providers(cls, data: Any) -> Any:
+        """Each declared platform's provider variables, whatever platforms are declared (a
+        field per platform could not follow the declaration)."""
+        if not isinstance(data, dict):
+            return data
+        data, providers = dict(data), {}
+        for platform in platforms.PLATFORMS:
+            url_variable, token_variable = platform.provider_variables
+            # Given by name (as the environment names them) or read from the environment.
+            url = data.pop(url_variable, None) or os.environ.get(url_variable)
+            token = data.pop(token_variable, None) or os.environ.get(token_variable)
+            if isinstance(token, SecretStr):
+                token = token.get_secret_value()
+            if url is not None and urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"{url_variable} must be an http(s) URL")
+            if (url is None) != (token is None):
+                raise ValueError(
+                    f"{platform.channel}: set both the provider URL and its token "
+                    f"({url_variable}, {token_variable}), or neither"
+                )
+            if url is not None and token is not None:
+                providers[platform.channel] = PlatformProvider(url=url, token=SecretStr(token))
+        return {**data, "platform_providers": providers}
+
     @field_validator(
-        "facebook_in_app_url",
-        "instagram_dm_url",
-        "whatsapp_template_url",
-        "horizon_headset_url",
         "webhook_url",
         "dispute_settlement_url",
         "oversight_board_url",
@@ -216,10 +224,6 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> NotificationsSettings:
-        for channel in PLATFORM_CHANNELS.values():
-            url, token = self.provider(channel)
-            if (url is None) != (token is None):
-                raise ValueError(f"{channel}: set both the provider URL and its token, or neither")
         if self.smtp_host is not None:
             if not self.email_from:
                 raise ValueError(
@@ -253,9 +257,8 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
 
     def provider(self, channel: str) -> tuple[str | None, SecretStr | None]:
         """The provider endpoint and token of a platform channel (both None: recording sink)."""
-        url: str | None = getattr(self, f"{channel}_url")
-        token: SecretStr | None = getattr(self, f"{channel}_token")
-        return url, token
+        provider = self.platform_providers.get(channel)
+        return (provider.url, provider.token) if provider is not None else (None, None)
 
     def quiet_hours_window(self) -> tuple[time, time] | None:
         if not self.quiet_hours:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from appeals_runtime import topics
+from appeals_runtime import platforms, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
 from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
@@ -19,17 +19,13 @@ from services.notifications.channels import (
     Channel,
     ChannelDirectory,
     EmailChannel,
-    FacebookInApp,
-    HorizonHeadset,
     HttpProvider,
-    InstagramDirect,
     Provider,
     RecordingSink,
     SmtpServer,
     WebhookChannel,
-    WhatsAppTemplate,
 )
-from services.notifications.channels.platforms import PlatformChannel, classify_whatsapp_error
+from services.notifications.channels.platforms import adapter_for
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_consumer, retry_consumer
 from services.notifications.held_particulars import HeldParticulars
@@ -54,19 +50,15 @@ def channels_from(
     def seconds() -> float:  # webhook timestamps and email dates read the same clock
         return clock().timestamp()
 
-    platform_types: list[type[PlatformChannel]] = [
-        FacebookInApp,
-        InstagramDirect,
-        WhatsAppTemplate,
-        HorizonHeadset,
-    ]
     channels: list[Channel] = []
-    for channel_type in platform_types:
+    for platform in platforms.PLATFORMS:
+        channel_type = adapter_for(platform)
         url, token = settings.provider(channel_type.name)
         provider: Provider = RecordingSink()
         if url is not None and token is not None:
-            classify = classify_whatsapp_error if channel_type is WhatsAppTemplate else None
-            provider = HttpProvider(http, url, token.get_secret_value(), classify=classify)
+            provider = HttpProvider(
+                http, url, token.get_secret_value(), classify=channel_type.classify_errors
+            )
         channels.append(channel_type(provider))
     if settings.smtp_host is not None and settings.email_from is not None:
         server = SmtpServer(

@@ -12,17 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from appeals_runtime import platforms
 from services.notifications.channels.base import Channel
 from services.notifications.model import Recipient
 
 # People (and surfaces) name channels by their platform too: "whatsapp" means its channel.
-PREFERENCE_ALIASES = {
-    "facebook": "facebook_in_app",
-    "instagram": "instagram_dm",
-    "whatsapp": "whatsapp_template",
-    "horizon": "horizon_headset",
-    "mail": "email",
-}
+PREFERENCE_ALIASES = {**platforms.CHANNELS, "mail": "email"}
 
 
 @dataclass(frozen=True)

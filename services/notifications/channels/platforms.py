@@ -1,4 +1,5 @@
-"""The four platforms' own channels: Facebook, Instagram, WhatsApp and Horizon.
+"""The platforms' own channels: Facebook, Instagram, WhatsApp and Horizon, and any other declared
+platform (``appeals_runtime/platforms.yaml``) in a generic shape until it has an adapter.
 
 Each adapter shapes the message the way its platform's API takes it and hands the payload to a
 :class:`Provider`: the platform's HTTP endpoint when one is configured, else the local
@@ -15,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 
+from appeals_runtime.platforms import Platform
 from services.notifications.channels.base import PermanentFailure, TransientFailure
 from services.notifications.model import Outgoing, ProviderPayload, Recipient, RenderedMessage
 
@@ -117,6 +119,11 @@ class PlatformChannel(ABC):
     name: ClassVar[str]
     platform: ClassVar[str]
 
+    @staticmethod
+    def classify_errors(status: int, body: Any) -> TransientFailure | PermanentFailure | None:
+        """What the platform API's error answer means (None: the HTTP status alone says)."""
+        return None
+
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
 
@@ -163,6 +170,23 @@ class InstagramDirect(PlatformChannel):
         return {
             "recipient": {"id": address},
             "message": {"text": f"{message.subject}\n\n{message.body}"},
+        }
+
+
+class PlatformNotification(PlatformChannel):
+    """A declared platform's notification in a generic shape (its API's own shape comes with an
+    adapter of its own): the person's id there, a title, a body and where the product opens the
+    appeal. Made per platform by :func:`adapter_for`."""
+
+    def render(
+        self, recipient: Recipient, message: RenderedMessage, *, address: str, delivery_id: str
+    ) -> ProviderPayload:
+        return {
+            "recipient": {"user_id": address},
+            "title": message.subject,
+            "body": message.body,
+            "link": _app_link(recipient),
+            "delivery_id": delivery_id,
         }
 
 
@@ -227,6 +251,11 @@ class WhatsAppTemplate(PlatformChannel):
 
     name = "whatsapp_template"
     platform = "whatsapp"
+
+    @staticmethod
+    def classify_errors(status: int, body: Any) -> TransientFailure | PermanentFailure | None:
+        return classify_whatsapp_error(status, body)
+
     TEMPLATE_PREFIX = "appeal_"
 
     def address(self, recipient: Recipient) -> str | None:
@@ -260,3 +289,26 @@ class WhatsAppTemplate(PlatformChannel):
                 ],
             },
         }
+
+
+# The platforms whose API takes a payload of its own, by channel.
+ADAPTERS: dict[str, type[PlatformChannel]] = {
+    adapter.name: adapter
+    for adapter in (FacebookInApp, InstagramDirect, WhatsAppTemplate, HorizonHeadset)
+}
+
+
+def adapter_for(platform: Platform) -> type[PlatformChannel]:
+    """The adapter of a declared platform's channel: its own, else the generic shape."""
+    adapter = ADAPTERS.get(platform.channel)
+    if adapter is None:
+        return type(
+            f"{platform.display_name.replace(' ', '')}Notification",
+            (PlatformNotification,),
+            {"name": platform.channel, "platform": platform.name},
+        )
+    if adapter.platform != platform.name:
+        raise ValueError(
+            f"channel {platform.channel} is {adapter.platform}'s, not {platform.name}'s"
+        )
+    return adapter
