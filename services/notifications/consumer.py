@@ -1,12 +1,14 @@
 """The consumers: thin adapters from the lifecycle topic and the retry topic to the notifier.
 
-The runner (or the retry scheduler) has decoded the event; this checks it against the contract
-and hands it on.
+Both are the runtime's consumer runner. The runner has decoded the event; this checks it against
+the contract and hands it on. The retry topic's records are delayed redeliveries: the runner
+holds each until the due time its headers carry (quiet hours, a daily limit, a channel's
+backoff), so a retry due in five seconds never waits behind one due tomorrow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from appeals.v1 import events_pb2
@@ -14,9 +16,12 @@ from appeals_runtime import topics
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications.inbound import notice_from, recipient_from_submitted
+from services.notifications.metrics import GAUGES
 from services.notifications.notifier import Notifier
 from services.notifications.retries import Origin, PendingAttempt
-from services.notifications.retry_consumer import RetryHandler, RetryScheduler
+
+# A retry handed the notifier: the event, and the attempt its headers describe.
+RetryHandler = Callable[[InboundMessage[events_pb2.AppealEvent], PendingAttempt], Awaitable[None]]
 
 
 def lifecycle_handler(
@@ -86,16 +91,34 @@ def retry_consumer(
     tick_s: float,
     concurrency: int,
     max_waiting: int,
-) -> RetryScheduler:
-    return RetryScheduler(
+) -> ConsumerRunner:
+    """The retry topic's consumer: each record held until due (at most ``max_waiting`` held,
+    then reading pauses), ``concurrency`` running at once, never two of one appeal. A record
+    scheduled by another deployment's lifecycle group (not ``owner_group``) is skipped at once:
+    that deployment runs it."""
+    handle = retry_handler(notifier, group=group)
+
+    def due_at(message: InboundMessage[events_pb2.AppealEvent]) -> datetime | None:
+        pending = PendingAttempt.from_headers(message.headers)  # InvalidMessage: to the DLQ
+        return pending.due_at if pending.group == owner_group else None
+
+    async def handle_ours(message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        pending = PendingAttempt.from_headers(message.headers)
+        if pending.group == owner_group:
+            await handle(message, pending)
+
+    runner = ConsumerRunner(
         name="notifications-retries",
         bootstrap_servers=bootstrap_servers,
         group_id=group,
-        owner_group=owner_group,
-        handler=retry_handler(notifier, group=group),
+        topics=[topics.NOTIFICATION_RETRIES],
+        handler=handle_ours,
         producer=producer,
+        due_at=due_at,
         clock=clock,
         tick_s=tick_s,
-        concurrency=concurrency,
-        max_waiting=max_waiting,
+        max_running=concurrency,
+        max_in_flight=max_waiting,
     )
+    GAUGES.retries = runner
+    return runner

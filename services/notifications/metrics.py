@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appeals_runtime import metrics
+from appeals_runtime.kafka.consumer import ConsumerRunner
 
 delivered = metrics.counter(metrics.NOTIFICATIONS_DELIVERED)
 failed = metrics.counter(metrics.NOTIFICATIONS_FAILED)
@@ -29,21 +30,23 @@ forgotten = metrics.counter(metrics.NOTIFICATIONS_FORGOTTEN)
 
 @dataclass
 class QueueGauges:
-    """Last known sizes, updated by the retry scheduler."""
+    """What the gauges read: this process's retry consumer, once it exists."""
 
-    retry_waiting: int = 0
-    retry_backlog: int = 0
+    retries: ConsumerRunner | None = None
 
 
 GAUGES = QueueGauges()
 
 
-def _value(read: str) -> metrics.Observe:
-    def observe() -> Iterator[tuple[float, dict[str, str]]]:
-        yield getattr(GAUGES, read), {}
-
-    return observe
+def _retry_waiting() -> Iterator[tuple[float, dict[str, str]]]:
+    yield (GAUGES.retries.waiting if GAUGES.retries is not None else 0), {}
 
 
-metrics.gauge(metrics.NOTIFICATION_RETRIES_WAITING, _value("retry_waiting"))
-metrics.gauge(metrics.NOTIFICATION_RETRY_BACKLOG, _value("retry_backlog"))
+def _retry_backlog() -> Iterator[tuple[float, dict[str, str]]]:
+    # Per partition: the records after the lowest one not finished (waiting, running, unread).
+    runner = GAUGES.retries
+    yield (sum(lag for lag, _ in runner.lag()) if runner is not None else 0), {}
+
+
+metrics.gauge(metrics.NOTIFICATION_RETRIES_WAITING, _retry_waiting)
+metrics.gauge(metrics.NOTIFICATION_RETRY_BACKLOG, _retry_backlog)

@@ -9,227 +9,23 @@ verifies.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import grpc
 import httpx
 import pytest
 
-from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, intake_pb2, intake_pb2_grpc
+from appeals.v1 import appeal_pb2
 from appeals_runtime import topics, vocabulary
 from tests.e2e.conftest import Pipeline
-from tests.integration.kafka_helpers import read_all, read_to_end
+from tests.support.bodies import appeal_body
+from tests.support.kafka import read_all
+from tests.support.pipeline import CHANNELS, review, submit_grpc, submit_kafka, submit_rest
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-CHANNELS = {
-    "facebook": "facebook_in_app",
-    "instagram": "instagram_dm",
-    "whatsapp": "whatsapp_template",
-    "horizon": "horizon_headset",
-}
 LIFECYCLE = ["submitted", "routed", "claimed", "decided", "notified"]
-STATEMENT = "This was a quote from a news article, not hate speech."
-T = TypeVar("T")
-
-
-def appeal_body(platform: str, *, locale: str = "en-US", kind: str = "post") -> dict[str, Any]:
-    return {
-        "platform": platform,
-        "appellant": {"user_id": str(uuid.uuid4().int)[:17]},
-        "subject": {"kind": kind, "id": str(uuid.uuid4().int)[:16]},
-        "decision": {
-            "id": f"dec-{uuid.uuid4().hex[:6]}",
-            "policy": "hate_speech",
-            "action": "removed",
-            "automated": True,
-            "decided_at": (datetime.now(UTC) - timedelta(days=2)).isoformat(),
-            "decided_by": "classifier:hate-speech-v7",
-        },
-        "statement": STATEMENT,
-        "locale": locale,
-        "country": locale.rsplit("-", maxsplit=1)[-1],
-    }
-
-
-def submission_proto(body: dict[str, Any]) -> appeal_pb2.AppealSubmission:
-    submission = appeal_pb2.AppealSubmission(
-        platform=vocabulary.PLATFORMS[body["platform"]],  # type: ignore[arg-type]
-        appellant=appeal_pb2.Appellant(user_id=body["appellant"]["user_id"]),
-        subject=appeal_pb2.Subject(
-            kind=vocabulary.SUBJECT_KINDS[body["subject"]["kind"]],  # type: ignore[arg-type]
-            id=body["subject"]["id"],
-        ),
-        decision=appeal_pb2.OriginalDecision(
-            id=body["decision"]["id"],
-            policy=body["decision"]["policy"],
-            action=body["decision"]["action"],
-            automated=body["decision"]["automated"],
-            decided_by=body["decision"]["decided_by"],
-        ),
-        statement=body["statement"],
-        locale=body["locale"],
-        country=body["country"],
-    )
-    submission.decision.decided_at.FromJsonString(
-        datetime.fromisoformat(body["decision"]["decided_at"]).strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
-    if "contact" in body["appellant"]:
-        submission.appellant.contact.CopyFrom(appeal_pb2.Contact(**body["appellant"]["contact"]))
-    submission.attachments.extend(appeal_pb2.Attachment(**a) for a in body.get("attachments", []))
-    return submission
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 45
-) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = await probe()
-        if result:
-            return result
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def submit_rest(
-    client: httpx.AsyncClient, pipeline: Pipeline, body: dict[str, Any], key: str
-) -> httpx.Response:
-    return await client.post(
-        f"{pipeline.url('intake')}/v1/appeals",
-        json=body,
-        headers={
-            "Authorization": f"Bearer {pipeline.surface_token(body['platform'])}",
-            "Idempotency-Key": key,
-        },
-    )
-
-
-async def submit_grpc(pipeline: Pipeline, body: dict[str, Any]) -> str:
-    async with grpc.aio.insecure_channel(pipeline.intake_grpc) as channel:
-        response = await intake_pb2_grpc.IntakeStub(channel).SubmitAppeal(
-            intake_pb2.SubmitAppealRequest(
-                idempotency_key=uuid.uuid4().hex, submission=submission_proto(body)
-            ),
-            metadata=(("authorization", f"Bearer {pipeline.surface_token(body['platform'])}"),),
-        )
-    assert response.status == appeal_pb2.APPEAL_STATUS_RECEIVED
-    return str(response.appeal_id)
-
-
-async def submit_kafka(pipeline: Pipeline, body: dict[str, Any], producer: Any) -> str:
-    request_id = f"req-{uuid.uuid4().hex}"
-    request = intake_pb2.AppealRequest(
-        request_id=request_id,
-        token=pipeline.surface_token(body["platform"]),
-        submission=submission_proto(body),
-    )
-    await producer.publish(topics.APPEAL_REQUESTS, request)
-
-    async def outcome() -> str | None:
-        records = await read_to_end(
-            pipeline.infra.kafka_bootstrap_servers, topics.APPEAL_REQUEST_OUTCOMES.name
-        )
-        for record in records:
-            answer = topics.APPEAL_REQUEST_OUTCOMES.decode(record.value)
-            if answer.request_id == request_id:
-                assert answer.WhichOneof("result") == "accepted", answer
-                return str(answer.accepted.appeal_id)
-        return None
-
-    return await eventually(outcome, "the request outcome")
-
-
-# Steps of a review plan that escalate the case instead of deciding it: to a senior reviewer, or
-# out to the Oversight Board or the certified out-of-court body "user_rights".
-SENIOR = "senior"
-BOARD = "board"
-OUT_OF_COURT = "ods:user_rights"
-_ESCALATIONS = {
-    SENIOR: (agent_desk_pb2.ESCALATION_TARGET_SENIOR, ""),
-    BOARD: (agent_desk_pb2.ESCALATION_TARGET_OVERSIGHT_BOARD, ""),
-    OUT_OF_COURT: (agent_desk_pb2.ESCALATION_TARGET_OUT_OF_COURT, "user_rights"),
-}
-
-
-async def review(
-    pipeline: Pipeline,
-    plan: Mapping[str, int | str],
-    *,
-    agent: str = "reviewer-e2e",
-    statements: Mapping[str, str] | None = None,
-) -> dict[str, agent_desk_pb2.CaseOffer]:
-    """A reviewer works the desk until every appeal in ``plan`` is decided with the outcome given
-    (or escalated: ``SENIOR``, ``BOARD``, ``OUT_OF_COURT``); returns each case as its claim showed
-    it. An offer never shows
-    the statement; the claim shows the appellant's own (``statements``, else ``STATEMENT``),
-    read from intake for the reviewer holding the case."""
-    metadata = (("authorization", f"Bearer {pipeline.agent_token(agent)}"),)
-    pending = dict(plan)
-    claimed: dict[str, agent_desk_pb2.CaseOffer] = {}
-    async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
-        desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
-        # The shipped policy offers nothing to an agent that has not registered its skills.
-        # Offers of other tests' cases, which this reviewer passes over, stay reserved for it
-        # until they lapse and count against its capacity: room for them, not just the plan.
-        await desk.RegisterAgent(
-            agent_desk_pb2.RegisterAgentRequest(
-                profile=agent_desk_pb2.AgentProfile(
-                    languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
-                    capacity=50,
-                )
-            ),
-            metadata=metadata,
-        )  # fmt: skip
-        stream = desk.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
-
-        async def work() -> None:
-            async for offer in stream:
-                appeal_id = offer.appeal_id
-                if appeal_id not in pending:
-                    continue
-                assert offer.statement == "" and not offer.attachments
-                claim = await desk.Claim(
-                    agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=metadata
-                )
-                claimed[appeal_id] = claim.case
-                assert claim.case.statement == (statements or {}).get(appeal_id, STATEMENT)
-                step = pending.pop(appeal_id)
-                if isinstance(step, str):
-                    target, body = _ESCALATIONS[step]
-                    await desk.Escalate(
-                        agent_desk_pb2.EscalateRequest(
-                            appeal_id=appeal_id,
-                            target=target,
-                            reason="A borderline quotation.",
-                            question="Does quoting a slur to report on it violate the policy?",
-                            body=body,
-                        ),
-                        metadata=metadata,
-                    )
-                else:
-                    await desk.Decide(
-                        agent_desk_pb2.DecideRequest(
-                            appeal_id=appeal_id,
-                            outcome=step,  # type: ignore[arg-type]
-                            rationale="Reviewed by a person against the policy cited.",
-                            policy_cited="hate_speech",
-                            facts="The content was read in full against the policy cited.",
-                        ),
-                        metadata=metadata,
-                    )
-                if not pending:
-                    stream.cancel()
-                    return
-
-        await asyncio.wait_for(work(), 60)
-    assert not pending, f"never offered: {sorted(pending)}"
-    return claimed
 
 
 async def test_the_whole_lifecycle_for_every_platform_and_channel(

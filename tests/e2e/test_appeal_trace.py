@@ -24,7 +24,9 @@ from appeals_devstack.jaeger import JaegerQuery, Span, Trace
 from appeals_runtime import topics
 from appeals_runtime.kafka.producer import EventProducer
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review, submission_proto
+from tests.support.bodies import appeal_body, submission_proto
+from tests.support.pipeline import review
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

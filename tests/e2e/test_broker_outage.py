@@ -20,7 +20,9 @@ from appeals.v1 import appeal_pb2
 from appeals_devstack.stack import Infrastructure
 from tests.conftest import private_stack
 from tests.e2e.conftest import Pipeline, running_pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review, submit_rest
+from tests.support.bodies import appeal_body
+from tests.support.pipeline import review, submit_rest
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

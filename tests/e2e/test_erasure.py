@@ -21,14 +21,15 @@ from appeals.v1 import appeal_pb2
 from appeals_runtime import store, topics, vocabulary
 from services.intake import identity
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import eventually, review, submit_rest
-from tests.e2e.test_privacy import (
+from tests.support.personal_data import (
     every_record_but_the_surfaces_own,
     personal_body,
     raw,
     secrets_of,
     told_and_logged,
 )
+from tests.support.pipeline import review, submit_rest
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -21,25 +21,20 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from appeals.v1 import appeal_pb2, commands_pb2
 from appeals_devstack.kafka import create_topics
 from appeals_runtime import platforms
 from tests.conftest import private_stack
 from tests.e2e.conftest import Pipeline, running_pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, review, submit_rest
-from tests.integration.kafka_helpers import read_all
+from tests.support.bodies import appeal_body
+from tests.support.kafka import read_all
+from tests.support.pipeline import review, submit_rest
+from tests.support.platforms import declaration_file
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-FIFTH = {
-    "name": "threads",
-    "value": 5,
-    "display_name": "Threads",
-    "channel": "threads_inbox",
-    "oversight_board": True,
-}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -56,9 +51,7 @@ def _topic_names(platforms_file: Path) -> list[str]:
 
 @pytest.fixture
 def five_platforms(tmp_path: Path) -> Iterator[Pipeline]:
-    shipped = yaml.safe_load(platforms.DEFAULT_FILE.read_text())["platforms"]
-    declared = tmp_path / "platforms.yaml"
-    declared.write_text(yaml.safe_dump({"platforms": [*shipped, FIFTH]}))
+    declared = declaration_file(tmp_path)
     names = _topic_names(declared)
     assert "appeals.restore-commands.threads.v1" in names
     with private_stack(tmp_path / "stack") as infra:

@@ -22,7 +22,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, submit_rest
+from tests.support.bodies import appeal_body
+from tests.support.pipeline import submit_rest
 
 pytestmark = pytest.mark.e2e
 

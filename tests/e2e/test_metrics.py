@@ -19,14 +19,9 @@ from appeals.v1 import appeal_pb2
 from appeals_runtime import metrics
 from services.intake.validation import MAX_STATEMENT_CHARS
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import (
-    CHANNELS,
-    appeal_body,
-    eventually,
-    review,
-    submit_grpc,
-    submit_rest,
-)
+from tests.support.bodies import appeal_body
+from tests.support.pipeline import CHANNELS, review, submit_grpc, submit_rest
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

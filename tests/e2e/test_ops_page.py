@@ -18,8 +18,8 @@ import pytest
 
 from appeals_devstack.jaeger import JaegerQuery
 from appeals_devstack.paths import REPO_ROOT
-from tests.e2e.browser import Page, chromium, read_png
 from tests.e2e.conftest import APPEALS, Pipeline, cli_environment
+from tests.support.browser import Page, chromium, read_png
 
 pytestmark = pytest.mark.e2e
 

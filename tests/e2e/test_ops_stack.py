@@ -13,7 +13,9 @@ from appeals_devstack.jaeger import JaegerQuery, Trace
 from appeals_devstack.prometheus import PrometheusQuery
 from appeals_devstack.stack import SERVICES
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, eventually, submit_rest
+from tests.support.bodies import appeal_body
+from tests.support.pipeline import submit_rest
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

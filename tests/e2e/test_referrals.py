@@ -15,15 +15,10 @@ from appeals.v1 import appeal_pb2
 from appeals_devstack import devkeys
 from appeals_runtime import topics, vocabulary
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import (
-    BOARD,
-    OUT_OF_COURT,
-    appeal_body,
-    eventually,
-    review,
-    submit_rest,
-)
-from tests.integration.kafka_helpers import read_all
+from tests.support.bodies import appeal_body
+from tests.support.kafka import read_all
+from tests.support.pipeline import BOARD, OUT_OF_COURT, review, submit_rest
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

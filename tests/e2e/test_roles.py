@@ -21,7 +21,8 @@ import pytest
 from appeals.v1 import agent_desk_pb2, intake_pb2, referrals_pb2
 from appeals_devstack import devkeys
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_appeal_lifecycle import appeal_body, submit_rest
+from tests.support.bodies import appeal_body
+from tests.support.pipeline import submit_rest
 
 pytestmark = pytest.mark.e2e
 

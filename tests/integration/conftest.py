@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from appeals_runtime import store
+from appeals_devstack.stack import Infrastructure
+from appeals_runtime import store, topics
 from appeals_runtime.kafka.producer import EventProducer
-from tests.integration.intake_app import IntakeUnderTest, start_intake
+from services.routing import main as routing_main
+from tests.support.desk import Clock, EventTap, build_routing
+from tests.support.intake_app import IntakeUnderTest, start_intake
 
 
 @pytest.fixture
@@ -20,3 +23,24 @@ async def intake(
     under_test = await start_intake(db, producer, tmp_path)
     yield under_test
     await under_test.client.aclose()
+
+
+# For the routing tests (helpers in tests/support/desk.py): a clock the test moves, a routing
+# instance on the test's database, and a tap on the lifecycle topic from where it ends now. A module
+# that defines a fixture of the same name (test_routing_skills) uses its own.
+@pytest.fixture(name="clock")
+def clock_fixture() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(name="routing")
+async def routing_fixture(
+    db: store.Database, producer: EventProducer, clock: Clock
+) -> routing_main.RoutingParts:
+    return await build_routing(db, producer, clock)
+
+
+@pytest.fixture(name="lifecycle")
+async def lifecycle_fixture(infra: Infrastructure) -> AsyncIterator[EventTap]:
+    async with EventTap(infra.kafka_bootstrap_servers, topics.APPEAL_LIFECYCLE) as tap:
+        yield tap

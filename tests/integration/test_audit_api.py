@@ -24,7 +24,7 @@ from services.audit.checkpoints import open_checkpoint
 from services.audit.config import AuditSettings
 from services.audit.repository import AUDIT_LOG
 from services.audit.signed_note import Verifier
-from tests.integration.test_audit_support import (
+from tests.support.audit import (
     Audit,
     Case,
     lifecycle,

@@ -20,15 +20,8 @@ from services.audit import entries, records
 from services.audit.appender import Append
 from services.audit.consumer import audit_consumer
 from services.audit.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, Appended
-from tests.integration.test_audit_support import (
-    Audit,
-    CommandLog,
-    lifecycle,
-    new_appeal_id,
-    open_audit,
-    record,
-    watched_client,
-)
+from tests.support.audit import Audit, lifecycle, new_appeal_id, open_audit, record
+from tests.support.store_commands import CommandLog, watched_client
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from services.audit.config import AuditSettings
 from services.audit.reconciliation import Window
 from services.audit.repository import AUDIT_LOG
 from services.audit.transparency import EEA
-from tests.integration.test_audit_support import (
+from tests.support.audit import (
     Audit,
     Case,
     lifecycle,

@@ -23,7 +23,7 @@ from services.audit.consumer import audit_consumer
 from services.audit.integrity import IntegrityError
 from services.audit.repository import AUDIT_LOG
 from services.audit.tree_repository import AUDIT_CHECKPOINTS
-from tests.integration.test_audit_support import (
+from tests.support.audit import (
     Audit,
     Case,
     lifecycle,

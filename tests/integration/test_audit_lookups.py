@@ -23,17 +23,8 @@ from services.audit.records import AppealSummary
 from services.audit.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, LEGACY_APPEAL_INDEX
 from services.audit.service import Reader
 from services.audit.tree_repository import AUDIT_CHECKPOINTS, LATEST
-from tests.integration.test_audit_support import (
-    Audit,
-    Case,
-    CommandLog,
-    lifecycle,
-    names_the_id,
-    new_appeal_id,
-    open_audit,
-    record,
-    watched_client,
-)
+from tests.support.audit import Audit, Case, lifecycle, new_appeal_id, open_audit, record
+from tests.support.store_commands import CommandLog, names_the_id, watched_client
 
 pytestmark = pytest.mark.integration
 

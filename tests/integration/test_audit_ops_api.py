@@ -20,7 +20,7 @@ from services.audit.config import AuditSettings
 from services.audit.consumer import AuditHandler
 from services.audit.ops_scraper import OpsBoard
 from services.audit.repository import AUDIT_LOG
-from tests.integration.test_audit_support import Audit, lifecycle, new_appeal_id, open_audit
+from tests.support.audit import Audit, lifecycle, new_appeal_id, open_audit
 
 pytestmark = pytest.mark.integration
 

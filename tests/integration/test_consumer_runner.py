@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from appeals.v1 import events_pb2
 from appeals_devstack.stack import Infrastructure
@@ -21,11 +20,11 @@ from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage, RetryPolicy
 from appeals_runtime.kafka.producer import EventProducer
-from tests.integration.kafka_helpers import appeal_event, read_all, scratch_topic
+from tests.support.kafka import appeal_event, committed_offset, read_all, scratch_topic
 
 pytestmark = pytest.mark.integration
 
-CRASHING_CONSUMER = Path(__file__).with_name("crashing_consumer.py")
+CRASHING_CONSUMER = Path(__file__).parents[1] / "support" / "crashing_consumer.py"
 
 
 async def _run_until(
@@ -282,7 +281,7 @@ async def test_keys_are_handled_side_by_side_each_in_order_and_a_stuck_key_holds
         await asyncio.wait_for(others_done.wait(), 30)
         # Everything else is handled, appeal-0 is stuck at offset 0: nothing may be committed.
         assert order[stuck.appeal_id] == []
-        assert await _committed(infra, topic.name, group) is None
+        assert await committed_offset(infra.kafka_bootstrap_servers, topic.name, group) is None
         release.set()
         await asyncio.wait_for(done.wait(), 30)
     finally:
@@ -292,16 +291,4 @@ async def test_keys_are_handled_side_by_side_each_in_order_and_a_stuck_key_holds
     assert most_at_once > 1
     for appeal in appeals:
         assert order[appeal] == [e.event_id for e in sent if e.appeal_id == appeal]
-    assert await _committed(infra, topic.name, group) == len(sent)
-
-
-async def _committed(infra: Infrastructure, topic_name: str, group: str) -> int | None:
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=infra.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await reader.start()
-    try:
-        committed: int | None = await reader.committed(TopicPartition(topic_name, 0))
-        return committed
-    finally:
-        await reader.stop()
+    assert await committed_offset(infra.kafka_bootstrap_servers, topic.name, group) == len(sent)

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from appeals_devstack.processes import free_port
 from appeals_runtime.grpc_server import GrpcServer
 from services.intake import grpc_api
-from tests.integration.intake_app import IntakeUnderTest
+from tests.support.intake_app import IntakeUnderTest
 
 pytestmark = pytest.mark.integration
 

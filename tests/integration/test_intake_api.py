@@ -17,7 +17,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.intake import api, eligibility, repository
 from services.intake.appeals import AppealIntake, IntakePolicy
 from services.intake.rate_limits import Limit, RateLimiter
-from tests.unit.test_intake_validation import valid_body
+from tests.support.bodies import valid_body
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,9 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.intake import grpc_api
 from services.intake.consumers import RequestEvents
 from services.intake.schemas import AppealIn
-from tests.integration.intake_app import start_intake
-from tests.integration.kafka_helpers import read_all
-from tests.integration.test_intake_rules import fresh_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import start_intake
+from tests.support.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

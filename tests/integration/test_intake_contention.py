@@ -15,8 +15,8 @@ import pytest
 
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
-from tests.integration.intake_app import IntakeUnderTest
-from tests.integration.test_intake_rules import fresh_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import IntakeUnderTest
 
 pytestmark = pytest.mark.integration
 

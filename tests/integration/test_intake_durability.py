@@ -21,9 +21,9 @@ from appeals_devstack.kafka import KafkaBroker, create_topics
 from appeals_devstack.processes import free_port
 from appeals_runtime import store, topics
 from appeals_runtime.kafka.producer import EventProducer
-from tests.integration.intake_app import IntakeUnderTest, start_intake
-from tests.integration.kafka_helpers import read_all
-from tests.integration.test_intake_rules import fresh_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import IntakeUnderTest, start_intake
+from tests.support.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

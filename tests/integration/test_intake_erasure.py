@@ -19,9 +19,9 @@ from appeals_runtime.events import new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.intake import identity
 from services.intake.consumers import StatusProjection
-from tests.integration.intake_app import IntakeUnderTest, serving_grpc
-from tests.integration.kafka_helpers import read_to_end
-from tests.integration.test_intake_rules import fresh_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import IntakeUnderTest, serving_grpc
+from tests.support.kafka import read_to_end
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from appeals_runtime import store, topics
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import repository
 from services.intake.rate_limits import Limit
-from tests.integration.intake_app import start_intake
-from tests.integration.kafka_helpers import read_to_end
-from tests.integration.test_intake_rules import fresh_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import start_intake
+from tests.support.kafka import read_to_end
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,9 @@ from appeals_runtime.intake_client import (
     ServiceToken,
     service_token_problem,
 )
-from tests.integration.intake_app import IntakeUnderTest, serving_grpc
-from tests.integration.test_intake_rules import fresh_body
-from tests.integration.test_notifications_support import eventually
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import IntakeUnderTest, serving_grpc
+from tests.support.notifications import eventually
 
 pytestmark = pytest.mark.integration
 

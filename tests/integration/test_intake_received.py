@@ -20,8 +20,8 @@ from services.audit.reconciliation import Window
 from services.intake import identity
 from services.intake.consumers import StatusProjection
 from services.intake.received_index import RECEIVED_INDEX
-from tests.integration.intake_app import IntakeUnderTest, start_intake
-from tests.integration.test_audit_support import lifecycle, new_appeal_id, open_audit, record
+from tests.support.audit import lifecycle, new_appeal_id, open_audit, record
+from tests.support.intake_app import IntakeUnderTest, start_intake
 
 pytestmark = pytest.mark.integration
 

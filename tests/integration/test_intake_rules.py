@@ -23,21 +23,11 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.intake.consumers import StatusProjection
 from services.intake.model import status_change
 from services.intake.rate_limits import Limit
-from tests.integration.intake_app import IntakeUnderTest, start_intake
-from tests.integration.kafka_helpers import read_all
-from tests.unit.test_intake_validation import valid_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import IntakeUnderTest, start_intake
+from tests.support.kafka import read_all
 
 pytestmark = pytest.mark.integration
-
-
-def fresh_body(**changes: Any) -> dict[str, Any]:
-    """A valid appeal about a new item by a new appellant, so tests never share open slots."""
-    body = valid_body() | {
-        "appellant": {"user_id": uuid.uuid4().hex[:16]},
-        "subject": {"kind": "post", "id": uuid.uuid4().hex[:16]},
-    }
-    body["decision"] = dict(body["decision"]) | {"decided_at": datetime.now(UTC).isoformat()}  # type: ignore[call-overload]
-    return body | changes
 
 
 async def test_same_key_same_body_replays_and_a_different_body_is_422(
@@ -122,6 +112,22 @@ async def test_a_missing_key_is_400(intake: IntakeUnderTest) -> None:
     assert [p["name"] for p in response.json()["invalid_params"]] == ["Idempotency-Key"]
 
 
+def decision(appeal_id: str, outcome: appeal_pb2.Outcome.ValueType) -> events_pb2.AppealEvent:
+    return new_event(
+        event_id=derived_event_id(appeal_id, "decided"),
+        appeal_id=appeal_id,
+        producer="tests",
+        decided=events_pb2.AppealDecided(outcome=outcome),
+    )
+
+
+async def project(intake: IntakeUnderTest, event: events_pb2.AppealEvent) -> None:
+    """Intake's status projection handles ``event`` as the lifecycle consumer would."""
+    await StatusProjection(intake.repository, intake.intake.erasures).handle(
+        InboundMessage("t", 0, 0, event.appeal_id, event, {}, 0)
+    )
+
+
 async def test_a_second_open_appeal_about_the_same_item_is_409_until_the_first_is_decided(
     intake: IntakeUnderTest,
 ) -> None:
@@ -132,15 +138,7 @@ async def test_a_second_open_appeal_about_the_same_item_is_409_until_the_first_i
     assert second.json()["open_appeal_id"] == first.json()["appeal_id"]
     # The first appeal is decided: the slot opens again.
     appeal_id = first.json()["appeal_id"]
-    decided = new_event(
-        event_id=derived_event_id(appeal_id, "decided"),
-        appeal_id=appeal_id,
-        producer="tests",
-        decided=events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_UPHELD),
-    )
-    await StatusProjection(intake.repository, intake.intake.erasures).handle(
-        InboundMessage("t", 0, 0, appeal_id, decided, {}, 0)
-    )
+    await project(intake, decision(appeal_id, appeal_pb2.OUTCOME_UPHELD))
     third = await intake.submit(body | {"statement": "A new appeal after the answer."})
     assert third.status_code == 202, third.text
     record = await intake.repository.get_appeal(appeal_id)
@@ -153,21 +151,14 @@ async def test_a_decision_redelivered_after_a_crash_between_its_writes_frees_the
     body = fresh_body()
     first = await intake.submit(body)
     appeal_id = first.json()["appeal_id"]
-    decided = new_event(
-        event_id=derived_event_id(appeal_id, "decided"),
-        appeal_id=appeal_id,
-        producer="tests",
-        decided=events_pb2.AppealDecided(outcome=appeal_pb2.OUTCOME_OVERTURNED),
-    )
+    decided = decision(appeal_id, appeal_pb2.OUTCOME_OVERTURNED)
     # The first delivery applied the status and died before freeing the slot.
     change = status_change(decided)
     assert change is not None
     assert await intake.repository.apply_status(appeal_id, decided.event_id, change)
     still_open = await intake.submit(body | {"statement": "Please look again."})
     assert still_open.status_code == 409, still_open.text
-    await StatusProjection(intake.repository, intake.intake.erasures).handle(
-        InboundMessage("t", 0, 0, appeal_id, decided, {}, 0)
-    )
+    await project(intake, decided)
     again = await intake.submit(body | {"statement": "A new appeal after the answer."})
     assert again.status_code == 202, again.text
 

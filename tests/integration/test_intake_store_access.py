@@ -27,8 +27,8 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.intake import identity, repository
 from services.intake.consumers import StatusProjection
 from services.intake.schemas import AppealIn
-from tests.integration.intake_app import IntakeUnderTest, start_intake
-from tests.integration.test_intake_rules import fresh_body
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import IntakeUnderTest, start_intake
 
 pytestmark = pytest.mark.integration
 

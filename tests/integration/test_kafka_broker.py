@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from appeals_devstack.stack import Infrastructure
-from tests.integration.kafka_helpers import scratch_topic
+from tests.support.kafka import scratch_topic
 
 pytestmark = pytest.mark.integration
 

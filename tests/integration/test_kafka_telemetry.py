@@ -20,7 +20,7 @@ from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.dead_letters import DeadLetterProbe
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.telemetry import prometheus_exposition, setup_telemetry
-from tests.integration.kafka_helpers import appeal_event, scratch_topic
+from tests.support.kafka import appeal_event, scratch_topic
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,7 @@ from services.notifications.api import create_app
 from services.notifications.messages import RIGHT_TO_LEFT_MARK
 from services.notifications.repository import NotificationsRepository
 from services.notifications.retries import PendingAttempt
-from tests.integration.test_notifications_support import (
+from tests.support.notifications import (
     WEBHOOK_SECRET,
     ManualClock,
     claimed,
@@ -45,6 +45,7 @@ from tests.integration.test_notifications_support import (
     new_appeal_id,
     notifications_service,
     private_settings,
+    smtp_env,
     smtp_receiver,
     submitted,
     topic_records,
@@ -69,15 +70,6 @@ def counter(name: str, **labels: str) -> float:
         if all(f'{key}="{value}"' in line for key, value in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def smtp_env(port: int) -> dict[str, str]:
-    return {
-        "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
-        "NOTIFICATIONS_SMTP_PORT": str(port),
-        "NOTIFICATIONS_SMTP_SECURITY": "none",
-        "NOTIFICATIONS_EMAIL_FROM": "Appeals <appeals@example.org>",
-    }
 
 
 async def test_email_and_a_signed_webhook_reach_real_servers_exactly_once(
@@ -419,7 +411,7 @@ async def test_quiet_hours_and_daily_limits_defer_news_but_never_the_decision(
             await producer.publish(topics.APPEAL_LIFECYCLE, event)
 
         async def night_handled() -> bool:
-            return len(service.handled) == 4 and metrics.GAUGES.retry_waiting >= 3
+            return len(service.handled) == 4 and service.retries.waiting >= 3
 
         await eventually(night_handled, "the night's events handled and held")
         assert await service.delivered(night_decided) == ["decided"]

@@ -31,20 +31,20 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.consumer import lifecycle_handler
 from services.notifications.main import notifier_from
-from tests.integration.intake_app import serving_grpc, start_intake
-from tests.integration.particulars import APPELLANTS
-from tests.integration.test_intake_rules import fresh_body
-from tests.integration.test_notifications_delivery import smtp_env
-from tests.integration.test_notifications_support import (
+from tests.support.bodies import fresh_body
+from tests.support.intake_app import serving_grpc, start_intake
+from tests.support.notifications import (
     appeal,
     eventually,
     inbound,
     lifecycle_events,
     notifications_service,
     private_settings,
+    smtp_env,
     smtp_receiver,
     submitted_event,
 )
+from tests.support.particulars import APPELLANTS
 
 pytestmark = pytest.mark.integration
 

@@ -36,8 +36,8 @@ from appeals_runtime import events, store, topics
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake.model import AppealRecord
 from services.notifications import repository
-from tests.integration.intake_app import IntakeUnderTest, serving_grpc, start_intake
-from tests.integration.test_notifications_support import (
+from tests.support.intake_app import IntakeUnderTest, serving_grpc, start_intake
+from tests.support.notifications import (
     appeal,
     claimed,
     decided,

@@ -10,13 +10,11 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack import devkeys
@@ -31,13 +29,15 @@ from services.notifications import repository
 from services.notifications.api import create_app
 from services.notifications.consumer import lifecycle_handler
 from services.notifications.main import notifier_from
-from tests.integration.particulars import APPELLANTS
-from tests.integration.test_notifications_support import (
+from tests.support.notifications import (
     claimed,
+    decided,
     inbound,
+    lifecycle_events,
     private_settings,
     submitted,
 )
+from tests.support.particulars import APPELLANTS
 
 pytestmark = pytest.mark.integration
 
@@ -54,57 +54,6 @@ async def notifications_service(
     settings = private_settings(str(jwks))
     notifier = notifier_from(settings, notifications, producer, httpx.AsyncClient(), APPELLANTS)
     return notifications, lifecycle_handler(notifier, group=settings.consumer_group)
-
-
-def decided(appeal_id: str, outcome: appeal_pb2.Outcome.ValueType) -> LifecycleEvent:
-    return events.new_event(
-        event_id=events.derived_event_id(appeal_id, "decided"),
-        appeal_id=appeal_id,
-        causation_id=events.derived_event_id(appeal_id, "submitted"),
-        producer="tests",
-        decided=events_pb2.AppealDecided(
-            agent_id="agent-1",
-            outcome=outcome,
-            rationale="The post attacks people for their religion.",
-            policy_cited="hate_speech",
-        ),
-    )
-
-
-async def lifecycle_events(
-    bootstrap_servers: str,
-    appeal_ids: Iterable[str],
-    *,
-    until: Callable[[list[LifecycleEvent]], bool],
-    timeout_s: float = 20,
-) -> list[LifecycleEvent]:
-    """Our appeals' events on the shared lifecycle topic, read from the start until ``until``.
-
-    (kafka_helpers.read_all stops after a number of records of any appeal, which on a topic
-    every test shares says nothing about ours.)
-    """
-    wanted = set(appeal_ids)
-    consumer = AIOKafkaConsumer(
-        topics.APPEAL_LIFECYCLE.name,
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    found: list[LifecycleEvent] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not until(found) and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for records in batch.values():
-                for record in records:
-                    event = topics.APPEAL_LIFECYCLE.decode(record.value)
-                    if event.appeal_id in wanted:
-                        found.append(event)
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def test_each_appeal_event_is_notified_exactly_once_on_its_platform_channel(

@@ -30,8 +30,7 @@ from services.notifications import repository
 from services.notifications.consumer import lifecycle_handler, retry_handler
 from services.notifications.main import notifier_from
 from services.notifications.retries import PendingAttempt
-from tests.integration.particulars import APPELLANTS
-from tests.integration.test_notifications_support import (
+from tests.support.notifications import (
     ManualClock,
     appeal,
     claimed,
@@ -43,6 +42,7 @@ from tests.integration.test_notifications_support import (
     submitted_event,
     topic_records,
 )
+from tests.support.particulars import APPELLANTS
 
 pytestmark = pytest.mark.integration
 

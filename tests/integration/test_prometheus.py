@@ -13,7 +13,7 @@ import pytest
 
 from appeals_devstack.processes import free_port
 from appeals_devstack.prometheus import Prometheus, PrometheusQuery
-from tests.unit.test_metric_registry import dashboard_expressions
+from tests.support.ops_files import dashboard_expressions
 
 pytestmark = pytest.mark.integration
 

@@ -29,17 +29,7 @@ from appeals_runtime.telemetry import prometheus_exposition, setup_telemetry
 from services.routing import main as routing_main
 from services.routing import referrals_api
 from services.routing.model import Status, Target
-from tests.integration.test_agent_desk import (  # noqa: F401 - fixtures
-    Clock,
-    EventTap,
-    agent,
-    clock_fixture,
-    lifecycle_fixture,
-    of,
-    route,
-    routing_fixture,
-    submission,
-)
+from tests.support.desk import Clock, EventTap, agent, of, route, submission
 
 pytestmark = pytest.mark.integration
 

@@ -21,15 +21,8 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.routing import grpc_api
 from services.routing import main as routing_main
 from services.routing.model import CaseState
-from tests.integration.particulars import APPELLANTS
-from tests.integration.test_agent_desk import (
-    Clock,
-    build_routing,
-    eventually,
-    policy_with,
-    route,
-    submission,
-)
+from tests.support.desk import Clock, build_routing, eventually, policy_with, route, submission
+from tests.support.particulars import APPELLANTS
 
 pytestmark = pytest.mark.integration
 

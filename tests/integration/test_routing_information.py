@@ -14,17 +14,7 @@ from appeals_runtime.events import derived_event_id, new_event
 from services.routing import main as routing_main
 from services.routing.announcements import info_requested_event_id
 from services.routing.model import Status
-from tests.integration.test_agent_desk import (  # noqa: F401 - fixtures
-    Clock,
-    EventTap,
-    agent,
-    clock_fixture,
-    inbound,
-    lifecycle_fixture,
-    of,
-    route,
-    routing_fixture,
-)
+from tests.support.desk import Clock, EventTap, agent, inbound, of, route
 
 pytestmark = pytest.mark.integration
 

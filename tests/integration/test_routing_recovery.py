@@ -14,18 +14,15 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.routing import case_rules
 from services.routing import main as routing_main
 from services.routing.ownership import partition_for
-from tests.integration.test_agent_desk import (  # noqa: F401 - fixtures
+from tests.support.desk import (
     LEASE,
     UPHELD,
     Clock,
     EventTap,
     agent,
     build_routing,
-    clock_fixture,
-    lifecycle_fixture,
     of,
     route,
-    routing_fixture,
     running_feed,
 )
 

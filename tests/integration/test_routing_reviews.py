@@ -15,17 +15,7 @@ from appeals_runtime.auth import PermissionDenied
 from appeals_runtime.errors import Conflict, InvalidMessage, ValidationFailed
 from services.routing import main as routing_main
 from services.routing.model import Round, Status, Target
-from tests.integration.test_agent_desk import (  # noqa: F401 - fixtures
-    EventTap,
-    agent,
-    clock_fixture,
-    inbound,
-    lifecycle_fixture,
-    of,
-    route,
-    routing_fixture,
-    submission,
-)
+from tests.support.desk import EventTap, agent, inbound, of, route, submission
 
 pytestmark = pytest.mark.integration
 

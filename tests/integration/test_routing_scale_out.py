@@ -24,16 +24,9 @@ from services.routing import main as routing_main
 from services.routing import repository
 from services.routing.model import CaseRecord, Kind, Status
 from services.routing.policy_file import PolicySource
-from tests.integration.kafka_helpers import scratch_topic
-from tests.integration.particulars import APPELLANTS
-from tests.integration.test_agent_desk import (
-    EventTap,
-    agent,
-    of,
-    policy_with,
-    submission,
-    submitted_event,
-)
+from tests.support.desk import EventTap, agent, of, policy_with, submission, submitted_event
+from tests.support.kafka import scratch_topic
+from tests.support.particulars import APPELLANTS
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.routing import main as routing_main
 from services.routing.model import Presence
 from services.routing.policy import AgentSkills
-from tests.integration.test_agent_desk import (
+from tests.support.desk import (
     Clock,
     agent,
     build_routing,

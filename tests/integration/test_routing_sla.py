@@ -17,18 +17,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.telemetry import setup_telemetry
 from services.routing import main as routing_main
 from services.routing.model import Status
-from tests.integration.test_agent_desk import (  # noqa: F401 - fixtures
-    Clock,
-    EventTap,
-    agent,
-    build_routing,
-    clock_fixture,
-    lifecycle_fixture,
-    of,
-    route,
-    routing_fixture,
-    submission,
-)
+from tests.support.desk import Clock, EventTap, agent, build_routing, of, route, submission
 
 pytestmark = pytest.mark.integration
 

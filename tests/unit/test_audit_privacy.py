@@ -6,31 +6,16 @@ as field 1, are still sealed: entries already in the log, a producer not yet upg
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import pytest
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import events
 from appeals_runtime.privacy import submission_facts
 from services.audit import entries, legacy, privacy, records
+from tests.support.audit import old_layout
 
 SECRETS = privacy.derive_secrets(b"\x01" * 32)
 OTHER_SECRETS = privacy.derive_secrets(b"\x02" * 32)
-CarrierT = TypeVar("CarrierT", events_pb2.AppealSubmitted, events_pb2.CasePackage)
-
-
-def old_layout(message: CarrierT, submission: appeal_pb2.AppealSubmission) -> CarrierT:
-    """``message`` as written before the privacy rule: the whole submission in field 1."""
-    raw = submission.SerializeToString()
-    length, size = b"", len(raw)
-    while True:  # a protobuf varint
-        length += bytes([(size & 0x7F) | (0x80 if size > 0x7F else 0)])
-        size >>= 7
-        if not size:
-            break
-    field_1 = bytes([legacy.LEGACY_SUBMISSION_FIELD << 3 | 2]) + length + raw
-    return type(message).FromString(field_1 + message.SerializeToString())
 
 
 def submission() -> appeal_pb2.AppealSubmission:

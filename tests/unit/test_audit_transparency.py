@@ -12,7 +12,7 @@ from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime.privacy import submission_facts
 from services.audit import dsa_rules, transparency
 from services.audit.transparency import EEA, DecidedAppeal
-from tests.unit.test_audit_privacy import old_layout
+from tests.support.audit import old_layout
 
 SUBMITTED_AT = datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,16 +10,12 @@ from pydantic import ValidationError
 from appeals.v1 import appeal_pb2
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.privacy import submission_facts
-from services.intake import identity, openapi_docs, validation
+from services.intake import identity, validation
 from services.intake.model import without_particulars
 from services.intake.schemas import AppealIn
+from tests.support.bodies import valid_body
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def valid_body() -> dict[str, object]:
-    """The example the OpenAPI document shows (the issue's example), as a fresh copy."""
-    return copy.deepcopy(openapi_docs.EXAMPLE_APPEAL)
 
 
 def submission(**changes: object) -> appeal_pb2.AppealSubmission:

@@ -9,20 +9,14 @@ must be one those metrics carry.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
 
-from appeals_devstack.paths import REPO_ROOT
 from appeals_runtime.metrics import REGISTRY, Kind, prometheus_label
-
-DEPLOY = REPO_ROOT / "deploy"
-RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
-DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+from tests.support.ops_files import DASHBOARDS, RULE_FILES, dashboard_expressions
 
 # Series Prometheus adds to every scrape.
 STANDARD_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -81,26 +75,6 @@ def recorded_names() -> set[str]:
         for rule in group["rules"]
         if "record" in rule
     }
-
-
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from _panels(panel.get("panels", []))
-
-
-def dashboard_expressions() -> Iterator[tuple[str, str]]:
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
-        for panel in _panels(board["panels"]):
-            for target in panel.get("targets", []):
-                yield f"{path.name}: {panel['title']}", target["expr"]
-        for variable in board["templating"]["list"]:
-            if variable["type"] == "query":
-                query = variable["query"]["query"]
-                inner = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query)
-                assert inner, f"{path.name}: variable {variable['name']}: {query}"
-                yield f"{path.name}: ${variable['name']}", f"{inner[1]}{{{inner[2]}!=''}}"
 
 
 ALL_EXPRESSIONS = list(rule_expressions()) + list(dashboard_expressions())

@@ -19,7 +19,7 @@ from appeals_devstack.jaeger import JaegerPorts
 from appeals_devstack.paths import DEPLOY_LOCAL, REPO_ROOT, system_binary
 from appeals_devstack.prometheus import RULES_DIR, render_config
 from appeals_devstack.stack import SERVICES
-from tests.unit.test_metric_registry import DASHBOARDS, RULE_FILES
+from tests.support.ops_files import DASHBOARDS, RULE_FILES
 
 DEPLOY = REPO_ROOT / "deploy"
 GRAFANA = DEPLOY / "grafana"

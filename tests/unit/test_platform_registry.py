@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from appeals.v1 import appeal_pb2
 from appeals_cli.main import build_parser
@@ -21,15 +20,9 @@ from services.notifications import config, messages
 from services.notifications.channels import directory
 from services.notifications.channels.platforms import ADAPTERS, adapter_for
 from services.routing.policy_file import DEFAULT_POLICY_FILE, load_policy
+from tests.support.platforms import FIFTH, declaration_file
 
 REPO = Path(__file__).resolve().parents[2]
-FIFTH = {
-    "name": "threads",
-    "value": 5,
-    "display_name": "Threads",
-    "channel": "threads_inbox",
-    "oversight_board": True,
-}
 
 
 def test_the_shipped_declaration_is_exactly_the_contracts_platforms() -> None:
@@ -63,10 +56,8 @@ def test_every_per_platform_table_is_the_declaration() -> None:
     assert submit.platform == "horizon"
 
 
-def _derived_with(tmp_path: Path, declared: list[dict[str, object]]) -> dict[str, object]:
-    """What a process reading ``declared`` (APPEALS_PLATFORMS_FILE) derives from it."""
-    path = tmp_path / "platforms.yaml"
-    path.write_text(yaml.safe_dump({"platforms": declared}))
+def _derived_with(path: Path) -> dict[str, object]:
+    """What a process reading ``path`` (APPEALS_PLATFORMS_FILE) derives from it."""
     probe = """
 import json
 from appeals_runtime import topics, vocabulary
@@ -97,8 +88,7 @@ print(json.dumps({
 
 
 def test_a_fifth_platform_declared_once_reaches_every_table(tmp_path: Path) -> None:
-    shipped = yaml.safe_load(platforms.DEFAULT_FILE.read_text())["platforms"]
-    derived = _derived_with(tmp_path, [*shipped, FIFTH])
+    derived = _derived_with(declaration_file(tmp_path))
     assert derived["vocabulary"] == {**vocabulary.PLATFORMS, "threads": 5}
     assert "appeals.restore-commands.threads.v1" in derived["topics"]  # type: ignore[operator]
     assert "threads" in derived["schema"]  # type: ignore[operator]
@@ -127,9 +117,7 @@ def test_a_fifth_platform_declared_once_reaches_every_table(tmp_path: Path) -> N
 def test_a_malformed_declaration_is_refused_naming_the_entry(
     tmp_path: Path, change: dict[str, object], complaint: str
 ) -> None:
-    shipped = yaml.safe_load(platforms.DEFAULT_FILE.read_text())["platforms"]
-    path = tmp_path / "platforms.yaml"
-    path.write_text(yaml.safe_dump({"platforms": [*shipped, FIFTH | change]}))
+    path = declaration_file(tmp_path, FIFTH | change)
     with pytest.raises(platforms.PlatformsFileError) as refused:
         platforms.load(path)
     assert complaint in str(refused.value)

@@ -13,7 +13,14 @@ Guarantees, for every consumer in the pipeline:
   nothing is dropped);
 * any other exception is retried a few times (it may be a blip) and then dead-lettered, so a bug
   triggered by one message never blocks its partition forever;
-* SIGTERM (via :meth:`ConsumerRunner.stop`) finishes the messages in hand and commits.
+* SIGTERM (via :meth:`ConsumerRunner.stop`) finishes the messages in hand and commits;
+* dead letters are paced (``max_dead_letters_per_minute``): a deploy that fails every record
+  leaves them on their topic, lagging and alerting, instead of emptying it into the DLQ.
+
+Delayed redelivery (``due_at``, a retry topic): each record waits in memory until its due time
+and records of one key then run one at a time in the order they fall due, not in offset order;
+waiting records count against ``max_in_flight`` (reading pauses beyond it), ``max_running``
+bounds the handlers running at once.
 
 Records are handled concurrently, up to ``max_in_flight`` at once: records of one key (one
 appeal) one after another in offset order, records of different keys side by side, so one
@@ -32,6 +39,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -44,7 +52,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from appeals_runtime import metrics, tracing
 from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
-from appeals_runtime.kafka.in_flight import KeyChains, PartitionProgress
+from appeals_runtime.kafka.in_flight import DeadLetterPace, KeyChains, KeyLocks, PartitionProgress
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.topics import PayloadT, Topic
 
@@ -162,6 +170,17 @@ class ConsumerRunner:
     fetch_pacing_s: float = 0.02
     # Start from the beginning when a group has no committed offset: nothing is skipped.
     auto_offset_reset: str = "earliest"
+    # Delayed redelivery: when set, a record is handled once ``clock()`` reaches the time this
+    # returns for it (None: at once; InvalidMessage: dead-lettered), see the module docstring.
+    due_at: Callable[[InboundMessage[Any]], datetime | None] | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # How often a waiting record looks at the clock (checked, not trusted to run evenly).
+    tick_s: float = 1.0
+    # Handlers running at once (records waiting for their time do not count); None: no bound.
+    max_running: int | None = None
+    # Dead letters a minute beyond a burst of ``dead_letter_burst``; more wait their turn.
+    max_dead_letters_per_minute: float = 600.0
+    dead_letter_burst: int = 100
 
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -177,10 +196,26 @@ class ConsumerRunner:
     # Where newly assigned partitions start, before their first record (for the lag gauge).
     _positions: dict[TopicPartition, int] = field(default_factory=dict, init=False)
     _started: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    # Delayed redelivery: records waiting for their time, per-key locks, running slots, and
+    # per partition an event that ends its records' waits when it is handed over.
+    _waiting: int = field(default=0, init=False)
+    _key_locks: KeyLocks = field(default_factory=KeyLocks, init=False)
+    _slots: asyncio.Semaphore | None = field(default=None, init=False)
+    _leaving: dict[TopicPartition, asyncio.Event] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self._topics_by_name = {topic.name: topic for topic in self.topics}
         self._room.set()
+        if self.max_running is not None:
+            self._slots = asyncio.Semaphore(self.max_running)
+        self._dead_letter_pace = DeadLetterPace(
+            self.max_dead_letters_per_minute, self.dead_letter_burst
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Delayed records held until their time."""
+        return self._waiting
 
     @property
     def started(self) -> asyncio.Event:
@@ -221,7 +256,8 @@ class ConsumerRunner:
                 await self._respect_room(consumer)
                 # Idle, a poll waits long (records still end it at once); with records in
                 # flight it returns often enough to commit what they finish.
-                busy = self._in_flight > 0 or bool(self._handled)
+                # (Delayed records waiting for their time are not work in hand.)
+                busy = self._in_flight > self._waiting or bool(self._handled)
                 batches = await consumer.getmany(
                     timeout_ms=BUSY_POLL_MS if busy else IDLE_POLL_MS, max_records=self.max_batch
                 )
@@ -247,6 +283,8 @@ class ConsumerRunner:
 
     async def stop(self) -> None:
         self._stopping.set()
+        for leaving in self._leaving.values():
+            leaving.set()
 
     def lag(self) -> Iterator[tuple[float, dict[str, str]]]:
         """Records the broker holds beyond what this member handled, per assigned partition."""
@@ -270,8 +308,11 @@ class ConsumerRunner:
         """Start handling ``record`` in its own task, after the previous record of its key."""
         self._progress.setdefault(tp, PartitionProgress()).started(record.offset)
         key = (tp, record.key)
-        task = asyncio.create_task(self._handle_in_turn(tp, record, self._chains.previous(key)))
-        self._chains.started(key, task)
+        if self.due_at is not None:
+            task = asyncio.create_task(self._handle_when_due(tp, record))
+        else:
+            task = asyncio.create_task(self._handle_in_turn(tp, record, self._chains.previous(key)))
+            self._chains.started(key, task)
         self._tasks.setdefault(tp, set()).add(task)
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
@@ -294,6 +335,48 @@ class ConsumerRunner:
         finally:
             self._finished(tp, record.offset, handled)
         return handled
+
+    async def _handle_when_due(
+        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
+    ) -> bool:
+        """Delayed redelivery: wait until the record's time, then handle it while holding its
+        key (and a running slot)."""
+        handled = False
+        try:
+            due = self._due_time(record)
+            if due is not None and not await self._wait_until(tp, due):
+                return False  # shutdown or a rebalance: the next owner reads it again
+            slot = self._slots or contextlib.nullcontext()
+            async with self._key_locks.holding((tp, record.key)), slot:
+                if not self._abandoned(tp):
+                    handled = await self._process(record)
+        finally:
+            self._finished(tp, record.offset, handled)
+        return handled
+
+    def _due_time(self, record: ConsumerRecord[bytes, bytes]) -> datetime | None:
+        """When the record is due; None (now) also when it cannot be read: handling it then
+        dead-letters it with the reason."""
+        assert self.due_at is not None
+        try:
+            return self.due_at(self._decode(record, h.as_dict(record.headers)))
+        except InvalidMessage:
+            return None
+
+    async def _wait_until(self, tp: TopicPartition, due: datetime) -> bool:
+        """Hold the record until ``due``; False when its partition is given up meanwhile."""
+        leaving = self._leaving.setdefault(tp, asyncio.Event())
+        self._waiting += 1
+        try:
+            while not self._abandoned(tp):
+                remaining = (due - self.clock()).total_seconds()
+                if remaining <= 0:
+                    return True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(leaving.wait(), min(remaining, self.tick_s))
+            return False
+        finally:
+            self._waiting -= 1
 
     def _finished(self, tp: TopicPartition, offset: int, handled: bool) -> None:
         self._in_flight -= 1
@@ -331,6 +414,8 @@ class ConsumerRunner:
     async def _hand_over(self, revoked: set[TopicPartition]) -> None:
         """A rebalance takes ``revoked``: finish what is in hand, commit it, forget the rest."""
         self._revoked |= revoked
+        for tp in revoked:
+            self._leaving.setdefault(tp, asyncio.Event()).set()
         try:
             await self._finish_in_flight(revoked)
             await self._commit_handled(only=revoked)
@@ -340,6 +425,7 @@ class ConsumerRunner:
                 self._positions.pop(tp, None)
                 self._handled.pop(tp, None)
                 self._tasks.pop(tp, None)
+                self._leaving.pop(tp, None)
             self._revoked -= revoked
 
     async def _finish_in_flight(self, partitions: set[TopicPartition]) -> None:
@@ -382,6 +468,8 @@ class ConsumerRunner:
         with processing_span(record, headers, group_id=self.group_id) as span:
             try:
                 message = self._decode(record, headers)
+                if self.due_at is not None:
+                    self.due_at(message)  # its due time must be readable too
             except InvalidMessage as error:
                 mark_failed(span, error)
                 return await self._dead_letter(record, error, attempts=1)
@@ -484,6 +572,14 @@ class ConsumerRunner:
         # rather than commit past a message that is neither handled nor parked.
         retry_attempt = 0
         tp = TopicPartition(record.topic, record.partition)
+        while (pause_s := self._dead_letter_pace.wait_s()) > 0:
+            log.warning(
+                "dead letters paced: the record waits on its topic",
+                extra={**_where(record), "reason": reason, "wait_s": round(pause_s, 3)},
+            )
+            await self._sleep_unless_abandoned(record, pause_s)
+            if self._abandoned(tp):
+                return False
         while True:
             try:
                 await self.producer.publish_raw(topic.dlq, record.key, record.value, dlq_headers)

@@ -9,13 +9,19 @@ record starts and ends. Two rules make concurrency safe:
   position is the lowest offset still in flight, or the next offset when none is
   (:class:`PartitionProgress`). A crash redelivers whatever was in flight, and the handlers,
   idempotent, apply each record once.
+
+Delayed records (a retry topic, whose due times are not in offset order) are handled one at a
+time per key in the order they fall due instead (:class:`KeyLocks`); dead letters are paced
+(:class:`DeadLetterPace`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 
 
 class PartitionProgress:
@@ -76,3 +82,56 @@ class KeyChains:
 
     def __len__(self) -> int:
         return len(self._tails)
+
+
+class KeyLocks:
+    """One lock per key, held while a record of that key is handled: records of one key never
+    run at once, in whatever order they come (for delayed records, which run when due, not in
+    offset order). A key's lock is forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def holding(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class DeadLetterPace:
+    """At most ``per_minute`` dead letters a minute, in bursts of up to ``burst`` (a token
+    bucket). A deploy that fails every record would otherwise move a whole topic into its DLQ in
+    seconds; paced, the records stay on their topic, the consumer lag grows and alerts fire,
+    while a poison record now and then goes at once."""
+
+    def __init__(
+        self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate_s = per_minute / 60
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._at = clock()
+
+    def wait_s(self) -> float:
+        """Take a dead letter's token: 0 when it may go now, else how long until it may
+        (nothing taken then: ask again after that long)."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate_s)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self._rate_s

@@ -4,7 +4,7 @@ alone with submitted events they publish themselves (so no intake ever took thos
 It implements the same :class:`ParticularsSource` the services get in production, answers with
 the particulars of the submissions the test registered, and can be switched off to play an intake
 that is down. The real RPC (roles, logging, the gRPC client) is tested against the running intake
-in ``test_intake_particulars.py`` and end to end.
+in ``tests/integration/test_intake_particulars.py`` and end to end.
 """
 
 from __future__ import annotations

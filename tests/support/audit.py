@@ -1,28 +1,37 @@
-"""Shared pieces of the audit integration tests (no tests here): the audit log on a test
-database, and appeal lifecycles as the services publish them."""
+"""Shared pieces of the audit tests: the audit log on a test database, appeal lifecycles as the
+services publish them, and events in the layout from before the privacy rule."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from bson import ObjectId
-from pymongo import AsyncMongoClient, monitoring
+from typing import Any, TypeVar
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import events, store, topics
 from appeals_runtime.privacy import submission_facts
-from services.audit import records
+from services.audit import legacy, records
 from services.audit.config import AuditLogSettings
 from services.audit.main import INDEXES, build
 from services.audit.privacy import Secrets
 from services.audit.service import AuditService
-from tests.unit.test_audit_privacy import old_layout
+
+CarrierT = TypeVar("CarrierT", events_pb2.AppealSubmitted, events_pb2.CasePackage)
+
+
+def old_layout(message: CarrierT, submission: appeal_pb2.AppealSubmission) -> CarrierT:
+    """``message`` as written before the privacy rule: the whole submission in field 1."""
+    raw = submission.SerializeToString()
+    length, size = b"", len(raw)
+    while True:  # a protobuf varint
+        length += bytes([(size & 0x7F) | (0x80 if size > 0x7F else 0)])
+        size >>= 7
+        if not size:
+            break
+    field_1 = bytes([legacy.LEGACY_SUBMISSION_FIELD << 3 | 2]) + length + raw
+    return type(message).FromString(field_1 + message.SerializeToString())
 
 
 @dataclass
@@ -160,72 +169,3 @@ async def record(audit: Audit, *lifecycle_events: events_pb2.AppealEvent) -> Non
             event, topic=topics.APPEAL_LIFECYCLE.name, secrets=audit.secrets
         )
         await audit.service.record(recorded, records.index_facts(event))
-
-
-# Watching what the store is asked ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoreCommand:
-    name: str
-    collection: str
-    # The filters the command selects documents by (find: one; update and delete: one each).
-    filters: list[dict[str, Any]]
-    # Documents an insert carries.
-    inserted: int = 0
-
-
-@dataclass
-class CommandLog(monitoring.CommandListener):
-    """Every command a client sends, as far as the tests need it (what it selects by)."""
-
-    commands: list[StoreCommand] = dataclasses.field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        command, name = event.command, event.command_name
-        collection = command.get(name)
-        filters = {
-            "find": lambda: [command.get("filter") or {}],
-            "update": lambda: [u.get("q") or {} for u in command.get("updates", [])],
-            "delete": lambda: [d.get("q") or {} for d in command.get("deletes", [])],
-            "count": lambda: [command.get("query") or {}],
-            "distinct": lambda: [command.get("query") or {}],
-        }.get(name, list)()
-        inserted = len(command.get("documents", [])) if name == "insert" else 0
-        self.commands.append(StoreCommand(name, str(collection), filters, inserted))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def clear(self) -> None:
-        self.commands.clear()
-
-    def on(self, collection: str, *names: str) -> list[StoreCommand]:
-        return [c for c in self.commands if c.collection == collection and c.name in names]
-
-    def selecting(self) -> Iterator[tuple[StoreCommand, dict[str, Any]]]:
-        """Every filter of every command that selects documents (reads, updates, deletes)."""
-        for command in self.commands:
-            if command.name in ("find", "update", "delete", "count", "distinct", "aggregate"):
-                for query in command.filters or [{}]:
-                    yield command, query
-
-
-def names_the_id(query: dict[str, Any]) -> bool:
-    """Whether a filter selects by ``_id`` value: what FerretDB answers from its ``_id`` index
-    (``{_id: v}`` or ``{_id: {$in: [...]}}``, other conditions beside it allowed)."""
-    value = query.get("_id")
-    if isinstance(value, (str, ObjectId)):
-        return True
-    if isinstance(value, dict) and set(value) == {"$in"}:
-        return bool(value["$in"]) and all(isinstance(v, (str, ObjectId)) for v in value["$in"])
-    return False
-
-
-def watched_client(url: str) -> tuple[AsyncMongoClient[store.Document], CommandLog]:
-    """A store client like the services' whose commands are recorded."""
-    commands = CommandLog()
-    return AsyncMongoClient(url, tz_aware=True, event_listeners=[commands]), commands

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from appeals.v1 import events_pb2
@@ -96,3 +96,16 @@ def appeal_event(appeal_id: str, *, event_id: str | None = None) -> events_pb2.A
     event.submitted.channel = "rest"
     event.occurred_at.GetCurrentTime()
     return event
+
+
+async def committed_offset(bootstrap_servers: str, topic_name: str, group: str) -> int | None:
+    """The offset ``group`` committed on partition 0 of ``topic_name`` (None: nothing yet)."""
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await reader.start()
+    try:
+        committed: int | None = await reader.committed(TopicPartition(topic_name, 0))
+        return committed
+    finally:
+        await reader.stop()

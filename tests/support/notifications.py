@@ -41,12 +41,10 @@ from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.privacy import submission_facts
 from services.notifications import repository
 from services.notifications.config import NotificationsSettings
-from services.notifications.consumer import lifecycle_handler, retry_handler
+from services.notifications.consumer import lifecycle_handler, retry_consumer
 from services.notifications.main import notifier_from
-from services.notifications.retries import PendingAttempt
-from services.notifications.retry_consumer import RetryScheduler
-from tests.integration.kafka_helpers import from_the_start
-from tests.integration.particulars import APPELLANTS
+from tests.support.kafka import from_the_start
+from tests.support.particulars import APPELLANTS
 
 LifecycleEvent = events_pb2.AppealEvent
 WEBHOOK_SECRET = "integration-test-webhook-secret-0123456789"
@@ -135,6 +133,15 @@ def smtp_receiver() -> Any:
         yield SmtpReceiver(port, mailbox, controller)
     finally:
         controller.stop()
+
+
+def smtp_env(port: int) -> dict[str, str]:
+    return {
+        "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
+        "NOTIFICATIONS_SMTP_PORT": str(port),
+        "NOTIFICATIONS_SMTP_SECURITY": "none",
+        "NOTIFICATIONS_EMAIL_FROM": "Appeals <appeals@example.org>",
+    }
 
 
 # --- a real HTTP receiver that checks webhook signatures ----------------------------------------
@@ -416,7 +423,7 @@ class Service:
     settings: NotificationsSettings
     notifications: repository.NotificationsRepository
     lifecycle: ConsumerRunner
-    retries: RetryScheduler
+    retries: ConsumerRunner
     http: httpx.AsyncClient
     appeal_ids: set[str]
     handled: list[str] = field(default_factory=list)
@@ -456,7 +463,6 @@ async def notifications_service(
     http = httpx.AsyncClient(timeout=5)
     notifier = notifier_from(settings, notifications, producer, http, particulars, clock=clock)
     on_lifecycle = lifecycle_handler(notifier, group=settings.consumer_group)
-    on_retry = retry_handler(notifier, group=settings.retry_consumer_group)
     service: Service
 
     async def ours(message: InboundMessage[LifecycleEvent]) -> None:
@@ -464,9 +470,6 @@ async def notifications_service(
             await on_lifecycle(message)
             if message.payload.producer != "notifications":  # not our own notified events
                 service.handled.append(message.payload.event_id)
-
-    async def our_retries(message: InboundMessage[LifecycleEvent], pending: PendingAttempt) -> None:
-        await on_retry(message, pending)
 
     service = Service(
         settings=settings,
@@ -479,15 +482,16 @@ async def notifications_service(
             handler=ours,
             producer=producer,
         ),
-        retries=RetryScheduler(
-            name="notifications-retries-test",
+        retries=retry_consumer(
+            notifier,
             bootstrap_servers=infra.kafka_bootstrap_servers,
-            group_id=settings.retry_consumer_group,
+            group=settings.retry_consumer_group,
             owner_group=settings.consumer_group,
-            handler=our_retries,
             producer=producer,
             clock=clock,
             tick_s=settings.retry_tick_s,
+            concurrency=settings.retry_concurrency,
+            max_waiting=settings.retry_max_waiting,
         ),
         http=http,
         appeal_ids=appeal_ids,

@@ -1,4 +1,5 @@
-"""A consumer process for the redelivery test: handles one message, then dies or finishes.
+"""A consumer process for the redelivery test (``tests/integration/test_consumer_runner.py``,
+which runs this file as a script): handles one message, then dies or finishes.
 
 With ``crash`` it applies the effect and then exits abruptly (as a kill would leave it), before
 the runner could commit. With ``finish`` it stops cleanly after the first message it handles, or
