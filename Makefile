@@ -103,7 +103,7 @@ bench-pipeline: $(VENV_STAMP) $(KAFKA_LIBS)/.complete $(FERRETDB_BIN) $(JAEGER_B
 	@$(BIN)/python -m bench --rates $(RATES) --step-s $(STEP_S) $(if $(HISTORY),--history $(HISTORY)) $(BENCH_ARGS)
 
 bench-audit: $(VENV_STAMP) $(FERRETDB_BIN) $(KAFKA_LIBS)/.complete ## Audit log append rate and full-verify time (1M in memory, 20k via FerretDB)
-	@$(BIN)/python -m services.audit.bench
+	@$(BIN)/python -m bench.audit_appends
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	@echo "==> Python virtualenv in $(VENV)"

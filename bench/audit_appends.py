@@ -1,4 +1,5 @@
-"""`make bench-audit`: append rates and full-verify time of the audit log.
+"""`make bench-audit`: append rates and full-verify time of the audit log (development tooling:
+it starts its own Kafka and FerretDB, so it lives with the bench, outside the audit service).
 
 Three measurements, printed separately because they answer different questions:
 
@@ -21,7 +22,7 @@ Three measurements, printed separately because they answer different questions:
 
 Nothing is extrapolated: each figure is for the number of entries printed next to it.
 
-    python -m services.audit.bench [--entries 1000000] [--store-entries 20000]
+    python -m bench.audit_appends [--entries 1000000] [--store-entries 20000]
                                    [--consumer-events 20000]
 """
 
