@@ -87,6 +87,10 @@ class PermissionDenied(Exception):  # noqa: N818
     """Valid credentials that do not allow this action on this object (403, PERMISSION_DENIED)."""
 
 
+class PlatformNotAllowed(PermissionDenied):
+    """A token of the right kind, for other platforms than the one named."""
+
+
 class AuthSettings(ServiceSettings):
     """Settings of services that authenticate callers. No default key: a service without one
     refuses to start rather than accept unauthenticated traffic."""
@@ -124,7 +128,7 @@ class Principal:
     def require_platform(self, platform: str) -> None:
         """Surfaces act only for their platforms; ops may read every platform."""
         if not self.acts_for(platform):
-            raise PermissionDenied(f"token is not scoped to platform {platform!r}")
+            raise PlatformNotAllowed(f"token is not scoped to platform {platform!r}")
 
     def acts_for(self, platform: str) -> bool:
         return self.role == Role.OPS or platform in self.platforms

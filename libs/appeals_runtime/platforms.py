@@ -96,9 +96,7 @@ def declared_file() -> Path:
 
 
 PLATFORMS: tuple[Platform, ...] = load(declared_file())
-BY_NAME: dict[str, Platform] = {p.name: p for p in PLATFORMS}
-BY_VALUE: dict[int, Platform] = {p.value: p for p in PLATFORMS}
-NAMES: tuple[str, ...] = tuple(BY_NAME)
+NAMES: tuple[str, ...] = tuple(p.name for p in PLATFORMS)
 # Each platform's own notification channel, by platform name.
 CHANNELS: dict[str, str] = {p.name: p.channel for p in PLATFORMS}
 OVERSIGHT_BOARD: frozenset[str] = frozenset(p.name for p in PLATFORMS if p.oversight_board)

@@ -62,7 +62,7 @@ AppealId = Annotated[
 
 class EvasionIdentifiers(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hashes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-:.=+/]{8,128}$")]] = Field(
+    hashes: list[Annotated[str, Field(pattern=validation.HASH_HINT_PATTERN)]] = Field(
         min_length=1, max_length=1000
     )
 

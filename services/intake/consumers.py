@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 
 from appeals.v1 import events_pb2, intake_pb2
 from appeals_runtime import topics
-from appeals_runtime.auth import PermissionDenied, TokenVerifier, Unauthenticated
+from appeals_runtime.auth import (
+    PermissionDenied,
+    PlatformNotAllowed,
+    TokenVerifier,
+    Unauthenticated,
+)
 from appeals_runtime.errors import (
     Conflict,
     FieldViolation,
@@ -171,7 +176,7 @@ def _violations(error: Exception) -> list[FieldViolation]:
         return [FieldViolation("token", str(error))]
     if isinstance(error, PermissionDenied):
         # A token for another platform names the platform; a token of the wrong kind, itself.
-        field = "submission.platform" if "platform" in str(error) else "token"
+        field = "submission.platform" if isinstance(error, PlatformNotAllowed) else "token"
         return [FieldViolation(field, str(error))]
     if isinstance(error, Conflict | Unprocessable | TooManyRequests) and error.code:
         return [FieldViolation("submission", f"{error.code}: {error}")]

@@ -39,6 +39,10 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
+def _is_http_url(value: str) -> bool:
+    return urlsplit(value).scheme in ("http", "https")
+
+
 @dataclass(frozen=True)
 class PlatformProvider:
     """A platform API that takes the channel's payloads: its endpoint and bearer token."""
@@ -200,7 +204,7 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
             token = data.pop(token_variable, None) or os.environ.get(token_variable)
             if isinstance(token, SecretStr):
                 token = token.get_secret_value()
-            if url is not None and urlsplit(url).scheme not in ("http", "https"):
+            if url is not None and not _is_http_url(url):
                 raise ValueError(f"{url_variable} must be an http(s) URL")
             if (url is None) != (token is None):
                 raise ValueError(
@@ -218,7 +222,7 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+        if value is not None and not _is_http_url(value):
             raise ValueError("must be an http(s) URL")
         return value
 
