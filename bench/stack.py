@@ -1,8 +1,8 @@
 """The bench's own pipeline: Kafka, FerretDB, Jaeger and the four services on free ports.
 
 Started the way ``make run`` starts its stack (``appeals_devstack``): the same servers, the same
-service environment with dev keys and service tokens, traces exported to Jaeger, audit's ops
-scraper pointed at every service. Only the ports (all free ones, so it never collides with a
+service environment with dev keys and service tokens, traces exported to Jaeger; not the ops
+page (nobody watches it here). Only the ports (all free ones, so it never collides with a
 ``make run`` or a test session) and the state folder (a temporary one) differ. No Prometheus:
 the bench reads what it needs itself.
 """
@@ -20,11 +20,10 @@ from appeals_devstack.jaeger import JaegerPorts
 from appeals_devstack.kafka import create_topics
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import (
-    SERVICES,
+    PIPELINE,
     Infrastructure,
     OpsOptions,
     ServiceProcess,
-    ops_metrics_targets,
     service_environment,
     start_service,
     wait_all_ready,
@@ -89,7 +88,7 @@ class BenchStack:
     def start_services(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for spec in SERVICES:
+            for spec in PIPELINE:
                 self.services[spec.name] = start_service(
                     spec, self.env, log_path=self.log_dir / f"{spec.name}.log"
                 )
@@ -128,7 +127,7 @@ def _service_environment(infra: Infrastructure, state_dir: Path) -> dict[str, st
     env = service_environment(infra, base=os.environ)
     env.update(devkeys.service_environment(state_dir))
     intake_grpc = free_port()
-    env.update({spec.port_variable: str(free_port()) for spec in SERVICES})
+    env.update({spec.port_variable: str(free_port()) for spec in PIPELINE})
     env.update(
         {
             "MONGODB_DATABASE": DATABASE,
@@ -139,5 +138,4 @@ def _service_environment(infra: Infrastructure, state_dir: Path) -> dict[str, st
             "AUDIT_STATE_DIR": str(state_dir / "audit"),
         }
     )
-    env["AUDIT_OPS_METRICS_TARGETS"] = ops_metrics_targets(env)
     return env

@@ -3,8 +3,8 @@
 * ``run``: start Kafka and FerretDB (unless ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` name
   existing servers) and the ops stack, Jaeger (unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` names an
   existing collector) and Prometheus, both skipped with ``APPEALS_OPS=0`` (``make run OPS=0``);
-  create the topics, run the four services in the foreground with prefixed logs; Ctrl-C stops
-  everything.
+  create the topics, run the four services and the ops page in the foreground with prefixed
+  logs; Ctrl-C stops everything.
 * ``up``: the same, detached; returns once every service answers ``/readyz``.
 * ``down``: stops what ``up`` (or a ``run`` that was killed) left running.
 """
@@ -28,7 +28,7 @@ from appeals_devstack.stack import (
     Infrastructure,
     OpsOptions,
     ServiceProcess,
-    ops_metrics_targets,
+    ops_page_environment,
     service_environment,
     start_service,
     wait_all_ready,
@@ -148,7 +148,8 @@ def _service_env(infra: Infrastructure) -> dict[str, str]:
 
     env = service_environment(infra)
     env.update(devkeys.service_environment(STATE_DIR))
-    env.setdefault("AUDIT_OPS_METRICS_TARGETS", ops_metrics_targets(env))
+    for name, value in ops_page_environment(env).items():
+        env.setdefault(name, value)
     return env
 
 
@@ -156,12 +157,12 @@ def _say_ops_page(env: dict[str, str], services: list[ServiceProcess]) -> None:
     """The ops page's address with a dev ops token in its fragment (never sent to the server)."""
     from appeals_devstack import devkeys
 
-    audit = next(s for s in services if s.spec.name == "audit")
+    page = next(s for s in services if s.spec.name == "ops")
     token = devkeys.mint_token(
         Path(env["APPEALS_DEV_SIGNING_KEY_FILE"]), role="ops", subject="ops-page-dev"
     )
     _say(f"ops page, signed in with a DEV-ONLY ops token (12 h; local runs only):\n"
-         f"    {audit.base_url}/ops#token={token}")  # fmt: skip
+         f"    {page.base_url}/ops#token={token}")  # fmt: skip
 
 
 def run() -> int:
@@ -180,9 +181,7 @@ def run() -> int:
             services.append(service)
             _record(spec.name, service.process.pid)
         wait_all_ready(services)
-        _say(
-            "all four services ready: " + ", ".join(f"{s.spec.name} {s.base_url}" for s in services)
-        )
+        _say("all services ready: " + ", ".join(f"{s.spec.name} {s.base_url}" for s in services))
         _say_ops(infra)
         _say_ops_page(env, services)
         _say("try: .venv/bin/appeals demo    (Ctrl-C stops everything)")

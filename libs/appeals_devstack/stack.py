@@ -43,7 +43,8 @@ class ServiceSpec:
         return int(env.get(self.port_variable, self.default_port))
 
 
-SERVICES = (
+# The four services an appeal passes through.
+PIPELINE = (
     ServiceSpec("intake", "services.intake.main", "INTAKE_HTTP_PORT", 8080, "\033[36m"),
     ServiceSpec("routing", "services.routing.main", "ROUTING_HTTP_PORT", 8081, "\033[35m"),
     ServiceSpec(
@@ -51,6 +52,9 @@ SERVICES = (
     ),
     ServiceSpec("audit", "services.audit.main", "AUDIT_HTTP_PORT", 8083, "\033[32m"),
 )
+# The ops page, which watches them (started last, after the audit log it reads).
+OPS_PAGE = ServiceSpec("ops", "services.ops.main", "OPS_HTTP_PORT", 8084, "\033[34m")
+SERVICES = (*PIPELINE, OPS_PAGE)
 _RESET = "\033[0m"
 
 
@@ -264,7 +268,7 @@ def service_environment(
         # is in Jaeger by the time someone looks for it.
         env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
         # The ops page links each appeal's trace to this Jaeger's UI.
-        env.setdefault("AUDIT_OPS_TRACE_UI_URL", infra.jaeger.query_url)
+        env.setdefault("OPS_TRACE_UI_URL", infra.jaeger.query_url)
     # Routing and notifications read appellants' particulars from the intake started next to
     # them, wherever its gRPC port was moved.
     env.setdefault("INTAKE_GRPC_TARGET", f"127.0.0.1:{env.get('INTAKE_GRPC_PORT', '50051')}")
@@ -272,10 +276,16 @@ def service_environment(
     return env
 
 
-def ops_metrics_targets(env: Mapping[str, str]) -> str:
-    """``AUDIT_OPS_METRICS_TARGETS`` for a local stack: every service's ``/metrics``, which the
-    audit service scrapes for its ops page."""
-    return ",".join(f"{spec.name}=http://127.0.0.1:{spec.port(env)}/metrics" for spec in SERVICES)
+def ops_page_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """What the ops page needs to know of a local stack: every pipeline service's ``/metrics``,
+    which it scrapes, and the audit service, whose log its search reads."""
+    audit = next(spec for spec in PIPELINE if spec.name == "audit")
+    return {
+        "OPS_METRICS_TARGETS": ",".join(
+            f"{spec.name}=http://127.0.0.1:{spec.port(env)}/metrics" for spec in PIPELINE
+        ),
+        "OPS_AUDIT_URL": f"http://127.0.0.1:{audit.port(env)}",
+    }
 
 
 def wait_all_ready(started: list[ServiceProcess], timeout: float = 60.0) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -81,6 +81,27 @@ async def service_context(
     name: str, settings: ServiceSettings, indexes: Sequence[store.IndexSpec] = ()
 ) -> AsyncIterator[ServiceContext]:
     """Set up logging, telemetry, the producer and the store client; tear them down after."""
+    with observed(name, settings) as telemetry:
+        producer = EventProducer(
+            settings.kafka_bootstrap_servers,
+            client_id=name,
+            publish_timeout_s=settings.kafka_publish_timeout_s,
+        )
+        mongo = store.create_client(settings.mongodb_url, app_name=name)
+        db = mongo[settings.mongodb_database]
+        await producer.start()
+        try:
+            await store.ensure_indexes(db, indexes)
+            yield ServiceContext(name, settings, producer, mongo, db, telemetry)
+        finally:
+            await producer.stop()
+            await mongo.close()
+
+
+@contextlib.contextmanager
+def observed(name: str, settings: ServiceSettings) -> Iterator[Telemetry]:
+    """Logging and telemetry for one process (what a service without Kafka or a store, such as
+    the ops page, needs of :func:`service_context`); telemetry is flushed at the end."""
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
     telemetry = setup_telemetry(
         name,
@@ -88,20 +109,9 @@ async def service_context(
         otlp_metrics_endpoint=settings.otel_exporter_otlp_metrics_endpoint,
         traces_per_s=settings.trace_starts_per_s,
     )
-    producer = EventProducer(
-        settings.kafka_bootstrap_servers,
-        client_id=name,
-        publish_timeout_s=settings.kafka_publish_timeout_s,
-    )
-    mongo = store.create_client(settings.mongodb_url, app_name=name)
-    db = mongo[settings.mongodb_database]
-    await producer.start()
     try:
-        await store.ensure_indexes(db, indexes)
-        yield ServiceContext(name, settings, producer, mongo, db, telemetry)
+        yield telemetry
     finally:
-        await producer.stop()
-        await mongo.close()
         telemetry.shutdown()
 
 

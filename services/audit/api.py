@@ -9,13 +9,12 @@ store.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from fastapi.telemetry import TelemetryConfig
 
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
@@ -25,11 +24,10 @@ from appeals_runtime.http import (
     install_problem_handlers,
 )
 from appeals_runtime.readiness import ReadinessCheck
-from services.audit import complaints_report, exports, ops_api, transparency
+from services.audit import complaints_report, exports, transparency
 from services.audit.callers import Caller, Operator
 from services.audit.entries import rfc3339
 from services.audit.integrity import IntegrityError
-from services.audit.ops_scraper import OpsBoard
 from services.audit.service import AuditService, Trail
 
 MAX_PAGE = 500
@@ -41,6 +39,8 @@ def _trail(trail: Trail) -> dict[str, Any]:
         "appeal_id": trail.appeal_id,
         "tree_size": checkpoint.size if checkpoint else 0,
         "checkpoint": checkpoint.note if checkpoint else None,
+        # What the log knows of the appeal so far (the ops page's search shows it).
+        "summary": _appeal(trail.summary) if trail.summary else None,
         "entries": [
             {
                 "index": entry.document["index"],
@@ -209,29 +209,15 @@ def _text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def _telemetry() -> TelemetryConfig:
-    """The services' HTTP telemetry without the ops page's live stream: it stays open for
-    minutes, and a span and a duration of that length would only skew audit's request figures."""
-    shared = TELEMETRY["exclude"]
-
-    def exclude(scope: MutableMapping[str, Any]) -> bool:
-        return scope.get("path") == ops_api.STREAM_PATH or bool(shared and shared(scope))
-
-    return {**TELEMETRY, "exclude": exclude}
-
-
 def create_app(
     service: AuditService,
     tokens: TokenVerifier,
     *,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
-    ops: OpsBoard | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="appeals audit", telemetry=_telemetry())
+    app = FastAPI(title="appeals audit", telemetry=TELEMETRY)
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.state.verifier = tokens
     app.include_router(audit_router(service))
-    if ops is not None:
-        app.include_router(ops_api.ops_router(service, ops))
     return app

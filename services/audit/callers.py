@@ -1,8 +1,8 @@
 """Who may read through audit's HTTP API: FastAPI dependencies shared by its routers.
 
-Ops and auditor tokens read the log (trails, proofs, exports, reports, the ops page's search),
-with the ``audit:read`` scope; only ops make a checkpoint on demand. The ops page's live figures
-are aggregate metrics, not the log, so any ops token (and only ops) sees them. Callers are
+Ops and auditor tokens read the log (trails, proofs, exports, reports; the ops page's search
+is a trail read with the searcher's own token), with the ``audit:read`` scope; only ops make a
+checkpoint on demand. Callers are
 verified by ``appeals_runtime.http.authenticated`` (the app keeps its verifier in
 ``app.state.verifier``).
 """
@@ -36,18 +36,7 @@ async def _operator(principal: Annotated[Principal, Depends(authenticated)]) -> 
     return Reader(principal.subject, principal.role.value)
 
 
-async def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
-    """The verified ops caller, whatever its scopes."""
-    if principal.role != Role.OPS:
-        raise PermissionDenied(
-            f"the ops page needs an ops token, not {with_article(principal.role)} token"
-        )
-    return Reader(principal.subject, principal.role.value)
-
-
 # A reader of the audit log (ops or auditor).
 Caller = Annotated[Reader, Depends(_reader)]
 # An operator of the audit log (ops).
 Operator = Annotated[Reader, Depends(_operator)]
-# A viewer of the ops page's figures.
-OpsViewer = Annotated[Reader, Depends(_ops_viewer)]

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.settings import ServiceSettings
@@ -62,34 +62,5 @@ class AuditLogSettings(ServiceSettings):
         return self.audit_signing_key_file is None or self.audit_secret_key_file is None
 
 
-def parse_targets(value: str) -> dict[str, str]:
-    """``intake=http://127.0.0.1:8080/metrics,routing=...`` as {name: url}."""
-    targets: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        name, sep, url = (piece.strip() for piece in item.partition("="))
-        if not sep or not name or not url.startswith(("http://", "https://")):
-            raise ValueError(f"{item!r} is not name=http(s)://host:port/metrics")
-        if name in targets:
-            raise ValueError(f"target {name!r} is named twice")
-        targets[name] = url
-    return targets
-
-
 class AuditSettings(AuthSettings, AuditLogSettings):
     http_port: int = Field(default=8083, validation_alias="AUDIT_HTTP_PORT")
-    # The ops page (GET /ops): whose /metrics the audit service scrapes, how often, for how long
-    # it remembers, and where trace links point (Jaeger's UI by default).
-    audit_ops_metrics_targets: str = ""
-    audit_ops_scrape_interval_s: float = Field(default=2.0, gt=0)
-    audit_ops_history_s: float = Field(default=900.0, gt=0)
-    audit_ops_trace_ui_url: str = "http://127.0.0.1:16686"
-
-    @field_validator("audit_ops_metrics_targets")
-    @classmethod
-    def _targets_parse(cls, value: str) -> str:
-        parse_targets(value)
-        return value
-
-    @property
-    def ops_metrics_targets(self) -> dict[str, str]:
-        return parse_targets(self.audit_ops_metrics_targets)

@@ -13,7 +13,6 @@ from services.audit.checkpointer import Checkpointer
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
 from services.audit.consumer import AUDITED_TOPICS, audit_consumer
 from services.audit.integrity import Integrity
-from services.audit.ops_scraper import OpsBoard, OpsScraper
 from services.audit.privacy import Secrets
 from services.audit.service import AuditService
 
@@ -47,18 +46,10 @@ async def serve(settings: AuditSettings) -> None:
         checkpointer = Checkpointer(
             audit.integrity, audit.appender.grown, interval_s=settings.audit_checkpoint_interval_s
         )
-        board = OpsBoard(
-            settings.ops_metrics_targets,
-            interval_s=settings.audit_ops_scrape_interval_s,
-            window_s=settings.audit_ops_history_s,
-            trace_ui_url=settings.audit_ops_trace_ui_url,
-        )
-        app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks, ops=board)
+        app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks)
         http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
         probe = ctx.dead_letter_probe(AUDITED_TOPICS)
-        # The scraper is stopped first (components stop last first): its board ends the page's
-        # open streams, which the HTTP server would otherwise wait for.
-        await run_components([http, consumer, checkpointer, probe, OpsScraper(board)])
+        await run_components([http, consumer, checkpointer, probe])
 
 
 def main() -> None:

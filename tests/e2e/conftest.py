@@ -34,7 +34,7 @@ from appeals_devstack.stack import (
     Infrastructure,
     OpsOptions,
     ServiceProcess,
-    ops_metrics_targets,
+    ops_page_environment,
     service_environment,
     start_service,
     wait_all_ready,
@@ -165,8 +165,8 @@ async def producer(infra: Infrastructure) -> AsyncIterator[EventProducer]:
 def running_pipeline(
     infra: Infrastructure, state: Path, overrides: dict[str, str] | None = None
 ) -> Iterator[Pipeline]:
-    """The four services as processes on ``infra``, with a database and dev keys of their own;
-    ``overrides``: environment variables the test sets (ports, timeouts)."""
+    """The four services and the ops page as processes on ``infra``, with a database and dev
+    keys of their own; ``overrides``: environment variables the test sets (ports, timeouts)."""
     database = f"e2e_{uuid.uuid4().hex[:8]}"
     env = service_environment(infra, base=os.environ)
     env.update(devkeys.service_environment(state))
@@ -182,13 +182,13 @@ def running_pipeline(
             "LOG_LEVEL": "INFO",
             # Keep audit's checkpoint files and dev keys out of the checkout.
             "AUDIT_STATE_DIR": str(state / "audit"),
-            "AUDIT_OPS_SCRAPE_INTERVAL_S": "1",
+            "OPS_SCRAPE_INTERVAL_S": "1",
             # Each service logs the shape of its store commands (test_store_queries reads it).
             QUERY_LOG_VARIABLE: str(state / "store-queries"),
             **(overrides or {}),
         }
     )
-    env["AUDIT_OPS_METRICS_TARGETS"] = ops_metrics_targets(env)
+    env.update(ops_page_environment(env))
     started: dict[str, ServiceProcess] = {}
     try:
         for spec in SERVICES:

@@ -77,7 +77,7 @@ def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
     trace_ui, _, trace_id = link.rpartition("/trace/")
     assert trace_ui == jaeger.base_url and re.fullmatch("[0-9a-f]{32}", trace_id), link
     assert {"intake", "routing"} <= jaeger.wait_for_trace(trace_id).services()
-    # The page also draws the trace itself, read through audit from Jaeger's query API.
+    # The page also draws the trace itself, read by the ops service from Jaeger's query API.
     assert {"intake", "routing", "notifications", "audit"} <= span_services
     picture = read_png(png)
     assert (picture.width, picture.height) == (WIDTH, HEIGHT)
@@ -88,7 +88,7 @@ def test_the_ops_page_follows_the_demo_live_and_finds_an_appeal(
 
 def watch_the_demo(page: Page, pipeline: Pipeline) -> tuple[str, dict[str, str], dict[str, str]]:
     """Open the page, run the demo, see the figures move without a reload."""
-    page.navigate(f"{pipeline.url('audit')}/ops#token={pipeline.ops_token()}")
+    page.navigate(f"{pipeline.url('ops')}/ops#token={pipeline.ops_token()}")
     page.wait_for(
         "document.querySelector('#connection').dataset.state === 'live'"
         " && document.querySelectorAll('#targets li.up').length === 4",

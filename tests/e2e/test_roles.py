@@ -50,10 +50,10 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("audit", "GET", "/v1/audit/appeals"): READERS,
     ("audit", "GET", "/v1/audit/exports/statements-of-reasons"): READERS,
     ("audit", "GET", "/v1/audit/reports/complaint-handling"): READERS,
-    ("audit", "GET", "/v1/ops/overview"): {"ops"},
-    ("audit", "GET", "/v1/ops/stream"): {"ops"},
-    ("audit", "GET", "/v1/ops/traces/{trace_id}"): {"ops"},
-    ("audit", "GET", "/v1/ops/appeals/{appeal_id}"): READERS,
+    ("ops", "GET", "/v1/ops/overview"): {"ops"},
+    ("ops", "GET", "/v1/ops/stream"): {"ops"},
+    ("ops", "GET", "/v1/ops/traces/{trace_id}"): {"ops"},
+    ("ops", "GET", "/v1/ops/appeals/{appeal_id}"): READERS,
 }
 # Served but open to anyone on purpose: probes, metrics, the documents describing the API.
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
@@ -117,7 +117,7 @@ async def rest_call(
 async def test_every_rest_operation_lets_in_exactly_its_roles(pipeline: Pipeline) -> None:
     async with httpx.AsyncClient(timeout=20) as client:
         served = set()
-        for service in ("intake", "routing", "notifications", "audit"):
+        for service in ("intake", "routing", "notifications", "audit", "ops"):
             document = (await client.get(f"{pipeline.url(service)}/openapi.json")).json()
             served |= {
                 (service, method.upper(), path)

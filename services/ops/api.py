@@ -1,8 +1,9 @@
 """The live ops page: ``GET /ops`` and the data it reads under ``/v1/ops/``.
 
-The page itself (HTML, JS, CSS from ``ops_page/``, no CDN, no build step) carries no data and
-needs no token. Its data does: the figures need an ops token, the search by appeal id reads the
-audit log and needs ``audit:read`` as well, and is logged like every other read of the log. The
+The page itself (HTML, JS, CSS from ``page/``, no CDN, no build step) carries no data and
+needs no token. Its data does: the figures need an ops token; the search by appeal id reads the
+audit log through audit's API with the searcher's own token, so audit decides (ops or auditor
+with ``audit:read``) and logs the read like every other read of the log. The
 page keeps its token in ``sessionStorage`` and sends it only as an ``Authorization`` header, so
 the live stream is read with ``fetch`` (``EventSource`` cannot send headers) in the
 Server-Sent-Events format.
@@ -12,20 +13,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import Response, StreamingResponse
+from fastapi.telemetry import TelemetryConfig
 
 from appeals_runtime import vocabulary
+from appeals_runtime.auth import PermissionDenied, Principal, Role, TokenVerifier, with_article
 from appeals_runtime.errors import NotFound
-from services.audit import ops_traces
-from services.audit.callers import Caller, OpsViewer
-from services.audit.entries import rfc3339
-from services.audit.ops_scraper import OpsBoard
-from services.audit.service import AuditService, Trail
+from appeals_runtime.http import TELEMETRY, authenticated, health_router, install_problem_handlers
+from services.ops import traces
+from services.ops.audit_log import AuditTrails
+from services.ops.scraper import OpsBoard
 
 STREAM_PATH = "/v1/ops/stream"
 # A stream ends after this long and the page reconnects, so an expired token stops being served.
@@ -64,42 +66,38 @@ def trace_url(board: OpsBoard, trace_id: str | None) -> str | None:
     return None if not trace_id else f"{board.trace_ui_url}/trace/{trace_id}"
 
 
-def appeal_view(trail: Trail, board: OpsBoard) -> dict[str, Any]:
-    """An appeal as the ops page shows it: status, summary, trail, trace links."""
-    summary = trail.summary
-    types = [str(entry.document["type"]) for entry in trail.entries]
-    traces = [entry.trace_id for entry in trail.entries if entry.trace_id]
-    size = trail.checkpoint.size if trail.checkpoint else 0
-
-    def moment(name: str) -> str | None:
-        value = summary.get(name)
-        return None if value is None else rfc3339(value)
-
+def appeal_view(trail: Mapping[str, Any], board: OpsBoard) -> dict[str, Any]:
+    """An appeal as the ops page shows it (status, summary, trail, trace links), from its trail
+    as audit's ``GET /v1/appeals/{id}/trail`` answers it."""
+    summary = trail.get("summary") or {}
+    entries = trail["entries"]
+    types = [str(entry["type"]) for entry in entries]
+    trace_ids = [entry["trace_id"] for entry in entries if entry.get("trace_id")]
     return {
-        "appeal_id": trail.appeal_id,
+        "appeal_id": trail["appeal_id"],
         "status": appeal_status(types),
         "last_event": types[-1] if types else None,
         "platform": summary.get("platform"),
         "queues": list(summary.get("queues") or []),
         "outcome": summary.get("outcome"),
-        "submitted_at": moment("submitted_at"),
-        "decided_at": moment("decided_at"),
+        "submitted_at": summary.get("submitted_at"),
+        "decided_at": summary.get("decided_at"),
         # The trace the appeal entered in; later steps (a reviewer's decision) may start others.
-        "trace_id": traces[0] if traces else None,
-        "trace_url": trace_url(board, traces[0] if traces else None),
-        "tree_size": size,
+        "trace_id": trace_ids[0] if trace_ids else None,
+        "trace_url": trace_url(board, trace_ids[0] if trace_ids else None),
+        "tree_size": trail["tree_size"],
         "entries": [
             {
-                "index": entry.document["index"],
-                "type": entry.document["type"],
-                "occurred_at": rfc3339(entry.document["occurred_at"]),
-                "producer": entry.document["producer"],
-                "leaf_hash": entry.document["leaf_hash"],
-                "proved": entry.audit_path is not None,
-                "trace_id": entry.trace_id,
-                "trace_url": trace_url(board, entry.trace_id),
+                "index": entry["index"],
+                "type": entry["type"],
+                "occurred_at": entry["occurred_at"],
+                "producer": entry["producer"],
+                "leaf_hash": entry["leaf_hash"],
+                "proved": entry.get("audit_path") is not None,
+                "trace_id": entry.get("trace_id"),
+                "trace_url": trace_url(board, entry.get("trace_id")),
             }
-            for entry in trail.entries
+            for entry in entries
         ],
     }
 
@@ -136,10 +134,33 @@ async def _stream(request: Request, board: OpsBoard) -> AsyncIterator[str]:
 
 def _asset(name: str) -> tuple[bytes, str]:
     filename, media_type = _ASSETS[name]
-    return resources.files("services.audit").joinpath("ops_page", filename).read_bytes(), media_type
+    return resources.files("services.ops").joinpath("page", filename).read_bytes(), media_type
 
 
-def ops_router(service: AuditService, board: OpsBoard) -> APIRouter:
+async def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """The verified ops caller, whatever its scopes: the figures are aggregate metrics."""
+    if principal.role != Role.OPS:
+        raise PermissionDenied(
+            f"the ops page needs an ops token, not {with_article(principal.role)} token"
+        )
+    return principal
+
+
+async def _log_reader(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """An ops or auditor caller (audit checks the scope again, and logs the read)."""
+    if principal.role not in (Role.OPS, Role.AUDITOR):
+        raise PermissionDenied(
+            "the audit log is read with an ops or auditor token, "
+            f"not {with_article(principal.role)} token"
+        )
+    return principal
+
+
+OpsViewer = Annotated[Principal, Depends(_ops_viewer)]
+LogReader = Annotated[Principal, Depends(_log_reader)]
+
+
+def ops_router(board: OpsBoard, trails: AuditTrails) -> APIRouter:
     router = APIRouter(tags=["ops page"])
     assets = {name: _asset(name) for name in _ASSETS}
 
@@ -176,12 +197,33 @@ def ops_router(service: AuditService, board: OpsBoard) -> APIRouter:
     @router.get("/v1/ops/traces/{trace_id}")
     async def ops_trace(trace_id: TraceId, _: OpsViewer) -> dict[str, Any]:
         """A trace's spans as a tree, read from the trace backend's query API."""
-        return ops_traces.span_tree(await ops_traces.fetch_trace(board.trace_ui_url, trace_id))
+        return traces.span_tree(await traces.fetch_trace(board.trace_ui_url, trace_id))
 
     @router.get("/v1/ops/appeals/{appeal_id}")
-    async def ops_appeal(appeal_id: AppealId, caller: Caller) -> dict[str, Any]:
-        """An appeal's status, trail and trace links; logged like every read of the log."""
-        await service.log_access(caller, "ops search", appeal_id)
-        return appeal_view(await service.trail(appeal_id), board)
+    async def ops_appeal(appeal_id: AppealId, request: Request, _: LogReader) -> dict[str, Any]:
+        """An appeal's status, trail and trace links, read from the audit log with the caller's
+        own token (audit logs the read under the caller's name)."""
+        trail = await trails.trail(appeal_id, request.headers["authorization"])
+        return appeal_view(trail, board)
 
     return router
+
+
+def _telemetry() -> TelemetryConfig:
+    """The services' HTTP telemetry without the live stream: it stays open for minutes, and a
+    span and a duration of that length would only skew the request figures."""
+    shared = TELEMETRY["exclude"]
+
+    def exclude(scope: MutableMapping[str, Any]) -> bool:
+        return scope.get("path") == STREAM_PATH or bool(shared and shared(scope))
+
+    return {**TELEMETRY, "exclude": exclude}
+
+
+def create_app(board: OpsBoard, trails: AuditTrails, tokens: TokenVerifier) -> FastAPI:
+    app = FastAPI(title="appeals ops page", telemetry=_telemetry())
+    install_problem_handlers(app)
+    app.include_router(health_router({}))
+    app.state.verifier = tokens
+    app.include_router(ops_router(board, trails))
+    return app

@@ -1,6 +1,6 @@
 """What the ops page shows, derived from the services' Prometheus metrics. Pure.
 
-The audit service scrapes every service's ``/metrics`` (``ops_scraper``); this module turns one
+The ops service scrapes every service's ``/metrics`` (``scraper``); this module turns one
 round of scrapes into a snapshot of the pipeline: appeals received per platform and channel,
 routed per queue, decided by outcome (reversals = overturned in whole or in part), queue depths,
 oldest waits and SLA figures, notifications delivered and failed per channel, consumer lag and

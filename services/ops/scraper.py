@@ -1,8 +1,8 @@
-"""The ops page's data source: a component of the audit service that scrapes every service's
+"""The ops page's data source: a component of the ops service that scrapes every service's
 ``/metrics`` on an interval while someone watches the page, and keeps what the page shows
 (``OpsBoard``).
 
-Scraping happens in the audit process, not in the browser, so the page needs only audit's origin
+Scraping happens in the ops process, not in the browser, so the page needs only its origin
 and an ops token; the services' ``/metrics`` stay unauthenticated on their own ports, as
 Prometheus expects. A target that does not answer is shown as down with the reason; the others
 still count. Live viewers wait on :meth:`OpsBoard.next_sample`.
@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
-from services.audit import ops_metrics
-from services.audit.ops_history import History
-from services.audit.ops_metrics import TargetScrape
+from services.ops import figures
+from services.ops.figures import TargetScrape
+from services.ops.history import History
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class OpsBoard:
         self.history = History(window_s=window_s, interval_s=interval_s)
         self._clock = clock
         self.latest: dict[str, Any] = self._stamped(
-            ops_metrics.snapshot(
+            figures.snapshot(
                 [TargetScrape(name, url, error="not scraped yet") for name, url in targets.items()]
             )
         )
@@ -75,7 +75,7 @@ class OpsBoard:
 
     async def publish(self, scrapes: list[TargetScrape]) -> None:
         """Record one round of scrapes and wake every viewer."""
-        snapshot = self._stamped(ops_metrics.snapshot(scrapes))
+        snapshot = self._stamped(figures.snapshot(scrapes))
         point = self.history.add(snapshot["at"], snapshot)
         snapshot["rates"] = point["rates"]
         async with self._changed:
@@ -146,7 +146,7 @@ async def scrape(client: httpx.AsyncClient, name: str, url: str) -> TargetScrape
     try:
         response = await client.get(url, timeout=SCRAPE_TIMEOUT_S)
         response.raise_for_status()
-        return TargetScrape(name, url, ops_metrics.parse(response.text))
+        return TargetScrape(name, url, figures.parse(response.text))
     except httpx.HTTPStatusError as error:
         return TargetScrape(name, url, error=f"HTTP {error.response.status_code}")
     except httpx.HTTPError as error:
@@ -172,7 +172,7 @@ class OpsScraper:
 
     async def run(self) -> None:
         if not self.board.targets:
-            log.warning("no metrics targets configured (AUDIT_OPS_METRICS_TARGETS): the ops page "
+            log.warning("no metrics targets configured (OPS_METRICS_TARGETS): the ops page "
                         "will show no figures")  # fmt: skip
         self.board.scraping = True
         try:

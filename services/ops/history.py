@@ -4,7 +4,7 @@ One point per scrape round (every 2 s by default while the page is watched, 15 m
 450 points of a few hundred bytes; rounds stop while nobody watches, so the charts have a gap).
 Rates are per minute over a trailing window, from the counters' increases; a counter that went
 down was reset by a restart, and its new value is the increase since (as Prometheus' ``rate``
-treats resets). The history lives in the audit process only: a restart starts it afresh, which
+treats resets). The history lives in the ops process only: a restart starts it afresh, which
 is what a live page needs; long-term history is Prometheus' job.
 """
 

@@ -1,10 +1,10 @@
 """An appeal's trace for the ops page, read from the trace backend's query API.
 
 The page links to the trace UI, but a local Jaeger built from the Go module proxy has no UI, and
-an operator following an appeal should not need a second tool for the first look: audit reads
-Jaeger's HTTP query API (``GET /api/traces/{id}``, also Grafana's Jaeger datasource protocol) and
-hands the page the spans as a tree, with what it needs to draw a waterfall. Spans hold no
-personal data (the services never put any there), so this is shown to any ops caller.
+an operator following an appeal should not need a second tool for the first look: the ops service
+reads Jaeger's HTTP query API (``GET /api/traces/{id}``, also Grafana's Jaeger datasource
+protocol) and hands the page the spans as a tree, with what it needs to draw a waterfall. Spans
+hold no personal data (the services never put any there), so this is shown to any ops caller.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ from appeals.v1 import events_pb2
 from appeals_runtime import events
 from appeals_runtime import metrics as m
 from appeals_runtime.metrics import Kind, Metric
-from services.audit import api, ops_api, ops_metrics
-from services.audit.config import parse_targets
-from services.audit.ops_history import History, increase
-from services.audit.ops_metrics import TargetScrape
-from services.audit.ops_scraper import WATCH_GRACE_S, OpsBoard, OpsScraper
 from services.intake import model as intake_model
+from services.ops import api, figures
+from services.ops.config import parse_targets
+from services.ops.figures import TargetScrape
+from services.ops.history import History, increase
+from services.ops.scraper import WATCH_GRACE_S, OpsBoard, OpsScraper
 
 Points = list[tuple[float, dict[str, str]]]
 
@@ -56,7 +56,7 @@ class Exporter:
 
     def scrape(self, name: str) -> TargetScrape:
         text = generate_latest(self.registry).decode()
-        return TargetScrape(name, f"http://{name}/metrics", ops_metrics.parse(text))
+        return TargetScrape(name, f"http://{name}/metrics", figures.parse(text))
 
 
 def _label(attribute: str) -> str:
@@ -114,7 +114,7 @@ def pipeline() -> dict[str, Exporter]:
 
 
 def snapshot(pipeline: dict[str, Exporter], *extra: TargetScrape) -> dict[str, Any]:
-    return ops_metrics.snapshot([e.scrape(name) for name, e in pipeline.items()] + list(extra))
+    return figures.snapshot([e.scrape(name) for name, e in pipeline.items()] + list(extra))
 
 
 def test_the_exporters_series_names_are_the_registrys(pipeline: dict[str, Exporter]) -> None:
@@ -189,7 +189,7 @@ def test_a_target_that_is_down_is_named_and_its_metrics_are_no_data() -> None:
     intake.add(m.APPEALS_RECEIVED, 1, platform="horizon", channel="kafka")
     down = TargetScrape("routing", "http://127.0.0.1:1/metrics", error="ConnectError")
 
-    shown = ops_metrics.snapshot([intake.scrape("intake"), down])
+    shown = figures.snapshot([intake.scrape("intake"), down])
 
     assert shown["targets"][1] == {
         "name": "routing", "url": "http://127.0.0.1:1/metrics", "up": False, "error": "ConnectError"
@@ -204,15 +204,15 @@ def test_a_target_that_is_down_is_named_and_its_metrics_are_no_data() -> None:
 
 
 def test_nothing_configured_or_nothing_reachable_is_all_zeros() -> None:
-    shown = ops_metrics.snapshot([])
+    shown = figures.snapshot([])
     assert shown["targets"] == []
     assert set(shown["totals"].values()) == {0}
-    assert set(shown["no_data"]) == set(ops_metrics.FIGURE_SOURCES)
+    assert set(shown["no_data"]) == set(figures.FIGURE_SOURCES)
 
 
 def test_what_is_not_an_exposition_is_refused() -> None:
     with pytest.raises(ValueError):
-        ops_metrics.parse("<html>this is not prometheus</html>")
+        figures.parse("<html>this is not prometheus</html>")
 
 
 def _snapshot(**totals: float) -> dict[str, Any]:
@@ -305,13 +305,13 @@ def test_the_ops_search_reads_status_from_the_trail_as_intake_does(event_type: s
     getattr(event, event_type).SetInParent()
     change = intake_model.status_change(event)
     expected = "received" if event_type == "submitted" else change and change.status
-    assert ops_api.appeal_status(["submitted", event_type]) == (expected or "received")
+    assert api.appeal_status(["submitted", event_type]) == (expected or "received")
 
 
 def test_the_live_stream_is_left_out_of_http_telemetry_like_the_probes() -> None:
     exclude = api._telemetry()["exclude"]
     assert exclude is not None
-    assert exclude({"path": ops_api.STREAM_PATH}) and exclude({"path": "/metrics"})
+    assert exclude({"path": api.STREAM_PATH}) and exclude({"path": "/metrics"})
     assert not exclude({"path": "/v1/ops/overview"})
 
 

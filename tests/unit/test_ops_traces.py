@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.audit.ops_traces import span_tree
+from services.ops.traces import span_tree
 
 
 def span(
