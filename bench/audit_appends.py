@@ -44,10 +44,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appeals.v1 import appeal_pb2, events_pb2
+from appeals_proofs import checkpoints, merkle
+from appeals_proofs.signed_note import Signer
 from appeals_runtime import events, store, topics
-from services.audit import checkpoints, entries, merkle, privacy, records, verification
 from services.audit.config import AuditLogSettings
-from services.audit.signed_note import Signer
+from services.audit.log import entries, records, verification
+from services.audit.privacy import sealing
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 # An appeal's lifecycle, cycled through so sizes are realistic: a submitted event carries the
@@ -105,15 +107,15 @@ def lifecycle_event(n: int) -> events_pb2.AppealEvent:
 def logged_events(count: int) -> Iterator[entries.LoggedEvent]:
     """What the consumer hands the log: redacted events, personal data sealed (one data key for
     all, since key storage is the store path's business)."""
-    secrets = privacy.derive_secrets(bytes(32))
-    data_key = privacy.new_data_key()
+    secrets = sealing.derive_secrets(bytes(32))
+    data_key = sealing.new_data_key()
     for n in range(count):
         recorded = records.from_lifecycle_event(
             lifecycle_event(n), topic=topics.APPEAL_LIFECYCLE.name, secrets=secrets
         )
         event = recorded.event
         if recorded.personal is not None and recorded.subject is not None:
-            sealed = privacy.seal(
+            sealed = sealing.seal(
                 data_key, recorded.personal, subject=recorded.subject, event_id=event.event_id
             )
             event = dataclasses.replace(event, sealed=sealed)
@@ -164,7 +166,7 @@ def bench_tree(count: int) -> None:
 # 2. The store path, FerretDB ----------------------------------------------------------------
 
 
-async def _record_all(service: Any, secrets: privacy.Secrets, numbers: range, lanes: int) -> None:
+async def _record_all(service: Any, secrets: sealing.Secrets, numbers: range, lanes: int) -> None:
     """Record events ``numbers`` with ``lanes`` appeals in flight, each appeal's events in order
     (what the consumer runner does with different keys)."""
     by_appeal: dict[int, list[int]] = {}

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from appeals_runtime import store
-from services.audit import entries, repository
+from services.audit.log import entries, repository
 
 LOG_COLLECTION = repository.AUDIT_LOG
 # The audit service's collections (log, lookups, tree, checkpoints, keys) all carry this prefix.

@@ -40,9 +40,9 @@ from bench import audit_log
 from bench.seeding.template import store_codec
 from bench.seeding.tokens import Pattern, TokenMap, locate
 from bench.seeding.write_behind import WriteBehind
-from services.audit import entries as audit_entries
 from services.audit.config import AuditLogSettings
 from services.audit.consumer import AuditHandler
+from services.audit.log import entries as audit_entries
 from services.audit.main import build
 
 CHECKPOINT_EVERY = 50_000

@@ -31,22 +31,24 @@ from pathlib import Path
 from typing import Any
 
 from appeals_devstack.paths import STATE_DIR
+from appeals_proofs import bundles
+from appeals_proofs.proofs import InvalidProof
+from appeals_proofs.signed_note import InvalidNote, Verifier
 from appeals_runtime import store, vocabulary
 from appeals_runtime.errors import NotFound, TransientError
-from services.audit import complaints_report, exports, privacy, proof_bundles, transparency
-from services.audit.acknowledgements import (
+from services.audit.config import AuditLogSettings
+from services.audit.exports import complaints_report, sources, transparency
+from services.audit.exports.acknowledgements import (
     Either,
     IntakeAcknowledgements,
     IntakeLookup,
     TopicAcknowledgements,
 )
-from services.audit.config import AuditLogSettings
-from services.audit.integrity import IntegrityError
+from services.audit.exports.reconciliation import AcknowledgementSource, Window
+from services.audit.log.integrity import IntegrityError
 from services.audit.main import INDEXES, build
-from services.audit.proofs import InvalidProof
-from services.audit.reconciliation import AcknowledgementSource, Window
+from services.audit.privacy import sealing
 from services.audit.service import AuditService, Reader
-from services.audit.signed_note import InvalidNote, Verifier
 
 Command = Callable[[AuditService, argparse.Namespace, AuditLogSettings], Awaitable[int]]
 
@@ -168,14 +170,14 @@ async def _consistency(service: AuditService, args: argparse.Namespace, _: Audit
 async def _export(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
     since, until = _moment(args.since), _moment(args.until)
     await service.log_access(operator(), "export statements of reasons", args.platform or "all")
-    decided = await exports.decided_appeals(service.log, since, until, platform=args.platform)
+    decided = await sources.decided_appeals(service.log, since, until, platform=args.platform)
     _print({"batches": list(transparency.batches(decided))}, args.output)
     return 0
 
 
 async def _report(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
     await service.log_access(operator(), "complaint-handling report", args.month)
-    received, decisions = await exports.report_inputs(service.log, args.month)
+    received, decisions = await sources.report_inputs(service.log, args.month)
     rows = complaints_report.monthly_report(received, decisions, month=args.month)
     if args.format == "csv":
         sys.stdout.write(complaints_report.to_csv(rows))
@@ -196,7 +198,7 @@ async def _reconcile(service: AuditService, args: argparse.Namespace, cfg: Audit
         intake = IntakeLookup(args.intake_url, token)
         # Intake's own records, not bounded by the topics' retention, beside the topics.
         source = Either(source, IntakeAcknowledgements(args.intake_url, token))
-    result = await exports.reconcile_log(service.log, source, window, intake=intake)
+    result = await sources.reconcile_log(service.log, source, window, intake=intake)
     _print({"ok": result.ok, **dataclasses.asdict(result)})
     return 0 if result.ok else 1
 
@@ -208,7 +210,7 @@ async def _forget(service: AuditService, args: argparse.Namespace, _: AuditLogSe
             raise SystemExit("appeals audit forget: give --pseudonym, or --platform and --user-id")
         secrets = service.keys.secrets
         platform = vocabulary.PLATFORMS[args.platform]
-        subject = privacy.pseudonym(secrets, platform=platform, user_id=args.user_id)
+        subject = sealing.pseudonym(secrets, platform=platform, user_id=args.user_id)
     shredded = await service.forget(subject, operator())
     print(f"{subject}: {'data key shredded' if shredded else 'no data key was left'}")
     return 0
@@ -221,7 +223,7 @@ def _check_proof(args: argparse.Namespace) -> int:
     if not vkey:
         raise SystemExit("appeals audit check-proof: give the log's verifier key (--key)")
     try:
-        account = proof_bundles.check(json.loads(raw), Verifier.from_vkey(vkey))
+        account = bundles.check(json.loads(raw), Verifier.from_vkey(vkey))
     except (InvalidProof, InvalidNote, ValueError) as error:
         print(f"INVALID: {error}")
         return 1

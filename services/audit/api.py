@@ -1,4 +1,4 @@
-"""Audit's REST API: trails with proofs, verification, checkpoints, proofs, queries, exports.
+"""Audit's REST API: trails with proofs, verification, checkpoints, proofs, queries, sources.
 
 Thin: each route checks the caller, logs the read in the audit log itself (before answering, so
 an unlogged read cannot happen), calls the service and shapes JSON. Only ops tokens with the
@@ -24,10 +24,10 @@ from appeals_runtime.http import (
     install_problem_handlers,
 )
 from appeals_runtime.readiness import ReadinessCheck
-from services.audit import complaints_report, exports, transparency
 from services.audit.callers import Caller, Operator
-from services.audit.entries import rfc3339
-from services.audit.integrity import IntegrityError
+from services.audit.exports import complaints_report, sources, transparency
+from services.audit.log.entries import rfc3339
+from services.audit.log.integrity import IntegrityError
 from services.audit.service import AuditService, Trail
 
 MAX_PAGE = 500
@@ -178,7 +178,7 @@ def audit_router(service: AuditService) -> APIRouter:
             since=_text(since), until=_text(until),
         )  # fmt: skip
         decided = await _exported(
-            exports.decided_appeals(service.log, since, until, platform=platform)
+            sources.decided_appeals(service.log, since, until, platform=platform)
         )
         return {"batches": list(transparency.batches(decided))}
 
@@ -189,7 +189,7 @@ def audit_router(service: AuditService) -> APIRouter:
         format: Literal["json", "csv"] = "json",
     ) -> Response:
         await service.log_access(caller, "complaint-handling report", month)
-        received, decisions = await _exported(exports.report_inputs(service.log, month))
+        received, decisions = await _exported(sources.report_inputs(service.log, month))
         rows = complaints_report.monthly_report(received, decisions, month=month)
         if format == "csv":
             return PlainTextResponse(complaints_report.to_csv(rows), media_type="text/csv")

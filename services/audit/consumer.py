@@ -16,7 +16,8 @@ from appeals_runtime import metrics, topics, tracing
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import privacy, records
+from services.audit.log import records
+from services.audit.privacy import sealing
 from services.audit.service import AuditService
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ AUDITED_TOPICS: tuple[topics.Topic[Any], ...] = (
 
 
 def to_recorded(
-    message: InboundMessage[Any], secrets: privacy.Secrets
+    message: InboundMessage[Any], secrets: sealing.Secrets
 ) -> tuple[records.Recorded, records.IndexFacts]:
     if message.topic in RESTORE_TOPICS:
         producer = message.headers.get(h.PRODUCER, b"").decode(errors="replace")
@@ -43,7 +44,7 @@ def to_recorded(
 
 
 class AuditHandler:
-    def __init__(self, service: AuditService, secrets: privacy.Secrets) -> None:
+    def __init__(self, service: AuditService, secrets: sealing.Secrets) -> None:
         self._service = service
         self._secrets = secrets
 
@@ -66,7 +67,7 @@ def audit_consumer(
     bootstrap_servers: str,
     group_id: str,
     service: AuditService,
-    secrets: privacy.Secrets,
+    secrets: sealing.Secrets,
     producer: EventProducer,
 ) -> ConsumerRunner:
     """The consumer runner over every audited topic; ``producer`` parks poison in the DLQs."""

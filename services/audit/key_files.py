@@ -18,9 +18,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit import privacy
+from appeals_proofs.signed_note import Signer
 from services.audit.config import AuditLogSettings
-from services.audit.signed_note import Signer
+from services.audit.privacy import sealing
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,13 @@ def load_signer(settings: AuditLogSettings) -> Signer:
     return Signer(settings.origin, key)
 
 
-def load_secrets(settings: AuditLogSettings) -> privacy.Secrets:
+def load_secrets(settings: AuditLogSettings) -> sealing.Secrets:
     generated = None
     if settings.audit_secret_key_file is None:
-        generated = base64.b64encode(os.urandom(privacy.KEY_SIZE)) + b"\n"
+        generated = base64.b64encode(os.urandom(sealing.KEY_SIZE)) + b"\n"
     text = _read(settings.secret_key_file, generate=generated, what="audit master secret")
     try:
         master = base64.b64decode(text.strip(), validate=True)
-        return privacy.derive_secrets(master)
+        return sealing.derive_secrets(master)
     except ValueError as error:  # binascii.Error is a ValueError
         raise KeyFileError(f"{settings.secret_key_file}: {error}") from error

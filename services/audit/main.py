@@ -7,17 +7,19 @@ from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
 from appeals_runtime.service import run_components, run_service, service_context
 from appeals_runtime.settings import load_settings
-from services.audit import api, key_files, key_repository, repository, tree_repository
-from services.audit.appender import Appender
-from services.audit.checkpointer import Checkpointer
+from services.audit import api, key_files
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
 from services.audit.consumer import AUDITED_TOPICS, audit_consumer
-from services.audit.integrity import Integrity
-from services.audit.privacy import Secrets
+from services.audit.log import repository, tree_repository
+from services.audit.log.appender import Appender
+from services.audit.log.checkpointer import Checkpointer
+from services.audit.log.integrity import Integrity
+from services.audit.privacy import person_keys
+from services.audit.privacy.sealing import Secrets
 from services.audit.service import AuditService
 
 SERVICE_NAME = "audit"
-INDEXES = [*repository.INDEXES, *tree_repository.INDEXES, *key_repository.INDEXES]
+INDEXES = [*repository.INDEXES, *tree_repository.INDEXES, *person_keys.INDEXES]
 
 
 def build(db: store.Database, settings: AuditLogSettings) -> tuple[AuditService, Secrets]:
@@ -26,7 +28,7 @@ def build(db: store.Database, settings: AuditLogSettings) -> tuple[AuditService,
     log = repository.LogRepository(db)
     tree = tree_repository.TreeRepository(db, log)
     integrity = Integrity(log, tree, key_files.load_signer(settings), settings.checkpoint_dir)
-    keys = key_repository.KeyRepository(db, secrets)
+    keys = person_keys.KeyRepository(db, secrets)
     return AuditService(log, Appender(log), tree, keys, integrity), secrets
 
 

@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from appeals_proofs import bundles, proofs
+from appeals_proofs.checkpoints import SignedCheckpoint
 from appeals_runtime import store
 from appeals_runtime.errors import NotFound
-from services.audit import entries, privacy, proof_bundles, proofs, records
-from services.audit.appender import Appender
-from services.audit.checkpoints import SignedCheckpoint
-from services.audit.integrity import Integrity
-from services.audit.key_repository import KeyRepository
-from services.audit.records import IndexFacts, Recorded
-from services.audit.repository import LogRepository
-from services.audit.tree_repository import TreeRepository
+from services.audit.log import entries, records
+from services.audit.log.appender import Appender
+from services.audit.log.integrity import Integrity
+from services.audit.log.records import IndexFacts, Recorded
+from services.audit.log.repository import LogRepository
+from services.audit.log.tree_repository import TreeRepository
+from services.audit.privacy import sealing
+from services.audit.privacy.person_keys import KeyRepository
 
 Clock = Callable[[], datetime]
 logger = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ class AuditService:
             sealed = (
                 None
                 if key is None
-                else privacy.seal(
+                else sealing.seal(
                     key, recorded.personal, subject=recorded.subject, event_id=event.event_id
                 )
             )
@@ -127,12 +129,12 @@ class AuditService:
         return shredded
 
     async def personal_data(self, document: store.Document) -> bytes:
-        """The sealed personal data of an entry; raises privacy.Erased once shredded."""
+        """The sealed personal data of an entry; raises sealing.Erased once shredded."""
         sealed = document.get("sealed")
         if not sealed:
-            raise privacy.Erased("this entry holds no personal data")
+            raise sealing.Erased("this entry holds no personal data")
         key = await self.keys.key(sealed["subject"])
-        return privacy.open_sealed(key, sealed, event_id=document["event_id"])
+        return sealing.open_sealed(key, sealed, event_id=document["event_id"])
 
     # Reading ----------------------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ class AuditService:
             raise NotFound(f"the audit log has no entry {index}")
         signed = await self._checkpoint_covering(index, tree_size)
         path = await self.tree.range_hashes(proofs.inclusion_ranges(index, signed.size))
-        return proof_bundles.inclusion(entries.public_form(document), path, signed)
+        return bundles.inclusion(entries.public_form(document), path, signed)
 
     async def _checkpoint_covering(self, index: int, tree_size: int | None) -> SignedCheckpoint:
         if tree_size is not None:
@@ -202,4 +204,4 @@ class AuditService:
         if old.size > new.size:
             raise NotFound(f"checkpoint {old.size} is newer than checkpoint {new.size}")
         path = await self.tree.range_hashes(proofs.consistency_ranges(old.size, new.size))
-        return proof_bundles.consistency(old, new, path)
+        return bundles.consistency(old, new, path)

@@ -17,13 +17,15 @@ import pytest
 
 from appeals.v1 import appeal_pb2
 from appeals_devstack import devkeys
+from appeals_proofs import bundles, merkle, proofs
+from appeals_proofs.checkpoints import open_checkpoint
+from appeals_proofs.signed_note import Verifier
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
-from services.audit import api, entries, merkle, proof_bundles, proofs
-from services.audit.checkpoints import open_checkpoint
+from services.audit import api
 from services.audit.config import AuditSettings
-from services.audit.repository import AUDIT_LOG
-from services.audit.signed_note import Verifier
+from services.audit.log import entries
+from services.audit.log.repository import AUDIT_LOG
 from tests.support.audit import (
     Audit,
     Case,
@@ -159,14 +161,14 @@ async def test_an_inclusion_bundle_checks_out_with_only_the_verifier_key(
     bundle = by_event.json()
     assert (bundle["kind"], bundle["leaf_index"], bundle["tree_size"]) == ("inclusion", 3, 6)
     assert bundle["entry"]["type"] == "decided"
-    assert "decided" in proof_bundles.check(bundle, Verifier.from_vkey(vkey))
+    assert "decided" in bundles.check(bundle, Verifier.from_vkey(vkey))
     assert by_index.json()["tree_size"] == 6  # the checkpoint just signed covers it
 
     # The third party's command: the bundle file and the key, nothing else.
     good, forged = tmp_path / "good.json", tmp_path / "forged.json"
     good.write_text(json.dumps(bundle))
     bundle["entry"]["producer"] = "someone-else"
-    bundle["leaf_hash"] = merkle.leaf_hash(proof_bundles.canonical(bundle["entry"])).hex()
+    bundle["leaf_hash"] = merkle.leaf_hash(bundles.canonical(bundle["entry"])).hex()
     forged.write_text(json.dumps(bundle))
     assert check_proof(good, vkey) == (0, "OK")
     assert check_proof(forged, vkey) == (1, "INVALID")
@@ -213,7 +215,7 @@ async def test_a_consistency_bundle_shows_the_log_only_grew(
         first["tree_size"],
         second["tree_size"],
     )
-    proof_bundles.check(bundle, Verifier.from_vkey(vkey))
+    bundles.check(bundle, Verifier.from_vkey(vkey))
     missing = await client.get("/v1/audit/proofs/consistency", params={"first": 3})
     assert missing.status_code == 404
 

@@ -16,10 +16,10 @@ from appeals.v1 import events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store, topics
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import entries, records
-from services.audit.appender import Append
 from services.audit.consumer import audit_consumer
-from services.audit.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, Appended
+from services.audit.log import entries, records
+from services.audit.log.appender import Append
+from services.audit.log.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, Appended
 from tests.support.audit import Audit, lifecycle, new_appeal_id, open_audit, record
 from tests.support.store_commands import CommandLog, watched_client
 

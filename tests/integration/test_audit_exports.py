@@ -20,12 +20,13 @@ from appeals_devstack.stack import Infrastructure
 from appeals_runtime import events, store, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import api, exports
-from services.audit.acknowledgements import TopicAcknowledgements
+from services.audit import api
 from services.audit.config import AuditSettings
-from services.audit.reconciliation import Window
-from services.audit.repository import AUDIT_LOG
-from services.audit.transparency import EEA
+from services.audit.exports import sources
+from services.audit.exports.acknowledgements import TopicAcknowledgements
+from services.audit.exports.reconciliation import Window
+from services.audit.exports.transparency import EEA
+from services.audit.log.repository import AUDIT_LOG
 from tests.support.audit import (
     Audit,
     Case,
@@ -241,7 +242,7 @@ async def test_reconciliation_names_every_appeal_on_one_side_only(
     async def intake_knows(appeal_id: str) -> bool:
         return False
 
-    result = await exports.reconcile_log(
+    result = await sources.reconcile_log(
         audit.service.log, TopicAcknowledgements(infra.kafka_bootstrap_servers), window,
         intake=intake_knows,
     )  # fmt: skip
@@ -256,7 +257,7 @@ async def test_reconciliation_names_every_appeal_on_one_side_only(
     async def intake_knows_invented(appeal_id: str) -> bool:
         return appeal_id == invented
 
-    confirmed = await exports.reconcile_log(
+    confirmed = await sources.reconcile_log(
         audit.service.log, TopicAcknowledgements(infra.kafka_bootstrap_servers), window,
         intake=intake_knows_invented,
     )  # fmt: skip

@@ -18,11 +18,12 @@ from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import events, store, topics
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import entries, integrity, privacy, records
 from services.audit.consumer import audit_consumer
-from services.audit.integrity import IntegrityError
-from services.audit.repository import AUDIT_LOG
-from services.audit.tree_repository import AUDIT_CHECKPOINTS
+from services.audit.log import entries, integrity, records
+from services.audit.log.integrity import IntegrityError
+from services.audit.log.repository import AUDIT_LOG
+from services.audit.log.tree_repository import AUDIT_CHECKPOINTS
+from services.audit.privacy import sealing
 from tests.support.audit import (
     Audit,
     Case,
@@ -358,13 +359,13 @@ async def test_crypto_shredding_erases_a_persons_data_and_the_log_still_verifies
     await audit.service.integrity.checkpoint()
     submitted = (await audit.service.trail(mine)).entries[0].document
     subject = submitted["sealed"]["subject"]
-    assert subject == privacy.pseudonym(audit.secrets, platform=2, user_id="lena")
+    assert subject == sealing.pseudonym(audit.secrets, platform=2, user_id="lena")
     assert b"lena@example.org" in await audit.service.personal_data(submitted)
 
     reader = _operator()
     assert await audit.service.forget(subject, reader)
 
-    with pytest.raises(privacy.Erased):
+    with pytest.raises(sealing.Erased):
         await audit.service.personal_data(submitted)
     other = (await audit.service.trail(theirs)).entries[0].document
     assert b"omar@example.org" in await audit.service.personal_data(other)  # only hers is gone

@@ -17,12 +17,12 @@ import pytest
 from appeals.v1 import events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
-from services.audit import records, repository
-from services.audit.appender import Appender
-from services.audit.records import AppealSummary
-from services.audit.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, LEGACY_APPEAL_INDEX
+from services.audit.log import records, repository
+from services.audit.log.appender import Appender
+from services.audit.log.records import AppealSummary
+from services.audit.log.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, LEGACY_APPEAL_INDEX
+from services.audit.log.tree_repository import AUDIT_CHECKPOINTS, LATEST
 from services.audit.service import Reader
-from services.audit.tree_repository import AUDIT_CHECKPOINTS, LATEST
 from tests.support.audit import Audit, Case, lifecycle, new_appeal_id, open_audit, record
 from tests.support.store_commands import CommandLog, names_the_id, watched_client
 
@@ -258,7 +258,7 @@ async def make_legacy(audit: Audit, appeal_id: str) -> None:
 
 
 def _payload(document: dict[str, Any]) -> bytes:
-    from services.audit import entries
+    from services.audit.log import entries
 
     return entries.payload_of(document)
 

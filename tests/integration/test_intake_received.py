@@ -14,9 +14,9 @@ from appeals_runtime import store, topics
 from appeals_runtime.events import new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.audit import exports
-from services.audit.acknowledgements import IntakeAcknowledgements, IntakeLookup
-from services.audit.reconciliation import Window
+from services.audit.exports import sources
+from services.audit.exports.acknowledgements import IntakeAcknowledgements, IntakeLookup
+from services.audit.exports.reconciliation import Window
 from services.intake import identity
 from services.intake.consumers import StatusProjection
 from services.intake.received_index import RECEIVED_INDEX
@@ -135,7 +135,7 @@ async def test_reconciliation_against_intakes_records_names_both_sides(
     window = Window(start - timedelta(minutes=1), start + timedelta(minutes=1))
     token = intake.token(role="ops")
 
-    result = await exports.reconcile_log(
+    result = await sources.reconcile_log(
         audit.service.log,
         IntakeAcknowledgements("http://intake", token, client=intake.client),
         window,

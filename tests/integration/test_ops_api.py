@@ -17,10 +17,10 @@ from appeals_runtime import metrics, store, topics, tracing
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.audit import api as audit_api
-from services.audit import entries
 from services.audit.config import AuditSettings
 from services.audit.consumer import AuditHandler
-from services.audit.repository import AUDIT_LOG
+from services.audit.log import entries
+from services.audit.log.repository import AUDIT_LOG
 from services.ops import api, figures
 from services.ops.audit_log import AuditTrails
 from services.ops.scraper import OpsBoard

@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import events, store, topics
 from appeals_runtime.privacy import submission_facts
-from services.audit import legacy, records
 from services.audit.config import AuditLogSettings
+from services.audit.log import records
 from services.audit.main import INDEXES, build
-from services.audit.privacy import Secrets
+from services.audit.privacy import legacy
+from services.audit.privacy.sealing import Secrets
 from services.audit.service import AuditService
 
 CarrierT = TypeVar("CarrierT", events_pb2.AppealSubmitted, events_pb2.CasePackage)

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any, cast
 
 from appeals_runtime.errors import TransientError
-from services.audit.checkpointer import Checkpointer
-from services.audit.integrity import Integrity
+from services.audit.log.checkpointer import Checkpointer
+from services.audit.log.integrity import Integrity
 
 
 class CountingIntegrity:

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit import checkpoints
-from services.audit.signed_note import InvalidNote, Signer, Verifier, open_note
+from appeals_proofs import checkpoints
+from appeals_proofs.signed_note import InvalidNote, Signer, Verifier, open_note
 
 # golang.org/x/mod/sumdb/note, note_test.go and the package documentation.
 GO_SIGNER_KEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

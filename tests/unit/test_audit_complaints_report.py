@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.audit import complaints_report
-from services.audit.complaints_report import Decision, Received
+from services.audit.exports import complaints_report
+from services.audit.exports.complaints_report import Decision, Received
 
 
 def at(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit import checkpoint_files, checkpoints, key_files
+from appeals_proofs import checkpoints
+from appeals_proofs.signed_note import Signer
+from services.audit import key_files
 from services.audit.config import AuditLogSettings
-from services.audit.signed_note import Signer
+from services.audit.log import checkpoint_files
 
 
 def settings(tmp_path: Path, **overrides: Any) -> AuditLogSettings:

@@ -13,7 +13,7 @@ import itertools
 
 import pytest
 
-from services.audit import merkle, proofs
+from appeals_proofs import merkle, proofs
 
 LEAVES = [
     bytes.fromhex(x)

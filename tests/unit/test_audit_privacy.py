@@ -11,11 +11,12 @@ import pytest
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import events
 from appeals_runtime.privacy import submission_facts
-from services.audit import entries, legacy, privacy, records
+from services.audit.log import entries, records
+from services.audit.privacy import legacy, sealing
 from tests.support.audit import old_layout
 
-SECRETS = privacy.derive_secrets(b"\x01" * 32)
-OTHER_SECRETS = privacy.derive_secrets(b"\x02" * 32)
+SECRETS = sealing.derive_secrets(b"\x01" * 32)
+OTHER_SECRETS = sealing.derive_secrets(b"\x02" * 32)
 
 
 def submission() -> appeal_pb2.AppealSubmission:
@@ -83,11 +84,11 @@ def test_an_old_layout_submitted_event_is_logged_without_personal_data_in_the_cl
 
 
 def test_the_pseudonym_is_stable_per_person_and_meaningless_without_the_key() -> None:
-    one = privacy.pseudonym(SECRETS, platform=2, user_id="u-1")
-    assert one == privacy.pseudonym(SECRETS, platform=2, user_id="u-1")
-    assert one != privacy.pseudonym(SECRETS, platform=2, user_id="u-2")
-    assert one != privacy.pseudonym(SECRETS, platform=1, user_id="u-1")
-    assert one != privacy.pseudonym(OTHER_SECRETS, platform=2, user_id="u-1")
+    one = sealing.pseudonym(SECRETS, platform=2, user_id="u-1")
+    assert one == sealing.pseudonym(SECRETS, platform=2, user_id="u-1")
+    assert one != sealing.pseudonym(SECRETS, platform=2, user_id="u-2")
+    assert one != sealing.pseudonym(SECRETS, platform=1, user_id="u-1")
+    assert one != sealing.pseudonym(OTHER_SECRETS, platform=2, user_id="u-1")
     assert one.startswith("ps_")
     assert "u-1" not in one
 
@@ -96,11 +97,11 @@ def test_sealed_personal_data_opens_with_the_persons_key() -> None:
     recorded = records.from_lifecycle_event(submitted_event(), topic="t", secrets=SECRETS)
     assert recorded.personal is not None
     assert recorded.subject is not None
-    data_key = privacy.new_data_key()
-    sealed = privacy.seal(data_key, recorded.personal, subject=recorded.subject, event_id="e-1")
+    data_key = sealing.new_data_key()
+    sealed = sealing.seal(data_key, recorded.personal, subject=recorded.subject, event_id="e-1")
 
     opened = appeal_pb2.AppealSubmission.FromString(
-        privacy.open_sealed(data_key, sealed, event_id="e-1")
+        sealing.open_sealed(data_key, sealed, event_id="e-1")
     )
 
     assert opened.appellant.user_id == "17841400000000001"
@@ -114,33 +115,33 @@ def test_after_crypto_shredding_the_data_is_gone_but_the_entry_still_hashes_the_
     recorded = records.from_lifecycle_event(submitted_event(), topic="t", secrets=SECRETS)
     assert recorded.personal is not None
     assert recorded.subject is not None
-    data_key = privacy.new_data_key()
-    sealed = privacy.seal(data_key, recorded.personal, subject=recorded.subject, event_id="e-1")
+    data_key = sealing.new_data_key()
+    sealed = sealing.seal(data_key, recorded.personal, subject=recorded.subject, event_id="e-1")
     event = entries.LoggedEvent(**{**recorded.event.__dict__, "sealed": sealed})
     entry = entries.new_entry(event, index=0, recorded_at=recorded.event.occurred_at)
 
-    with pytest.raises(privacy.Erased):
-        privacy.open_sealed(None, sealed, event_id="e-1")  # the key was deleted
-    with pytest.raises(privacy.Erased):
-        privacy.open_sealed(privacy.new_data_key(), sealed, event_id="e-1")
+    with pytest.raises(sealing.Erased):
+        sealing.open_sealed(None, sealed, event_id="e-1")  # the key was deleted
+    with pytest.raises(sealing.Erased):
+        sealing.open_sealed(sealing.new_data_key(), sealed, event_id="e-1")
     assert entries.entry_leaf_hash(entry).hex() == entry["leaf_hash"]
 
 
 def test_a_sealed_blob_cannot_be_moved_to_another_event() -> None:
-    data_key = privacy.new_data_key()
-    sealed = privacy.seal(data_key, b"personal", subject="ps_1", event_id="e-1")
-    with pytest.raises(privacy.Erased):
-        privacy.open_sealed(data_key, sealed, event_id="e-2")
+    data_key = sealing.new_data_key()
+    sealed = sealing.seal(data_key, b"personal", subject="ps_1", event_id="e-1")
+    with pytest.raises(sealing.Erased):
+        sealing.open_sealed(data_key, sealed, event_id="e-2")
 
 
 def test_data_keys_are_wrapped_under_the_master_secret_and_bound_to_their_subject() -> None:
-    data_key = privacy.new_data_key()
-    wrapped = privacy.wrap_key(SECRETS, data_key, subject="ps_1")
-    assert privacy.unwrap_key(SECRETS, wrapped, subject="ps_1") == data_key
-    with pytest.raises(privacy.Erased):
-        privacy.unwrap_key(SECRETS, wrapped, subject="ps_2")
-    with pytest.raises(privacy.Erased):
-        privacy.unwrap_key(OTHER_SECRETS, wrapped, subject="ps_1")
+    data_key = sealing.new_data_key()
+    wrapped = sealing.wrap_key(SECRETS, data_key, subject="ps_1")
+    assert sealing.unwrap_key(SECRETS, wrapped, subject="ps_1") == data_key
+    with pytest.raises(sealing.Erased):
+        sealing.unwrap_key(SECRETS, wrapped, subject="ps_2")
+    with pytest.raises(sealing.Erased):
+        sealing.unwrap_key(OTHER_SECRETS, wrapped, subject="ps_1")
 
 
 def test_an_old_layout_escalation_package_is_sealed_for_the_same_person() -> None:
@@ -174,4 +175,4 @@ def test_events_without_personal_data_pass_unchanged() -> None:
 
 def test_a_master_secret_must_be_long_enough() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        privacy.derive_secrets(b"short")
+        sealing.derive_secrets(b"short")

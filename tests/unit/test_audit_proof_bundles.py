@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit import checkpoints, entries, merkle, proof_bundles, proofs
-from services.audit.signed_note import InvalidNote, Signer, Verifier
+from appeals_proofs import bundles, checkpoints, merkle, proofs
+from appeals_proofs.signed_note import InvalidNote, Signer, Verifier
+from services.audit.log import entries
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 SIGNER = Signer("appeals.example/audit", Ed25519PrivateKey.generate())
@@ -60,9 +61,7 @@ def inclusion_bundle(documents: list[dict[str, Any]], index: int, size: int) -> 
         merkle.evaluate(merkle.subtree_plan(lo, hi), table)
         for lo, hi in proofs.inclusion_ranges(index, size)
     ]
-    bundle = proof_bundles.inclusion(
-        entries.public_form(documents[index]), path, signed(documents, size)
-    )
+    bundle = bundles.inclusion(entries.public_form(documents[index]), path, signed(documents, size))
     # What a third party receives is JSON text.
     return dict(json.loads(json.dumps(bundle)))
 
@@ -73,7 +72,7 @@ def consistency_bundle(documents: list[dict[str, Any]], first: int, second: int)
         merkle.evaluate(merkle.subtree_plan(lo, hi), table)
         for lo, hi in proofs.consistency_ranges(first, second)
     ]
-    bundle = proof_bundles.consistency(signed(documents, first), signed(documents, second), path)
+    bundle = bundles.consistency(signed(documents, first), signed(documents, second), path)
     return dict(json.loads(json.dumps(bundle)))
 
 
@@ -82,20 +81,20 @@ DOCUMENTS = log_of(23)
 
 @pytest.mark.parametrize(("index", "size"), [(0, 1), (4, 23), (22, 23), (7, 8), (15, 16)])
 def test_an_honest_inclusion_bundle_checks_out(index: int, size: int) -> None:
-    account = proof_bundles.check(inclusion_bundle(DOCUMENTS, index, size), VERIFIER)
+    account = bundles.check(inclusion_bundle(DOCUMENTS, index, size), VERIFIER)
     assert f"entry {index}" in account
     assert f"tree size {size}" in account
 
 
 @pytest.mark.parametrize(("first", "second"), [(1, 23), (8, 16), (13, 23), (23, 23)])
 def test_an_honest_consistency_bundle_checks_out(first: int, second: int) -> None:
-    account = proof_bundles.check(consistency_bundle(DOCUMENTS, first, second), VERIFIER)
+    account = bundles.check(consistency_bundle(DOCUMENTS, first, second), VERIFIER)
     assert f"{second} entries extends its state at {first}" in account
 
 
 def forge_entry(bundle: dict[str, Any]) -> None:
     bundle["entry"]["appeal_id"] = "ap_someone_else"
-    bundle["leaf_hash"] = merkle.leaf_hash(proof_bundles.canonical(bundle["entry"])).hex()
+    bundle["leaf_hash"] = merkle.leaf_hash(bundles.canonical(bundle["entry"])).hex()
 
 
 def forge_path(bundle: dict[str, Any]) -> None:
@@ -147,7 +146,7 @@ def test_a_forged_inclusion_bundle_fails(forge: Any) -> None:
     bundle = inclusion_bundle(DOCUMENTS, 4, 23)
     forge(bundle)
     with pytest.raises((proofs.InvalidProof, InvalidNote)):
-        proof_bundles.check(bundle, VERIFIER)
+        bundles.check(bundle, VERIFIER)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +162,7 @@ def test_a_forged_consistency_bundle_fails(forge: Any) -> None:
     bundle = consistency_bundle(DOCUMENTS, 13, 23)
     forge(bundle)
     with pytest.raises((proofs.InvalidProof, InvalidNote)):
-        proof_bundles.check(bundle, VERIFIER)
+        bundles.check(bundle, VERIFIER)
 
 
 def test_a_rewritten_history_has_no_consistency_bundle_that_checks_out() -> None:
@@ -174,4 +173,4 @@ def test_a_rewritten_history_has_no_consistency_bundle_that_checks_out() -> None
     bundle = consistency_bundle(rewritten, 13, 23)
     bundle["first_checkpoint"] = honest_old.note  # the checkpoint the world already has
     with pytest.raises(proofs.InvalidProof):
-        proof_bundles.check(bundle, VERIFIER)
+        bundles.check(bundle, VERIFIER)

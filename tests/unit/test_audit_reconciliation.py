@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.audit.reconciliation import Acknowledged, LoggedAppeal, Window, reconcile
+from services.audit.exports.reconciliation import Acknowledged, LoggedAppeal, Window, reconcile
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(days=1))

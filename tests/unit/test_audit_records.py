@@ -9,10 +9,11 @@ import pytest
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
 from appeals_runtime import events, topics
 from appeals_runtime.errors import InvalidMessage
-from services.audit import privacy, records
+from services.audit.log import records
+from services.audit.privacy import sealing
 
 AT = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
-SECRETS = privacy.derive_secrets(bytes(32))
+SECRETS = sealing.derive_secrets(bytes(32))
 
 
 def routed_event(

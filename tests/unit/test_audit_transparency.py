@@ -10,8 +10,8 @@ import pytest
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime.privacy import submission_facts
-from services.audit import dsa_rules, transparency
-from services.audit.transparency import EEA, DecidedAppeal
+from services.audit.exports import dsa_rules, transparency
+from services.audit.exports.transparency import EEA, DecidedAppeal
 from tests.support.audit import old_layout
 
 SUBMITTED_AT = datetime(2025, 3, 2, 9, 0, tzinfo=UTC)

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit import checkpoints, entries, merkle, verification
-from services.audit.checkpoints import SignedCheckpoint
-from services.audit.signed_note import Signer
+from appeals_proofs import checkpoints, merkle
+from appeals_proofs.checkpoints import SignedCheckpoint
+from appeals_proofs.signed_note import Signer
+from services.audit.log import entries, verification
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SIGNER = Signer("example.com/audit", Ed25519PrivateKey.generate())

@@ -12,10 +12,8 @@ from typing import Any
 
 from appeals.v1 import events_pb2
 from appeals_runtime import events, vocabulary
-from services.audit import entries, legacy
-from services.audit.complaints_report import Decision, Received
-from services.audit.integrity import IntegrityError
-from services.audit.reconciliation import (
+from services.audit.exports.complaints_report import Decision, Received
+from services.audit.exports.reconciliation import (
     Acknowledged,
     AcknowledgementSource,
     LoggedAppeal,
@@ -23,8 +21,11 @@ from services.audit.reconciliation import (
     Window,
     reconcile,
 )
-from services.audit.repository import LogRepository
-from services.audit.transparency import DecidedAppeal
+from services.audit.exports.transparency import DecidedAppeal
+from services.audit.log import entries
+from services.audit.log.integrity import IntegrityError
+from services.audit.log.repository import LogRepository
+from services.audit.privacy import legacy
 
 
 def _event(document: dict[str, Any]) -> events_pb2.AppealEvent:

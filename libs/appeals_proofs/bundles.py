@@ -19,10 +19,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.audit import merkle, proofs
-from services.audit.checkpoints import SignedCheckpoint, open_checkpoint
-from services.audit.proofs import InvalidProof
-from services.audit.signed_note import Verifier
+from appeals_proofs import merkle, proofs
+from appeals_proofs.checkpoints import SignedCheckpoint, open_checkpoint
+from appeals_proofs.proofs import InvalidProof
+from appeals_proofs.signed_note import Verifier
 
 INCLUSION = "inclusion"
 CONSISTENCY = "consistency"

@@ -34,8 +34,8 @@ from pymongo.errors import BulkWriteError, OperationFailure
 
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
-from services.audit import entries
-from services.audit.records import IndexFacts
+from services.audit.log import entries
+from services.audit.log.records import IndexFacts
 
 AUDIT_LOG = "audit_log"
 EVENT_SLOTS = "audit_events"

@@ -16,12 +16,13 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from appeals_proofs import checkpoints, merkle
+from appeals_proofs.checkpoints import Checkpoint, SignedCheckpoint
+from appeals_proofs.signed_note import InvalidNote, Signer
 from appeals_runtime import metrics
-from services.audit import checkpoint_files, checkpoints, entries, merkle, verification
-from services.audit.checkpoints import Checkpoint, SignedCheckpoint
-from services.audit.repository import LogRepository
-from services.audit.signed_note import InvalidNote, Signer
-from services.audit.tree_repository import TreeRepository
+from services.audit.log import checkpoint_files, entries, verification
+from services.audit.log.repository import LogRepository
+from services.audit.log.tree_repository import TreeRepository
 
 log = logging.getLogger(__name__)
 _checkpoint_counter = metrics.counter(metrics.AUDIT_CHECKPOINTS)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 
 from appeals_runtime.errors import TransientError
-from services.audit.integrity import Integrity, IntegrityError
+from services.audit.log.integrity import Integrity, IntegrityError
 
 log = logging.getLogger(__name__)
 

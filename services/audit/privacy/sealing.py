@@ -5,7 +5,7 @@ erase. Events carry no personal data today: intake keeps the appellant's user id
 statement and attachments, and events name the person by ``appellant_pseudonym`` (intake's keyed
 hash). They enter the log as they are.
 
-Events in the layout from before (:mod:`services.audit.legacy`: the whole submission in a
+Events in the layout from before (:mod:`services.audit.privacy.legacy`: the whole submission in a
 submitted event or a case package), from a producer not yet upgraded, enter it split in two:
 
 * a *redacted* event: the submission replaced by its facts, and ``appellant_pseudonym`` set to
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime.privacy import submission_facts
-from services.audit import legacy
+from services.audit.privacy import legacy
 
 ALGORITHM = "A256GCM"
 NONCE_SIZE = 12

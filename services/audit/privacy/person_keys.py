@@ -1,7 +1,7 @@
 """Per-person data keys and their erasure (``audit_subject_keys``).
 
 One document per person (pseudonym), ``_id`` = the pseudonym: either the person's data key,
-wrapped under the key-encryption key (privacy.py), or, once they asked to be forgotten, a
+wrapped under the key-encryption key (sealing.py), or, once they asked to be forgotten, a
 tombstone. Erasing deletes the key, which crypto-shreds everything sealed for them; the tombstone
 makes sure an old event of theirs delivered again is logged without personal data rather than
 under a fresh key.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from appeals_runtime import store
-from services.audit import privacy
+from services.audit.privacy import sealing
 
 SUBJECT_KEYS = "audit_subject_keys"
 INDEXES: list[store.IndexSpec] = []  # read by _id only
@@ -24,18 +24,18 @@ MAX_ERASE_ATTEMPTS = 10
 
 
 class KeyRepository:
-    def __init__(self, db: store.Database, secrets: privacy.Secrets) -> None:
+    def __init__(self, db: store.Database, secrets: sealing.Secrets) -> None:
         self._keys = db[SUBJECT_KEYS]
         self._secrets = secrets
 
     @property
-    def secrets(self) -> privacy.Secrets:
+    def secrets(self) -> sealing.Secrets:
         return self._secrets
 
     async def key_for_sealing(self, subject: str) -> bytes | None:
         """The subject's data key, created on first use; None once the subject was erased."""
-        data_key = privacy.new_data_key()
-        wrapped = privacy.wrap_key(self._secrets, data_key, subject=subject)
+        data_key = sealing.new_data_key()
+        wrapped = sealing.wrap_key(self._secrets, data_key, subject=subject)
         document = {"_id": subject, "wrapped": wrapped, "created_at": datetime.now(UTC)}
         if await store.insert_once(self._keys, document):
             return data_key
@@ -46,7 +46,7 @@ class KeyRepository:
         found = await store.available(self._keys.find_one({"_id": subject}))
         if found is None or "wrapped" not in found:
             return None
-        return privacy.unwrap_key(self._secrets, found["wrapped"], subject=subject)
+        return sealing.unwrap_key(self._secrets, found["wrapped"], subject=subject)
 
     async def erased(self, subject: str) -> bool:
         found = await store.available(self._keys.find_one({"_id": subject}, {"erased_at": 1}))

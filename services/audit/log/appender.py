@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from appeals_runtime.errors import TransientError
-from services.audit import entries
-from services.audit.records import IndexFacts
-from services.audit.repository import Appended, IndexedEntry, LogRepository
+from services.audit.log import entries
+from services.audit.log.records import IndexFacts
+from services.audit.log.repository import Appended, IndexedEntry, LogRepository
 
 log = logging.getLogger(__name__)
 

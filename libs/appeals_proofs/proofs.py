@@ -3,7 +3,7 @@
 Generating a proof is split in two so the store is read once per proof: :func:`inclusion_ranges`
 and :func:`consistency_ranges` name the leaf ranges whose Merkle tree hashes make up the proof (in
 the RFC's order); the caller hashes them (from stored complete subtrees, see
-:func:`services.audit.merkle.subtree_plan`). Verifying needs only hashes and sizes: a third party
+:func:`appeals_proofs.merkle.subtree_plan`). Verifying needs only hashes and sizes: a third party
 runs :func:`verify_inclusion` / :func:`verify_consistency` against a signed checkpoint's root.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.audit.merkle import HASH_SIZE, largest_power_of_two_below, node_hash
+from appeals_proofs.merkle import HASH_SIZE, largest_power_of_two_below, node_hash
 
 Range = tuple[int, int]
 

@@ -26,7 +26,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from appeals_runtime import events, topics
-from services.audit.reconciliation import Acknowledged, AcknowledgementSource, Window
+from services.audit.exports.reconciliation import Acknowledged, AcknowledgementSource, Window
 
 # Producer clocks and broker timestamps disagree a little: seek this much before the window.
 SEEK_SLACK = timedelta(minutes=5)

@@ -17,8 +17,8 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from services.audit.merkle import HASH_SIZE
-from services.audit.signed_note import InvalidNote, Signer, Verifier, open_note
+from appeals_proofs.merkle import HASH_SIZE
+from appeals_proofs.signed_note import InvalidNote, Signer, Verifier, open_note
 
 
 @dataclass(frozen=True)

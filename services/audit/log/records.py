@@ -21,8 +21,8 @@ from typing import Any
 from appeals.v1 import commands_pb2, events_pb2
 from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
-from services.audit import legacy, privacy
-from services.audit.entries import NO_APPEAL, LoggedEvent
+from services.audit.log.entries import NO_APPEAL, LoggedEvent
+from services.audit.privacy import legacy, sealing
 
 # The type of a restore command in trails; lifecycle events use their payload's name.
 RESTORE_REQUESTED = "restore_requested"
@@ -48,7 +48,7 @@ EVENTS = events.EventHandling("audit", handled=frozenset(events.EVENT_TYPES), ig
 
 
 def from_lifecycle_event(
-    event: events_pb2.AppealEvent, *, topic: str, secrets: privacy.Secrets
+    event: events_pb2.AppealEvent, *, topic: str, secrets: sealing.Secrets
 ) -> Recorded:
     _require(event.event_id, "event_id")
     _require(event.appeal_id, "appeal_id")
@@ -57,7 +57,7 @@ def from_lifecycle_event(
     event_type = events.event_type(event)
     if event_type not in events.EVENT_TYPES:
         raise InvalidMessage("event carries no payload", field="payload")
-    separated = privacy.separate_personal(event, secrets)
+    separated = sealing.separate_personal(event, secrets)
     event = separated.redacted
     logged = LoggedEvent(
         event_id=event.event_id,

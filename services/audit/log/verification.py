@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from services.audit import entries, merkle
-from services.audit.checkpoints import SignedCheckpoint
+from appeals_proofs import merkle
+from appeals_proofs.checkpoints import SignedCheckpoint
+from services.audit.log import entries
 
 HASH = merkle.HASH_SIZE
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import vocabulary
-from services.audit import dsa_rules, legacy
+from services.audit.exports import dsa_rules
+from services.audit.privacy import legacy
 
 MAX_BATCH = 100
 

@@ -12,8 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from services.audit.checkpoints import SignedCheckpoint
-from services.audit.entries import KEY_DIGITS
+from appeals_proofs.checkpoints import SignedCheckpoint
+from services.audit.log.entries import KEY_DIGITS
 
 LATEST = "checkpoint"
 SUFFIX = ".checkpoint"

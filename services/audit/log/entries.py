@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.audit.merkle import leaf_hash
+from appeals_proofs.merkle import leaf_hash
 
 # Bumped if what an entry holds ever changes, so old and new entries stay verifiable side by side.
 ENTRY_FORMAT = 1

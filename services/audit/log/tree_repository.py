@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from appeals_proofs import merkle
+from appeals_proofs.checkpoints import SignedCheckpoint
 from appeals_runtime import store
-from services.audit import entries, merkle
-from services.audit.checkpoints import SignedCheckpoint
-from services.audit.repository import LogRepository, insert_ignoring_duplicates
+from services.audit.log import entries
+from services.audit.log.repository import LogRepository, insert_ignoring_duplicates
 
 AUDIT_TREE = "audit_tree"
 AUDIT_CHECKPOINTS = "audit_checkpoints"
