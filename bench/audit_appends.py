@@ -43,10 +43,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_proofs import checkpoints, merkle
 from appeals_proofs.signed_note import Signer
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from services.audit.config import AuditLogSettings
 from services.audit.log import entries, records, verification
 from services.audit.privacy import sealing

@@ -13,8 +13,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from appeals import vocabulary
 from appeals_cli import demo
-from appeals_runtime import vocabulary
 
 PLATFORMS = tuple(vocabulary.PLATFORMS)
 

@@ -27,7 +27,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from appeals_runtime import events, store, topics
+from appeals import events, topics
+from appeals_runtime import store
 from bench import audit_log
 
 log = logging.getLogger(__name__)

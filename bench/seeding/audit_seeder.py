@@ -32,7 +32,8 @@ from typing import Any, cast
 
 import bson
 
-from appeals_runtime import store, topics
+from appeals import topics
+from appeals_runtime import store
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.settings import load_settings

@@ -34,7 +34,8 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from appeals_runtime import store, topics
+from appeals import topics
+from appeals_runtime import store
 from bench import audit_log
 from bench.seeding import messages
 from bench.seeding.tokens import TokenMap, tokens_in_document, tokens_in_text

@@ -30,11 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from appeals import vocabulary
 from appeals_devstack.paths import STATE_DIR
 from appeals_proofs import bundles
 from appeals_proofs.proofs import InvalidProof
 from appeals_proofs.signed_note import InvalidNote, Verifier
-from appeals_runtime import store, vocabulary
+from appeals_runtime import store
 from appeals_runtime.errors import NotFound, TransientError
 from services.audit.config import AuditLogSettings
 from services.audit.exports import complaints_report, sources, transparency

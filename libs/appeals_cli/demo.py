@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
+from appeals import vocabulary
 from appeals.v1 import agent_desk_pb2, appeal_pb2
 from appeals_cli import reviewer, tokens
-from appeals_runtime import vocabulary
 
 _DECIDED = re.compile(r"decided (ap_\w+):")
 _ASKED = re.compile(r"asked the appellant of (ap_\w+)")

@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
+from appeals import vocabulary
 from appeals_cli import demo, reviewer, route, tokens
-from appeals_runtime import vocabulary
 
 DEFAULT_INTAKE_URL = os.environ.get("APPEALS_INTAKE_URL", "http://127.0.0.1:8080")
 DEFAULT_DESK = os.environ.get("APPEALS_AGENT_DESK", "127.0.0.1:50052")

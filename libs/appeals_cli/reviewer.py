@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import grpc
 
+from appeals import vocabulary
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2
-from appeals_runtime import vocabulary
 
 # Words in a statement that, in the demo rule, suggest the original decision missed context.
 _CONTEXT_WORDS = re.compile(

@@ -43,7 +43,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _explain_command(args: argparse.Namespace) -> int:
-    from appeals_runtime.privacy import submission_facts
+    from appeals.facts import submission_facts
     from services.intake.schemas import AppealIn
     from services.routing.policy import AppealFacts
     from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicyError, load_policy
@@ -84,7 +84,7 @@ def _describe(error: Exception) -> str:
 
 def explain(rules: RoutingPolicy, facts: AppealFacts) -> dict[str, Any]:
     """Everything routing would decide about the appeal, with the reasons."""
-    from appeals_runtime import vocabulary
+    from appeals import vocabulary
     from services.routing import policy
 
     decision = policy.route(rules, facts)

@@ -21,13 +21,13 @@ from typing import IO
 
 import httpx
 
+from appeals.topics import all_topic_names
 from appeals_devstack import processes
 from appeals_devstack.ferretdb import FerretDB
 from appeals_devstack.jaeger import Jaeger, JaegerPorts
 from appeals_devstack.kafka import KafkaBroker, create_topics
 from appeals_devstack.paths import REPO_ROOT
 from appeals_devstack.prometheus import Prometheus
-from appeals_runtime.topics import all_topic_names
 
 
 @dataclass(frozen=True)

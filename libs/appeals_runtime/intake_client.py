@@ -1,6 +1,6 @@
 """How the pipeline's own services read an appellant's particulars from intake.
 
-Intake alone keeps personal data (see :mod:`appeals_runtime.privacy`). Routing (a reviewer
+Intake alone keeps personal data (see :mod:`appeals.facts`). Routing (a reviewer
 reading the statement) and notifications (addressing a message) call
 ``appeals.v1.Intake/GetAppealParticulars`` when they need it, under their own service token, and
 store no copy (notifications holds the addressing part in memory for a couple of minutes:

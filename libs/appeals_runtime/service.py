@@ -19,13 +19,13 @@ from typing import Any, Protocol
 import uvloop
 from pymongo import AsyncMongoClient
 
+from appeals.topics import Topic
 from appeals_runtime import store
 from appeals_runtime.kafka.dead_letters import DeadLetterProbe
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.logs import configure_logging
 from appeals_runtime.settings import ServiceSettings
 from appeals_runtime.telemetry import Telemetry, setup_telemetry
-from appeals_runtime.topics import Topic
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from appeals_runtime import metrics, topics, tracing
+from appeals import topics
+from appeals_runtime import metrics, tracing
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer

@@ -42,8 +42,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
+from appeals import topics, vocabulary
+from appeals.events import new_event
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
-from appeals_runtime import metrics, store, topics, tracing, vocabulary
+from appeals_runtime import metrics, store, tracing
 from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, Unauthenticated
 from appeals_runtime.errors import (
     Conflict,
@@ -54,9 +57,7 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
-from appeals_runtime.events import new_event
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.privacy import submission_facts
 from services.intake import eligibility, identity, validation
 from services.intake.erasure import Erasures
 from services.intake.model import AppealRecord, without_particulars

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from appeals import topics
+from appeals.events import EventHandling, event_type, occurred_at
 from appeals.v1 import events_pb2, intake_pb2
-from appeals_runtime import topics
 from appeals_runtime.auth import (
     PermissionDenied,
     PlatformNotAllowed,
@@ -21,7 +22,6 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
-from appeals_runtime.events import EventHandling, event_type, occurred_at
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import validation

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from appeals import topics, vocabulary
+from appeals.events import new_event
 from appeals.v1 import events_pb2
-from appeals_runtime import store, topics, tracing, vocabulary
+from appeals_runtime import store, tracing
 from appeals_runtime.auth import Principal, Scope
-from appeals_runtime.events import new_event
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import identity, validation
 from services.intake.appellants import Tombstone

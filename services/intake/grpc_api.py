@@ -7,8 +7,8 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf.message import Message
 
+from appeals import vocabulary
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
-from appeals_runtime import vocabulary
 from appeals_runtime.auth import Role, Scope, TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation

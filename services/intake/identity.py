@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import secrets
 
+from appeals.events import derived_event_id
 from appeals.v1 import appeal_pb2
-from appeals_runtime.events import derived_event_id
 
 
 def idempotency_scope(surface: str, key: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from appeals_runtime import topics
+from appeals import topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import HttpServer

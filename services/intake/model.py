@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from appeals import vocabulary
+from appeals.events import event_type, occurred_at
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
-from appeals_runtime import vocabulary
-from appeals_runtime.events import event_type, occurred_at
-from appeals_runtime.privacy import submission_facts
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from appeals import platforms, vocabulary
 from appeals.v1 import appeal_pb2
-from appeals_runtime import platforms, vocabulary
 from services.intake import validation
 from services.intake.model import AppealRecord
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     PlatformName: TypeAlias = str
     PreferredChannel: TypeAlias = str
 else:
-    # The declared platforms (appeals_runtime.platforms), as an enum in the OpenAPI document.
+    # The declared platforms (appeals.platforms), as an enum in the OpenAPI document.
     PlatformName = Literal[platforms.NAMES]
     PreferredChannel = Literal["", validation.ContactChannel]
 SubjectKindName = Literal[

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from google.protobuf import unknown_fields
 from google.protobuf.message import Message
 
+from appeals import platforms, vocabulary
 from appeals.v1 import appeal_pb2
-from appeals_runtime import platforms, vocabulary
 from appeals_runtime.errors import FieldViolation, Unprocessable, ValidationFailed
 
 MAX_STATEMENT_CHARS = 5000
@@ -38,7 +38,7 @@ MAX_ACCOUNT_REACH = 10**15
 if TYPE_CHECKING:
     ContactChannel: TypeAlias = str
 else:
-    # The shared channels and each declared platform's own (appeals_runtime.platforms).
+    # The shared channels and each declared platform's own (appeals.platforms).
     ContactChannel = Literal[
         (*sorted(platforms.SHARED_CHANNELS), *(p.channel for p in platforms.PLATFORMS))
     ]

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
-from appeals_runtime import platforms
+from appeals import platforms
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.intake_client import IntakeClientSettings
 
@@ -31,7 +31,7 @@ RETRY_CONSUMER_GROUP = "notifications-retries"
 # that forgets NOTIFICATIONS_WEBHOOK_SECRET refuses to start instead of signing with a known key.
 DEV_WEBHOOK_SECRET = "dev-only-webhook-secret-never-use-in-production"  # noqa: S105
 
-# Each platform's own channel (declared in appeals_runtime/platforms.yaml).
+# Each platform's own channel (declared in appeals/platforms.yaml).
 PLATFORM_CHANNELS = dict(platforms.CHANNELS)
 CHANNELS = frozenset({*PLATFORM_CHANNELS.values(), *platforms.SHARED_CHANNELS})
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from appeals import topics
 from appeals.v1 import events_pb2
-from appeals_runtime import topics
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications.inbound import notice_from, recipient_from_submitted

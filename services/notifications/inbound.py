@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from appeals import events, vocabulary
 from appeals.v1 import events_pb2, intake_pb2
-from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
 from services.notifications.model import (
     Contact,

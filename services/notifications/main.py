@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from appeals_runtime import platforms, topics
+from appeals import platforms, topics
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
 from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource

@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from appeals_runtime import platforms
+from appeals import platforms
 from appeals_runtime.errors import InvalidMessage
 from services.notifications.locales import (
     babel_locale,
@@ -48,7 +48,7 @@ TEMPLATES = (
 )
 
 # The Oversight Board hears appeals about Facebook and Instagram content only (declared in
-# appeals_runtime/platforms.yaml, as is how messages name each platform).
+# appeals/platforms.yaml, as is how messages name each platform).
 OVERSIGHT_BOARD_PLATFORMS = platforms.OVERSIGHT_BOARD
 PLATFORM_NAMES = {p.name: p.display_name for p in platforms.PLATFORMS}
 # Policy codes with this prefix name a legal ground (DSA Art. 17(3)(d)), e.g. "law_de_stgb_130";

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from appeals import events, topics
 from appeals.v1 import events_pb2
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.errors import InvalidMessage, NotFound
 from appeals_runtime.intake_client import ParticularsSource
 from appeals_runtime.kafka.producer import EventProducer

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from appeals import topics
 from appeals.v1 import events_pb2
-from appeals_runtime import topics
 from appeals_runtime.errors import InvalidMessage
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import InboundMessage

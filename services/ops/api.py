@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.telemetry import TelemetryConfig
 
-from appeals_runtime import vocabulary
+from appeals import vocabulary
 from appeals_runtime.auth import PermissionDenied, Principal, Role, TokenVerifier, with_article
 from appeals_runtime.errors import NotFound
 from appeals_runtime.http import TELEMETRY, authenticated, health_router, install_problem_handlers

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from appeals_runtime import vocabulary
+from appeals import vocabulary
 from appeals_runtime.auth import Principal, Role, Scope
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from services.routing import policy as routing_policy

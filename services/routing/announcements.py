@@ -12,9 +12,9 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from appeals import topics
+from appeals.events import derived_event_id, new_event
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
-from appeals_runtime import topics
-from appeals_runtime.events import derived_event_id, new_event
 from services.routing.model import CaseRecord, CaseState, Kind, Target, Verdict
 
 RESTORING_OUTCOMES = (appeal_pb2.OUTCOME_OVERTURNED,)

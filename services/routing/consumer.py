@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from appeals_runtime import topics
+from appeals import topics
+from appeals.events import EventHandling, event_type
 from appeals_runtime.errors import InvalidMessage
-from appeals_runtime.events import EventHandling, event_type
 from appeals_runtime.kafka.consumer import Handler, InboundMessage
 from services.routing.feed import CaseFeed
 from services.routing.restores import RestoreResults

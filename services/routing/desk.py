@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from appeals import vocabulary
 from appeals.v1 import appeal_pb2
-from appeals_runtime import store, vocabulary
+from appeals_runtime import store
 from appeals_runtime.auth import PermissionDenied, Principal
 from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
 from appeals_runtime.intake_client import ParticularsSource

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from appeals_runtime import topics
+from appeals import topics
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import FETCH_MAX_WAIT_MS
 from services.routing.board import CaseBoard

@@ -23,7 +23,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry.trace import Span
 
-from appeals_runtime import tracing, vocabulary
+from appeals import vocabulary
+from appeals_runtime import tracing
 from appeals_runtime.errors import NotFound, TransientError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.producer import EventProducer

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from appeals_runtime import store, topics
+from appeals import topics
+from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import (

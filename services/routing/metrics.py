@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from appeals_runtime import metrics, vocabulary
+from appeals import vocabulary
+from appeals_runtime import metrics
 from services.routing.board import QueueStats
 from services.routing.model import CaseState
 from services.routing.repository import PendingReferral

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from appeals import vocabulary
 from appeals.v1 import appeal_pb2
-from appeals_runtime import vocabulary
 from services.routing.policy_schema import (
     ANY_JURISDICTION,
     MATCHED_SKILLS,

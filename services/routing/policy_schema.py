@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from appeals_runtime import platforms
+from appeals import platforms
 
 # Skills an agent has and a queue may require; "seniority" is compared by level.
 Skill = Literal["platform", "language", "policy_area", "seniority"]
@@ -181,7 +181,7 @@ _BODY_ID = r"^[a-z][a-z0-9_]*$"
 
 class OversightBoard(_Strict):
     # Platforms whose decisions the Board may review: those declared so in
-    # appeals_runtime/platforms.yaml unless the policy narrows or widens it.
+    # appeals/platforms.yaml unless the policy narrows or widens it.
     platforms: list[str] = Field(default_factory=lambda: sorted(platforms.OVERSIGHT_BOARD))
     # By when the Board's decision is due, from the referral (overdue referrals show on ops).
     respond_within: Duration = DEFAULT_REFERRAL_WINDOW

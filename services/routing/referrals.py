@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from appeals_runtime import store, vocabulary
+from appeals import vocabulary
+from appeals_runtime import store
 from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, with_article
 from appeals_runtime.errors import NotFound
 from services.routing import case_rules

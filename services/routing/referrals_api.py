@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, ConfigDict, Field
 
+from appeals import vocabulary
 from appeals.v1 import referrals_pb2, referrals_pb2_grpc
-from appeals_runtime import vocabulary
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from appeals_runtime.http import Caller

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from appeals import topics
+from appeals.events import derived_event_id, new_event
 from appeals.v1 import commands_pb2, events_pb2
-from appeals_runtime import topics
 from appeals_runtime.errors import InvalidMessage
-from appeals_runtime.events import derived_event_id, new_event
 from appeals_runtime.kafka.producer import EventProducer
 
 log = logging.getLogger(__name__)

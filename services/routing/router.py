@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from appeals.events import occurred_at
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_runtime import store, tracing
-from appeals_runtime.events import occurred_at
 from services.routing import case_rules, metrics
 from services.routing import policy as routing_policy
 from services.routing.announcements import info_requested_event_id

@@ -19,9 +19,9 @@ import pytest
 from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
 
+from appeals import topics
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_devstack.jaeger import JaegerQuery, Span, Trace
-from appeals_runtime import topics
 from appeals_runtime.kafka.producer import EventProducer
 from tests.e2e.conftest import Pipeline
 from tests.support.bodies import appeal_body, submission_proto

@@ -17,8 +17,9 @@ import bson
 import httpx
 import pytest
 
+from appeals import topics, vocabulary
 from appeals.v1 import appeal_pb2
-from appeals_runtime import store, topics, vocabulary
+from appeals_runtime import store
 from services.intake import identity
 from tests.e2e.conftest import Pipeline
 from tests.support.personal_data import (

@@ -1,6 +1,6 @@
 """A fifth platform, declared once, is carried end to end.
 
-The platform registry (``libs/appeals_runtime/platforms.yaml``) is the one place a platform is
+The platform registry (``libs/appeals/platforms.yaml``) is the one place a platform is
 declared. Here every process of a pipeline reads a declaration file with a fifth platform that
 the contracts do not name yet (its number travels in the open protobuf enum): intake accepts
 appeals about it, routing routes them and sends an overturn's restore command to its own topic,
@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from appeals import platforms
 from appeals.v1 import appeal_pb2, commands_pb2
 from appeals_devstack.kafka import create_topics
-from appeals_runtime import platforms
 from tests.conftest import private_stack
 from tests.e2e.conftest import Pipeline, running_pipeline
 from tests.support.bodies import appeal_body
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _topic_names(platforms_file: Path) -> list[str]:
     """The topics a pipeline that reads ``platforms_file`` needs (as `make run` would create)."""
-    probe = "from appeals_runtime.topics import all_topic_names as a; print(*a(), sep='\\n')"
+    probe = "from appeals.topics import all_topic_names as a; print(*a(), sep='\\n')"
     done = subprocess.run(
         [sys.executable, "-c", probe],
         env={**os.environ, platforms.FILE_VARIABLE: str(platforms_file)},

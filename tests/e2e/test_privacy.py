@@ -23,9 +23,10 @@ import grpc
 import httpx
 import pytest
 
+from appeals import topics, vocabulary
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_devstack import devkeys
-from appeals_runtime import store, topics, vocabulary
+from appeals_runtime import store
 from services.intake import identity
 from services.intake.appellants import APPELLANTS
 from tests.e2e.conftest import Pipeline

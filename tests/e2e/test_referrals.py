@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from appeals import topics, vocabulary
 from appeals.v1 import appeal_pb2
 from appeals_devstack import devkeys
-from appeals_runtime import topics, vocabulary
 from tests.e2e.conftest import Pipeline
 from tests.support.bodies import appeal_body
 from tests.support.kafka import read_all

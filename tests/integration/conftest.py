@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from appeals import topics
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import main as routing_main
 from tests.support.desk import Clock, EventTap, build_routing

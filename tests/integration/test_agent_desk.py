@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from appeals import topics
 from appeals.v1 import appeal_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import PermissionDenied
 from appeals_runtime.errors import Conflict, NotFound, ValidationFailed
 from appeals_runtime.kafka.producer import EventProducer

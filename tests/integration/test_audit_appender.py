@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from appeals import topics
 from appeals.v1 import events_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.audit.consumer import audit_consumer
 from services.audit.log import entries, records

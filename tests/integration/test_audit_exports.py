@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2, intake_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.producer import EventProducer
 from services.audit import api

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.audit.consumer import audit_consumer
 from services.audit.log import entries, integrity, records

@@ -13,11 +13,12 @@ from aiokafka import AIOKafkaProducer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from appeals import topics
 from appeals.v1 import intake_pb2, intake_pb2_grpc
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka import headers as h

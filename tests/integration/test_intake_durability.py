@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from appeals import topics
 from appeals_devstack.kafka import KafkaBroker, create_topics
 from appeals_devstack.processes import free_port
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import IntakeUnderTest, start_intake

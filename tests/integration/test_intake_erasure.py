@@ -13,9 +13,10 @@ import bson
 import grpc
 import pytest
 
+from appeals import topics, vocabulary
+from appeals.events import new_event
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2, intake_pb2_grpc
-from appeals_runtime import store, topics, vocabulary
-from appeals_runtime.events import new_event
+from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.intake import identity
 from services.intake.consumers import StatusProjection

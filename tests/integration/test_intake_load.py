@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
+from appeals import topics
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import repository
 from services.intake.rate_limits import Limit

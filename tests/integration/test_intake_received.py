@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from appeals import topics
+from appeals.events import new_event
 from appeals.v1 import events_pb2
-from appeals_runtime import store, topics
-from appeals_runtime.events import new_event
+from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.audit.exports import sources

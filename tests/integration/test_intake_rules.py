@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from appeals import topics
+from appeals.events import derived_event_id, new_event
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
-from appeals_runtime.events import derived_event_id, new_event
+from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake.consumers import StatusProjection

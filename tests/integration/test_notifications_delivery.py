@@ -20,10 +20,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import generate_latest
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import AUDIENCE, DEV_ISSUER, TokenVerifier
 from appeals_runtime.kafka import dead_letters
 from appeals_runtime.kafka.producer import EventProducer

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
@@ -32,7 +33,7 @@ from appeals_devstack.stack import (
     start_service,
     wait_all_ready,
 )
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake.model import AppealRecord
 from services.notifications import repository

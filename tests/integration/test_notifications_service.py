@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import AUDIENCE, DEV_ISSUER, TokenVerifier
 from appeals_runtime.errors import InvalidMessage
 from appeals_runtime.http import PROBLEM_JSON

@@ -21,10 +21,11 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
+from appeals import events, topics
 from appeals.v1 import events_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.consumer import lifecycle_handler, retry_handler

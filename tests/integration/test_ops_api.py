@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from appeals import topics
 from appeals_devstack import devkeys
-from appeals_runtime import metrics, store, topics, tracing
+from appeals_runtime import metrics, store, tracing
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.audit import api as audit_api

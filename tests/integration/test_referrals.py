@@ -18,11 +18,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from appeals import topics
 from appeals.v1 import appeal_pb2, commands_pb2, referrals_pb2, referrals_pb2_grpc
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import topics
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import install_problem_handlers
 from appeals_runtime.telemetry import prometheus_exposition, setup_telemetry

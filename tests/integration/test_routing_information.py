@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
+from appeals.events import derived_event_id, new_event
 from appeals.v1 import events_pb2
 from appeals_runtime.errors import Conflict, ValidationFailed
-from appeals_runtime.events import derived_event_id, new_event
 from services.routing import main as routing_main
 from services.routing.announcements import info_requested_event_id
 from services.routing.model import Status

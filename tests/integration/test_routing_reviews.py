@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
+from appeals import topics
 from appeals.v1 import appeal_pb2, commands_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import topics
 from appeals_runtime.auth import PermissionDenied
 from appeals_runtime.errors import Conflict, InvalidMessage, ValidationFailed
 from services.routing import main as routing_main

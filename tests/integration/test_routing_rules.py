@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from appeals import topics
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.kafka.consumer import ConsumerRunner
 from appeals_runtime.kafka.producer import EventProducer
 from services.routing import main as routing_main

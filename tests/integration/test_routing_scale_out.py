@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from appeals import topics
 from appeals.v1 import appeal_pb2
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import PermissionDenied
 from appeals_runtime.errors import Conflict, NotFound, TransientError
 from appeals_runtime.kafka.consumer import ConsumerRunner

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from appeals import events, topics
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime import events, store, topics
-from appeals_runtime.privacy import submission_facts
+from appeals_runtime import store
 from services.audit.config import AuditLogSettings
 from services.audit.log import records
 from services.audit.main import INDEXES, build

@@ -9,8 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from appeals import vocabulary
 from appeals.v1 import appeal_pb2
-from appeals_runtime import vocabulary
 from services.intake import openapi_docs
 
 STATEMENT = "This was a quote from a news article, not hate speech."

@@ -14,11 +14,11 @@ import os
 import sys
 import uuid
 
+from appeals.topics import Topic
 from appeals.v1 import events_pb2
 from appeals_runtime import store
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.topics import Topic
 
 IDLE_STOP_S = 6.0
 

@@ -19,13 +19,14 @@ from typing import Any
 import yaml
 from aiokafka import AIOKafkaConsumer
 
+from appeals import topics
+from appeals.events import derived_event_id, event_type, new_event
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime import store, topics
+from appeals_runtime import store
 from appeals_runtime.auth import Principal, Role, Scope
-from appeals_runtime.events import derived_event_id, event_type, new_event
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.privacy import submission_facts
 from services.routing import main as routing_main
 from services.routing import repository
 from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicySource

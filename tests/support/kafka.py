@@ -9,9 +9,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from appeals.topics import Topic
 from appeals.v1 import events_pb2
 from appeals_devstack.kafka import create_topics
-from appeals_runtime.topics import Topic
 
 
 def _event_key(event: events_pb2.AppealEvent) -> str:

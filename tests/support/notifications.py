@@ -29,16 +29,17 @@ import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from appeals import events, topics
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import events, store, topics
+from appeals_runtime import store
 from appeals_runtime.intake_client import ParticularsSource
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.privacy import submission_facts
 from services.notifications import repository
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_handler, retry_consumer

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from appeals_runtime import topics
+from appeals import topics
 from tests.e2e.conftest import Pipeline
 from tests.support.bodies import appeal_body
 from tests.support.kafka import read_to_end

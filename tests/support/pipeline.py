@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import httpx
 
+from appeals import topics
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, intake_pb2, intake_pb2_grpc
-from appeals_runtime import topics
 from tests.e2e.conftest import Pipeline
 from tests.support.bodies import STATEMENT, submission_proto
 from tests.support.kafka import read_to_end

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from appeals_runtime import platforms
+from appeals import platforms
 
 # Not in the contracts' enum: its number travels in the open protobuf enum.
 FIFTH = {

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from appeals import events
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime import events
-from appeals_runtime.privacy import submission_facts
 from services.audit.log import entries, records
 from services.audit.privacy import legacy, sealing
 from tests.support.audit import old_layout

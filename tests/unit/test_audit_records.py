@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from appeals import events, topics
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
-from appeals_runtime import events, topics
 from appeals_runtime.errors import InvalidMessage
 from services.audit.log import records
 from services.audit.privacy import sealing

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime.privacy import submission_facts
 from services.audit.exports import dsa_rules, transparency
 from services.audit.exports.transparency import EEA, DecidedAppeal
 from tests.support.audit import old_layout

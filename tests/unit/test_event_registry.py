@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from appeals_runtime.events import EVENT_TYPES, EventHandling
+from appeals.events import EVENT_TYPES, EventHandling
 from services.audit.log import records
 from services.intake import consumers as intake_consumers
 from services.intake.model import STATUS_EVENTS

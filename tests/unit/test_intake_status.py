@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from appeals.events import new_event
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime.events import new_event
 from services.intake.model import status_change
 
 

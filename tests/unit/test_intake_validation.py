@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2
 from appeals_runtime.errors import FieldViolation, ValidationFailed
-from appeals_runtime.privacy import submission_facts
 from services.intake import identity, validation
 from services.intake.model import without_particulars
 from services.intake.schemas import AppealIn

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from appeals import events
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
 from appeals_devstack import devkeys
-from appeals_runtime import events
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import InvalidMessage
 from appeals_runtime.settings import SettingsError, load_settings

@@ -14,7 +14,7 @@ import pytest
 from jinja2 import FileSystemLoader, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from appeals_runtime import vocabulary
+from appeals import vocabulary
 from appeals_runtime.errors import InvalidMessage
 from services.notifications.locales import locale_candidates, normalize_locale_tag, resolve_locale
 from services.notifications.messages import (

@@ -14,8 +14,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 
+from appeals import events
 from appeals.v1 import events_pb2
-from appeals_runtime import events
 from appeals_runtime import metrics as m
 from appeals_runtime.metrics import Kind, Metric
 from services.intake import model as intake_model

@@ -1,5 +1,5 @@
 """The platform registry: one declaration per platform, from which every per-platform table of
-the pipeline derives (appeals_runtime/platforms.yaml)."""
+the pipeline derives (appeals/platforms.yaml)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from appeals import platforms, topics, vocabulary
 from appeals.v1 import appeal_pb2
 from appeals_cli.main import build_parser
-from appeals_runtime import platforms, topics, vocabulary
 from services.intake import validation
 from services.intake.schemas import AppealIn
 from services.notifications import config, messages
@@ -60,12 +60,12 @@ def _derived_with(path: Path) -> dict[str, object]:
     """What a process reading ``path`` (APPEALS_PLATFORMS_FILE) derives from it."""
     probe = """
 import json
-from appeals_runtime import topics, vocabulary
+from appeals import topics, vocabulary
 from services.intake import validation
 from services.intake.schemas import AppealIn
 from services.notifications import config, messages
 from services.notifications.channels.platforms import adapter_for
-from appeals_runtime import platforms
+from appeals import platforms
 print(json.dumps({
     "vocabulary": vocabulary.PLATFORMS,
     "topics": sorted(topics.all_topic_names()),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from appeals import topics
 from appeals.v1 import appeal_pb2, commands_pb2, events_pb2
-from appeals_runtime import topics
 
 
 def test_every_topic_name_is_unique_and_has_a_dlq() -> None:

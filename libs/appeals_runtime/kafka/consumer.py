@@ -49,12 +49,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from appeals.topics import PayloadT, Topic
 from appeals_runtime import metrics, tracing
 from appeals_runtime.errors import InvalidMessage, TransientError
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.in_flight import DeadLetterPace, KeyChains, KeyLocks, PartitionProgress
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.topics import PayloadT, Topic
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

@@ -15,10 +15,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import SpanKind
 
+from appeals.topics import Topic
 from appeals_runtime import metrics
 from appeals_runtime.errors import PublishError
 from appeals_runtime.kafka import headers as h
-from appeals_runtime.topics import Topic
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

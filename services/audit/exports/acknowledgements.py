@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from appeals_runtime import events, topics
+from appeals import events, topics
 from services.audit.exports.reconciliation import Acknowledged, AcknowledgementSource, Window
 
 # Producer clocks and broker timestamps disagree a little: seek this much before the window.

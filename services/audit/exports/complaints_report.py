@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from appeals_runtime import vocabulary
+from appeals import vocabulary
 
 
 @dataclass(frozen=True)

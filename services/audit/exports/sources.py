@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from appeals import events, vocabulary
 from appeals.v1 import events_pb2
-from appeals_runtime import events, vocabulary
 from services.audit.exports.complaints_report import Decision, Received
 from services.audit.exports.reconciliation import (
     Acknowledged,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from appeals import vocabulary
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime import vocabulary
 from services.audit.exports import dsa_rules
 from services.audit.privacy import legacy
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from appeals import events, vocabulary
 from appeals.v1 import commands_pb2, events_pb2
-from appeals_runtime import events, vocabulary
 from appeals_runtime.errors import InvalidMessage
 from services.audit.log.entries import NO_APPEAL, LoggedEvent
 from services.audit.privacy import legacy, sealing

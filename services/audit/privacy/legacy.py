@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime.privacy import submission_facts
 
 # AppealSubmitted.submission and CasePackage.submission, both field 1, both reserved now.
 LEGACY_SUBMISSION_FIELD = 1

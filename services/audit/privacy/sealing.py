@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
-from appeals_runtime.privacy import submission_facts
 from services.audit.privacy import legacy
 
 ALGORITHM = "A256GCM"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from appeals_runtime import platforms
+from appeals import platforms
 from services.notifications.channels.base import Channel
 from services.notifications.model import Recipient
 

@@ -1,5 +1,5 @@
 """The platforms' own channels: Facebook, Instagram, WhatsApp and Horizon, and any other declared
-platform (``appeals_runtime/platforms.yaml``) in a generic shape until it has an adapter.
+platform (``appeals/platforms.yaml``) in a generic shape until it has an adapter.
 
 Each adapter shapes the message the way its platform's API takes it and hands the payload to a
 :class:`Provider`: the platform's HTTP endpoint when one is configured, else the local
@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 
-from appeals_runtime.platforms import Platform
+from appeals.platforms import Platform
 from services.notifications.channels.base import PermanentFailure, TransientFailure
 from services.notifications.model import Outgoing, ProviderPayload, Recipient, RenderedMessage
 

@@ -12,8 +12,8 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from appeals import platforms
 from appeals.v1 import commands_pb2, events_pb2, intake_pb2
-from appeals_runtime import platforms
 
 PayloadT = TypeVar("PayloadT", bound=Message)
 

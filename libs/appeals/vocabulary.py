@@ -6,10 +6,10 @@ protobuf contracts use enum numbers. Every translation between the two goes thro
 
 from __future__ import annotations
 
+from appeals import platforms
 from appeals.v1 import appeal_pb2
-from appeals_runtime import platforms
 
-# Declared in platforms.yaml (see appeals_runtime.platforms).
+# Declared in platforms.yaml (see appeals.platforms).
 PLATFORMS: dict[str, int] = {p.name: p.value for p in platforms.PLATFORMS}
 
 SUBJECT_KINDS: dict[str, int] = {
