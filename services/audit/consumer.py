@@ -13,16 +13,16 @@ import logging
 from typing import Any
 
 from appeals import topics
-from appeals_runtime import metrics, tracing
+from appeals_runtime import tracing
 from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
+from services.audit import metrics
 from services.audit.log import records
 from services.audit.privacy import sealing
 from services.audit.service import AuditService
 
 log = logging.getLogger(__name__)
-_appended_counter = metrics.counter(metrics.AUDIT_APPENDED)
 
 RESTORE_TOPICS = frozenset(topic.name for topic in topics.RESTORE_COMMANDS.values())
 AUDITED_TOPICS: tuple[topics.Topic[Any], ...] = (
@@ -55,7 +55,7 @@ class AuditHandler:
         trace_id = records.trace_id(message.headers.get(tracing.TRACEPARENT))
         appended = await self._service.record(recorded, facts, trace_id=trace_id)
         if appended:
-            _appended_counter.add(1, {"event_type": event.type})
+            metrics.appended.add(1, {"event_type": event.type})
         log.debug(
             "audited" if appended else "already audited",
             extra={"appeal_id": event.appeal_id, "event_id": event.event_id, "type": event.type},

@@ -46,7 +46,7 @@ from appeals import topics, vocabulary
 from appeals.events import new_event
 from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2, intake_pb2
-from appeals_runtime import metrics, store, tracing
+from appeals_runtime import store, tracing
 from appeals_runtime.auth import PermissionDenied, Principal, Role, Scope, Unauthenticated
 from appeals_runtime.errors import (
     Conflict,
@@ -58,7 +58,7 @@ from appeals_runtime.errors import (
     ValidationFailed,
 )
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake import eligibility, identity, validation
+from services.intake import eligibility, identity, metrics, validation
 from services.intake.erasure import Erasures
 from services.intake.model import AppealRecord, without_particulars
 from services.intake.rate_limits import RateLimiter
@@ -72,9 +72,6 @@ MAX_LISTING_WINDOW = timedelta(days=31)
 MAX_LISTING_PAGE = 5000
 CURSOR_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\|[A-Za-z0-9_.:-]{1,128}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
-_received = metrics.counter(metrics.APPEALS_RECEIVED)
-_rejected = metrics.counter(metrics.APPEALS_REJECTED)
-_flagged = metrics.counter(metrics.BAN_EVASION_FLAGGED)
 
 
 P = ParamSpec("P")
@@ -101,7 +98,7 @@ def _counting_rejections(
 
 
 def count_rejection(error: BaseException, *, channel: str) -> None:
-    _rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
+    metrics.rejected.add(1, {"reason": rejection_reason(error), "channel": channel})
 
 
 def rejection_reason(error: BaseException) -> str:
@@ -268,9 +265,9 @@ class AppealIntake:
             # when the submitted event comes by (until then look-ups answer 404 and a retry 409).
             log.warning("appeal accepted but not yet marked acknowledged",
                         extra={"appeal_id": appeal_id}, exc_info=True)  # fmt: skip
-        _received.add(1, {"platform": platform, "channel": channel})
+        metrics.received.add(1, {"platform": platform, "channel": channel})
         if suspected:
-            _flagged.add(1, {"platform": platform})
+            metrics.flagged.add(1, {"platform": platform})
         log.info(
             "appeal accepted",
             extra={"appeal_id": appeal_id, "platform": platform, "channel": channel,

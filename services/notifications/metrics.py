@@ -1,4 +1,4 @@
-"""The ops view of notifications, as instruments declared in :mod:`appeals_runtime.metrics`.
+"""Notifications' business metrics: declared here, exposed on notifications' /metrics.
 
 Counters (Prometheus adds ``_total``): ``appeals_notifications_delivered`` and
 ``appeals_notifications_failed`` by channel and kind (failed also by ``permanent``),
@@ -18,14 +18,59 @@ from dataclasses import dataclass
 
 from appeals_runtime import metrics
 from appeals_runtime.kafka.consumer import ConsumerRunner
+from appeals_runtime.metrics import Kind, declare
 
-delivered = metrics.counter(metrics.NOTIFICATIONS_DELIVERED)
-failed = metrics.counter(metrics.NOTIFICATIONS_FAILED)
-dead_lettered = metrics.counter(metrics.NOTIFICATIONS_DEAD_LETTERED)
-undeliverable = metrics.counter(metrics.NOTIFICATIONS_UNDELIVERABLE)
-deferred = metrics.counter(metrics.NOTIFICATIONS_DEFERRED)
-superseded = metrics.counter(metrics.NOTIFICATIONS_SUPERSEDED)
-forgotten = metrics.counter(metrics.NOTIFICATIONS_FORGOTTEN)
+NOTIFICATIONS_DELIVERED = declare(
+    "appeals.notifications.delivered", Kind.COUNTER, "{notification}",
+    "Notifications delivered to appellants, first deliveries only, by channel and kind",
+    ("channel", "kind"),
+)  # fmt: skip
+NOTIFICATIONS_FAILED = declare(
+    "appeals.notifications.failed", Kind.COUNTER, "{attempt}",
+    "Failed delivery attempts, by channel, kind and whether retrying can help (permanent)",
+    ("channel", "kind", "permanent"),
+)  # fmt: skip
+NOTIFICATIONS_DEAD_LETTERED = declare(
+    "appeals.notifications.dead_lettered", Kind.COUNTER, "{attempt}",
+    "Attempts that failed for good and went to the notifications DLQ",
+    ("channel", "kind"),
+)  # fmt: skip
+NOTIFICATIONS_UNDELIVERABLE = declare(
+    "appeals.notifications.undeliverable", Kind.COUNTER, "{notification}",
+    "Notifications no configured channel could deliver",
+    ("kind",),
+)  # fmt: skip
+NOTIFICATIONS_DEFERRED = declare(
+    "appeals.notifications.deferred", Kind.COUNTER, "{notification}",
+    "Non-urgent notifications held back by quiet hours or the daily limit",
+    ("kind", "reason"),
+)  # fmt: skip
+NOTIFICATIONS_SUPERSEDED = declare(
+    "appeals.notifications.superseded", Kind.COUNTER, "{notification}",
+    "Waiting progress notifications dropped because the decision already arrived",
+    ("kind",),
+)  # fmt: skip
+NOTIFICATIONS_FORGOTTEN = declare(
+    "appeals.notifications.forgotten", Kind.COUNTER, "{notification}",
+    "Notices not sent because the appellant had asked intake to forget them",
+    ("kind",),
+)  # fmt: skip
+NOTIFICATION_RETRIES_WAITING = declare(
+    "appeals.notifications.retry.waiting", Kind.GAUGE, "{notification}",
+    "Retries held in memory by this process until they are due",
+)  # fmt: skip
+NOTIFICATION_RETRY_BACKLOG = declare(
+    "appeals.notifications.retry.backlog", Kind.GAUGE, "{notification}",
+    "Retry-topic records of this process's partitions not yet finished",
+)  # fmt: skip
+
+delivered = metrics.counter(NOTIFICATIONS_DELIVERED)
+failed = metrics.counter(NOTIFICATIONS_FAILED)
+dead_lettered = metrics.counter(NOTIFICATIONS_DEAD_LETTERED)
+undeliverable = metrics.counter(NOTIFICATIONS_UNDELIVERABLE)
+deferred = metrics.counter(NOTIFICATIONS_DEFERRED)
+superseded = metrics.counter(NOTIFICATIONS_SUPERSEDED)
+forgotten = metrics.counter(NOTIFICATIONS_FORGOTTEN)
 
 
 @dataclass
@@ -48,5 +93,5 @@ def _retry_backlog() -> Iterator[tuple[float, dict[str, str]]]:
     yield (sum(lag for lag, _ in runner.lag()) if runner is not None else 0), {}
 
 
-metrics.gauge(metrics.NOTIFICATION_RETRIES_WAITING, _retry_waiting)
-metrics.gauge(metrics.NOTIFICATION_RETRY_BACKLOG, _retry_backlog)
+metrics.gauge(NOTIFICATION_RETRIES_WAITING, _retry_waiting)
+metrics.gauge(NOTIFICATION_RETRY_BACKLOG, _retry_backlog)

@@ -4,8 +4,9 @@ The ops service scrapes every service's ``/metrics`` (``scraper``); this module 
 round of scrapes into a snapshot of the pipeline: appeals received per platform and channel,
 routed per queue, decided by outcome (reversals = overturned in whole or in part), queue depths,
 oldest waits and SLA figures, notifications delivered and failed per channel, consumer lag and
-dead-lettered records. Metric names and labels come only from the registry
-(:mod:`appeals_runtime.metrics`), so a renamed metric cannot silently empty the page.
+dead-lettered records. Metric names and labels come only from :mod:`services.ops.exposed` (the
+page's copy of what it reads, checked against each service's declarations by the tests), so a
+renamed metric cannot silently empty the page.
 
 A metric no target exposes yet is reported in ``missing`` and counts as 0: the page says
 "no data" rather than failing. Counters (what each process did) are summed over instances; gauges
@@ -22,8 +23,8 @@ from typing import Any, Literal
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from appeals_runtime import metrics as m
 from appeals_runtime.metrics import Kind, Metric, prometheus_label
+from services.ops import exposed as m
 
 # One series: its labels and value.
 Series = tuple[Mapping[str, str], float]

@@ -1,4 +1,4 @@
-"""Routing's metrics (declared in :mod:`appeals_runtime.metrics`, exposed on routing's /metrics).
+"""Routing's business metrics: declared here, exposed on routing's /metrics.
 
 Queue gauges report the latest snapshot the timer took of the board, which every routing instance
 keeps of every open case, so every instance reports the same numbers: aggregate them with
@@ -15,19 +15,105 @@ from datetime import datetime
 
 from appeals import vocabulary
 from appeals_runtime import metrics
+from appeals_runtime.metrics import Kind, declare
 from services.routing.board import QueueStats
 from services.routing.model import CaseState
 from services.routing.repository import PendingReferral
 
-cases_routed = metrics.counter(metrics.CASES_ROUTED)
-sla_warnings = metrics.counter(metrics.SLA_WARNINGS)
-sla_breaches = metrics.counter(metrics.SLA_BREACHES)
-leases_expired = metrics.counter(metrics.LEASES_EXPIRED)
-decisions = metrics.counter(metrics.DECISIONS)
-time_to_decision = metrics.histogram(metrics.TIME_TO_DECISION)
-escalations = metrics.counter(metrics.ESCALATIONS)
-offers_made = metrics.counter(metrics.OFFERS)
-info_requests = metrics.counter(metrics.INFO_REQUESTS)
+# Seconds from receipt to decision: from a quick review to a two-week one.
+DECISION_BUCKETS_S: tuple[float, ...] = (
+    60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400,
+)  # fmt: skip
+
+CASES_ROUTED = declare(
+    "appeals.routing.routed", Kind.COUNTER, "{case}",
+    "Appeals placed in a review queue, by queue, platform and matching rule",
+    ("queue", "platform", "rule"),
+)  # fmt: skip
+QUEUE_DEPTH = declare(
+    "appeals.routing.queue.depth", Kind.GAUGE, "{case}",
+    "Cases waiting for a reviewer (a store snapshot: aggregate instances with max, not sum)",
+    ("queue",),
+)  # fmt: skip
+QUEUE_OLDEST_AGE = declare(
+    "appeals.routing.queue.oldest_age", Kind.GAUGE, "s",
+    "How long the longest-waiting case of the queue has waited",
+    ("queue",),
+)  # fmt: skip
+QUEUE_BREACHED = declare(
+    "appeals.routing.queue.breached", Kind.GAUGE, "{case}",
+    "Open cases past their SLA due time",
+    ("queue",),
+)  # fmt: skip
+INFO_REQUESTS = declare(
+    "appeals.routing.info_requests", Kind.COUNTER, "{request}",
+    "Requests for more information sent to appellants",
+    ("queue", "platform"),
+)  # fmt: skip
+REFERRALS_OPEN = declare(
+    "appeals.routing.referrals.open", Kind.GAUGE, "{case}",
+    "Cases out with an external body (Oversight Board, out-of-court body) awaiting its decision",
+    ("body",),
+)  # fmt: skip
+REFERRALS_OVERDUE = declare(
+    "appeals.routing.referrals.overdue", Kind.GAUGE, "{case}",
+    "Referrals whose decision is past its respond-by date",
+    ("body",),
+)  # fmt: skip
+AGENTS_ONLINE = declare(
+    "appeals.routing.agents.online", Kind.GAUGE, "{agent}", "Agents with a desk stream open"
+)
+SLA_WARNINGS = declare(
+    "appeals.routing.sla.warnings", Kind.COUNTER, "{case}",
+    "Cases that neared their due time undecided (each counted once)",
+    ("queue", "platform"),
+)  # fmt: skip
+SLA_BREACHES = declare(
+    "appeals.routing.sla.breaches", Kind.COUNTER, "{case}",
+    "Cases that passed their due time undecided (each counted once)",
+    ("queue", "platform"),
+)  # fmt: skip
+DECISIONS = declare(
+    "appeals.routing.decisions", Kind.COUNTER, "{decision}",
+    "Reviews recorded, by outcome (upheld, overturned, partially_overturned), queue and platform; "
+    "status says whether the review closed the case or awaits a second reviewer",
+    ("outcome", "queue", "platform", "status"),
+)  # fmt: skip
+TIME_TO_DECISION = declare(
+    "appeals.routing.decision.duration", Kind.HISTOGRAM, "s",
+    "From the appeal's receipt to the decision that closed it",
+    ("queue", "platform", "outcome"),
+    DECISION_BUCKETS_S,
+)  # fmt: skip
+ESCALATIONS = declare(
+    "appeals.routing.escalations", Kind.COUNTER, "{case}",
+    "Cases escalated, by target tier",
+    ("tier",),
+)  # fmt: skip
+OFFERS = declare(
+    "appeals.routing.offers", Kind.COUNTER, "{offer}", "Cases offered (reserved) to an agent",
+    ("queue",),
+)  # fmt: skip
+LEASES_EXPIRED = declare(
+    "appeals.routing.leases.expired", Kind.COUNTER, "{claim}", "Claims whose lease ran out",
+    ("queue",),
+)  # fmt: skip
+POLICY_RELOADS = declare(
+    "appeals.routing.policy.reloads", Kind.COUNTER, "{reload}",
+    "Routing policy file re-reads, by outcome (applied, rejected)",
+    ("outcome",),
+)  # fmt: skip
+
+cases_routed = metrics.counter(CASES_ROUTED)
+sla_warnings = metrics.counter(SLA_WARNINGS)
+sla_breaches = metrics.counter(SLA_BREACHES)
+leases_expired = metrics.counter(LEASES_EXPIRED)
+decisions = metrics.counter(DECISIONS)
+time_to_decision = metrics.histogram(TIME_TO_DECISION)
+escalations = metrics.counter(ESCALATIONS)
+offers_made = metrics.counter(OFFERS)
+info_requests = metrics.counter(INFO_REQUESTS)
+policy_reloads = metrics.counter(POLICY_RELOADS)
 
 
 def case_labels(case: CaseState) -> dict[str, str]:
@@ -117,9 +203,9 @@ def _online() -> Iterable[tuple[float, dict[str, str]]]:
     return [(_latest.agents_online, {})]
 
 
-metrics.gauge(metrics.QUEUE_DEPTH, _depth)
-metrics.gauge(metrics.QUEUE_OLDEST_AGE, _oldest_age)
-metrics.gauge(metrics.QUEUE_BREACHED, _breached)
-metrics.gauge(metrics.AGENTS_ONLINE, _online)
-metrics.gauge(metrics.REFERRALS_OPEN, _referrals(_referrals_open))
-metrics.gauge(metrics.REFERRALS_OVERDUE, _referrals(_referrals_overdue))
+metrics.gauge(QUEUE_DEPTH, _depth)
+metrics.gauge(QUEUE_OLDEST_AGE, _oldest_age)
+metrics.gauge(QUEUE_BREACHED, _breached)
+metrics.gauge(AGENTS_ONLINE, _online)
+metrics.gauge(REFERRALS_OPEN, _referrals(_referrals_open))
+metrics.gauge(REFERRALS_OVERDUE, _referrals(_referrals_overdue))

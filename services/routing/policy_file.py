@@ -15,13 +15,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from appeals_runtime import metrics
+from services.routing import metrics
 from services.routing.policy_schema import RoutingPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("routing_policy.yaml")
 
 log = logging.getLogger(__name__)
-_reloads = metrics.counter(metrics.POLICY_RELOADS)
 
 
 class PolicyError(Exception):
@@ -93,10 +92,10 @@ class PolicySource:
         try:
             self._policy = load_policy(self._path)
         except PolicyError as error:
-            _reloads.add(1, {"outcome": "rejected"})
+            metrics.policy_reloads.add(1, {"outcome": "rejected"})
             log.error("routing policy change rejected; keeping the policy in force: %s", error)
             return False
-        _reloads.add(1, {"outcome": "applied"})
+        metrics.policy_reloads.add(1, {"outcome": "applied"})
         log.info("routing policy reloaded", extra={"path": str(self._path)})
         return True
 

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from appeals.v1 import appeal_pb2
-from appeals_runtime import metrics
 from services.intake.validation import MAX_STATEMENT_CHARS
 from tests.e2e.conftest import Pipeline
+from tests.support import declared_metrics as metrics
 from tests.support.bodies import appeal_body
 from tests.support.pipeline import CHANNELS, review, submit_grpc, submit_rest
 from tests.support.waiting import eventually

@@ -14,7 +14,7 @@ import pytest
 
 from appeals import topics
 from appeals_devstack import devkeys
-from appeals_runtime import metrics, store, tracing
+from appeals_runtime import store, tracing
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.audit import api as audit_api
@@ -25,6 +25,7 @@ from services.audit.log.repository import AUDIT_LOG
 from services.ops import api, figures
 from services.ops.audit_log import AuditTrails
 from services.ops.scraper import OpsBoard
+from tests.support import declared_metrics as metrics
 from tests.support.audit import Audit, lifecycle, new_appeal_id, open_audit
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 Prometheus rules and Grafana panels name metrics as strings; a renamed metric would leave a
 dashboard empty and an alert silent without any error. So every series name in their PromQL must
-be a Prometheus series of a metric in ``appeals_runtime.metrics.REGISTRY``, a series Prometheus
+be a Prometheus series of a metric the runtime or a service declares, a series Prometheus
 itself produces (``up``), or a recording rule of ours; and every label they match or group by
 must be one those metrics carry.
 """
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from appeals_runtime.metrics import REGISTRY, Kind, prometheus_label
+from appeals_runtime.metrics import Kind, prometheus_label
+from tests.support.declared_metrics import REGISTRY
 from tests.support.ops_files import DASHBOARDS, RULE_FILES, dashboard_expressions
 
 # Series Prometheus adds to every scrape.

@@ -8,6 +8,7 @@ import pytest
 
 from appeals_runtime import metrics
 from appeals_runtime.telemetry import prometheus_exposition, setup_telemetry
+from tests.support import declared_metrics
 
 # OpenTelemetry semantic-convention metrics we export under their standard names.
 _STANDARD = {
@@ -20,12 +21,12 @@ _STANDARD = {
 
 
 def test_own_metrics_start_with_appeals_and_the_rest_are_standard() -> None:
-    for name in metrics.REGISTRY:
+    for name in declared_metrics.REGISTRY:
         assert name.startswith("appeals.") or name in _STANDARD, name
 
 
 def test_names_are_lowercase_dotted_and_described() -> None:
-    for metric in metrics.REGISTRY.values():
+    for metric in declared_metrics.REGISTRY.values():
         assert re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+", metric.name), metric.name
         assert metric.description.strip(), metric.name
         assert metric.unit, metric.name
@@ -33,12 +34,12 @@ def test_names_are_lowercase_dotted_and_described() -> None:
 
 def test_a_metric_cannot_be_declared_twice() -> None:
     with pytest.raises(ValueError, match="declared twice"):
-        metrics._declare("appeals.intake.received", metrics.Kind.COUNTER, "1", "again")
+        metrics.declare("appeals.intake.received", metrics.Kind.COUNTER, "1", "again")
 
 
 def test_instruments_must_match_their_declared_kind() -> None:
     with pytest.raises(TypeError, match="is a counter, not a histogram"):
-        metrics.histogram(metrics.APPEALS_RECEIVED)
+        metrics.histogram(declared_metrics.APPEALS_RECEIVED)
 
 
 def test_prometheus_names_are_what_the_exporter_writes() -> None:

@@ -1,5 +1,5 @@
 """The ops page's figures, from expositions written by the same OpenTelemetry Prometheus exporter
-the services use, with metrics declared by the registry (no metric name is spelled here)."""
+the services use, with the metrics the services declare (no metric name is spelled here)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from appeals import events
 from appeals.v1 import events_pb2
-from appeals_runtime import metrics as m
 from appeals_runtime.metrics import Kind, Metric
 from services.intake import model as intake_model
-from services.ops import api, figures
+from services.ops import api, exposed, figures
 from services.ops.config import parse_targets
 from services.ops.figures import TargetScrape
 from services.ops.history import History, increase
 from services.ops.scraper import WATCH_GRACE_S, OpsBoard, OpsScraper
+from tests.support import declared_metrics as m
 
 Points = list[tuple[float, dict[str, str]]]
 
@@ -391,3 +391,19 @@ async def test_an_overview_request_keeps_the_scraper_going_for_a_while() -> None
 
     await scraper.stop()
     await asyncio.wait_for(running, 5)
+
+
+@pytest.mark.parametrize("read", exposed.READ_FROM_SERVICES, ids=lambda metric: metric.name)
+def test_what_the_page_reads_is_what_a_service_declares(read: Metric) -> None:
+    """The page's copy of a metric matches the declaring service's, name, kind, unit and labels:
+    a service that renames or relabels a metric the page reads fails here, not on the page."""
+    declared = m.REGISTRY.get(read.name)
+    assert declared is not None, f"no service declares {read.name}"
+    assert (declared.kind, declared.unit, declared.attributes) == (
+        read.kind, read.unit, read.attributes
+    )  # fmt: skip
+
+
+def test_the_page_reads_the_runtime_metrics_from_the_runtime() -> None:
+    assert exposed.CONSUMER_LAG is m.CONSUMER_LAG
+    assert exposed.DLQ_RECORDS is m.DLQ_RECORDS

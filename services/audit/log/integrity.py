@@ -19,13 +19,12 @@ from pathlib import Path
 from appeals_proofs import checkpoints, merkle
 from appeals_proofs.checkpoints import Checkpoint, SignedCheckpoint
 from appeals_proofs.signed_note import InvalidNote, Signer
-from appeals_runtime import metrics
+from services.audit import metrics
 from services.audit.log import checkpoint_files, entries, verification
 from services.audit.log.repository import LogRepository
 from services.audit.log.tree_repository import TreeRepository
 
 log = logging.getLogger(__name__)
-_checkpoint_counter = metrics.counter(metrics.AUDIT_CHECKPOINTS)
 # Entries read and hashed between two awaits when a checkpoint integrates new entries: about
 # 10-15 ms of CPU (hashing an entry costs 40-50 µs here), so appends go on in between.
 CHECKPOINT_CHUNK = 250
@@ -114,7 +113,7 @@ class Integrity:
         # The size is found by galloping from the known tail, so also look at the last signed
         # entry itself: a tail cut below the last checkpoint would otherwise go unnoticed here.
         if size < start or (start and not await self._log.exists(start - 1)):
-            _checkpoint_counter.add(1, {"outcome": "refused"})
+            metrics.checkpoints.add(1, {"outcome": "refused"})
             raise IntegrityError(
                 f"entries below the {start} that were signed are gone: entries were deleted"
             )
@@ -139,7 +138,7 @@ class Integrity:
         if size == 0:
             return signed  # the empty tree is everyone's: nothing worth publishing
         await self._publish(signed)
-        _checkpoint_counter.add(1, {"outcome": "signed"})
+        metrics.checkpoints.add(1, {"outcome": "signed"})
         log.info("checkpoint signed", extra={"tree_size": size, "root": signed.root.hex()})
         return signed
 
@@ -151,7 +150,7 @@ class Integrity:
         table = await self._tree.hashes(frontier)
         hashes = [table[node] for node in frontier]
         if merkle.fold_frontier(hashes) != latest.root:
-            _checkpoint_counter.add(1, {"outcome": "refused"})
+            metrics.checkpoints.add(1, {"outcome": "refused"})
             raise IntegrityError(
                 f"the stored tree no longer folds to the root signed for {latest.size} entries"
             )
