@@ -24,7 +24,6 @@ from appeals_runtime.http import (
 )
 from appeals_runtime.readiness import ReadinessCheck
 from services.intake import openapi_docs, validation
-from services.intake.appeals import CURSOR_PATTERN, AppealIntake, count_rejection
 from services.intake.schemas import (
     AppealAccepted,
     AppealIn,
@@ -37,6 +36,7 @@ from services.intake.schemas import (
     ReceivedPage,
     appeal_view,
 )
+from services.intake.service import CURSOR_PATTERN, AppealIntake, count_rejection
 
 IdempotencyKey = Annotated[
     str,

@@ -12,7 +12,7 @@ from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
 from appeals_runtime.auth import Role, Scope, TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation
-from services.intake.appeals import AppealIntake
+from services.intake.service import AppealIntake
 
 # grpc ships no type information; the servicer context is untyped.
 Context: TypeAlias = Any

@@ -10,6 +10,7 @@ from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import HttpServer
 from appeals_runtime.kafka.consumer import ConsumerRunner
+from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.service import (
     Component,
     Periodic,
@@ -20,10 +21,10 @@ from appeals_runtime.service import (
 )
 from appeals_runtime.settings import load_settings
 from services.intake import api, eligibility, grpc_api, repository
-from services.intake.appeals import AppealIntake, IntakePolicy
 from services.intake.config import REQUESTS_CONSUMER_GROUP, STATUS_CONSUMER_GROUP, IntakeSettings
-from services.intake.consumers import RequestEvents, StatusProjection
+from services.intake.consumer import RequestEvents, StatusProjection
 from services.intake.rate_limits import RateLimiter
+from services.intake.service import AppealIntake, IntakePolicy
 
 SERVICE_NAME = "intake"
 KEY_SWEEP_INTERVAL_S = 600.0
@@ -34,19 +35,26 @@ KEY_EXPIRY_FLUSH_INTERVAL_S = 1.0
 log = logging.getLogger(__name__)
 
 
+def build(
+    repo: repository.IntakeRepository, producer: EventProducer, settings: IntakeSettings
+) -> AppealIntake:
+    """Intake's use cases over ``repo``, with the rules and limits ``settings`` name."""
+    policy = IntakePolicy(
+        rules=eligibility.load_rules(settings.eligibility_file),
+        limiter=RateLimiter(settings.rate_limits()),
+        pseudonym_key=settings.pseudonym_key(),
+        key_ttl=timedelta(seconds=settings.idempotency_key_ttl_s),
+        in_flight=timedelta(seconds=settings.in_flight_s),
+    )
+    return AppealIntake(repo, producer, policy, service_name=SERVICE_NAME)
+
+
 async def serve(settings: IntakeSettings) -> None:
     verifier = TokenVerifier.from_settings(settings)
     async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
         repo = repository.IntakeRepository(ctx.db)
         await repo.retire_indexes()
-        policy = IntakePolicy(
-            rules=eligibility.load_rules(settings.eligibility_file),
-            limiter=RateLimiter(settings.rate_limits()),
-            pseudonym_key=settings.pseudonym_key(),
-            key_ttl=timedelta(seconds=settings.idempotency_key_ttl_s),
-            in_flight=timedelta(seconds=settings.in_flight_s),
-        )
-        intake = AppealIntake(repo, ctx.producer, policy, service_name=SERVICE_NAME)
+        intake = build(repo, ctx.producer, settings)
         try:
             await run_components(_components(settings, ctx, repo, intake, verifier))
         finally:

@@ -17,8 +17,8 @@ from appeals_runtime.kafka.consumer import ConsumerRunner, Handler, InboundMessa
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications.inbound import notice_from, recipient_from_submitted
 from services.notifications.metrics import GAUGES
-from services.notifications.notifier import Notifier
 from services.notifications.retries import Origin, PendingAttempt
+from services.notifications.service import Notifier
 
 # A retry handed the notifier: the event, and the attempt its headers describe.
 RetryHandler = Callable[[InboundMessage[events_pb2.AppealEvent], PendingAttempt], Awaitable[None]]

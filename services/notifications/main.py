@@ -30,9 +30,9 @@ from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_consumer, retry_consumer
 from services.notifications.held_particulars import HeldParticulars
 from services.notifications.messages import MessageRenderer, Redress
-from services.notifications.notifier import Clock, Notifier
-from services.notifications.policy import Backoff, Limits, QuietHours
 from services.notifications.retries import RetryQueue
+from services.notifications.service import Clock, Notifier
+from services.notifications.timing import Backoff, Limits, QuietHours
 
 SERVICE_NAME = "notifications"
 
@@ -77,7 +77,7 @@ def channels_from(
     return channels
 
 
-def notifier_from(
+def build(
     settings: NotificationsSettings,
     notifications: repository.NotificationsRepository,
     producer: EventProducer,
@@ -131,7 +131,7 @@ async def serve(settings: NotificationsSettings) -> None:
         held = HeldParticulars(
             particulars, hold_s=settings.particulars_hold_s, entries=settings.particulars_held
         )
-        notifier = notifier_from(settings, notifications, ctx.producer, http, held)
+        notifier = build(settings, notifications, ctx.producer, http, held)
         app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
         await run_components(
             [

@@ -15,8 +15,8 @@ from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import api, eligibility, repository
-from services.intake.appeals import AppealIntake, IntakePolicy
 from services.intake.rate_limits import Limit, RateLimiter
+from services.intake.service import AppealIntake, IntakePolicy
 from tests.support.bodies import valid_body
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import ConsumerRunner
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import grpc_api
-from services.intake.consumers import RequestEvents
+from services.intake.consumer import RequestEvents
 from services.intake.schemas import AppealIn
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import start_intake

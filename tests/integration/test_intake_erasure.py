@@ -19,7 +19,7 @@ from appeals.v1 import appeal_pb2, events_pb2, intake_pb2, intake_pb2_grpc
 from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from services.intake import identity
-from services.intake.consumers import StatusProjection
+from services.intake.consumer import StatusProjection
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import IntakeUnderTest, serving_grpc
 from tests.support.kafka import read_to_end

@@ -63,7 +63,7 @@ async def test_only_service_callers_read_particulars_and_every_read_is_logged_wi
         return (("authorization", f"Bearer {intake.token(role)}"),)
 
     refused: dict[str, grpc.StatusCode] = {}
-    caplog.set_level(logging.INFO, logger="services.intake.appeals")
+    caplog.set_level(logging.INFO, logger="services.intake.service")
     async with serving_grpc(intake) as target, grpc.aio.insecure_channel(target) as channel:
         stub = intake_pb2_grpc.IntakeStub(channel)
         for role in ("surface", "agent", "ops", "anonymous"):

@@ -19,7 +19,7 @@ from services.audit.exports import sources
 from services.audit.exports.acknowledgements import IntakeAcknowledgements, IntakeLookup
 from services.audit.exports.reconciliation import Window
 from services.intake import identity
-from services.intake.consumers import StatusProjection
+from services.intake.consumer import StatusProjection
 from services.intake.received_index import RECEIVED_INDEX
 from tests.support.audit import lifecycle, new_appeal_id, open_audit, record
 from tests.support.intake_app import IntakeUnderTest, start_intake

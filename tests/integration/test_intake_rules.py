@@ -21,7 +21,7 @@ from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.intake.consumers import StatusProjection
+from services.intake.consumer import StatusProjection
 from services.intake.model import status_change
 from services.intake.rate_limits import Limit
 from tests.support.bodies import fresh_body

@@ -25,7 +25,7 @@ from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import identity, repository
-from services.intake.consumers import StatusProjection
+from services.intake.consumer import StatusProjection
 from services.intake.schemas import AppealIn
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import IntakeUnderTest, start_intake

@@ -30,7 +30,7 @@ from appeals_runtime.intake_client import (
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.consumer import lifecycle_handler
-from services.notifications.main import notifier_from
+from services.notifications.main import build
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import serving_grpc, start_intake
 from tests.support.notifications import (
@@ -155,7 +155,7 @@ async def handled(
     await store.ensure_indexes(db, repository.INDEXES)
     notifications = repository.NotificationsRepository(db)
     async with httpx.AsyncClient() as http:
-        notifier = notifier_from(settings, notifications, producer, http, APPELLANTS)
+        notifier = build(settings, notifications, producer, http, APPELLANTS)
         await lifecycle_handler(notifier, group=settings.consumer_group)(inbound(event))
 
 

@@ -29,7 +29,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.api import create_app
 from services.notifications.consumer import lifecycle_handler
-from services.notifications.main import notifier_from
+from services.notifications.main import build
 from tests.support.notifications import (
     claimed,
     decided,
@@ -53,7 +53,7 @@ async def notifications_service(
     notifications = repository.NotificationsRepository(db)
     _, jwks = devkeys.ensure(tmp_path)
     settings = private_settings(str(jwks))
-    notifier = notifier_from(settings, notifications, producer, httpx.AsyncClient(), APPELLANTS)
+    notifier = build(settings, notifications, producer, httpx.AsyncClient(), APPELLANTS)
     return notifications, lifecycle_handler(notifier, group=settings.consumer_group)
 
 

@@ -29,7 +29,7 @@ from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.consumer import lifecycle_handler, retry_handler
-from services.notifications.main import notifier_from
+from services.notifications.main import build
 from services.notifications.retries import PendingAttempt
 from tests.support.notifications import (
     ManualClock,
@@ -153,7 +153,7 @@ async def test_every_store_operation_of_the_service_is_an_id_lookup(
     notifications = repository.NotificationsRepository(database)
     one, other = new_appeal_id("_one"), new_appeal_id("_other")
     async with httpx.AsyncClient() as http:
-        notifier = notifier_from(
+        notifier = build(
             settings, notifications, producer, http, APPELLANTS, clock=ManualClock(AFTERNOON)
         )
         on_lifecycle = lifecycle_handler(notifier, group=settings.consumer_group)
@@ -214,7 +214,7 @@ async def test_the_daily_limit_holds_for_concurrent_handlers_and_two_instances(
         async with httpx.AsyncClient() as http:
             handlers = [
                 lifecycle_handler(
-                    notifier_from(
+                    build(
                         settings,
                         repository.NotificationsRepository(client[db.name]),
                         producer,
@@ -407,7 +407,7 @@ async def test_a_store_of_the_old_shapes_is_moved_to_id_keys_once(
     _, jwks = devkeys.ensure(tmp_path)
     settings = private_settings(str(jwks))
     async with httpx.AsyncClient() as http:
-        notifier = notifier_from(
+        notifier = build(
             settings, notifications, producer, http, APPELLANTS, clock=ManualClock(AFTERNOON)
         )
         handler = lifecycle_handler(notifier, group=settings.consumer_group)

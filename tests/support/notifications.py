@@ -43,7 +43,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.notifications import repository
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_handler, retry_consumer
-from services.notifications.main import notifier_from
+from services.notifications.main import build
 from tests.support.kafka import from_the_start
 from tests.support.particulars import APPELLANTS
 
@@ -462,7 +462,7 @@ async def notifications_service(
     await store.ensure_indexes(db, repository.INDEXES)
     notifications = repository.NotificationsRepository(db)
     http = httpx.AsyncClient(timeout=5)
-    notifier = notifier_from(settings, notifications, producer, http, particulars, clock=clock)
+    notifier = build(settings, notifications, producer, http, particulars, clock=clock)
     on_lifecycle = lifecycle_handler(notifier, group=settings.consumer_group)
     service: Service
 

@@ -8,12 +8,12 @@ import pytest
 
 from appeals.events import EVENT_TYPES, EventHandling
 from services.audit.log import records
-from services.intake import consumers as intake_consumers
+from services.intake import consumer as intake_consumer
 from services.intake.model import STATUS_EVENTS
 from services.notifications import inbound
 from services.routing import consumer as routing_consumer
 
-DECLARED = [intake_consumers.EVENTS, routing_consumer.EVENTS, inbound.EVENTS, records.EVENTS]
+DECLARED = [intake_consumer.EVENTS, routing_consumer.EVENTS, inbound.EVENTS, records.EVENTS]
 
 
 @pytest.mark.parametrize("declared", DECLARED, ids=lambda d: d.consumer)
@@ -29,5 +29,5 @@ def test_a_new_event_type_is_undecided_until_declared() -> None:
 
 
 def test_the_declarations_match_what_the_handlers_use() -> None:
-    assert intake_consumers.EVENTS.handled >= STATUS_EVENTS
+    assert intake_consumer.EVENTS.handled >= STATUS_EVENTS
     assert set(inbound._NOTICE_KINDS) <= inbound.EVENTS.handled

@@ -26,8 +26,8 @@ from services.notifications.inbound import (
     recipient_from_submitted,
 )
 from services.notifications.model import Contact, Delivery, Notice
-from services.notifications.notifier import notification_failed_event, notified_event
 from services.notifications.retries import PendingAttempt
+from services.notifications.service import notification_failed_event, notified_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

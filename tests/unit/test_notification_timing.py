@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.notifications.model import NotificationKind
-from services.notifications.policy import (
+from services.notifications.timing import (
     ONCE_PER_APPEAL,
     SUPERSEDED_BY_DECISION,
     URGENT_KINDS,

@@ -52,7 +52,9 @@ from services.notifications.model import (
     RenderedMessage,
     Told,
 )
-from services.notifications.policy import (
+from services.notifications.repository import NotificationsRepository
+from services.notifications.retries import Origin, PendingAttempt, RetryQueue
+from services.notifications.timing import (
     ONCE_PER_APPEAL,
     SUPERSEDED_BY_DECISION,
     URGENT_KINDS,
@@ -63,8 +65,6 @@ from services.notifications.policy import (
     local_day,
     quiet_hold,
 )
-from services.notifications.repository import NotificationsRepository
-from services.notifications.retries import Origin, PendingAttempt, RetryQueue
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from appeals_runtime.errors import (
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import validation
-from services.intake.appeals import AcknowledgedHere, AppealIntake
 from services.intake.erasure import Erasures
 from services.intake.model import STATUS_EVENTS, status_change
 from services.intake.repository import IntakeRepository
+from services.intake.service import AcknowledgedHere, AppealIntake
 
 # Intake's status view follows every event that changes what a look-up shows; the rest are
 # other services' business (notices, timers, restores) or intake's own (erasures).
