@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field, FilePath
 
 from appeals_runtime.auth import AuthSettings
+from appeals_runtime.rate_limits import Limit
 from services.intake.eligibility import DEFAULT_RULES_FILE
-from services.intake.rate_limits import Limit
 
 # Consumer groups of intake: one builds the status view, one takes surfaces' request events.
 STATUS_CONSUMER_GROUP = "intake-status"

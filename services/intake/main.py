@@ -11,6 +11,7 @@ from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.http import HttpServer
 from appeals_runtime.kafka.consumer import ConsumerRunner
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.rate_limits import RateLimiter
 from appeals_runtime.service import (
     Component,
     Periodic,
@@ -23,7 +24,6 @@ from appeals_runtime.settings import load_settings
 from services.intake import api, eligibility, grpc_api, repository
 from services.intake.config import REQUESTS_CONSUMER_GROUP, STATUS_CONSUMER_GROUP, IntakeSettings
 from services.intake.consumer import RequestEvents, StatusProjection
-from services.intake.rate_limits import RateLimiter
 from services.intake.service import AppealIntake, IntakePolicy
 
 SERVICE_NAME = "intake"

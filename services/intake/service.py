@@ -58,10 +58,10 @@ from appeals_runtime.errors import (
     ValidationFailed,
 )
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.rate_limits import RateLimiter
 from services.intake import eligibility, identity, metrics, validation
 from services.intake.erasure import Erasures
 from services.intake.model import AppealRecord, without_particulars
-from services.intake.rate_limits import RateLimiter
 from services.intake.received_index import Page
 from services.intake.repository import IntakeRepository
 

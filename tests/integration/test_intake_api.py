@@ -14,8 +14,8 @@ from appeals_devstack import devkeys
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.rate_limits import Limit, RateLimiter
 from services.intake import api, eligibility, repository
-from services.intake.rate_limits import Limit, RateLimiter
 from services.intake.service import AppealIntake, IntakePolicy
 from tests.support.bodies import valid_body
 

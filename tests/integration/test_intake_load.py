@@ -24,8 +24,8 @@ from appeals import topics
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.rate_limits import Limit
 from services.intake import repository
-from services.intake.rate_limits import Limit
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import start_intake
 from tests.support.kafka import read_to_end

@@ -21,9 +21,9 @@ from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.rate_limits import Limit
 from services.intake.consumer import StatusProjection
 from services.intake.model import status_change
-from services.intake.rate_limits import Limit
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import IntakeUnderTest, start_intake
 from tests.support.kafka import read_all

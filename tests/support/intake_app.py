@@ -19,8 +19,8 @@ from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
+from appeals_runtime.rate_limits import Limit, RateLimiter
 from services.intake import api, eligibility, grpc_api, repository
-from services.intake.rate_limits import Limit, RateLimiter
 from services.intake.service import AppealIntake, IntakePolicy
 
 

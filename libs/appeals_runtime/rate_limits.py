@@ -1,8 +1,9 @@
-"""Token buckets per appellant, device, network and surface: abuse stops, people do not.
+"""Token buckets per named dimension (intake: appellant, device, network, surface; live help:
+address, account, contact): abuse stops, people do not.
 
-Limits are checked before any I/O, so a flood from one appellant costs the others nothing: the
+Limits are checked before any I/O, so a flood from one caller costs the others nothing: the
 flood is answered 429 from memory. Buckets live in this process (bounded, least recently used
-evicted); with N intake instances behind a balancer the effective limit is up to N times the
+evicted); with N instances behind a balancer the effective limit is up to N times the
 configured one, which is the accepted trade-off for not putting a store round trip on every
 request (FerretDB has no atomic counters).
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.intake.rate_limits import MAX_WAIT_S, Limit, RateLimiter
+from appeals_runtime.rate_limits import MAX_WAIT_S, Limit, RateLimiter
 
 
 class Clock:
