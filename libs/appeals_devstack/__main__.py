@@ -3,8 +3,8 @@
 * ``run``: start Kafka and FerretDB (unless ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` name
   existing servers) and the ops stack, Jaeger (unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` names an
   existing collector) and Prometheus, both skipped with ``APPEALS_OPS=0`` (``make run OPS=0``);
-  create the topics, run the four services and the ops page in the foreground with prefixed
-  logs; Ctrl-C stops everything.
+  create the topics, run the four services, live help and the ops page in the foreground with
+  prefixed logs; Ctrl-C stops everything.
 * ``up``: the same, detached; returns once every service answers ``/readyz``.
 * ``down``: stops what ``up`` (or a ``run`` that was killed) left running.
 """
@@ -28,6 +28,7 @@ from appeals_devstack.stack import (
     Infrastructure,
     OpsOptions,
     ServiceProcess,
+    live_help_environment,
     ops_page_environment,
     service_environment,
     start_service,
@@ -148,7 +149,7 @@ def _service_env(infra: Infrastructure) -> dict[str, str]:
 
     env = service_environment(infra)
     env.update(devkeys.service_environment(STATE_DIR))
-    for name, value in ops_page_environment(env).items():
+    for name, value in {**ops_page_environment(env), **live_help_environment(env)}.items():
         env.setdefault(name, value)
     return env
 
@@ -163,6 +164,12 @@ def _say_ops_page(env: dict[str, str], services: list[ServiceProcess]) -> None:
     )
     _say(f"ops page, signed in with a DEV-ONLY ops token (12 h; local runs only):\n"
          f"    {page.base_url}/ops#token={token}")  # fmt: skip
+    helper = next((s for s in services if s.spec.name == "help"), None)
+    if helper is not None:
+        _say(
+            f"live help for locked-out people: {helper.base_url}/help (DEV-ONLY sample "
+            "accounts in services/help/dev_accounts.yaml; codes land in notifications' records)"
+        )
 
 
 def run() -> int:

@@ -33,6 +33,8 @@ INTAKE_CLIENTS = {
     "routing": "ROUTING_INTAKE_TOKEN_FILE",
     "notifications": "NOTIFICATIONS_INTAKE_TOKEN_FILE",
 }
+# The live-help service hands verification codes to notifications under its own identity.
+HELP_CODES_SCOPES = ["codes:send"]
 # Long enough for a local run that stays up for days; minted afresh at every start.
 SERVICE_TOKEN_TTL_S = 30 * 24 * 3600
 
@@ -69,12 +71,15 @@ def ensure_secret(state_dir: Path, name: str) -> Path:
     return path
 
 
-def service_token_file(state_dir: Path, service: str) -> Path:
-    """A dev service token for ``service`` (role ``service``), minted afresh on every call so it
-    always matches the current dev key and never runs out during a local run."""
+def service_token_file(state_dir: Path, service: str, scopes: list[str] | None = None) -> Path:
+    """A dev service token for ``service`` (role ``service``; the role's default scopes unless
+    ``scopes`` names others), minted afresh on every call so it always matches the current dev
+    key and never runs out during a local run."""
     private_path, _ = ensure(state_dir)
     path = key_dir(state_dir) / f"{service}-service.jwt"
-    token = mint_token(private_path, role="service", subject=service, ttl_s=SERVICE_TOKEN_TTL_S)
+    token = mint_token(
+        private_path, role="service", subject=service, scopes=scopes, ttl_s=SERVICE_TOKEN_TTL_S
+    )
     _write_private(path, token.encode())
     return path
 
@@ -89,6 +94,10 @@ def service_environment(state_dir: Path) -> dict[str, str]:
             variable: str(service_token_file(state_dir, service))
             for service, variable in INTAKE_CLIENTS.items()
         },
+        "HELP_SECRET_KEY_FILE": str(ensure_secret(state_dir, "help-secret.hex")),
+        "HELP_NOTIFICATIONS_TOKEN_FILE": str(
+            service_token_file(state_dir, "help", scopes=HELP_CODES_SCOPES)
+        ),
     }
 
 

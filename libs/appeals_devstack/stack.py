@@ -52,9 +52,11 @@ PIPELINE = (
     ),
     ServiceSpec("audit", "services.audit.main", "AUDIT_HTTP_PORT", 8083, "\033[32m"),
 )
+# Live help for people locked out of their accounts (sends its codes through notifications).
+LIVE_HELP = ServiceSpec("help", "services.help.main", "HELP_HTTP_PORT", 8085, "\033[91m")
 # The ops page, which watches them (started last, after the audit log it reads).
 OPS_PAGE = ServiceSpec("ops", "services.ops.main", "OPS_HTTP_PORT", 8084, "\033[34m")
-SERVICES = (*PIPELINE, OPS_PAGE)
+SERVICES = (*PIPELINE, LIVE_HELP, OPS_PAGE)
 _RESET = "\033[0m"
 
 
@@ -274,6 +276,18 @@ def service_environment(
     env.setdefault("INTAKE_GRPC_TARGET", f"127.0.0.1:{env.get('INTAKE_GRPC_PORT', '50051')}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def live_help_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """What live help needs of a local stack: the notifications it sends codes through and the
+    DEVELOPMENT-ONLY sample accounts; notifications keeps the codes it sends readable in its
+    records, which is what the local channels (recording sinks) received."""
+    notifications = next(spec for spec in PIPELINE if spec.name == "notifications")
+    return {
+        "HELP_NOTIFICATIONS_URL": f"http://127.0.0.1:{notifications.port(env)}",
+        "HELP_ACCOUNTS_FILE": str(REPO_ROOT / "services" / "help" / "dev_accounts.yaml"),
+        "NOTIFICATIONS_KEEP_CODE_TEXT": "1",
+    }
 
 
 def ops_page_environment(env: Mapping[str, str]) -> dict[str, str]:

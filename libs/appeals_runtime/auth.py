@@ -62,6 +62,9 @@ class Scope(StrEnum):
     # Have intake forget an appellant (GDPR Art. 17): a surface for its platforms' users, ops
     # for anyone's.
     ERASE_PARTICULARS = "particulars:erase"
+    # Have notifications send a one-time verification code to an account's contact on file
+    # (the live-help service proving that a locked-out person controls the account).
+    SEND_CODES = "codes:send"
 
 
 DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {

@@ -68,6 +68,9 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
     )
 
     http_port: int = Field(default=8082, validation_alias="NOTIFICATIONS_HTTP_PORT")
+    # DEVELOPMENT ONLY: keep verification codes readable in their sent records (the local
+    # recording sinks' outbox, which `make run` and the tests read); off, the code is masked.
+    keep_code_text: bool = Field(default=False, validation_alias="NOTIFICATIONS_KEEP_CODE_TEXT")
     consumer_group: str = Field(
         default=CONSUMER_GROUP, min_length=1, validation_alias="NOTIFICATIONS_CONSUMER_GROUP"
     )

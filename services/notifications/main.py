@@ -26,6 +26,7 @@ from services.notifications.channels import (
     WebhookChannel,
 )
 from services.notifications.channels.platforms import adapter_for
+from services.notifications.codes import CodeSender
 from services.notifications.config import NotificationsSettings
 from services.notifications.consumer import lifecycle_consumer, retry_consumer
 from services.notifications.held_particulars import HeldParticulars
@@ -77,6 +78,28 @@ def channels_from(
     return channels
 
 
+def renderer_from(settings: NotificationsSettings) -> MessageRenderer:
+    return MessageRenderer(
+        redress=Redress(
+            dispute_settlement_url=settings.dispute_settlement_url,
+            oversight_board_url=settings.oversight_board_url,
+        )
+    )
+
+
+def directory_from(
+    settings: NotificationsSettings,
+    renderer: MessageRenderer,
+    http: httpx.AsyncClient,
+    clock: Clock,
+) -> ChannelDirectory:
+    return ChannelDirectory(
+        channels_from(settings, renderer, http, clock),
+        platform_channels=settings.platform_channels,
+        fallbacks=settings.fallback_channels,
+    )
+
+
 def build(
     settings: NotificationsSettings,
     notifications: repository.NotificationsRepository,
@@ -86,21 +109,12 @@ def build(
     *,
     clock: Clock = utc_now,
 ) -> Notifier:
-    renderer = MessageRenderer(
-        redress=Redress(
-            dispute_settlement_url=settings.dispute_settlement_url,
-            oversight_board_url=settings.oversight_board_url,
-        )
-    )
+    renderer = renderer_from(settings)
     window = settings.quiet_hours_window()
     return Notifier(
         notifications,
         renderer,
-        ChannelDirectory(
-            channels_from(settings, renderer, http, clock),
-            platform_channels=settings.platform_channels,
-            fallbacks=settings.fallback_channels,
-        ),
+        directory_from(settings, renderer, http, clock),
         producer,
         RetryQueue(producer, group=settings.consumer_group),
         particulars,
@@ -132,7 +146,17 @@ async def serve(settings: NotificationsSettings) -> None:
             particulars, hold_s=settings.particulars_hold_s, entries=settings.particulars_held
         )
         notifier = build(settings, notifications, ctx.producer, http, held)
-        app = create_app(notifications, verifier, readiness_checks=ctx.readiness_checks)
+        renderer = renderer_from(settings)
+        codes = CodeSender(
+            notifications,
+            renderer,
+            directory_from(settings, renderer, http, utc_now),
+            clock=utc_now,
+            keep_text=settings.keep_code_text,
+        )
+        app = create_app(
+            notifications, verifier, codes=codes, readiness_checks=ctx.readiness_checks
+        )
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),

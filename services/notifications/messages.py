@@ -124,6 +124,10 @@ class MessageRenderer:
         self._redress = redress
         self.locales = available_locales(templates_dir)
 
+    def locale_for(self, tag: str) -> str:
+        """The template locale for a BCP 47 tag (``de`` for ``de-AT``; English otherwise)."""
+        return resolve_locale(tag, self.locales)
+
     def render(self, recipient: Recipient, notice: Notice) -> RenderedMessage:
         locale = resolve_locale(recipient.locale, self.locales)
         variables = self.variables(recipient, notice, locale)

@@ -54,6 +54,8 @@ OUTBOX = "outbox"
 TOLD = "told"
 DAILY_SLOTS = "daily_slots"
 MIGRATIONS = "migrations"
+# One-time verification codes sent for the live-help service (see codes.py).
+CODES = "codes"
 # The shapes before id keys kept milestones here.
 OLD_MILESTONES = "milestones"
 
@@ -103,6 +105,17 @@ class NotificationsRepository:
         self._told = db[TOLD]
         self._daily_slots = db[DAILY_SLOTS]
         self._migrations = db[MIGRATIONS]
+        self._codes = db[CODES]
+
+    # --- verification codes --------------------------------------------------------------------
+
+    async def code_sent(self, request_id: str) -> store.Document | None:
+        """The record of a verification code sent under ``request_id``, if one was."""
+        return await store.available(self._codes.find_one({"_id": request_id}))
+
+    async def record_code(self, document: store.Document) -> bool:
+        """Record a sent code once (``_id`` = its request id); False when already recorded."""
+        return await store.insert_once(self._codes, document)
 
     # --- profiles ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from appeals_devstack.stack import (
     Infrastructure,
     OpsOptions,
     ServiceProcess,
+    live_help_environment,
     ops_page_environment,
     service_environment,
     start_service,
@@ -189,6 +190,7 @@ def running_pipeline(
         }
     )
     env.update(ops_page_environment(env))
+    env.update(live_help_environment(env))
     started: dict[str, ServiceProcess] = {}
     try:
         for spec in SERVICES:

@@ -40,6 +40,7 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("routing", "GET", "/v1/referrals"): {"referral_body", "ops"},
     ("routing", "POST", "/v1/referrals/{appeal_id}/decision"): {"referral_body"},
     ("notifications", "GET", "/v1/appeals/{appeal_id}/notifications"): {"ops"},
+    ("notifications", "POST", "/v1/verification-codes"): {"service"},
     ("audit", "GET", "/v1/appeals/{appeal_id}/trail"): READERS,
     ("audit", "GET", "/v1/audit/verify"): READERS,
     ("audit", "GET", "/v1/audit/key"): READERS,
@@ -55,9 +56,13 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("ops", "GET", "/v1/ops/traces/{trace_id}"): {"ops"},
     ("ops", "GET", "/v1/ops/appeals/{appeal_id}"): READERS,
 }
-# Served but open to anyone on purpose: probes, metrics, the documents describing the API.
+# Served but open to anyone on purpose: probes, metrics, the documents describing the API; and
+# live help, whose callers have no account to log in with (it is guarded by codes sent to the
+# contact on file, limits and its own short sessions: tests/integration/test_help_verification.py).
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-        "/redoc", "/ops", "/ops/{asset}"}  # fmt: skip
+        "/redoc", "/ops", "/ops/{asset}", "/help", "/help/{asset}", "/v1/help/platforms",
+        "/v1/help/verifications", "/v1/help/verifications/{verification_id}/check",
+        "/v1/help/session"}  # fmt: skip
 
 GRPC_ALLOWED: dict[str, set[str]] = {
     "/appeals.v1.Intake/SubmitAppeal": {"surface"},
@@ -75,6 +80,13 @@ GRPC_ALLOWED: dict[str, set[str]] = {
 }
 
 BODIES: dict[str, Any] = {
+    "/v1/verification-codes": {
+        "request_id": "roles-code-0001",
+        "platform": "instagram",
+        "to": {"kind": "user_id", "address": "ig-roles-user"},
+        "code": "123456",
+        "expires_at": "2099-01-01T00:00:00Z",
+    },
     "/v1/appeals/{appeal_id}/information": {"answer": "Here it is."},
     "/v1/erasures": {"platform": "instagram", "user_id": "nobody-known-0001"},
     "/v1/ban-evasion/identifiers": {"hashes": ["h-roles-0001"]},
@@ -89,9 +101,11 @@ BODIES: dict[str, Any] = {
 
 def token(pipeline: Pipeline, role: str) -> str:
     subjects = {"referral_body": "oversight_board", "surface": "instagram-app"}
+    # The pipeline's services, each scope any of them holds (live help's codes:send included).
+    scopes = ["particulars:read", "codes:send"] if role == "service" else None
     return devkeys.mint_token(
         pipeline.signing_key, role=role, subject=subjects.get(role, f"{role}-roles"),
-        platforms=["instagram"] if role == "surface" else None, queues=["*"],
+        platforms=["instagram"] if role == "surface" else None, queues=["*"], scopes=scopes,
     )  # fmt: skip
 
 
@@ -117,7 +131,7 @@ async def rest_call(
 async def test_every_rest_operation_lets_in_exactly_its_roles(pipeline: Pipeline) -> None:
     async with httpx.AsyncClient(timeout=20) as client:
         served = set()
-        for service in ("intake", "routing", "notifications", "audit", "ops"):
+        for service in ("intake", "routing", "notifications", "audit", "ops", "help"):
             document = (await client.get(f"{pipeline.url(service)}/openapi.json")).json()
             served |= {
                 (service, method.upper(), path)

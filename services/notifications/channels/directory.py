@@ -77,6 +77,16 @@ class ChannelDirectory:
     def get(self, name: str) -> Channel | None:
         return self._channels.get(name)
 
+    def reaching(self, platform: str, kind: str) -> Channel | None:
+        """The configured channel that reaches an address of ``kind`` on ``platform``: the
+        platform's own channel for its user ids, WhatsApp for a phone, email for an email."""
+        name = {
+            "user_id": self._platform_channels.get(platform, ""),
+            "phone": platforms.CHANNELS.get("whatsapp", ""),
+            "email": "email",
+        }.get(kind, "")
+        return self._channels.get(name)
+
     def plan(self, recipient: Recipient) -> list[Route]:
         return channel_plan(
             recipient,

@@ -1,0 +1,1 @@
+"""Live help for people locked out of their accounts: a way in without the account."""

@@ -1,0 +1,63 @@
+"""Wires the live-help service together and runs it: nothing else lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from appeals_runtime.http import HttpServer
+from appeals_runtime.rate_limits import RateLimiter
+from appeals_runtime.service import run_components, run_service, service_context
+from appeals_runtime.settings import load_settings
+from services.help import api, repository
+from services.help.accounts import ApiDirectory, Directories, FileDirectory
+from services.help.config import HelpSettings
+from services.help.notifications_client import CodeMessenger
+from services.help.service import Keys, Verifications
+
+SERVICE_NAME = "help"
+
+
+def build(
+    settings: HelpSettings,
+    repo: repository.HelpRepository,
+    http: httpx.AsyncClient,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Verifications:
+    apis = settings.accounts_apis()
+    directory = Directories(
+        ApiDirectory(http, apis) if apis else None,
+        FileDirectory(settings.accounts_file) if settings.accounts_file else None,
+    )
+    return Verifications(
+        repo,
+        directory,
+        CodeMessenger(http, settings.notifications_url, settings.notifications_token()),
+        Keys.derive(settings.secret_key()),
+        RateLimiter(settings.limits()),
+        code_ttl=timedelta(seconds=settings.code_ttl_s),
+        attempts=settings.code_attempts,
+        session_ttl=timedelta(seconds=settings.session_ttl_s),
+        clock=clock,
+    )
+
+
+async def serve(settings: HelpSettings) -> None:
+    async with (
+        service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx,
+        httpx.AsyncClient(timeout=settings.accounts_timeout_s) as http,
+    ):
+        verifications = build(settings, repository.HelpRepository(ctx.db), http)
+        app = api.create_app(verifications, readiness_checks={"store": ctx.check_store})
+        await run_components([HttpServer(app, host=settings.bind_host, port=settings.http_port)])
+
+
+def main() -> None:
+    run_service(serve(load_settings(HelpSettings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Live help on the real store, with the real notifications app sending its codes: both apps
+in process (httpx's ASGI transport), the local recording sinks as every platform's channel."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from appeals import platforms
+from appeals_devstack import devkeys
+from appeals_runtime import store
+from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.rate_limits import Limit, RateLimiter
+from services.help import api as help_api
+from services.help.accounts import FileDirectory
+from services.help.config import DEV_ACCOUNTS_FILE
+from services.help.notifications_client import CodeMessenger
+from services.help.repository import HelpRepository
+from services.help.service import Keys, Verifications
+from services.notifications import api as notifications_api
+from services.notifications.channels import ChannelDirectory, RecordingSink
+from services.notifications.channels.platforms import adapter_for
+from services.notifications.codes import CodeSender
+from services.notifications.messages import MessageRenderer
+from services.notifications.repository import CODES, NotificationsRepository
+from tests.support.desk import Clock
+from tests.support.waiting import eventually
+
+GENEROUS = Limit(burst=1000, per_hour=100_000)
+CODE = re.compile(r"\b(\d{6})\b")
+
+
+@dataclass
+class LiveHelp:
+    client: httpx.AsyncClient
+    notifications: httpx.AsyncClient
+    db: store.Database
+    clock: Clock
+    signing_key: Path
+
+    async def code_sent_for(self, verification_id: str) -> str:
+        """The code in the message notifications recorded for ``verification_id`` (what the
+        local channel received)."""
+
+        async def recorded() -> str | None:
+            found = await self.db[CODES].find_one({"_id": verification_id})
+            return CODE.search(found["body"]).group(1) if found else None  # type: ignore[union-attr]
+
+        return await eventually(recorded, f"a code sent for {verification_id}", 10)
+
+    async def start(self, platform: str, account: str) -> httpx.Response:
+        return await self.client.post(
+            "/v1/help/verifications", json={"platform": platform, "account": account}
+        )
+
+    async def check(self, verification_id: str, code: str) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/help/verifications/{verification_id}/check", json={"code": code}
+        )
+
+
+def recording_channels() -> ChannelDirectory:
+    return ChannelDirectory(
+        [adapter_for(platform)(RecordingSink()) for platform in platforms.PLATFORMS],
+        platform_channels=platforms.CHANNELS,
+    )
+
+
+@contextlib.asynccontextmanager
+async def live_help(
+    db: store.Database,
+    tmp_path: Path,
+    *,
+    limits: dict[str, Limit] | None = None,
+    attempts: int = 5,
+    keep_code_text: bool = True,
+) -> AsyncIterator[LiveHelp]:
+    clock = Clock()
+    private_key, jwks = devkeys.ensure(tmp_path)
+    verifier: TokenVerifier = devkeys.dev_verifier(jwks)
+    notifications_repo = NotificationsRepository(db)
+    sender = CodeSender(
+        notifications_repo,
+        MessageRenderer(),
+        recording_channels(),
+        clock=clock,
+        keep_text=keep_code_text,
+    )
+    notifications_app = notifications_api.create_app(notifications_repo, verifier, codes=sender)
+    help_token = devkeys.mint_token(
+        private_key, role="service", subject="help", scopes=devkeys.HELP_CODES_SCOPES
+    )
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=notifications_app), base_url="http://notifications"
+        ) as to_notifications,
+    ):
+        verifications = Verifications(
+            HelpRepository(db),
+            FileDirectory(DEV_ACCOUNTS_FILE),
+            CodeMessenger(to_notifications, "http://notifications", help_token),
+            Keys.derive(b"k" * 32),
+            RateLimiter(
+                limits or dict.fromkeys(("address", "account", "contact", "check"), GENEROUS)
+            ),
+            code_ttl=timedelta(minutes=10),
+            attempts=attempts,
+            session_ttl=timedelta(minutes=30),
+            clock=clock,
+        )
+        app = help_api.create_app(verifications)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://help"
+        ) as client:
+            yield LiveHelp(client, to_notifications, db, clock, private_key)
