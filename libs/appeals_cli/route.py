@@ -1,35 +1,44 @@
 """`appeals route --explain FILE`: what the routing policy does with one appeal, and why.
 
-FILE is an appeal as POSTed to intake's /v1/appeals. Nothing is sent anywhere: the policy file
-(the one routing runs with, unless --policy names another) is evaluated locally, so a policy edit
-can be checked before routing reloads it.
+FILE is an appeal as POSTed to intake's /v1/appeals. Routing answers (``POST
+/v1/routing/explanations`` with an ops token; nothing is routed, stored or sent) with the policy
+it runs, or with the one ``--policy`` names, so a policy edit can be checked before routing
+reloads it. Needs routing running (``make run``); ``--routing-url`` names another.
+
+Only the facts of the appeal go to routing, as intake would pass them on (no user id, contact
+or statement): the conversion below is the contracts' own, field by field.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from services.routing.policy import AppealFacts
-    from services.routing.policy_schema import RoutingPolicy
+import httpx
 
-# The routing and intake modules are imported where used, so other commands never load them.
+from appeals import vocabulary
+
+DEFAULT_ROUTING_URL = os.environ.get("APPEALS_ROUTING_URL", "http://127.0.0.1:8081")
+
+
+class NotAnAppealError(ValueError):
+    pass
 
 
 def add_parser(commands: Any) -> None:
     route = commands.add_parser(
-        "route", help="explain how the routing policy places an appeal (no pipeline needed)"
+        "route", help="explain how the routing policy places an appeal (asks routing)"
     )
     route.add_argument(
         "--explain", metavar="FILE", required=True, help="appeal JSON body, as for POST /v1/appeals"
     )
     route.add_argument(
-        "--policy", type=Path, help="routing policy YAML (default: the one routing ships with)"
+        "--policy", type=Path, help="routing policy YAML to try (default: the one routing runs)"
     )
     route.add_argument("--received-at", help="RFC 3339 arrival time (default: now)")
     route.add_argument(
@@ -39,89 +48,127 @@ def add_parser(commands: Any) -> None:
         "--repeat", action="store_true", help="as if the same decision was appealed before"
     )
     route.add_argument("--json", action="store_true", help="print JSON instead of text")
+    route.add_argument("--routing-url", default=DEFAULT_ROUTING_URL, help="routing's base URL")
+    route.add_argument("--token", help="ops token (default: a local DEV-ONLY one)")
     route.set_defaults(handler=_explain_command)
 
 
 def _explain_command(args: argparse.Namespace) -> int:
-    from appeals.facts import submission_facts
-    from services.intake.schemas import AppealIn
-    from services.routing.policy import AppealFacts
-    from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicyError, load_policy
-
-    try:
-        rules = load_policy(args.policy or DEFAULT_POLICY_FILE)
-    except PolicyError as error:
-        print(error, file=sys.stderr)
-        return 2
     try:
         body = json.loads(Path(args.explain).read_text(encoding="utf-8"))
-        # Routing sees what leaves intake: the facts, not the appellant's personal data.
-        submission = submission_facts(AppealIn.model_validate(body).to_proto())
-    except (OSError, ValueError) as error:
-        print(f"{args.explain}: {_describe(error)}", file=sys.stderr)
+        request: dict[str, Any] = {
+            "submission": submission_facts(body),
+            "ban_evasion_suspected": args.ban_evasion,
+            "repeat_appeal": args.repeat,
+        }
+        if args.received_at:
+            request["received_at"] = _moment(args.received_at)
+        if args.policy:
+            request["policy"] = args.policy.read_text(encoding="utf-8")
+    except OSError as error:  # the appeal or the policy file
+        print(error, file=sys.stderr)
         return 2
-    received = datetime.fromisoformat(args.received_at) if args.received_at else datetime.now(UTC)
-    facts = AppealFacts(
-        submission,
-        received.astimezone(UTC),
-        ban_evasion_suspected=args.ban_evasion,
-        repeat_appeal=args.repeat,
-    )
-    explained = explain(rules, facts)
+    except ValueError as error:  # not JSON, or not an appeal body
+        print(f"{args.explain}: {error}", file=sys.stderr)
+        return 2
+    token = args.token
+    if token is None:
+        from appeals_cli import tokens
+
+        token = tokens.ops_token("route-explain")
+    try:
+        response = httpx.post(
+            f"{args.routing_url.rstrip('/')}/v1/routing/explanations",
+            json=request,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=15,
+        )
+    except httpx.HTTPError as error:
+        print(f"cannot reach routing at {args.routing_url}: {error}", file=sys.stderr)
+        return 2
+    if response.status_code != 200:
+        print(_problem(response), file=sys.stderr)
+        return 2
+    explained = response.json()
     print(json.dumps(explained, indent=2) if args.json else render(explained))
     return 0
 
 
-def _describe(error: Exception) -> str:
-    from pydantic import ValidationError
+def _moment(text: str) -> str:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
-    if isinstance(error, ValidationError):
-        return "not an appeal body:\n" + "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        return f"routing answered {response.status_code}: {response.text[:300]}"
+    lines = [f"routing answered {response.status_code}: {problem.get('detail', '')}"]
+    lines += [f"  {p['name']}: {p['reason']}" for p in problem.get("invalid_params", [])]
+    return "\n".join(lines)
+
+
+def submission_facts(body: Any) -> dict[str, Any]:
+    """The appeal body's facts as ``appeals.v1.SubmissionFacts`` in protobuf's JSON mapping: what
+    intake passes on to routing (no user id, contact, statement or attachments)."""
+    if not isinstance(body, dict):
+        raise NotAnAppealError("not an appeal body: a JSON object is expected")
+    platform = body.get("platform")
+    if platform not in vocabulary.PLATFORMS:
+        raise NotAnAppealError(f"platform: must be one of {_choices(vocabulary.PLATFORMS)}")
+    appellant = body.get("appellant") or {}
+    role = appellant.get("role", "affected_user")
+    if role not in vocabulary.APPELLANT_ROLES:
+        raise NotAnAppealError(
+            f"appellant.role: must be one of {_choices(vocabulary.APPELLANT_ROLES)}"
         )
-    return str(error)
-
-
-def explain(rules: RoutingPolicy, facts: AppealFacts) -> dict[str, Any]:
-    """Everything routing would decide about the appeal, with the reasons."""
-    from appeals import vocabulary
-    from services.routing import policy
-
-    decision = policy.route(rules, facts)
-    requirements = decision.placement.requirements
-    submission = facts.submission
-    return {
-        "appeal": (
-            f"{vocabulary.platform_name(submission.platform)} "
-            f"{vocabulary.subject_kind_name(submission.subject.kind)} "
-            f"({submission.decision.action} under {submission.decision.policy}), "
-            f"locale {submission.locale or '-'}, country {submission.country or '-'}"
-        ),
-        "rule": decision.rule,
-        "rules_checked": [rule.name for rule in rules.rules],
-        "queue": decision.queue,
-        "requires": requirements.describe(),
-        "relaxes": [
-            {"after": policy.describe_span(after), "skills": skills}
-            for after, skills in policy.relaxation_schedule(rules, requirements)
-        ],
-        "priority": decision.priority,
-        "priority_reasons": list(decision.reasons),
-        "received_at": facts.received_at.isoformat(),
-        "due_at": decision.sla.due_at.isoformat(),
-        "warn_at": decision.sla.warn_at.isoformat(),
-        "sla_reasons": list(decision.sla.reasons),
-        "second_review": decision.second_review,
-        "second_review_reason": decision.second_review_reason,
+    subject = body.get("subject") or {}
+    kind = subject.get("kind")
+    if kind not in vocabulary.SUBJECT_KINDS:
+        raise NotAnAppealError(f"subject.kind: must be one of {_choices(vocabulary.SUBJECT_KINDS)}")
+    decision = body.get("decision") or {}
+    signals = body.get("signals") or {}
+    facts: dict[str, Any] = {
+        "platform": vocabulary.PLATFORMS[platform],
+        "locale": body.get("locale", ""),
+        "country": body.get("country", ""),
+        "appellantRole": vocabulary.APPELLANT_ROLES[role],
+        "subject": {
+            "kind": vocabulary.SUBJECT_KINDS[kind],
+            "id": str(subject.get("id", "")),
+            "contentHash": subject.get("content_hash", ""),
+            "contentDate": subject.get("content_date") or "",
+        },
+        "decision": {
+            "id": decision.get("id", ""),
+            "policy": decision.get("policy", ""),
+            "action": decision.get("action", ""),
+            "automated": bool(decision.get("automated", False)),
+            "nonAppealableReason": decision.get("non_appealable_reason", ""),
+            "decidedBy": decision.get("decided_by", ""),
+        },
+        "signals": {
+            "accountReach": str(signals.get("account_reach", 0)),
+            "vulnerableUser": bool(signals.get("vulnerable_user", False)),
+        },
     }
+    for name, field in (("decided_at", "decidedAt"), ("notified_at", "notifiedAt")):
+        if decision.get(name):
+            facts["decision"][field] = _moment(str(decision[name]))
+    if signals.get("legal_deadline"):
+        facts["signals"]["legalDeadline"] = _moment(str(signals["legal_deadline"]))
+    return facts
+
+
+def _choices(names: dict[str, int]) -> str:
+    return ", ".join(sorted(names))
 
 
 def render(explained: dict[str, Any]) -> str:
-    from services.routing.policy import DEFAULT_RULE
-
     rule = explained["rule"]
     checked = explained["rules_checked"]
-    if rule == DEFAULT_RULE:
+    if not explained["rule_matched"]:
         why = f"no rule matched (checked {', '.join(checked) or 'none'}): the default queue"
     else:
         why = f"rule {checked.index(rule) + 1} of {len(checked)} matched first"

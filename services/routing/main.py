@@ -29,6 +29,7 @@ from services.routing.board import CaseBoard
 from services.routing.config import CONSUMER_GROUP, RoutingSettings
 from services.routing.consumer import routing_handler
 from services.routing.desk import AgentDesk
+from services.routing.explain_api import explain_router
 from services.routing.feed import CaseFeed
 from services.routing.ledger import CaseLedger
 from services.routing.ownership import Ownership
@@ -132,6 +133,7 @@ async def serve(settings: RoutingSettings) -> None:
         install_problem_handlers(app)
         app.include_router(health_router(ctx.readiness_checks))
         app.include_router(referrals_api.rest_router(parts.referrals))
+        app.include_router(explain_router(policies))
         desk_servicer = grpc_api.AgentDeskServicer(
             parts.desk, verifier, poll_s=settings.offer_poll_s
         )

@@ -32,16 +32,21 @@ def load_policy(path: Path) -> RoutingPolicy:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise PolicyError(f"{path}: cannot read the routing policy: {error}") from error
+    return parse_policy(text, source=str(path))
+
+
+def parse_policy(text: str, *, source: str) -> RoutingPolicy:
+    """A routing policy from its YAML text; ``source`` names it in the errors."""
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise PolicyError(f"{path}: not valid YAML: {error}") from error
+        raise PolicyError(f"{source}: not valid YAML: {error}") from error
     if not isinstance(data, dict):
-        raise PolicyError(f"{path}: the routing policy must be a mapping of keys")
+        raise PolicyError(f"{source}: the routing policy must be a mapping of keys")
     try:
         return RoutingPolicy.model_validate(data)
     except ValidationError as error:
-        raise PolicyError(f"{path}: invalid routing policy:\n{describe(error)}") from error
+        raise PolicyError(f"{source}: invalid routing policy:\n{describe(error)}") from error
 
 
 def describe(error: ValidationError) -> str:

@@ -38,6 +38,7 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("intake", "POST", "/v1/erasures"): {"surface", "ops"},
     ("intake", "POST", "/v1/ban-evasion/identifiers"): {"ops"},
     ("routing", "GET", "/v1/referrals"): {"referral_body", "ops"},
+    ("routing", "POST", "/v1/routing/explanations"): {"ops"},
     ("routing", "POST", "/v1/referrals/{appeal_id}/decision"): {"referral_body"},
     ("notifications", "GET", "/v1/appeals/{appeal_id}/notifications"): {"ops"},
     ("notifications", "POST", "/v1/verification-codes"): {"service"},
@@ -80,6 +81,7 @@ GRPC_ALLOWED: dict[str, set[str]] = {
 }
 
 BODIES: dict[str, Any] = {
+    "/v1/routing/explanations": {"submission": {"platform": 2, "locale": "en"}},
     "/v1/verification-codes": {
         "request_id": "roles-code-0001",
         "platform": "instagram",
