@@ -1,68 +1,86 @@
 """`appeals audit ...`: the operator's and the third party's tools for the audit log.
 
-  appeals audit verify                     recompute the whole tree from the store; exit 1 if bad
-  appeals audit checkpoint                 sign a checkpoint now (also written to a file)
+  appeals audit verify                     recompute the whole tree; exit 1 if bad
+  appeals audit checkpoint                 sign a checkpoint now (the service also files it)
   appeals audit key                        the verifier key third parties check checkpoints with
   appeals audit trail APPEAL_ID            an appeal's entries, with inclusion proofs
-  appeals audit proof --event-id ID        an inclusion proof bundle (JSON) for one event
+  appeals audit proof --event-id ID        an inclusion proof bundle (JSON) for one entry
   appeals audit consistency FIRST [SECOND] a consistency proof bundle between two checkpoints
-  appeals audit check-proof FILE --key K   check a bundle with only the verifier key (no store)
+  appeals audit check-proof FILE --key K   check a bundle with only the verifier key (no service)
   appeals audit export --since --until     statements of reasons (DSA database fields), JSON
   appeals audit report --month YYYY-MM     Art. 15 complaint-handling figures, CSV or JSON
   appeals audit reconcile --since --until  intake's acknowledgements vs the log, by appeal id
   appeals audit forget --pseudonym P       crypto-shred one person's personal data
 
-Every command but ``check-proof`` reads the store named by ``MONGODB_URL`` / ``MONGODB_DATABASE``
-with the audit's keys (``AUDIT_*`` variables, as the service), and records its read in the log.
+Every command but ``check-proof`` asks the audit service's REST API (``--audit-url``, default
+``$APPEALS_AUDIT_URL`` or the local ``make run`` one) with an ops token (``--token``, default a
+local DEVELOPMENT-ONLY one), and the service records each read in the log. ``check-proof`` needs
+only the bundle and the verifier key: it runs the library third parties run
+(:mod:`appeals_proofs`).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from appeals import vocabulary
-from appeals_devstack.paths import STATE_DIR
 from appeals_proofs import bundles
 from appeals_proofs.proofs import InvalidProof
 from appeals_proofs.signed_note import InvalidNote, Verifier
-from appeals_runtime import store
-from appeals_runtime.errors import NotFound, TransientError
-from services.audit.config import AuditLogSettings
-from services.audit.exports import complaints_report, sources, transparency
-from services.audit.exports.acknowledgements import (
-    Either,
-    IntakeAcknowledgements,
-    IntakeLookup,
-    TopicAcknowledgements,
-)
-from services.audit.exports.reconciliation import AcknowledgementSource, Window
-from services.audit.log.integrity import IntegrityError
-from services.audit.main import INDEXES, build
-from services.audit.privacy import sealing
-from services.audit.service import AuditService, Reader
 
-Command = Callable[[AuditService, argparse.Namespace, AuditLogSettings], Awaitable[int]]
+DEFAULT_AUDIT_URL = os.environ.get("APPEALS_AUDIT_URL", "http://127.0.0.1:8083")
+TIMEOUT_S = 120.0
 
 
-def settings() -> AuditLogSettings:
-    """The service's settings from the environment; by default the state `make run` uses."""
-    if "AUDIT_STATE_DIR" in os.environ or "APPEALS_STATE_DIR" in os.environ:
-        return AuditLogSettings()
-    return AuditLogSettings(audit_state_dir=STATE_DIR / "audit")
+class AuditApiError(Exception):
+    """The audit service refused or could not answer; the message says what it said."""
 
 
-def operator() -> Reader:
-    return Reader(f"cli:{getpass.getuser()}", "operator")
+class AuditApi:
+    """The audit service's REST API with the operator's token."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    def call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None
+    ) -> httpx.Response:
+        wanted = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = httpx.request(
+                method, f"{self._base_url}{path}", params=wanted, json=body,
+                headers=self._headers, timeout=TIMEOUT_S,
+            )  # fmt: skip
+        except httpx.HTTPError as error:
+            raise AuditApiError(
+                f"cannot reach the audit service at {self._base_url}: {error}"
+            ) from error
+        if response.status_code >= 400:
+            raise AuditApiError(_problem(response))
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.call(method, path, **kwargs).json()
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        return f"the audit service answered {response.status_code}: {response.text[:300]}"
+    lines = [f"the audit service answered {response.status_code}: {problem.get('detail', '')}"]
+    lines += [f"  {p['name']}: {p['reason']}" for p in problem.get("invalid_params", [])]
+    return "\n".join(lines)
 
 
 def _print(data: Any, output: str | None = None) -> None:
@@ -74,35 +92,26 @@ def _print(data: Any, output: str | None = None) -> None:
         sys.stdout.write(text)
 
 
-def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _moment(text: str) -> str:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-async def _with_store(command: Command, args: argparse.Namespace) -> int:
-    config = settings()
-    client = store.create_client(config.mongodb_url, app_name="appeals-cli")
-    try:
-        db = client[config.mongodb_database]
-        await store.ensure_indexes(db, INDEXES)
-        service, _ = build(db, config)
-        return await command(service, args, config)
-    finally:
-        await client.close()
+Command = Callable[[AuditApi, argparse.Namespace], int]
 
 
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
+        token = args.token
+        if token is None:
+            from appeals_cli import tokens
+
+            token = tokens.ops_token("audit-cli")
         try:
-            return asyncio.run(_with_store(command, args))
-        except IntegrityError as error:
-            print(f"audit log integrity: {error}", file=sys.stderr)
+            return command(AuditApi(args.audit_url, token), args)
+        except AuditApiError as error:
+            print(error, file=sys.stderr)
             return 1
-        except NotFound as error:
-            print(f"not found: {error}", file=sys.stderr)
-            return 1
-        except TransientError as error:
-            raise SystemExit(f"cannot reach the store or broker: {error}") from error
 
     return handler
 
@@ -110,110 +119,94 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
 # Commands ----------------------------------------------------------------------------------
 
 
-async def _verify(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    await service.log_access(operator(), "verify", "log")
-    result = await service.integrity.verify()
-    _print(dataclasses.asdict(result))
-    return 0 if result.ok else 1
+def _verify(api: AuditApi, _: argparse.Namespace) -> int:
+    result = api.json("GET", "/v1/audit/verify")
+    _print(result)
+    return 0 if result.get("ok") else 1
 
 
-async def _checkpoint(service: AuditService, _: argparse.Namespace, cfg: AuditLogSettings) -> int:
-    await service.log_access(operator(), "sign checkpoint", "log")
-    signed = await service.integrity.checkpoint()
-    sys.stdout.write(signed.note)
-    print(f"tree size {signed.size}, also in {cfg.checkpoint_dir}", file=sys.stderr)
+def _checkpoint(api: AuditApi, _: argparse.Namespace) -> int:
+    signed = api.json("POST", "/v1/audit/checkpoints")
+    sys.stdout.write(signed["note"])
+    print(f"tree size {signed['tree_size']}", file=sys.stderr)
     return 0
 
 
-async def _key(service: AuditService, _: argparse.Namespace, __: AuditLogSettings) -> int:
-    print(service.integrity.verifier_key)
+def _key(api: AuditApi, _: argparse.Namespace) -> int:
+    print(api.json("GET", "/v1/audit/key")["verifier_key"])
     return 0
 
 
-async def _trail(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    await service.log_access(operator(), "trail", args.appeal_id)
-    trail = await service.trail(args.appeal_id)
+def _trail(api: AuditApi, args: argparse.Namespace) -> int:
+    trail = api.json("GET", f"/v1/appeals/{args.appeal_id}/trail")
     _print(
         {
-            "appeal_id": trail.appeal_id,
-            "tree_size": trail.checkpoint.size if trail.checkpoint else 0,
+            "appeal_id": trail["appeal_id"],
+            "tree_size": trail["tree_size"],
             "entries": [
                 {
-                    "index": entry.document["index"],
-                    "type": entry.document["type"],
-                    "occurred_at": entry.document["occurred_at"].isoformat(),
-                    "producer": entry.document["producer"],
-                    "proved": entry.audit_path is not None,
+                    "index": entry["index"],
+                    "type": entry["type"],
+                    "occurred_at": entry["occurred_at"],
+                    "producer": entry["producer"],
+                    "proved": entry["audit_path"] is not None,
                 }
-                for entry in trail.entries
+                for entry in trail["entries"]
             ],
         }
     )
     return 0
 
 
-async def _proof(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    target = args.event_id or str(args.index)
-    await service.log_access(operator(), "inclusion proof", target)
-    bundle = await service.inclusion_bundle(
-        index=args.index, event_id=args.event_id, tree_size=args.tree_size
-    )
-    _print(bundle, args.output)
+def _proof(api: AuditApi, args: argparse.Namespace) -> int:
+    params = {"index": args.index, "event_id": args.event_id, "tree_size": args.tree_size}
+    _print(api.json("GET", "/v1/audit/proofs/inclusion", params=params), args.output)
     return 0
 
 
-async def _consistency(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    await service.log_access(operator(), "consistency proof", f"{args.first}..{args.second}")
-    _print(await service.consistency_bundle(args.first, args.second), args.output)
+def _consistency(api: AuditApi, args: argparse.Namespace) -> int:
+    params = {"first": args.first, "second": args.second}
+    _print(api.json("GET", "/v1/audit/proofs/consistency", params=params), args.output)
     return 0
 
 
-async def _export(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    since, until = _moment(args.since), _moment(args.until)
-    await service.log_access(operator(), "export statements of reasons", args.platform or "all")
-    decided = await sources.decided_appeals(service.log, since, until, platform=args.platform)
-    _print({"batches": list(transparency.batches(decided))}, args.output)
+def _export(api: AuditApi, args: argparse.Namespace) -> int:
+    params = {"since": _moment(args.since), "until": _moment(args.until), "platform": args.platform}
+    _print(api.json("GET", "/v1/audit/exports/statements-of-reasons", params=params), args.output)
     return 0
 
 
-async def _report(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    await service.log_access(operator(), "complaint-handling report", args.month)
-    received, decisions = await sources.report_inputs(service.log, args.month)
-    rows = complaints_report.monthly_report(received, decisions, month=args.month)
+def _report(api: AuditApi, args: argparse.Namespace) -> int:
+    params = {"month": args.month, "format": args.format}
+    response = api.call("GET", "/v1/audit/reports/complaint-handling", params=params)
     if args.format == "csv":
-        sys.stdout.write(complaints_report.to_csv(rows))
+        sys.stdout.write(response.text)
     else:
-        _print({"month": args.month, "platforms": rows})
+        _print(response.json())
     return 0
 
 
-async def _reconcile(service: AuditService, args: argparse.Namespace, cfg: AuditLogSettings) -> int:
-    window = Window(_moment(args.since), _moment(args.until))
-    await service.log_access(operator(), "reconcile", f"{window.since}..{window.until}")
-    intake = None
-    source: AcknowledgementSource = TopicAcknowledgements(cfg.kafka_bootstrap_servers)
-    if args.intake_url:
-        from appeals_cli import tokens
-
-        token = args.token or tokens.ops_token("audit-reconcile")
-        intake = IntakeLookup(args.intake_url, token)
-        # Intake's own records, not bounded by the topics' retention, beside the topics.
-        source = Either(source, IntakeAcknowledgements(args.intake_url, token))
-    result = await sources.reconcile_log(service.log, source, window, intake=intake)
-    _print({"ok": result.ok, **dataclasses.asdict(result)})
-    return 0 if result.ok else 1
+def _reconcile(api: AuditApi, args: argparse.Namespace) -> int:
+    params = {
+        "since": _moment(args.since),
+        "until": _moment(args.until),
+        "intake": "false" if args.topics_only else "true",
+    }
+    result = api.json("GET", "/v1/audit/reconciliation", params=params)
+    _print(result)
+    return 0 if result["ok"] else 1
 
 
-async def _forget(service: AuditService, args: argparse.Namespace, _: AuditLogSettings) -> int:
-    subject = args.pseudonym
-    if subject is None:
-        if args.platform is None or args.user_id is None:
-            raise SystemExit("appeals audit forget: give --pseudonym, or --platform and --user-id")
-        secrets = service.keys.secrets
-        platform = vocabulary.PLATFORMS[args.platform]
-        subject = sealing.pseudonym(secrets, platform=platform, user_id=args.user_id)
-    shredded = await service.forget(subject, operator())
-    print(f"{subject}: {'data key shredded' if shredded else 'no data key was left'}")
+def _forget(api: AuditApi, args: argparse.Namespace) -> int:
+    if args.pseudonym is not None:
+        body: dict[str, str] = {"pseudonym": args.pseudonym}
+    elif args.platform is not None and args.user_id is not None:
+        body = {"platform": args.platform, "user_id": args.user_id}
+    else:
+        raise SystemExit("appeals audit forget: give --pseudonym, or --platform and --user-id")
+    forgotten = api.json("POST", "/v1/audit/erasures", body=body)
+    shredded = "data key shredded" if forgotten["shredded"] else "no data key was left"
+    print(f"{forgotten['pseudonym']}: {shredded}")
     return 0
 
 
@@ -243,6 +236,8 @@ def add_parser(commands: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    audit.add_argument("--audit-url", default=DEFAULT_AUDIT_URL, help="the audit service's URL")
+    audit.add_argument("--token", help="ops token (default: a local DEV-ONLY one)")
     sub = audit.add_subparsers(dest="audit_command", required=True)
 
     sub.add_parser("verify", help="recompute the tree from the store").set_defaults(
@@ -293,11 +288,11 @@ def add_parser(commands: Any) -> None:
     reconcile.add_argument("--since", required=True)
     reconcile.add_argument("--until", required=True)
     reconcile.add_argument(
-        "--intake-url",
-        help="also read intake's records of the window (GET /v1/appeals, not bounded by the "
-        "topics' retention) and ask it about appeals only the log has",
+        "--topics-only",
+        action="store_true",
+        help="compare with the topics only, not with intake's own records (which the audit "
+        "service reads with this command's token: AUDIT_INTAKE_URL)",
     )
-    reconcile.add_argument("--token", help="ops token for intake (default: a local dev token)")
     reconcile.set_defaults(handler=_run(_reconcile))
 
     forget = sub.add_parser("forget", help="crypto-shred one person's personal data")

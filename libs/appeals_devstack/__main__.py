@@ -28,8 +28,7 @@ from appeals_devstack.stack import (
     Infrastructure,
     OpsOptions,
     ServiceProcess,
-    live_help_environment,
-    ops_page_environment,
+    links_environment,
     service_environment,
     start_service,
     wait_all_ready,
@@ -149,7 +148,7 @@ def _service_env(infra: Infrastructure) -> dict[str, str]:
 
     env = service_environment(infra)
     env.update(devkeys.service_environment(STATE_DIR))
-    for name, value in {**ops_page_environment(env), **live_help_environment(env)}.items():
+    for name, value in links_environment(env).items():
         env.setdefault(name, value)
     return env
 

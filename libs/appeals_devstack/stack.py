@@ -278,27 +278,26 @@ def service_environment(
     return env
 
 
-def live_help_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """What live help needs of a local stack: the notifications it sends codes through and the
-    DEVELOPMENT-ONLY sample accounts; notifications keeps the codes it sends readable in its
-    records, which is what the local channels (recording sinks) received."""
-    notifications = next(spec for spec in PIPELINE if spec.name == "notifications")
-    return {
-        "HELP_NOTIFICATIONS_URL": f"http://127.0.0.1:{notifications.port(env)}",
-        "HELP_ACCOUNTS_FILE": str(REPO_ROOT / "services" / "help" / "dev_accounts.yaml"),
-        "NOTIFICATIONS_KEEP_CODE_TEXT": "1",
-    }
+def links_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """Where the services of a local stack find each other, at the ports ``env`` gives them:
+    the ops page scrapes every pipeline service's ``/metrics`` and reads audit's trails; audit's
+    reconciliation reads intake's records; live help sends its codes through notifications and
+    looks accounts up in the DEVELOPMENT-ONLY sample file, and notifications keeps those codes
+    readable in its records (what the local recording sinks received)."""
 
+    def url(name: str) -> str:
+        spec = next(spec for spec in PIPELINE if spec.name == name)
+        return f"http://127.0.0.1:{spec.port(env)}"
 
-def ops_page_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """What the ops page needs to know of a local stack: every pipeline service's ``/metrics``,
-    which it scrapes, and the audit service, whose log its search reads."""
-    audit = next(spec for spec in PIPELINE if spec.name == "audit")
     return {
         "OPS_METRICS_TARGETS": ",".join(
             f"{spec.name}=http://127.0.0.1:{spec.port(env)}/metrics" for spec in PIPELINE
         ),
-        "OPS_AUDIT_URL": f"http://127.0.0.1:{audit.port(env)}",
+        "OPS_AUDIT_URL": url("audit"),
+        "AUDIT_INTAKE_URL": url("intake"),
+        "HELP_NOTIFICATIONS_URL": url("notifications"),
+        "HELP_ACCOUNTS_FILE": str(REPO_ROOT / "services" / "help" / "dev_accounts.yaml"),
+        "NOTIFICATIONS_KEEP_CODE_TEXT": "1",
     }
 
 

@@ -1,9 +1,11 @@
-"""Audit's REST API: trails with proofs, verification, checkpoints, proofs, queries, sources.
+"""Audit's REST API: trails with proofs, verification, checkpoints, proofs, queries, exports,
+reconciliation and crypto-shredding (what ``appeals audit`` calls).
 
 Thin: each route checks the caller, logs the read in the audit log itself (before answering, so
-an unlogged read cannot happen), calls the service and shapes JSON. Only ops tokens with the
-``audit:read`` scope get in. Built by :func:`create_app` so tests build the same app on a test
-store.
+an unlogged read cannot happen), calls the service and shapes JSON. Ops and auditor tokens with
+the ``audit:read`` scope read; what changes the log (a checkpoint now, shredding a person's key)
+and reconciliation (which reads intake with the caller's token) are ops' alone. Built by
+:func:`create_app` so tests build the same app on a test store.
 """
 
 from __future__ import annotations
@@ -13,11 +15,21 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query
+import httpx
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, Header, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from appeals_runtime.auth import TokenVerifier
-from appeals_runtime.errors import Conflict, FieldViolation, NotFound, ValidationFailed
+from appeals import vocabulary
+from appeals_runtime.auth import TokenVerifier, bearer_token
+from appeals_runtime.errors import (
+    Conflict,
+    FieldViolation,
+    NotFound,
+    TransientError,
+    ValidationFailed,
+)
 from appeals_runtime.http import (
     TELEMETRY,
     health_router,
@@ -26,8 +38,11 @@ from appeals_runtime.http import (
 from appeals_runtime.readiness import ReadinessCheck
 from services.audit.callers import Caller, Operator
 from services.audit.exports import complaints_report, sources, transparency
+from services.audit.exports.acknowledgements import ReconciliationSources
+from services.audit.exports.reconciliation import Window
 from services.audit.log.entries import rfc3339
 from services.audit.log.integrity import IntegrityError
+from services.audit.privacy import sealing
 from services.audit.service import AuditService, Trail
 
 MAX_PAGE = 500
@@ -75,6 +90,16 @@ def _appeal(document: Mapping[str, Any]) -> dict[str, Any]:
         "decided_at": moment("decided_at"),
         "trail": f"/v1/appeals/{document['appeal_id']}/trail",
     }
+
+
+class ErasureIn(BaseModel):
+    """Whose data keys to shred: a pseudonym, or a platform and user id (pseudonymised here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pseudonym: str | None = Field(default=None, pattern=r"^ps_[0-9a-f]{16,64}$")
+    platform: str | None = None
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 def audit_router(service: AuditService) -> APIRouter:
@@ -198,6 +223,63 @@ def audit_router(service: AuditService) -> APIRouter:
     return router
 
 
+def operations_router(service: AuditService, reconciliation: ReconciliationSources) -> APIRouter:
+    """What only ops do: reconcile the log with intake, shred a person's key."""
+    router = APIRouter(tags=["audit"])
+
+    @router.get("/v1/audit/reconciliation")
+    async def reconcile(
+        caller: Operator,
+        since: AwareDatetime,
+        until: AwareDatetime,
+        authorization: Annotated[str | None, Header()] = None,
+        intake: bool = True,
+    ) -> dict[str, Any]:
+        """Intake's acknowledgements against the log: what is missing from the log, what the log
+        holds that nobody acknowledged. Read from the topics and, unless ``intake=false``, from
+        intake's records with the caller's own token (ops)."""
+        if until <= since:
+            raise ValidationFailed([FieldViolation("until", "must be after since")])
+        window = Window(since, until)
+        await service.log_access(caller, "reconcile", f"{window.since}..{window.until}")
+        token = bearer_token(authorization) if intake else None
+        source, lookup = reconciliation.for_caller(token, with_intake=intake)
+        try:
+            result = await sources.reconcile_log(service.log, source, window, intake=lookup)
+        except httpx.HTTPStatusError as error:
+            raise TransientError(
+                f"intake answered {error.response.status_code} to the reconciliation's read"
+            ) from error
+        except (httpx.TransportError, KafkaError) as error:
+            raise TransientError(f"reconciliation could not read its sources: {error}") from error
+        return {"ok": result.ok, **dataclasses.asdict(result)}
+
+    @router.post("/v1/audit/erasures")
+    async def forget(request: ErasureIn, caller: Operator) -> dict[str, Any]:
+        """Crypto-shred one person's personal data in the log (their data key); idempotent, and
+        itself logged."""
+        subject = request.pseudonym
+        by_user = request.platform is not None or request.user_id is not None
+        if (subject is None) == (not by_user):
+            raise ValidationFailed(
+                [FieldViolation("pseudonym", "give a pseudonym, or a platform and a user_id")]
+            )
+        if subject is None:
+            if request.platform not in vocabulary.PLATFORMS or not request.user_id:
+                raise ValidationFailed(
+                    [FieldViolation("platform", "a declared platform, with the user_id")]
+                )
+            subject = sealing.pseudonym(
+                service.keys.secrets,
+                platform=vocabulary.PLATFORMS[request.platform],
+                user_id=request.user_id,
+            )
+        shredded = await service.forget(subject, caller)
+        return {"pseudonym": subject, "shredded": shredded}
+
+    return router
+
+
 async def _exported(work: Any) -> Any:
     try:
         return await work
@@ -214,10 +296,14 @@ def create_app(
     tokens: TokenVerifier,
     *,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    reconciliation: ReconciliationSources | None = None,
 ) -> FastAPI:
     app = FastAPI(title="appeals audit", telemetry=TELEMETRY)
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.state.verifier = tokens
     app.include_router(audit_router(service))
+    # Without sources (a test's app on a bare store) there is nothing to reconcile against.
+    if reconciliation is not None:
+        app.include_router(operations_router(service, reconciliation))
     return app

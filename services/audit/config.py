@@ -1,8 +1,9 @@
 """Audit's configuration, read from the environment at start-up.
 
 The service answers only authenticated callers, so it needs ``AUTH_JWKS_FILE`` and refuses to start
-without it. The operator CLI (``appeals audit ...``) reads the store directly and uses
-:class:`AuditLogSettings`, the same variables without the token verification.
+without it; the operator CLI (``appeals audit ...``) is one of those callers. What the log itself
+needs (store, keys, checkpoint files) is :class:`AuditLogSettings`, which the benchmark and the
+tests use to open a log without the HTTP side.
 
 Secrets live in files named here, never in the store: the checkpoint signing key
 (``AUDIT_SIGNING_KEY_FILE``, Ed25519 PKCS#8 PEM) and the master secret that protects personal data
@@ -64,3 +65,6 @@ class AuditLogSettings(ServiceSettings):
 
 class AuditSettings(AuthSettings, AuditLogSettings):
     http_port: int = Field(default=8083, validation_alias="AUDIT_HTTP_PORT")
+    # Intake, whose records of what it acknowledged reconciliation reads beside the topics
+    # (with the asking operator's token); empty: the topics only.
+    audit_intake_url: str = "http://127.0.0.1:8080"

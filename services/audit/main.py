@@ -10,6 +10,7 @@ from appeals_runtime.settings import load_settings
 from services.audit import api, key_files
 from services.audit.config import CONSUMER_GROUP, AuditLogSettings, AuditSettings
 from services.audit.consumer import AUDITED_TOPICS, audit_consumer
+from services.audit.exports.acknowledgements import ReconciliationSources
 from services.audit.log import repository, tree_repository
 from services.audit.log.appender import Appender
 from services.audit.log.checkpointer import Checkpointer
@@ -23,7 +24,7 @@ INDEXES = [*repository.INDEXES, *tree_repository.INDEXES, *person_keys.INDEXES]
 
 
 def build(db: store.Database, settings: AuditLogSettings) -> tuple[AuditService, Secrets]:
-    """The audit log over ``db`` with its keys: shared by the service and the operator CLI."""
+    """The audit log over ``db`` with its keys (the service's, and the tests' and the bench's)."""
     secrets = key_files.load_secrets(settings)
     log = repository.LogRepository(db)
     tree = tree_repository.TreeRepository(db, log)
@@ -48,7 +49,14 @@ async def serve(settings: AuditSettings) -> None:
         checkpointer = Checkpointer(
             audit.integrity, audit.appender.grown, interval_s=settings.audit_checkpoint_interval_s
         )
-        app = api.create_app(audit, tokens, readiness_checks=ctx.readiness_checks)
+        app = api.create_app(
+            audit,
+            tokens,
+            readiness_checks=ctx.readiness_checks,
+            reconciliation=ReconciliationSources(
+                settings.kafka_bootstrap_servers, settings.audit_intake_url or None
+            ),
+        )
         http = HttpServer(app, host=settings.bind_host, port=settings.http_port)
         probe = ctx.dead_letter_probe(AUDITED_TOPICS)
         await run_components([http, consumer, checkpointer, probe])

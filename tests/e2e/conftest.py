@@ -34,8 +34,7 @@ from appeals_devstack.stack import (
     Infrastructure,
     OpsOptions,
     ServiceProcess,
-    live_help_environment,
-    ops_page_environment,
+    links_environment,
     service_environment,
     start_service,
     wait_all_ready,
@@ -189,8 +188,7 @@ def running_pipeline(
             **(overrides or {}),
         }
     )
-    env.update(ops_page_environment(env))
-    env.update(live_help_environment(env))
+    env.update(links_environment(env))
     started: dict[str, ServiceProcess] = {}
     try:
         for spec in SERVICES:

@@ -52,6 +52,8 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("audit", "GET", "/v1/audit/appeals"): READERS,
     ("audit", "GET", "/v1/audit/exports/statements-of-reasons"): READERS,
     ("audit", "GET", "/v1/audit/reports/complaint-handling"): READERS,
+    ("audit", "GET", "/v1/audit/reconciliation"): {"ops"},
+    ("audit", "POST", "/v1/audit/erasures"): {"ops"},
     ("ops", "GET", "/v1/ops/overview"): {"ops"},
     ("ops", "GET", "/v1/ops/stream"): {"ops"},
     ("ops", "GET", "/v1/ops/traces/{trace_id}"): {"ops"},
@@ -81,6 +83,7 @@ GRPC_ALLOWED: dict[str, set[str]] = {
 }
 
 BODIES: dict[str, Any] = {
+    "/v1/audit/erasures": {"pseudonym": "ps_" + "0" * 32},
     "/v1/routing/explanations": {"submission": {"platform": 2, "locale": "en"}},
     "/v1/verification-codes": {
         "request_id": "roles-code-0001",
@@ -124,6 +127,8 @@ async def rest_call(
         body = BODIES.get(path)
     if path == "/v1/appeals" and method == "GET":
         url += "?received_after=2026-01-01T00:00:00Z&received_before=2026-01-02T00:00:00Z"
+    if path == "/v1/audit/reconciliation":
+        url += "?since=2026-01-01T00:00:00Z&until=2026-01-01T00:01:00Z"
     if path == "/v1/ops/stream":
         async with client.stream(method, url, headers=headers) as response:
             return response.status_code

@@ -3,9 +3,8 @@ on the real store (and, for reconciliation, the real broker); and the operator C
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,10 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.audit import api
 from services.audit.config import AuditSettings
 from services.audit.exports import sources
-from services.audit.exports.acknowledgements import TopicAcknowledgements
+from services.audit.exports.acknowledgements import (
+    ReconciliationSources,
+    TopicAcknowledgements,
+)
 from services.audit.exports.reconciliation import Window
 from services.audit.exports.transparency import EEA
 from services.audit.log.repository import AUDIT_LOG
@@ -36,6 +38,7 @@ from tests.support.audit import (
     open_audit,
     record,
 )
+from tests.support.http_server import run_command, serving
 
 pytestmark = pytest.mark.integration
 
@@ -265,68 +268,119 @@ async def test_reconciliation_names_every_appeal_on_one_side_only(
     assert confirmed.not_acknowledged == []
 
 
-# The operator CLI, as a separate process against the same store ------------------------------
+# The operator CLI, a separate process, against the audit service's API on the same store ------
 
 
-def appeals_cli(
-    audit: Audit, infra: Infrastructure, *args: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MONGODB_URL": infra.mongodb_url,
-        "MONGODB_DATABASE": audit.settings.mongodb_database,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
-        "AUDIT_STATE_DIR": str(audit.settings.audit_state_dir),
-        "AUDIT_CHECKPOINT_DIR": str(audit.settings.audit_checkpoint_dir),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "appeals_cli.main", "audit", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+@contextlib.asynccontextmanager
+async def audit_http(
+    audit: Audit, infra: Infrastructure, tmp_path: Path
+) -> AsyncIterator[tuple[str, str]]:
+    """The audit service's API over ``audit`` on a real HTTP server: its URL and an ops token."""
+    key, jwks = devkeys.ensure(tmp_path / "keys")
+    app = api.create_app(
+        audit.service,
+        TokenVerifier.from_settings(AuditSettings(auth_jwks_file=jwks)),
+        reconciliation=ReconciliationSources(infra.kafka_bootstrap_servers, intake_url=None),
     )
+    async with serving(app) as base:
+        yield base, devkeys.mint_token(key, role="ops", subject="ops-cli")
 
 
-async def test_the_cli_verifies_proves_reports_and_forgets(
+async def test_the_cli_verifies_proves_reports_and_forgets_through_the_api(
     infra: Infrastructure, audit: Audit, fixture_set: dict[str, str], tmp_path: Path
 ) -> None:
-    checkpoint = appeals_cli(audit, infra, "checkpoint")
-    assert checkpoint.returncode == 0, checkpoint.stderr
-    assert checkpoint.stdout.startswith(f"{audit.settings.origin}\n")
+    async with audit_http(audit, infra, tmp_path) as (base, token):
 
-    verified = appeals_cli(audit, infra, "verify")
-    assert verified.returncode == 0, verified.stderr
-    assert json.loads(verified.stdout)["ok"] is True
+        async def cli(*args: str) -> tuple[int, str, str]:
+            return await run_command(
+                sys.executable, "-m", "appeals_cli.main", "audit", "--audit-url", base,
+                "--token", token, *args,
+            )  # fmt: skip
 
-    report = appeals_cli(audit, infra, "report", "--month", "2025-03")
-    assert report.stdout.splitlines() == MARCH_CSV
+        code, note, err = await cli("checkpoint")
+        assert code == 0, err
+        assert note.startswith(f"{audit.settings.origin}\n")
 
-    decided_a = events.derived_event_id(fixture_set["A"], "decided")
-    bundle = tmp_path / "proof.json"
-    proof = appeals_cli(audit, infra, "proof", "--event-id", decided_a, "-o", str(bundle))
-    assert proof.returncode == 0, proof.stderr
-    vkey = appeals_cli(audit, infra, "key").stdout.strip()
-    checked = appeals_cli(audit, infra, "check-proof", str(bundle), "--key", vkey)
-    assert (checked.returncode, checked.stdout.split(":")[0]) == (0, "OK")
+        code, verified, err = await cli("verify")
+        assert code == 0, err
+        assert json.loads(verified)["ok"] is True
 
-    forgotten = appeals_cli(audit, infra, "forget", "--platform", "facebook", "--user-id", "u-b")
-    assert forgotten.returncode == 0, forgotten.stderr
-    assert "data key shredded" in forgotten.stdout
+        assert (await cli("report", "--month", "2025-03"))[1].splitlines() == MARCH_CSV
 
-    await audit.db[AUDIT_LOG].delete_one({"type": "claimed", "appeal_id": fixture_set["C"]})
-    broken = appeals_cli(audit, infra, "verify")
-    assert broken.returncode == 1
-    assert json.loads(broken.stdout)["problem"] == "missing entry"
-    # Every CLI read above is on the record.
+        decided_a = events.derived_event_id(fixture_set["A"], "decided")
+        bundle = tmp_path / "proof.json"
+        code, _, err = await cli("proof", "--event-id", decided_a, "-o", str(bundle))
+        assert code == 0, err
+        vkey = (await cli("key"))[1].strip()
+        code, checked, _ = await run_command(
+            sys.executable, "-m", "appeals_cli.main", "audit", "check-proof", str(bundle),
+            "--key", vkey,
+        )  # fmt: skip
+        assert (code, checked.split(":")[0]) == (0, "OK")
+
+        code, forgotten, err = await cli("forget", "--platform", "facebook", "--user-id", "u-b")
+        assert code == 0, err
+        assert "data key shredded" in forgotten
+
+        window = ("--since", "2025-03-01T00:00:00Z", "--until", "2025-04-01T00:00:00Z")
+        code, reconciled, err = await cli("reconcile", *window, "--topics-only")
+        # The topics hold no acknowledgements of 2025: every logged appeal is reported.
+        assert code == 1, err
+        assert set(json.loads(reconciled)["not_acknowledged"]) >= {fixture_set["A"]}
+
+        await audit.db[AUDIT_LOG].delete_one({"type": "claimed", "appeal_id": fixture_set["C"]})
+        code, broken, _ = await cli("verify")
+        assert code == 1
+        assert json.loads(broken)["problem"] == "missing entry"
+
+        unreachable = await run_command(
+            sys.executable, "-m", "appeals_cli.main", "audit", "--audit-url",
+            "http://127.0.0.1:1", "--token", token, "verify",
+        )  # fmt: skip
+        assert unreachable[0] == 1 and "cannot reach the audit service" in unreachable[2]
+    # Every CLI read above is on the record, under the token's subject.
     readers = await audit.db[AUDIT_LOG].find({"type": "access"}).to_list()
-    assert {r["producer"] for r in readers} == {f"cli:{_user()}"}
-    assert len(readers) == 5  # checkpoint, verify, report, proof, verify
+    assert {r["producer"] for r in readers} == {"ops-cli"}
+    # checkpoint, verify, report, proof, reconcile, verify
+    assert len(readers) == 6
 
 
-def _user() -> str:
-    import getpass
+async def test_only_ops_reconcile_or_shred_and_requests_are_checked(
+    infra: Infrastructure, audit: Audit, tmp_path: Path
+) -> None:
+    key, _ = devkeys.ensure(tmp_path / "keys")
+    async with (
+        audit_http(audit, infra, tmp_path) as (base, token),
+        httpx.AsyncClient(base_url=base, timeout=60) as http,
+    ):
 
-    return getpass.getuser()
+        def bearer(role: str) -> dict[str, str]:
+            minted = devkeys.mint_token(key, role=role, subject=role)
+            return {"Authorization": f"Bearer {minted}"}
+
+        ops = {"Authorization": f"Bearer {token}"}
+        window = {"since": "2025-03-01T00:00:00Z", "until": "2025-03-02T00:00:00Z"}
+        erasure = {"pseudonym": "ps_" + "0" * 32}
+        auditor = bearer("auditor")
+        refused = [
+            await http.get("/v1/audit/reconciliation", params=window),
+            await http.get("/v1/audit/reconciliation", params=window, headers=auditor),
+            await http.post("/v1/audit/erasures", json=erasure),
+            await http.post("/v1/audit/erasures", json=erasure, headers=auditor),
+        ]
+        backwards = await http.get(
+            "/v1/audit/reconciliation",
+            params={"since": window["until"], "until": window["since"]},
+            headers=ops,
+        )
+        both = await http.post(
+            "/v1/audit/erasures", json={**erasure, "platform": "facebook", "user_id": "u"},
+            headers=ops,
+        )  # fmt: skip
+        first = await http.post("/v1/audit/erasures", json=erasure, headers=ops)
+        again = await http.post("/v1/audit/erasures", json=erasure, headers=ops)
+    assert [response.status_code for response in refused] == [401, 403, 401, 403]
+    assert backwards.status_code == 400
+    assert both.status_code == 400
+    assert first.status_code == again.status_code == 200
+    assert first.json()["pseudonym"] == erasure["pseudonym"]

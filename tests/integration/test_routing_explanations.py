@@ -4,7 +4,6 @@ never imports it; a policy under edit is checked by routing before it is tried."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -17,11 +16,10 @@ import pytest
 from fastapi import FastAPI
 
 from appeals_devstack import devkeys
-from appeals_devstack.processes import free_port
-from appeals_runtime.http import HttpServer, install_problem_handlers
+from appeals_runtime.http import health_router, install_problem_handlers
 from services.routing.explain_api import explain_router
 from services.routing.policy_file import DEFAULT_POLICY_FILE, PolicySource
-from tests.support.waiting import eventually
+from tests.support.http_server import run_command, serving
 
 pytestmark = pytest.mark.integration
 
@@ -47,35 +45,14 @@ async def routing_http(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     app = FastAPI()
     app.state.verifier = devkeys.dev_verifier(jwks)
     install_problem_handlers(app)
+    app.include_router(health_router({}))
     app.include_router(explain_router(PolicySource.load(DEFAULT_POLICY_FILE)))
-    port = free_port()
-    server = HttpServer(app, host="127.0.0.1", port=port)
-    running = asyncio.create_task(server.run())
-    base = f"http://127.0.0.1:{port}"
-
-    async def answering() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                await client.get(f"{base}/nothing")
-            return True
-        except httpx.TransportError:
-            return False
-
-    try:
-        await eventually(answering, "routing's HTTP server", 10)
+    async with serving(app) as base:
         yield base, private_key
-    finally:
-        await server.stop()
-        await running
 
 
 async def appeals_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "appeals_cli.main", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, out.decode(), err.decode()
+    return await run_command(sys.executable, "-m", "appeals_cli.main", *args)
 
 
 async def test_the_cli_explains_through_routing_with_its_policy_or_one_under_edit(

@@ -182,3 +182,24 @@ class IntakeLookup(_IntakeReader):
             return False
         response.raise_for_status()
         return True
+
+
+class ReconciliationSources:
+    """What the audit service reconciles its log against when asked over its API: the topics,
+    read with its own broker connection, and intake's records, read with the asking operator's
+    own token (the audit service holds no credentials for intake)."""
+
+    def __init__(self, bootstrap_servers: str, intake_url: str | None) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self.intake_url = intake_url.rstrip("/") if intake_url else None
+
+    def for_caller(
+        self, token: str | None, *, with_intake: bool = True
+    ) -> tuple[AcknowledgementSource, IntakeLookup | None]:
+        topics_read = TopicAcknowledgements(self._bootstrap_servers)
+        if not with_intake or self.intake_url is None or not token:
+            return topics_read, None
+        return (
+            Either(topics_read, IntakeAcknowledgements(self.intake_url, token)),
+            IntakeLookup(self.intake_url, token),
+        )
