@@ -13,7 +13,7 @@ message. What is kept (``codes``, ``_id`` = request id) is the channel, the addr
 locale and the message with the code masked, so the store never holds a usable code; with
 ``NOTIFICATIONS_KEEP_CODE_TEXT`` (DEVELOPMENT ONLY: ``make run`` and the tests set it, where every
 platform channel is a local recording sink and this record is what the sink received) the message
-is kept whole.
+is kept whole, and the code is also in the log, where a person trying ``make run`` reads it.
 """
 
 from __future__ import annotations
@@ -128,6 +128,15 @@ class CodeSender:
             "verification code sent",
             extra={"request_id": request.request_id, "channel": channel.name},
         )
+        if self._keep_text:
+            # The local channels are recording sinks: a person trying `make run` reads the
+            # code here. Never with real channels (keep_text is off outside development).
+            log.warning(
+                "DEVELOPMENT ONLY: code %s sent for %s on %s",
+                request.code,
+                request.request_id,
+                channel.name,
+            )
         return CodeSent(request.request_id, channel.name, repeated=False)
 
     def _message(self, request: CodeRequest, now: datetime) -> RenderedMessage:
