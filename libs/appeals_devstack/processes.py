@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,11 +13,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+# Ports handed out below the kernel's ephemeral range (Linux: 32768-60999). A port the kernel
+# picks for bind(0) comes from that range, which is also where every outgoing connection's
+# local port comes from: between choosing such a port and the server binding it, a Kafka
+# client's or a scraper's connection could take it ("address already in use", seen in CI).
+# Below the range only listeners compete, and they bind explicitly.
+PORT_RANGE = range(20000, 32768)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, outside the ephemeral range, never handed out twice by
+    this process."""
+    for _ in range(200):
+        port = random.choice(PORT_RANGE)  # noqa: S311 - spreading, not secrecy
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -9,7 +9,7 @@ import httpx
 
 from appeals_runtime.http import HttpServer
 from appeals_runtime.rate_limits import RateLimiter
-from appeals_runtime.service import run_components, run_service, service_context
+from appeals_runtime.service import Periodic, run_components, run_service, service_context
 from appeals_runtime.settings import load_settings
 from services.help import api, repository
 from services.help.accounts import ApiDirectory, Directories, FileDirectory
@@ -18,6 +18,10 @@ from services.help.notifications_client import CodeMessenger
 from services.help.service import Keys, Verifications
 
 SERVICE_NAME = "help"
+# When new verifications expire is written down about once a second (one write per minute
+# bucket); what expired is deleted every minute (see appeals_runtime.expiries).
+EXPIRY_FLUSH_INTERVAL_S = 1.0
+SWEEP_INTERVAL_S = 60.0
 
 
 def build(
@@ -52,7 +56,13 @@ async def serve(settings: HelpSettings) -> None:
     ):
         verifications = build(settings, repository.HelpRepository(ctx.db), http)
         app = api.create_app(verifications, readiness_checks={"store": ctx.check_store})
-        await run_components([HttpServer(app, host=settings.bind_host, port=settings.http_port)])
+        await run_components(
+            [
+                HttpServer(app, host=settings.bind_host, port=settings.http_port),
+                Periodic("help-expiries", EXPIRY_FLUSH_INTERVAL_S, verifications.flush_expiries),
+                Periodic("help-sweeper", SWEEP_INTERVAL_S, verifications.sweep_expired),
+            ]
+        )
 
 
 def main() -> None:

@@ -11,7 +11,11 @@ turns a duplicate into "already there"), and every read is by ``_id``:
   (written only when the account exists, before the code is sent);
 * ``help_verification_attempts``, ``_id`` = ``<verification id>/<n>``: the n-th try (0, 1, ...):
   a try takes the first free slot, and none is left after the last one;
-* ``help_verification_uses``, ``_id`` = verification id: the code was used (once).
+* ``help_verification_uses``, ``_id`` = verification id: the code was used (once);
+* ``help_expiries``: when each verification expires, in minute buckets
+  (:mod:`appeals_runtime.expiries`): once its code expired nothing of a verification is needed
+  (a session carries what it needs), so the sweeper deletes all of it, the account reference
+  included, in proportion to what expired.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from appeals_runtime import store
+from appeals_runtime.expiries import ExpiryIndex
 from services.help.accounts import Account
 
 VERIFICATIONS = "help_verifications"
 ACCOUNTS = "help_verification_accounts"
 ATTEMPTS = "help_verification_attempts"
 USES = "help_verification_uses"
+EXPIRIES = "help_expiries"
 
 INDEXES: tuple[store.IndexSpec, ...] = ()
 
@@ -53,8 +59,10 @@ class HelpRepository:
         self._accounts = db[ACCOUNTS]
         self._attempts = db[ATTEMPTS]
         self._uses = db[USES]
+        self._expiries = ExpiryIndex(db[EXPIRIES])
 
     async def save_verification(self, verification: Verification, account_digest: str) -> None:
+        self._expiries.note(verification.verification_id, verification.expires_at)
         await store.insert_once(
             self._verifications,
             {
@@ -110,3 +118,19 @@ class HelpRepository:
     async def use(self, verification_id: str, now: datetime) -> bool:
         """Mark the code used; False when it had been used already."""
         return await store.insert_once(self._uses, {"_id": verification_id, "at": now})
+
+    async def flush_expiries(self, now: datetime) -> int:
+        return await self._expiries.flush(now)
+
+    async def sweep_expired(self, now: datetime, attempts: int) -> int:
+        """Delete every fact of the verifications whose codes expired; how many there were."""
+
+        async def delete(ids: list[str]) -> int:
+            tries = [f"{vid}/{number}" for vid in ids for number in range(attempts)]
+            await store.available(self._attempts.delete_many({"_id": {"$in": tries}}))
+            for collection in (self._accounts, self._uses):
+                await store.available(collection.delete_many({"_id": {"$in": ids}}))
+            result = await store.available(self._verifications.delete_many({"_id": {"$in": ids}}))
+            return int(result.deleted_count)
+
+        return await self._expiries.sweep(now, delete)

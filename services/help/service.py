@@ -187,6 +187,14 @@ class Verifications:
             raise Unprocessable("this code was used already: ask for a new one", code="code_used")
         return self.sessions.mint(account.platform, account.user_id, verification_id)
 
+    async def flush_expiries(self) -> int:
+        """Write down when the verifications started lately expire (minute buckets)."""
+        return await self._repository.flush_expiries(self._clock())
+
+    async def sweep_expired(self) -> int:
+        """Delete what is stored of every verification whose code expired."""
+        return await self._repository.sweep_expired(self._clock(), self._attempts)
+
     def _limit(self, keys: list[tuple[str, str]], what: str) -> None:
         wait = self._limiter.acquire(keys)
         if wait is not None:

@@ -105,7 +105,7 @@ def _components(
         ),
         ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.APPEAL_REQUESTS]),
         # FerretDB has no TTL indexes: expired idempotency keys are swept here, by the
-        # expiry buckets the flush writes (see key_expiry.py).
+        # expiry buckets the flush writes (see appeals_runtime.expiries).
         Periodic(
             "idempotency-key-expiries", KEY_EXPIRY_FLUSH_INTERVAL_S, intake.flush_key_expiries
         ),

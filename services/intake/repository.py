@@ -10,7 +10,6 @@ would only slow inserts down, so there are none. A busy store is retried briefly
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from pymongo.errors import OperationFailure
 from appeals.v1 import appeal_pb2
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
-from services.intake import identity, key_expiry
+from appeals_runtime.expiries import ExpiryIndex
+from services.intake import identity
 from services.intake.appellants import Appellants
 from services.intake.fresh_records import FreshRecords
 from services.intake.model import AppealRecord, InfoRequest, StatusChange, without_particulars
@@ -47,10 +47,6 @@ RETIRED_INDEXES = (
     (IDEMPOTENCY_KEYS, "expires_at_1"),
     (OPEN_APPEALS, "appeal_id_1"),
 )
-# The key-expiry document that says up to which minute the buckets were swept.
-SWEPT_THROUGH = "swept-through"
-# Keys per delete, bucket ids per read: bounded statements, each an `_id` $in.
-SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -84,9 +80,7 @@ class IntakeRepository:
         self._expiries = db[KEY_EXPIRIES]
         self._open = db[OPEN_APPEALS]
         self._evasion = db[EVASION_IDENTIFIERS]
-        self._expiry_notes = key_expiry.ExpiryNotes()
-        self._flushing = asyncio.Lock()
-        self._swept_through_exists = False
+        self._key_expiries = ExpiryIndex(self._expiries, field="scopes")
         # Acknowledged appeals by ten seconds of reception (reconciliation lists windows of it).
         self.received = ReceivedIndex(db)
         # Pseudonyms and each person's appeals (what an erasure finds).
@@ -118,14 +112,14 @@ class IntakeRepository:
         }
         for _ in range(2):
             if await _retried(store.insert_once, self._keys, document):
-                self._expiry_notes.note(scope, expires_at)
+                self._key_expiries.note(scope, expires_at)
                 return None
             existing = await _stored(self._keys.find_one, {"_id": scope})
             if existing is None:
                 continue  # swept meanwhile
             if existing["appeal_id"] == appeal_id:
                 # Our own insert: it landed although the store reported it busy.
-                self._expiry_notes.note(scope, existing["expires_at"])
+                self._key_expiries.note(scope, existing["expires_at"])
                 return None
             if existing["expires_at"] > now:
                 return IdempotencyRecord(
@@ -159,70 +153,21 @@ class IntakeRepository:
     async def flush_key_expiries(self, now: datetime) -> int:
         """Write down when the keys reserved since the last flush expire: one write per
         expiry bucket (minute), not per key. Returns how many keys were written down."""
-        async with self._flushing:
-            taken = self._expiry_notes.take()
-            buckets: dict[datetime, list[datetime]] = {}
-            for minute in taken:
-                buckets.setdefault(key_expiry.bucket_for(minute, now), []).append(minute)
-            written = 0
-            try:
-                if taken and not self._swept_through_exists:
-                    # The sweeper starts at this minute; every bucket is written after it.
-                    await _stored(
-                        self._expiries.update_one,
-                        {"_id": SWEPT_THROUGH},
-                        {"$setOnInsert": {"minute": key_expiry.minute_of(now)}},
-                        upsert=True,
-                    )
-                    self._swept_through_exists = True
-                for bucket, minutes in sorted(buckets.items()):
-                    scopes = [scope for minute in minutes for scope in taken[minute]]
-                    await _stored(
-                        self._expiries.update_one,
-                        {"_id": key_expiry.bucket_id(bucket)},
-                        {"$push": {"scopes": {"$each": scopes}}},
-                        upsert=True,
-                    )
-                    for minute in minutes:
-                        del taken[minute]
-                    written += len(scopes)
-            finally:
-                self._expiry_notes.give_back(taken)  # what could not be written yet
-            return written
+        return await self._key_expiries.flush(now)
 
     async def sweep_expired_keys(self, now: datetime) -> int:
         """Delete the keys listed in the buckets of the minutes that passed since the last
         sweep: work in proportion to what expired, however many keys the store holds."""
-        await self.flush_key_expiries(now)
-        swept_through = await _stored(self._expiries.find_one, {"_id": SWEPT_THROUGH})
-        if swept_through is None:
-            return 0  # no key was ever written down: none can be due
-        due = key_expiry.due_minutes(swept_through["minute"], now)
-        if not due:
-            return 0
-        deleted = 0
-        ids = [key_expiry.bucket_id(minute) for minute in due]
-        for some_ids in key_expiry.chunks(ids, SWEEP_BATCH):
-            buckets = await _stored(_found, self._expiries, {"_id": {"$in": some_ids}})
-            for bucket in buckets:
-                for scopes in key_expiry.chunks(list(bucket["scopes"]), SWEEP_BATCH):
-                    # Only if still expired: a key used again after it expired is a new
-                    # reservation, written down in a later bucket.
-                    result = await _stored(
-                        self._keys.delete_many,
-                        {"_id": {"$in": scopes}, "expires_at": {"$lte": now}},
-                    )
-                    deleted += int(result.deleted_count)
-            if buckets:
-                swept = [bucket["_id"] for bucket in buckets]
-                await _stored(self._expiries.delete_many, {"_id": {"$in": swept}})
-        # $max: two instances sweeping at once never move it back.
-        await _stored(
-            self._expiries.update_one,
-            {"_id": SWEPT_THROUGH},
-            {"$max": {"minute": due[-1] + key_expiry.MINUTE}},
-        )
-        return deleted
+
+        async def delete(scopes: list[str]) -> int:
+            # Only if still expired: a key used again after it expired is a new reservation,
+            # written down in a later bucket.
+            result = await _stored(
+                self._keys.delete_many, {"_id": {"$in": scopes}, "expires_at": {"$lte": now}}
+            )
+            return int(result.deleted_count)
+
+        return await self._key_expiries.sweep(now, delete)
 
     # Open-appeal slots
 

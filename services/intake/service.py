@@ -488,7 +488,7 @@ class AppealIntake:
         return await self._repository.add_evasion_identifiers(hashes, self._clock())
 
     async def flush_key_expiries(self) -> int:
-        """Write down when the keys reserved lately expire (see ``key_expiry``)."""
+        """Write down when the keys reserved lately expire (see ``appeals_runtime.expiries``)."""
         return await self._repository.flush_key_expiries(self._clock())
 
     async def sweep_expired_keys(self) -> int:

@@ -14,6 +14,7 @@ import pytest
 from appeals_devstack import devkeys
 from appeals_runtime import store
 from appeals_runtime.rate_limits import Limit
+from services.help.repository import ACCOUNTS, ATTEMPTS, USES, VERIFICATIONS
 from services.notifications.repository import CODES
 from tests.support.live_help import CODE, GENEROUS, LiveHelp, live_help
 from tests.support.waiting import eventually
@@ -216,3 +217,22 @@ async def test_outside_development_the_record_never_holds_the_code(
         record = await eventually(recorded, "the code's record", 10)
     assert "••••••" in record["body"]
     assert CODE.search(record["body"]) is None
+
+
+async def test_once_its_code_expired_nothing_of_a_verification_is_kept(helpdesk: LiveHelp) -> None:
+    verification_id = (await helpdesk.start(*LENA)).json()["verification_id"]
+    code = await helpdesk.code_sent_for(verification_id)
+    await helpdesk.check(verification_id, "000000" if code != "000000" else "111111")
+    assert (await helpdesk.check(verification_id, code)).status_code == 200
+    await helpdesk.verifications.flush_expiries()
+    assert await helpdesk.verifications.sweep_expired() == 0  # not expired yet
+
+    helpdesk.clock.advance(timedelta(minutes=13))  # past the code's expiry and its bucket's
+    assert await helpdesk.verifications.sweep_expired() == 1
+    for collection in (VERIFICATIONS, ACCOUNTS, ATTEMPTS, USES):
+        left = (
+            await helpdesk.db[collection].find({"_id": {"$regex": f"^{verification_id}"}}).to_list()
+        )
+        assert left == [], collection
+    # The session it opened is a signed token: it lives on without the stored facts.
+    assert await helpdesk.verifications.sweep_expired() == 0

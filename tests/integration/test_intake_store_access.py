@@ -22,6 +22,7 @@ from appeals.events import derived_event_id, new_event
 from appeals.v1 import appeal_pb2, events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
+from appeals_runtime.expiries import SWEPT_THROUGH
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.intake import identity, repository
@@ -199,7 +200,7 @@ async def test_the_sweep_deletes_expired_keys_only_and_what_it_reads_is_what_exp
     assert await keys.find_one({"_id": f"surface-tests\x1f{live}"}) is not None
     # The buckets swept are deleted too; the one listing the live key stays until it is due.
     buckets = await db[repository.KEY_EXPIRIES].find({}).to_list()
-    assert [b["scopes"] for b in buckets if b["_id"] != repository.SWEPT_THROUGH] == [
+    assert [b["scopes"] for b in buckets if b["_id"] != SWEPT_THROUGH] == [
         [f"surface-tests\x1f{live}"]
     ]
 

@@ -43,6 +43,7 @@ class LiveHelp:
     db: store.Database
     clock: Clock
     signing_key: Path
+    verifications: Verifications
 
     async def code_sent_for(self, verification_id: str) -> str:
         """The code in the message notifications recorded for ``verification_id`` (what the
@@ -118,4 +119,4 @@ async def live_help(
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://help"
         ) as client:
-            yield LiveHelp(client, to_notifications, db, clock, private_key)
+            yield LiveHelp(client, to_notifications, db, clock, private_key, verifications)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.intake import key_expiry
-from services.intake.key_expiry import MINUTE, ExpiryNotes
+from appeals_runtime import expiries as key_expiry
+from appeals_runtime.expiries import MINUTE, ExpiryNotes
 
 NOW = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
 
