@@ -26,13 +26,13 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from appeals import vocabulary
+from appeals_cli.answers import moment, problem
 from appeals_proofs import bundles
 from appeals_proofs.proofs import InvalidProof
 from appeals_proofs.signed_note import InvalidNote, Verifier
@@ -66,21 +66,11 @@ class AuditApi:
                 f"cannot reach the audit service at {self._base_url}: {error}"
             ) from error
         if response.status_code >= 400:
-            raise AuditApiError(_problem(response))
+            raise AuditApiError(problem(response, "the audit service"))
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.call(method, path, **kwargs).json()
-
-
-def _problem(response: httpx.Response) -> str:
-    try:
-        problem = response.json()
-    except ValueError:
-        return f"the audit service answered {response.status_code}: {response.text[:300]}"
-    lines = [f"the audit service answered {response.status_code}: {problem.get('detail', '')}"]
-    lines += [f"  {p['name']}: {p['reason']}" for p in problem.get("invalid_params", [])]
-    return "\n".join(lines)
 
 
 def _print(data: Any, output: str | None = None) -> None:
@@ -90,11 +80,6 @@ def _print(data: Any, output: str | None = None) -> None:
         print(f"written to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-
-
-def _moment(text: str) -> str:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 Command = Callable[[AuditApi, argparse.Namespace], int]
@@ -171,7 +156,7 @@ def _consistency(api: AuditApi, args: argparse.Namespace) -> int:
 
 
 def _export(api: AuditApi, args: argparse.Namespace) -> int:
-    params = {"since": _moment(args.since), "until": _moment(args.until), "platform": args.platform}
+    params = {"since": moment(args.since), "until": moment(args.until), "platform": args.platform}
     _print(api.json("GET", "/v1/audit/exports/statements-of-reasons", params=params), args.output)
     return 0
 
@@ -188,8 +173,8 @@ def _report(api: AuditApi, args: argparse.Namespace) -> int:
 
 def _reconcile(api: AuditApi, args: argparse.Namespace) -> int:
     params = {
-        "since": _moment(args.since),
-        "until": _moment(args.until),
+        "since": moment(args.since),
+        "until": moment(args.until),
         "intake": "false" if args.topics_only else "true",
     }
     result = api.json("GET", "/v1/audit/reconciliation", params=params)

@@ -15,13 +15,13 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from appeals import vocabulary
+from appeals_cli.answers import moment, problem
 
 DEFAULT_ROUTING_URL = os.environ.get("APPEALS_ROUTING_URL", "http://127.0.0.1:8081")
 
@@ -62,7 +62,7 @@ def _explain_command(args: argparse.Namespace) -> int:
             "repeat_appeal": args.repeat,
         }
         if args.received_at:
-            request["received_at"] = _moment(args.received_at)
+            request["received_at"] = moment(args.received_at)
         if args.policy:
             request["policy"] = args.policy.read_text(encoding="utf-8")
     except OSError as error:  # the appeal or the policy file
@@ -87,26 +87,11 @@ def _explain_command(args: argparse.Namespace) -> int:
         print(f"cannot reach routing at {args.routing_url}: {error}", file=sys.stderr)
         return 2
     if response.status_code != 200:
-        print(_problem(response), file=sys.stderr)
+        print(problem(response, "routing"), file=sys.stderr)
         return 2
     explained = response.json()
     print(json.dumps(explained, indent=2) if args.json else render(explained))
     return 0
-
-
-def _moment(text: str) -> str:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
-
-
-def _problem(response: httpx.Response) -> str:
-    try:
-        problem = response.json()
-    except ValueError:
-        return f"routing answered {response.status_code}: {response.text[:300]}"
-    lines = [f"routing answered {response.status_code}: {problem.get('detail', '')}"]
-    lines += [f"  {p['name']}: {p['reason']}" for p in problem.get("invalid_params", [])]
-    return "\n".join(lines)
 
 
 def submission_facts(body: Any) -> dict[str, Any]:
@@ -155,9 +140,9 @@ def submission_facts(body: Any) -> dict[str, Any]:
     }
     for name, field in (("decided_at", "decidedAt"), ("notified_at", "notifiedAt")):
         if decision.get(name):
-            facts["decision"][field] = _moment(str(decision[name]))
+            facts["decision"][field] = moment(str(decision[name]))
     if signals.get("legal_deadline"):
-        facts["signals"]["legalDeadline"] = _moment(str(signals["legal_deadline"]))
+        facts["signals"]["legalDeadline"] = moment(str(signals["legal_deadline"]))
     return facts
 
 

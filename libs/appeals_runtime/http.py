@@ -7,6 +7,8 @@ import logging
 import math
 from collections.abc import Generator, Mapping
 from http import HTTPStatus
+from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
@@ -310,3 +312,50 @@ def install_problem_handlers(app: FastAPI) -> None:
             f"{error} Nothing was accepted; retry later.",
             headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
         )
+
+
+# A page's own headers: it talks only to its own origin, runs no inline script and cannot be
+# framed; links to other origins are plain links.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+
+
+def page_router(path: str, package: str, folder: str, what: str) -> APIRouter:
+    """A static page (``index.html`` and its scripts and styles, read once from ``folder`` of
+    ``package``) at ``path`` and ``path/<file>``, with :data:`PAGE_HEADERS`. It carries no data,
+    so it needs no token; its data comes from the service's API."""
+    files = resources.files(package).joinpath(folder)
+    assets = {
+        item.name: (item.read_bytes(), _MEDIA_TYPES[Path(item.name).suffix])
+        for item in files.iterdir()
+        if Path(item.name).suffix in _MEDIA_TYPES
+    }
+    router = APIRouter()
+
+    def served(name: str) -> Response:
+        if name not in assets:
+            raise NotFound(f"{what} has no {name!r}")
+        body, media_type = assets[name]
+        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
+
+    @router.get(path, include_in_schema=False)
+    async def page() -> Response:
+        return served("index.html")
+
+    @router.get(f"{path}/{{asset}}", include_in_schema=False)
+    async def asset(asset: str) -> Response:
+        return served(asset)
+
+    return router

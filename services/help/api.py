@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from importlib import resources
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Header, Path, Request
-from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from appeals import platforms
 from appeals_runtime.auth import bearer_token
-from appeals_runtime.errors import NotFound
-from appeals_runtime.http import TELEMETRY, health_router, install_problem_handlers
+from appeals_runtime.http import TELEMETRY, health_router, install_problem_handlers, page_router
 from appeals_runtime.readiness import ReadinessCheck
 from services.help.service import Verifications
 
@@ -39,21 +36,6 @@ SENT_IF_EXISTS = (
     "If this account exists, a code is on its way to the contact the platform has on file for "
     "it. It works once, until it expires."
 )
-
-_ASSETS = {
-    "": ("index.html", "text/html; charset=utf-8"),
-    "help.js": ("help.js", "text/javascript; charset=utf-8"),
-    "help.css": ("help.css", "text/css; charset=utf-8"),
-}
-_PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 
 class VerificationIn(BaseModel):
@@ -94,28 +76,9 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _asset(name: str) -> tuple[bytes, str]:
-    filename, media_type = _ASSETS[name]
-    return resources.files("services.help").joinpath("page", filename).read_bytes(), media_type
-
-
 def help_router(verifications: Verifications) -> APIRouter:
     router = APIRouter(tags=["live help"])
-    assets = {name: _asset(name) for name in _ASSETS}
-
-    def page(name: str) -> Response:
-        body, media_type = assets[name]
-        return Response(body, media_type=media_type, headers=_PAGE_HEADERS)
-
-    @router.get("/help", include_in_schema=False)
-    async def help_page() -> Response:
-        return page("")
-
-    @router.get("/help/{asset}", include_in_schema=False)
-    async def help_asset(asset: str) -> Response:
-        if asset not in assets or not asset:
-            raise NotFound(f"the help page has no {asset!r}")
-        return page(asset)
+    router.include_router(page_router("/help", "services.help", "page", "the help page"))
 
     @router.get("/v1/help/platforms")
     async def help_platforms() -> list[dict[str, str]]:

@@ -14,17 +14,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, MutableMapping
-from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.telemetry import TelemetryConfig
 
 from appeals import vocabulary
 from appeals_runtime.auth import PermissionDenied, Principal, Role, TokenVerifier, with_article
-from appeals_runtime.errors import NotFound
-from appeals_runtime.http import TELEMETRY, authenticated, health_router, install_problem_handlers
+from appeals_runtime.http import (
+    TELEMETRY,
+    authenticated,
+    health_router,
+    install_problem_handlers,
+    page_router,
+)
 from services.ops import traces
 from services.ops.audit_log import AuditTrails
 from services.ops.scraper import OpsBoard
@@ -34,21 +38,6 @@ STREAM_PATH = "/v1/ops/stream"
 STREAM_LIFETIME_S = 300.0
 KEEP_ALIVE_S = 15.0
 
-_ASSETS = {
-    "": ("index.html", "text/html; charset=utf-8"),
-    "ops.js": ("ops.js", "text/javascript; charset=utf-8"),
-    "ops.css": ("ops.css", "text/css; charset=utf-8"),
-}
-# The page talks only to its own origin; trace links are plain links to another origin.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 AppealId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -132,11 +121,6 @@ async def _stream(request: Request, board: OpsBoard) -> AsyncIterator[str]:
         yield _event("reconnect", {})
 
 
-def _asset(name: str) -> tuple[bytes, str]:
-    filename, media_type = _ASSETS[name]
-    return resources.files("services.ops").joinpath("page", filename).read_bytes(), media_type
-
-
 async def _ops_viewer(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
     """The verified ops caller, whatever its scopes: the figures are aggregate metrics."""
     if principal.role != Role.OPS:
@@ -162,21 +146,7 @@ LogReader = Annotated[Principal, Depends(_log_reader)]
 
 def ops_router(board: OpsBoard, trails: AuditTrails) -> APIRouter:
     router = APIRouter(tags=["ops page"])
-    assets = {name: _asset(name) for name in _ASSETS}
-
-    def page(name: str) -> Response:
-        body, media_type = assets[name]
-        return Response(body, media_type=media_type, headers=_PAGE_HEADERS)
-
-    @router.get("/ops", include_in_schema=False)
-    async def ops_page() -> Response:
-        return page("")
-
-    @router.get("/ops/{asset}", include_in_schema=False)
-    async def ops_asset(asset: str) -> Response:
-        if asset not in assets or not asset:
-            raise NotFound(f"the ops page has no {asset!r}")
-        return page(asset)
+    router.include_router(page_router("/ops", "services.ops", "page", "the ops page"))
 
     @router.get("/v1/ops/overview")
     async def ops_overview(_: OpsViewer) -> dict[str, Any]:
