@@ -14,9 +14,12 @@
 
 Every command but ``check-proof`` asks the audit service's REST API (``--audit-url``, default
 ``$APPEALS_AUDIT_URL`` or the local ``make run`` one) with an ops token (``--token``, default a
-local DEVELOPMENT-ONLY one), and the service records each read in the log. ``check-proof`` needs
-only the bundle and the verifier key: it runs the library third parties run
-(:mod:`appeals_proofs`).
+local DEVELOPMENT-ONLY one), and the service records each read in the log under the token's
+subject. ``reconcile`` compares the log with the topics and with intake's own records, which the
+audit service reads at its ``AUDIT_INTAKE_URL`` with this command's token (``--topics-only``
+leaves intake out; the ``--intake-url`` of earlier versions is accepted and ignored).
+``check-proof`` needs only the bundle and the verifier key: it runs the library third parties
+run (:mod:`appeals_proofs`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +136,7 @@ def _trail(api: AuditApi, args: argparse.Namespace) -> int:
                 {
                     "index": entry["index"],
                     "type": entry["type"],
-                    "occurred_at": entry["occurred_at"],
+                    "occurred_at": datetime.fromisoformat(entry["occurred_at"]).isoformat(),
                     "producer": entry["producer"],
                     "proved": entry["audit_path"] is not None,
                 }
@@ -172,6 +176,12 @@ def _report(api: AuditApi, args: argparse.Namespace) -> int:
 
 
 def _reconcile(api: AuditApi, args: argparse.Namespace) -> int:
+    if args.intake_url:
+        print(
+            "note: --intake-url is ignored: the audit service reads intake's records at its own "
+            "AUDIT_INTAKE_URL with this command's token (--topics-only leaves them out)",
+            file=sys.stderr,
+        )
     params = {
         "since": moment(args.since),
         "until": moment(args.until),
@@ -278,6 +288,12 @@ def add_parser(commands: Any) -> None:
         help="compare with the topics only, not with intake's own records (which the audit "
         "service reads with this command's token: AUDIT_INTAKE_URL)",
     )
+    # Kept from when the command read the store itself: the token goes to the audit service
+    # (which reads intake with it), and intake's URL is the service's AUDIT_INTAKE_URL.
+    reconcile.add_argument(
+        "--token", default=argparse.SUPPRESS, help="ops token (as `appeals audit --token`)"
+    )
+    reconcile.add_argument("--intake-url", help="ignored: the service's AUDIT_INTAKE_URL is used")
     reconcile.set_defaults(handler=_run(_reconcile))
 
     forget = sub.add_parser("forget", help="crypto-shred one person's personal data")

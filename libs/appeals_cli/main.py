@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from appeals import vocabulary
-from appeals_cli import demo, reviewer, route, tokens
+from appeals_cli import audit, demo, reviewer, route, tokens
 
 DEFAULT_INTAKE_URL = os.environ.get("APPEALS_INTAKE_URL", "http://127.0.0.1:8080")
 DEFAULT_DESK = os.environ.get("APPEALS_AGENT_DESK", "127.0.0.1:50052")
@@ -239,9 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--rate", type=float, default=3.0, help="appeals per second")
     run_demo.add_argument("--seed", type=int)
     run_demo.set_defaults(handler=_demo)
-
-    # Imported where used, so the rest of the CLI never loads the audit service's modules.
-    from appeals_cli import audit
 
     audit.add_parser(commands)  # appeals audit verify | proof | check-proof | export | ...
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, Header, Query
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -42,7 +42,6 @@ from services.audit.exports.acknowledgements import ReconciliationSources
 from services.audit.exports.reconciliation import Window
 from services.audit.log.entries import rfc3339
 from services.audit.log.integrity import IntegrityError
-from services.audit.privacy import sealing
 from services.audit.service import AuditService, Trail
 
 MAX_PAGE = 500
@@ -93,11 +92,13 @@ def _appeal(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ErasureIn(BaseModel):
-    """Whose data keys to shred: a pseudonym, or a platform and user id (pseudonymised here)."""
+    """Whose data key to shred: a pseudonym, or a platform and user id (pseudonymised here)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    pseudonym: str | None = Field(default=None, pattern=r"^ps_[0-9a-f]{16,64}$")
+    # A subject as the log names it: audit's own pseudonym of a user (ps_…), of an appeal that
+    # names no user (pa_…), or the one intake gave the appellant (psn_…).
+    pseudonym: str | None = Field(default=None, pattern=r"^[a-z]{1,8}_[A-Za-z0-9_-]{8,128}$")
     platform: str | None = None
     user_id: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -236,19 +237,24 @@ def operations_router(service: AuditService, reconciliation: ReconciliationSourc
         intake: bool = True,
     ) -> dict[str, Any]:
         """Intake's acknowledgements against the log: what is missing from the log, what the log
-        holds that nobody acknowledged. Read from the topics and, unless ``intake=false``, from
-        intake's records with the caller's own token (ops)."""
+        holds that nobody acknowledged. Read from the topics and, unless ``intake=false`` (or no
+        ``AUDIT_INTAKE_URL``), from intake's records with the caller's own token (ops)."""
         if until <= since:
             raise ValidationFailed([FieldViolation("until", "must be after since")])
         window = Window(since, until)
-        await service.log_access(caller, "reconcile", f"{window.since}..{window.until}")
+        await service.log_access(
+            caller, "reconcile", f"{window.since}..{window.until}", intake=intake
+        )
         token = bearer_token(authorization) if intake else None
-        source, lookup = reconciliation.for_caller(token, with_intake=intake)
+        acknowledgements, lookup = reconciliation.for_caller(token, with_intake=intake)
         try:
-            result = await sources.reconcile_log(service.log, source, window, intake=lookup)
+            result = await service.reconcile(window, acknowledgements, intake=lookup)
         except httpx.HTTPStatusError as error:
-            raise TransientError(
-                f"intake answered {error.response.status_code} to the reconciliation's read"
+            # Intake refused or failed the read: a bad gateway, not something to retry blindly.
+            raise HTTPException(
+                502,
+                f"intake answered {error.response.status_code} to the reconciliation's read "
+                f"of its records ({error.request.url.path})",
             ) from error
         except (httpx.TransportError, KafkaError) as error:
             raise TransientError(f"reconciliation could not read its sources: {error}") from error
@@ -257,24 +263,23 @@ def operations_router(service: AuditService, reconciliation: ReconciliationSourc
     @router.post("/v1/audit/erasures")
     async def forget(request: ErasureIn, caller: Operator) -> dict[str, Any]:
         """Crypto-shred one person's personal data in the log (their data key); idempotent, and
-        itself logged."""
-        subject = request.pseudonym
+        itself logged (an ``erasure`` entry naming only the pseudonym)."""
         by_user = request.platform is not None or request.user_id is not None
-        if (subject is None) == (not by_user):
+        if (request.pseudonym is None) == (not by_user):
             raise ValidationFailed(
                 [FieldViolation("pseudonym", "give a pseudonym, or a platform and a user_id")]
             )
-        if subject is None:
+        if request.pseudonym is not None:
+            subject = request.pseudonym
+            shredded = await service.forget(subject, caller)
+        else:
             if request.platform not in vocabulary.PLATFORMS or not request.user_id:
                 raise ValidationFailed(
                     [FieldViolation("platform", "a declared platform, with the user_id")]
                 )
-            subject = sealing.pseudonym(
-                service.keys.secrets,
-                platform=vocabulary.PLATFORMS[request.platform],
-                user_id=request.user_id,
+            subject, shredded = await service.forget_user(
+                vocabulary.PLATFORMS[request.platform], request.user_id, caller
             )
-        shredded = await service.forget(subject, caller)
         return {"pseudonym": subject, "shredded": shredded}
 
     return router

@@ -2,9 +2,9 @@
 
 Ops and auditor tokens read the log (trails, proofs, exports, reports; the ops page's search
 is a trail read with the searcher's own token), with the ``audit:read`` scope; only ops make a
-checkpoint on demand. Callers are
-verified by ``appeals_runtime.http.authenticated`` (the app keeps its verifier in
-``app.state.verifier``).
+checkpoint on demand, reconcile the log with intake (whose records are read with the caller's own
+token) and shred a person's key. Callers are verified by ``appeals_runtime.http.authenticated``
+(the app keeps its verifier in ``app.state.verifier``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ async def _reader(principal: Annotated[Principal, Depends(authenticated)]) -> Re
 
 
 async def _operator(principal: Annotated[Principal, Depends(authenticated)]) -> Reader:
-    """The verified ops caller with ``audit:read``: what changes the log's state (a checkpoint
-    on demand) is ops' to do, not an auditor's."""
+    """The verified ops caller with ``audit:read``: what changes the log's state or reaches
+    beyond it (a checkpoint on demand, reconciliation, erasure) is ops' to do, not an
+    auditor's."""
     principal.require(Scope.READ_AUDIT, role=Role.OPS)
     return Reader(principal.subject, principal.role.value)
 

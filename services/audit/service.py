@@ -1,14 +1,15 @@
-"""The audit log's use cases, behind the consumer, the REST API and the operator CLI.
+"""The audit log's use cases, behind the consumer and the REST API (which the operator CLI calls).
 
 Recording an event (sealing personal data first), logging every read before it is answered,
-trails with inclusion proofs, proof bundles, erasure. No framework imports: adapters call this.
+trails with inclusion proofs, proof bundles, reconciliation with what intake acknowledged,
+erasure. No framework imports: adapters call this.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ from appeals_proofs import bundles, proofs
 from appeals_proofs.checkpoints import SignedCheckpoint
 from appeals_runtime import store
 from appeals_runtime.errors import NotFound
+from services.audit.exports import sources
+from services.audit.exports.reconciliation import AcknowledgementSource, Reconciliation, Window
 from services.audit.log import entries, records
 from services.audit.log.appender import Appender
 from services.audit.log.integrity import Integrity
@@ -32,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reader:
-    """Who is reading the log: a token's subject and role, or an operator at the CLI."""
+    """Who is reading the log: a verified token's subject and role."""
 
     subject: str
     role: str
@@ -128,6 +131,12 @@ class AuditService:
         )
         return shredded
 
+    async def forget_user(self, platform: int, user_id: str, reader: Reader) -> tuple[str, bool]:
+        """Crypto-shred the personal data of a platform's user, named by audit's own pseudonym of
+        them (what events in the old layout were sealed under); (pseudonym, shredded)."""
+        subject = sealing.pseudonym(self.keys.secrets, platform=platform, user_id=user_id)
+        return subject, await self.forget(subject, reader)
+
     async def personal_data(self, document: store.Document) -> bytes:
         """The sealed personal data of an entry; raises sealing.Erased once shredded."""
         sealed = document.get("sealed")
@@ -190,6 +199,18 @@ class AuditService:
         if latest is not None and index < latest.size:
             return latest
         return await self.integrity.checkpoint()
+
+    async def reconcile(
+        self,
+        window: Window,
+        acknowledgements: AcknowledgementSource,
+        *,
+        intake: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Reconciliation:
+        """The log against what ``acknowledgements`` say intake acknowledged in ``window``;
+        appeals only the log knows are put to ``intake`` (if given), which may still know them
+        after the topics stopped retaining their acknowledgement."""
+        return await sources.reconcile_log(self.log, acknowledgements, window, intake=intake)
 
     async def consistency_bundle(self, first: int, second: int | None = None) -> dict[str, Any]:
         old = await self.integrity.checkpoint_of_size(first)

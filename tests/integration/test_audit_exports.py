@@ -1,9 +1,12 @@
 """Transparency exports, the Art. 15 report and reconciliation, derived from a logged fixture set
-on the real store (and, for reconciliation, the real broker); and the operator CLI end to end."""
+on the real store (and, for reconciliation, the real broker); and the operator CLI end to end, a
+separate process calling the audit service's API on a real HTTP server over that store.
+
+The reconciliation and erasure endpoints' own contract (roles, validation, intake's records) is
+in test_audit_operations.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -23,12 +26,10 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.audit import api
 from services.audit.config import AuditSettings
 from services.audit.exports import sources
-from services.audit.exports.acknowledgements import (
-    ReconciliationSources,
-    TopicAcknowledgements,
-)
+from services.audit.exports.acknowledgements import TopicAcknowledgements
 from services.audit.exports.reconciliation import Window
 from services.audit.exports.transparency import EEA
+from services.audit.log import entries
 from services.audit.log.repository import AUDIT_LOG
 from tests.support.audit import (
     Audit,
@@ -37,8 +38,9 @@ from tests.support.audit import (
     new_appeal_id,
     open_audit,
     record,
+    serving_audit,
 )
-from tests.support.http_server import run_command, serving
+from tests.support.http_server import run_command
 
 pytestmark = pytest.mark.integration
 
@@ -271,116 +273,137 @@ async def test_reconciliation_names_every_appeal_on_one_side_only(
 # The operator CLI, a separate process, against the audit service's API on the same store ------
 
 
-@contextlib.asynccontextmanager
-async def audit_http(
-    audit: Audit, infra: Infrastructure, tmp_path: Path
-) -> AsyncIterator[tuple[str, str]]:
-    """The audit service's API over ``audit`` on a real HTTP server: its URL and an ops token."""
-    key, jwks = devkeys.ensure(tmp_path / "keys")
-    app = api.create_app(
-        audit.service,
-        TokenVerifier.from_settings(AuditSettings(auth_jwks_file=jwks)),
-        reconciliation=ReconciliationSources(infra.kafka_bootstrap_servers, intake_url=None),
-    )
-    async with serving(app) as base:
-        yield base, devkeys.mint_token(key, role="ops", subject="ops-cli")
-
-
 async def test_the_cli_verifies_proves_reports_and_forgets_through_the_api(
     infra: Infrastructure, audit: Audit, fixture_set: dict[str, str], tmp_path: Path
 ) -> None:
-    async with audit_http(audit, infra, tmp_path) as (base, token):
+    async with serving_audit(audit, tmp_path / "keys", infra.kafka_bootstrap_servers) as server:
+        ops_token = server.token("ops", "ops-cli")
 
-        async def cli(*args: str) -> tuple[int, str, str]:
+        async def cli(*args: str, token: str = ops_token) -> tuple[int, str, str]:
             return await run_command(
-                sys.executable, "-m", "appeals_cli.main", "audit", "--audit-url", base,
+                sys.executable, "-m", "appeals_cli.main", "audit", "--audit-url", server.base,
                 "--token", token, *args,
             )  # fmt: skip
+
+        async def check_proof(bundle: Path, vkey: str) -> tuple[int, str]:
+            # No --audit-url, no token: the third party's command needs no service.
+            code, out, _ = await run_command(
+                sys.executable, "-m", "appeals_cli.main", "audit", "check-proof", str(bundle),
+                "--key", vkey,
+            )  # fmt: skip
+            return code, out.split(":")[0]
 
         code, note, err = await cli("checkpoint")
         assert code == 0, err
         assert note.startswith(f"{audit.settings.origin}\n")
+        first_size = int(note.splitlines()[1])
+        assert f"tree size {first_size}" in err
+        vkey = (await cli("key"))[1].strip()
+        assert vkey.startswith(f"{audit.settings.origin}+")
 
         code, verified, err = await cli("verify")
         assert code == 0, err
         assert json.loads(verified)["ok"] is True
 
+        code, trail, err = await cli("trail", fixture_set["A"])
+        assert code == 0, err
+        shown = json.loads(trail)
+        assert shown["appeal_id"] == fixture_set["A"]
+        assert [e["type"] for e in shown["entries"]] == [
+            "submitted", "routed", "claimed", "decided", "notified",
+        ]  # fmt: skip
+        assert all(e["proved"] for e in shown["entries"])
+        assert shown["entries"][0]["occurred_at"] == STARTS["A"].isoformat()
+
         assert (await cli("report", "--month", "2025-03"))[1].splitlines() == MARCH_CSV
+        code, as_json, err = await cli("report", "--month", "2025-03", "--format", "json")
+        assert code == 0, err
+        assert [p["platform"] for p in json.loads(as_json)["platforms"]] == [
+            "facebook", "instagram", "whatsapp",
+        ]  # fmt: skip
+
+        exported = tmp_path / "statements.json"
+        code, _, err = await cli(
+            "export", "--since", "2025-03-01", "--until", "2025-04-01", "-o", str(exported)
+        )
+        assert code == 0, err
+        batches = json.loads(exported.read_text())["batches"]
+        assert [b["platform"] for b in batches] == ["facebook", "instagram"]
 
         decided_a = events.derived_event_id(fixture_set["A"], "decided")
         bundle = tmp_path / "proof.json"
         code, _, err = await cli("proof", "--event-id", decided_a, "-o", str(bundle))
         assert code == 0, err
-        vkey = (await cli("key"))[1].strip()
-        code, checked, _ = await run_command(
-            sys.executable, "-m", "appeals_cli.main", "audit", "check-proof", str(bundle),
-            "--key", vkey,
-        )  # fmt: skip
-        assert (code, checked.split(":")[0]) == (0, "OK")
+        assert await check_proof(bundle, vkey) == (0, "OK")
+        forged = json.loads(bundle.read_text())
+        forged["entry"]["producer"] = "someone-else"
+        bundle.write_text(json.dumps(forged))
+        assert await check_proof(bundle, vkey) == (1, "INVALID")
+
+        assert (await cli("checkpoint"))[0] == 0
+        grown = tmp_path / "consistency.json"
+        code, _, err = await cli("consistency", str(first_size), "-o", str(grown))
+        assert code == 0, err
+        assert await check_proof(grown, vkey) == (0, "OK")
 
         code, forgotten, err = await cli("forget", "--platform", "facebook", "--user-id", "u-b")
         assert code == 0, err
         assert "data key shredded" in forgotten
+        pseudonym = forgotten.split(":")[0]
+        code, again, err = await cli("forget", "--pseudonym", pseudonym)
+        assert (code, again.strip()) == (0, f"{pseudonym}: no data key was left"), err
 
         window = ("--since", "2025-03-01T00:00:00Z", "--until", "2025-04-01T00:00:00Z")
         code, reconciled, err = await cli("reconcile", *window, "--topics-only")
         # The topics hold no acknowledgements of 2025: every logged appeal is reported.
         assert code == 1, err
         assert set(json.loads(reconciled)["not_acknowledged"]) >= {fixture_set["A"]}
+        # The options of the command that read the store itself still parse: the token goes
+        # to the service, intake's URL is the service's own (none here) and said to be ignored.
+        code, legacy, err = await run_command(
+            sys.executable, "-m", "appeals_cli.main", "audit", "--audit-url", server.base,
+            "reconcile", *window, "--intake-url", "http://127.0.0.1:1", "--token", ops_token,
+        )  # fmt: skip
+        assert code == 1 and "--intake-url is ignored" in err
+        assert json.loads(legacy)["not_acknowledged"] == json.loads(reconciled)["not_acknowledged"]
+
+        # An auditor's token reads but does not shred: the service's refusal, exit 1.
+        auditor = server.token("auditor", "auditor-cli")
+        assert (await cli("verify", token=auditor))[0] == 0
+        code, _, err = await cli("forget", "--pseudonym", pseudonym, token=auditor)
+        assert code == 1 and "answered 403" in err
 
         await audit.db[AUDIT_LOG].delete_one({"type": "claimed", "appeal_id": fixture_set["C"]})
         code, broken, _ = await cli("verify")
         assert code == 1
         assert json.loads(broken)["problem"] == "missing entry"
 
+        code, _, err = await cli("trail", "ap_nobody")
+        assert code == 1 and "answered 404" in err
+
         unreachable = await run_command(
             sys.executable, "-m", "appeals_cli.main", "audit", "--audit-url",
-            "http://127.0.0.1:1", "--token", token, "verify",
+            "http://127.0.0.1:1", "--token", ops_token, "verify",
         )  # fmt: skip
         assert unreachable[0] == 1 and "cannot reach the audit service" in unreachable[2]
-    # Every CLI read above is on the record, under the token's subject.
-    readers = await audit.db[AUDIT_LOG].find({"type": "access"}).to_list()
-    assert {r["producer"] for r in readers} == {"ops-cli"}
-    # checkpoint, verify, report, proof, reconcile, verify
-    assert len(readers) == 6
-
-
-async def test_only_ops_reconcile_or_shred_and_requests_are_checked(
-    infra: Infrastructure, audit: Audit, tmp_path: Path
-) -> None:
-    key, _ = devkeys.ensure(tmp_path / "keys")
-    async with (
-        audit_http(audit, infra, tmp_path) as (base, token),
-        httpx.AsyncClient(base_url=base, timeout=60) as http,
-    ):
-
-        def bearer(role: str) -> dict[str, str]:
-            minted = devkeys.mint_token(key, role=role, subject=role)
-            return {"Authorization": f"Bearer {minted}"}
-
-        ops = {"Authorization": f"Bearer {token}"}
-        window = {"since": "2025-03-01T00:00:00Z", "until": "2025-03-02T00:00:00Z"}
-        erasure = {"pseudonym": "ps_" + "0" * 32}
-        auditor = bearer("auditor")
-        refused = [
-            await http.get("/v1/audit/reconciliation", params=window),
-            await http.get("/v1/audit/reconciliation", params=window, headers=auditor),
-            await http.post("/v1/audit/erasures", json=erasure),
-            await http.post("/v1/audit/erasures", json=erasure, headers=auditor),
-        ]
-        backwards = await http.get(
-            "/v1/audit/reconciliation",
-            params={"since": window["until"], "until": window["since"]},
-            headers=ops,
-        )
-        both = await http.post(
-            "/v1/audit/erasures", json={**erasure, "platform": "facebook", "user_id": "u"},
-            headers=ops,
-        )  # fmt: skip
-        first = await http.post("/v1/audit/erasures", json=erasure, headers=ops)
-        again = await http.post("/v1/audit/erasures", json=erasure, headers=ops)
-    assert [response.status_code for response in refused] == [401, 403, 401, 403]
-    assert backwards.status_code == 400
-    assert both.status_code == 400
-    assert first.status_code == again.status_code == 200
-    assert first.json()["pseudonym"] == erasure["pseudonym"]
+    # Every CLI read above is on the record, under its token's subject, and each erasure too.
+    logged = sorted(await audit.db[AUDIT_LOG].find({}).to_list(), key=lambda d: d["index"])
+    reads = [(d["producer"], json.loads(entries.payload_of(d))["action"])
+             for d in logged if d["type"] == "access"]  # fmt: skip
+    assert reads == [
+        ("ops-cli", "sign checkpoint"),
+        ("ops-cli", "verify"),
+        ("ops-cli", "trail"),
+        ("ops-cli", "complaint-handling report"),
+        ("ops-cli", "complaint-handling report"),
+        ("ops-cli", "export statements of reasons"),
+        ("ops-cli", "inclusion proof"),
+        ("ops-cli", "sign checkpoint"),
+        ("ops-cli", "consistency proof"),
+        ("ops-cli", "reconcile"),
+        ("ops-cli", "reconcile"),
+        ("auditor-cli", "verify"),
+        ("ops-cli", "verify"),
+        ("ops-cli", "trail"),
+    ]
+    assert [d["producer"] for d in logged if d["type"] == "erasure"] == ["ops-cli", "ops-cli"]

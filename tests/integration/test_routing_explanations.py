@@ -113,3 +113,30 @@ async def test_only_ops_may_ask_and_bad_facts_are_named(tmp_path: Path) -> None:
     assert wrong.status_code == 400
     assert wrong.json()["invalid_params"][0]["name"] == "submission"
     assert unknown_key.status_code == 400
+
+
+async def test_a_bad_policy_is_a_422_naming_its_keys_and_the_endpoint_is_documented(
+    tmp_path: Path,
+) -> None:
+    from appeals_cli.route import submission_facts
+
+    request = {"submission": submission_facts(BODY), "received_at": "2026-11-25T09:00:00Z"}
+    async with routing_http(tmp_path) as (base, key), httpx.AsyncClient(base_url=base) as http:
+        ops = {"Authorization": f"Bearer {devkeys.mint_token(key, role='ops', subject='ops-1')}"}
+        url = "/v1/routing/explanations"
+        running = await http.post(url, json=request, headers=ops)
+        broken = await http.post(url, json={**request, "policy": "version: 1\n"}, headers=ops)
+        not_yaml = await http.post(url, json={**request, "policy": "queues: [\n"}, headers=ops)
+        naive = await http.post(
+            url, json={**request, "received_at": "2026-11-25T09:00:00"}, headers=ops
+        )
+        documented = (await http.get("/openapi.json")).json()["paths"]
+    assert running.status_code == 200 and running.json()["received_at"].startswith("2026-11-25")
+    assert broken.status_code == 422
+    assert broken.headers["content-type"].startswith("application/problem+json")
+    assert broken.json()["code"] == "invalid_policy"
+    assert "queues: Field required" in broken.json()["detail"]
+    assert not_yaml.status_code == 422 and "not valid YAML" in not_yaml.json()["detail"]
+    assert naive.status_code == 400
+    assert [p["name"] for p in naive.json()["invalid_params"]] == ["received_at"]
+    assert "post" in documented[url]

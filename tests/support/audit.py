@@ -1,9 +1,12 @@
-"""Shared pieces of the audit tests: the audit log on a test database, appeal lifecycles as the
-services publish them, and events in the layout from before the privacy rule."""
+"""Shared pieces of the audit tests: the audit log on a test database, its REST API on a real
+HTTP server (what the `appeals audit` command talks to), appeal lifecycles as the services
+publish them, and events in the layout from before the privacy rule."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,13 +15,18 @@ from typing import Any, TypeVar
 from appeals import events, topics
 from appeals.facts import submission_facts
 from appeals.v1 import appeal_pb2, events_pb2
+from appeals_devstack import devkeys
 from appeals_runtime import store
-from services.audit.config import AuditLogSettings
+from appeals_runtime.auth import TokenVerifier
+from services.audit import api
+from services.audit.config import AuditLogSettings, AuditSettings
+from services.audit.exports.acknowledgements import ReconciliationSources
 from services.audit.log import records
 from services.audit.main import INDEXES, build
 from services.audit.privacy import legacy
 from services.audit.privacy.sealing import Secrets
 from services.audit.service import AuditService
+from tests.support.http_server import serving
 
 CarrierT = TypeVar("CarrierT", events_pb2.AppealSubmitted, events_pb2.CasePackage)
 
@@ -58,6 +66,39 @@ async def open_audit(db: store.Database, tmp_path: Path) -> Audit:
     settings = audit_settings(tmp_path, db)
     service, secrets = build(db, settings)
     return Audit(service, secrets, settings, db)
+
+
+@dataclass(frozen=True)
+class AuditServer:
+    """Audit's API served over HTTP: its base URL, and tokens its verifier accepts."""
+
+    base: str
+    signing_key: Path
+
+    def token(self, role: str = "ops", subject: str | None = None, **claims: Any) -> str:
+        return devkeys.mint_token(self.signing_key, role=role, subject=subject or role, **claims)
+
+    def headers(
+        self, role: str = "ops", subject: str | None = None, **claims: Any
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, subject, **claims)}"}
+
+
+@contextlib.asynccontextmanager
+async def serving_audit(
+    audit: Audit, key_dir: Path, bootstrap_servers: str, *, intake_url: str | None = None
+) -> AsyncIterator[AuditServer]:
+    """The audit service's app over ``audit`` (its real store) on a real HTTP server at a free
+    port, trusting the dev key in ``key_dir`` (made there if missing), reconciling against the
+    topics on ``bootstrap_servers`` and, with ``intake_url``, intake's records."""
+    key, jwks = devkeys.ensure(key_dir)
+    app = api.create_app(
+        audit.service,
+        TokenVerifier.from_settings(AuditSettings(auth_jwks_file=jwks)),
+        reconciliation=ReconciliationSources(bootstrap_servers, intake_url),
+    )
+    async with serving(app) as base:
+        yield AuditServer(base, key)
 
 
 def new_appeal_id() -> str:
