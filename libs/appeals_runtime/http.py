@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -312,6 +313,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             f"{error} Nothing was accepted; retry later.",
             headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
         )
+
+
+def problem_detail(response: httpx.Response) -> str:
+    """The ``detail`` of another service's problem answer (RFC 9457); empty when it is none."""
+    if "json" not in response.headers.get("content-type", ""):
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("detail") or "") if isinstance(body, dict) else ""
 
 
 # A page's own headers: it talks only to its own origin, runs no inline script and cannot be

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import sys
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def is_http_url(value: str) -> bool:
+    return urlsplit(value).scheme in ("http", "https")
+
+
+def http_url(value: str) -> str:
+    """A setting that names another service or a provider: an http(s) URL, without the trailing
+    slash (paths are appended to it); a ValueError naming the value otherwise."""
+    if not is_http_url(value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
 
 
 class ServiceSettings(BaseSettings):

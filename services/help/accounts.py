@@ -77,10 +77,12 @@ class AccountDirectory(Protocol):
 
 
 def _contacts(user_id: str, email: str, phone: str) -> tuple[Contact, ...]:
-    found = [Contact("email", email.lower()) if email else None]
-    found.append(Contact("phone", phone) if phone else None)
-    found.append(Contact("user_id", user_id))
-    return tuple(contact for contact in found if contact is not None)
+    on_file = (
+        Contact("email", email.lower()),
+        Contact("phone", phone),
+        Contact("user_id", user_id),
+    )
+    return tuple(contact for contact in on_file if contact.address)
 
 
 class FileDirectory:

@@ -22,6 +22,7 @@ from pydantic import Field, FilePath, SecretStr, field_validator
 from appeals import platforms
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.rate_limits import Limit
+from appeals_runtime.settings import http_url
 
 
 def accounts_api_variables(platform: str) -> tuple[str, str]:
@@ -64,9 +65,7 @@ class HelpSettings(AuthSettings):
     @field_validator("notifications_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
+        return http_url(value)
 
     def secret_key(self) -> bytes:
         text = self.secret_key_file.read_text(encoding="utf-8").strip()

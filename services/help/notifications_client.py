@@ -7,6 +7,7 @@ from datetime import datetime
 import httpx
 
 from appeals_runtime.errors import TransientError
+from appeals_runtime.http import problem_detail
 from services.help.accounts import Account, Contact
 
 
@@ -42,14 +43,7 @@ class CodeMessenger:
             raise TransientError(f"notifications did not answer: {error}") from error
         if response.status_code == 200:
             return str(response.json().get("channel", ""))
+        said = problem_detail(response) or response.text[:200]
         if response.status_code == 422:
-            raise CodeRefused(_detail(response))
-        raise TransientError(f"notifications answered {response.status_code}: {_detail(response)}")
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(body.get("detail", "")) if isinstance(body, dict) else ""
+            raise CodeRefused(said)
+        raise TransientError(f"notifications answered {response.status_code}: {said}")

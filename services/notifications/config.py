@@ -21,6 +21,7 @@ from pydantic import Field, FilePath, SecretStr, field_validator, model_validato
 from appeals import platforms
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.intake_client import IntakeClientSettings
+from appeals_runtime.settings import is_http_url
 
 # One group for every notifications process: each lifecycle event is handled by one member.
 CONSUMER_GROUP = "notifications"
@@ -37,10 +38,6 @@ CHANNELS = frozenset({*PLATFORM_CHANNELS.values(), *platforms.SHARED_CHANNELS})
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-
-
-def _is_http_url(value: str) -> bool:
-    return urlsplit(value).scheme in ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -207,7 +204,7 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
             token = data.pop(token_variable, None) or os.environ.get(token_variable)
             if isinstance(token, SecretStr):
                 token = token.get_secret_value()
-            if url is not None and not _is_http_url(url):
+            if url is not None and not is_http_url(url):
                 raise ValueError(f"{url_variable} must be an http(s) URL")
             if (url is None) != (token is None):
                 raise ValueError(
@@ -225,7 +222,7 @@ class NotificationsSettings(AuthSettings, IntakeClientSettings):
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not _is_http_url(value):
+        if value is not None and not is_http_url(value):
             raise ValueError("must be an http(s) URL")
         return value
 

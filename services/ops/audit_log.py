@@ -14,6 +14,7 @@ import httpx
 
 from appeals_runtime.auth import PermissionDenied, Unauthenticated
 from appeals_runtime.errors import NotFound, TransientError
+from appeals_runtime.http import problem_detail
 
 TIMEOUT_S = 5.0
 
@@ -35,7 +36,7 @@ class AuditTrails:
             raise TransientError(
                 f"the audit log at {self.base_url} did not answer: {error}"
             ) from error
-        detail = _detail(response)
+        detail = problem_detail(response)
         if response.status_code == 404:
             raise NotFound(detail or f"the audit log has no entries for appeal {appeal_id!r}")
         if response.status_code == 401:
@@ -51,14 +52,3 @@ class AuditTrails:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def _detail(response: httpx.Response) -> str:
-    """The problem document's ``detail``, if the answer is one."""
-    if "json" not in response.headers.get("content-type", ""):
-        return ""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("detail") or "") if isinstance(body, dict) else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from appeals_runtime.auth import AuthSettings
+from appeals_runtime.settings import http_url
 
 
 def parse_targets(value: str) -> dict[str, str]:
@@ -25,12 +26,6 @@ def parse_targets(value: str) -> dict[str, str]:
             raise ValueError(f"target {name!r} is named twice")
         targets[name] = url
     return targets
-
-
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value.rstrip("/")
 
 
 class OpsSettings(AuthSettings):
@@ -54,7 +49,7 @@ class OpsSettings(AuthSettings):
     @field_validator("ops_trace_ui_url", "ops_audit_url")
     @classmethod
     def _urls(cls, value: str) -> str:
-        return _http_url(value)
+        return http_url(value)
 
     @property
     def metrics_targets(self) -> dict[str, str]:
