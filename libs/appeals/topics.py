@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.message import Message
 
 from appeals import platforms
-from appeals.v1 import commands_pb2, events_pb2, intake_pb2
+from appeals.v1 import chat_pb2, commands_pb2, events_pb2, intake_pb2
 
 PayloadT = TypeVar("PayloadT", bound=Message)
 
@@ -85,6 +85,22 @@ APPEAL_REQUEST_OUTCOMES = Topic(
     description="Intake's answer to each request event: accepted with an appeal id, or rejected.",
 )
 
+
+def _chat_key(event: chat_pb2.ChatEvent) -> str:
+    return event.chat_id
+
+
+HELP_CHATS = Topic(
+    name="help.chats.v1",
+    payload_type=chat_pb2.ChatEvent,
+    key=_chat_key,
+    key_name="chat_id",
+    description=(
+        "Live-help chats: requested, agent joined, first answer, handed over, closed. Produced "
+        "by the help service only; never the text of a chat."
+    ),
+)
+
 PLATFORM_NAMES: dict[int, str] = {p.value: p.name for p in platforms.PLATFORMS}
 
 # One restore-commands topic per platform, so each platform's consumers (and ACLs) see only theirs.
@@ -126,6 +142,7 @@ REGISTRY: tuple[Topic[Any], ...] = (
     *RESTORE_COMMANDS.values(),
     RESTORE_RESULTS,
     NOTIFICATION_RETRIES,
+    HELP_CHATS,
 )
 
 

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
+from appeals.platforms import NAMES as PLATFORM_NAMES
+
 if TYPE_CHECKING:
     from appeals_runtime.auth import TokenVerifier
 
@@ -35,6 +37,11 @@ INTAKE_CLIENTS = {
 }
 # The live-help service hands verification codes to notifications under its own identity.
 HELP_CODES_SCOPES = ["codes:send"]
+# Live help opens appeals for the people it verified as a product surface of every platform
+# would (through intake's normal submit path and rules).
+HELP_SURFACE_SCOPES = ["appeals:submit", "appeals:read"]
+# Routing's desk relays agents' side of live-help chats to the help service.
+ROUTING_CHAT_RELAY_SCOPES = ["chats:relay"]
 # Long enough for a local run that stays up for days; minted afresh at every start.
 SERVICE_TOKEN_TTL_S = 30 * 24 * 3600
 
@@ -71,14 +78,28 @@ def ensure_secret(state_dir: Path, name: str) -> Path:
     return path
 
 
-def service_token_file(state_dir: Path, service: str, scopes: list[str] | None = None) -> Path:
-    """A dev service token for ``service`` (role ``service``; the role's default scopes unless
-    ``scopes`` names others), minted afresh on every call so it always matches the current dev
-    key and never runs out during a local run."""
+def service_token_file(
+    state_dir: Path,
+    service: str,
+    scopes: list[str] | None = None,
+    *,
+    purpose: str = "service",
+    role: str = "service",
+    platforms: list[str] | None = None,
+) -> Path:
+    """A dev token for ``service`` (role ``service``, the role's default scopes unless
+    ``scopes`` names others; ``purpose`` names the file when a service holds more than one),
+    minted afresh on every call so it always matches the current dev key and never runs out
+    during a local run."""
     private_path, _ = ensure(state_dir)
-    path = key_dir(state_dir) / f"{service}-service.jwt"
+    path = key_dir(state_dir) / f"{service}-{purpose}.jwt"
     token = mint_token(
-        private_path, role="service", subject=service, scopes=scopes, ttl_s=SERVICE_TOKEN_TTL_S
+        private_path,
+        role=role,
+        subject=service,
+        scopes=scopes,
+        platforms=platforms,
+        ttl_s=SERVICE_TOKEN_TTL_S,
     )
     _write_private(path, token.encode())
     return path
@@ -97,6 +118,21 @@ def service_environment(state_dir: Path) -> dict[str, str]:
         "HELP_SECRET_KEY_FILE": str(ensure_secret(state_dir, "help-secret.hex")),
         "HELP_NOTIFICATIONS_TOKEN_FILE": str(
             service_token_file(state_dir, "help", scopes=HELP_CODES_SCOPES)
+        ),
+        "HELP_INTAKE_TOKEN_FILE": str(
+            service_token_file(
+                state_dir,
+                "help",
+                scopes=HELP_SURFACE_SCOPES,
+                purpose="surface",
+                role="surface",
+                platforms=list(PLATFORM_NAMES),
+            )
+        ),
+        "ROUTING_HELP_TOKEN_FILE": str(
+            service_token_file(
+                state_dir, "routing", scopes=ROUTING_CHAT_RELAY_SCOPES, purpose="chat-relay"
+            )
         ),
     }
 

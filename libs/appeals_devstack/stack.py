@@ -296,6 +296,8 @@ def links_environment(env: Mapping[str, str]) -> dict[str, str]:
         "OPS_AUDIT_URL": url("audit"),
         "AUDIT_INTAKE_URL": url("intake"),
         "HELP_NOTIFICATIONS_URL": url("notifications"),
+        "HELP_INTAKE_URL": url("intake"),
+        "ROUTING_HELP_URL": f"http://127.0.0.1:{LIVE_HELP.port(env)}",
         "HELP_ACCOUNTS_FILE": str(REPO_ROOT / "services" / "help" / "dev_accounts.yaml"),
         "NOTIFICATIONS_KEEP_CODE_TEXT": "1",
     }

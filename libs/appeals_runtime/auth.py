@@ -65,6 +65,9 @@ class Scope(StrEnum):
     # Have notifications send a one-time verification code to an account's contact on file
     # (the live-help service proving that a locked-out person controls the account).
     SEND_CODES = "codes:send"
+    # Relay an agent's side of a live-help chat to the help service that owns the chat
+    # (routing's desk calling live help's internal API).
+    RELAY_CHATS = "chats:relay"
 
 
 DEFAULT_SCOPES: dict[Role, tuple[Scope, ...]] = {

@@ -28,17 +28,21 @@ RESTORE_TOPICS = frozenset(topic.name for topic in topics.RESTORE_COMMANDS.value
 AUDITED_TOPICS: tuple[topics.Topic[Any], ...] = (
     topics.APPEAL_LIFECYCLE,
     *topics.RESTORE_COMMANDS.values(),
+    topics.HELP_CHATS,
 )
 
 
 def to_recorded(
     message: InboundMessage[Any], secrets: sealing.Secrets
 ) -> tuple[records.Recorded, records.IndexFacts]:
+    producer = message.headers.get(h.PRODUCER, b"").decode(errors="replace")
     if message.topic in RESTORE_TOPICS:
-        producer = message.headers.get(h.PRODUCER, b"").decode(errors="replace")
         recorded = records.from_restore_command(
             message.payload, topic=message.topic, producer=producer
         )
+        return recorded, records.IndexFacts()
+    if message.topic == topics.HELP_CHATS.name:
+        recorded = records.from_chat_event(message.payload, topic=message.topic, producer=producer)
         return recorded, records.IndexFacts()
     recorded = records.from_lifecycle_event(message.payload, topic=message.topic, secrets=secrets)
     return recorded, records.index_facts(message.payload)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from appeals import events, vocabulary
-from appeals.v1 import commands_pb2, events_pb2
+from appeals.v1 import chat_pb2, commands_pb2, events_pb2
 from appeals_runtime.errors import InvalidMessage
 from services.audit.log.entries import NO_APPEAL, LoggedEvent
 from services.audit.privacy import legacy, sealing
@@ -91,6 +91,42 @@ def from_restore_command(
             topic=topic,
             occurred_at=command.issued_at.ToDatetime(tzinfo=UTC),
             payload=command.SerializeToString(deterministic=True),
+        )
+    )
+
+
+# A live-help chat's events: chat_requested, chat_agent_joined, chat_first_answer,
+# chat_handed_over, chat_closed. They are filed under the chat's appeal (so an appeal's trail
+# shows the chat that led to its decision) or, for feature help, under "chat:<chat id>".
+CHAT_EVENT_PREFIX = "chat_"
+CHAT_SUBJECT_PREFIX = "chat:"
+
+
+def chat_event_type(kind: chat_pb2.ChatEventKind.ValueType) -> str:
+    name = chat_pb2.ChatEventKind.Name(kind).removeprefix("CHAT_EVENT_KIND_").lower()
+    return CHAT_EVENT_PREFIX + name
+
+
+def from_chat_event(event: chat_pb2.ChatEvent, *, topic: str, producer: str) -> Recorded:
+    """A chat's event as the help service published it. The contract keeps a chat's text out
+    of its events, so the whole payload is logged as it came (ids, times, the agent, the
+    resolution code) and nothing needs sealing."""
+    _require(event.event_id, "event_id")
+    _require(event.chat_id, "chat_id")
+    if not event.HasField("occurred_at"):
+        raise InvalidMessage("chat event has no occurred_at", field="occurred_at")
+    if event.kind not in chat_pb2.ChatEventKind.values() or not event.kind:
+        raise InvalidMessage(f"unknown chat event kind {event.kind}", field="kind")
+    return Recorded(
+        LoggedEvent(
+            event_id=event.event_id,
+            appeal_id=event.appeal_id or CHAT_SUBJECT_PREFIX + event.chat_id,
+            type=chat_event_type(event.kind),
+            schema=event.DESCRIPTOR.full_name,
+            producer=producer,
+            topic=topic,
+            occurred_at=event.occurred_at.ToDatetime(tzinfo=UTC),
+            payload=event.SerializeToString(deterministic=True),
         )
     )
 
