@@ -9,7 +9,9 @@
   platform}``; a wrong code and an unknown account are both 422 ``code_rejected`` with the tries
   left; 422 ``code_expired`` / ``attempts_exhausted`` / ``code_used`` ask for a new code;
 * ``GET /v1/help/session`` with the session token as a bearer token → the session (401 once
-  it has expired, however often it is replayed).
+  it has expired, however often it is replayed);
+* live chat (:mod:`services.help.chat_api`): the person's ``/v1/help/chats...`` routes and
+  WebSocket, and routing's ``/internal/v1/chats...`` relay, when chats are wired in.
 
 Errors are RFC 9457 problem documents; limits answer 429 with ``Retry-After``.
 """
@@ -24,9 +26,11 @@ from fastapi import APIRouter, BackgroundTasks, FastAPI, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from appeals import platforms
-from appeals_runtime.auth import bearer_token
+from appeals_runtime.auth import TokenVerifier, bearer_token
 from appeals_runtime.http import TELEMETRY, health_router, install_problem_handlers, page_router
 from appeals_runtime.readiness import ReadinessCheck
+from services.help.chat_api import internal_router, person_router
+from services.help.chats import Chats
 from services.help.service import Verifications
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
@@ -123,9 +127,15 @@ def create_app(
     verifications: Verifications,
     *,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    chats: Chats | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     app = FastAPI(title="appeals live help", telemetry=TELEMETRY)
     install_problem_handlers(app)
     app.include_router(health_router(readiness_checks or {}))
     app.include_router(help_router(verifications))
+    if chats is not None:
+        app.include_router(person_router(chats, verifications.sessions))
+        if verifier is not None:
+            app.include_router(internal_router(chats, verifier))
     return app

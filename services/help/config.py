@@ -10,6 +10,11 @@ Where accounts are looked up: each platform's account API (``HELP_<PLATFORM>_ACC
 ``_TOKEN``), or, for local runs, a file of DEVELOPMENT-ONLY sample accounts
 (``HELP_ACCOUNTS_FILE``; ``make run`` names ``services/help/dev_accounts.yaml``). A platform with
 neither has no accounts anyone can verify.
+
+Live chat: account-access chats submit an appeal to intake (``HELP_INTAKE_URL``) with a surface
+token of every platform (``HELP_INTAKE_TOKEN_FILE``, scopes ``appeals:submit appeals:read``);
+routing's relay calls the internal chat API with a service token checked against
+``AUTH_JWKS_FILE`` (scope ``chats:relay``).
 """
 
 from __future__ import annotations
@@ -61,8 +66,33 @@ class HelpSettings(AuthSettings):
     checks_per_address_per_hour: float = Field(
         default=60, ge=0, validation_alias="HELP_CHECKS_PER_ADDRESS_PER_HOUR"
     )
+    # Live chat: intake, where an account-access chat's appeal is submitted (as a surface of
+    # every platform, with the token in HELP_INTAKE_TOKEN_FILE); unset token: only feature help.
+    intake_url: str = Field(default="http://127.0.0.1:8080", validation_alias="HELP_INTAKE_URL")
+    intake_token_file: FilePath | None = Field(
+        default=None, validation_alias="HELP_INTAKE_TOKEN_FILE"
+    )
+    intake_timeout_s: float = Field(default=5.0, gt=0, validation_alias="HELP_INTAKE_TIMEOUT_S")
+    # An agent's first answer is due this long after the chat was requested.
+    first_answer_sla_s: float = Field(
+        default=120.0, ge=10, le=24 * 3600, validation_alias="HELP_FIRST_ANSWER_SLA_S"
+    )
+    message_max_chars: int = Field(
+        default=2000, ge=1, le=20_000, validation_alias="HELP_MESSAGE_MAX_CHARS"
+    )
+    # Chats opened per hour per help session and per client address; messages per minute per
+    # chat and side (the person's, the agent's).
+    chats_per_session_per_hour: float = Field(
+        default=10, ge=0, validation_alias="HELP_CHATS_PER_SESSION_PER_HOUR"
+    )
+    chats_per_address_per_hour: float = Field(
+        default=30, ge=0, validation_alias="HELP_CHATS_PER_ADDRESS_PER_HOUR"
+    )
+    messages_per_minute: float = Field(
+        default=30, ge=0, validation_alias="HELP_MESSAGES_PER_MINUTE"
+    )
 
-    @field_validator("notifications_url")
+    @field_validator("notifications_url", "intake_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         return http_url(value)
@@ -79,6 +109,11 @@ class HelpSettings(AuthSettings):
 
     def notifications_token(self) -> str:
         return self.notifications_token_file.read_text(encoding="utf-8").strip()
+
+    def intake_token(self) -> str | None:
+        if self.intake_token_file is None:
+            return None
+        return self.intake_token_file.read_text(encoding="utf-8").strip()
 
     def accounts_apis(self) -> dict[str, tuple[str, SecretStr]]:
         """Each platform's account API that is configured: {platform: (url, token)}."""
@@ -99,6 +134,12 @@ class HelpSettings(AuthSettings):
             "account": hourly(self.requests_per_account_per_hour),
             "contact": hourly(self.codes_per_contact_per_hour),
             "check": hourly(self.checks_per_address_per_hour),
+            "chat_session": hourly(self.chats_per_session_per_hour),
+            "chat_address": hourly(self.chats_per_address_per_hour),
+            # A minute's allowance at once, refilled evenly.
+            "chat_messages": Limit(
+                burst=max(1, int(self.messages_per_minute)), per_hour=self.messages_per_minute * 60
+            ),
         }
 
 

@@ -7,13 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from appeals_runtime import store
+from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
+from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.rate_limits import RateLimiter
 from appeals_runtime.service import Periodic, run_components, run_service, service_context
 from appeals_runtime.settings import load_settings
-from services.help import api, repository
+from services.help import api, chat_repository, repository
 from services.help.accounts import ApiDirectory, Directories, FileDirectory
+from services.help.chats import Chats
 from services.help.config import HelpSettings
+from services.help.intake_client import IntakeClient
 from services.help.notifications_client import CodeMessenger
 from services.help.service import Keys, Verifications
 
@@ -31,14 +36,9 @@ def build(
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Verifications:
-    apis = settings.accounts_apis()
-    directory = Directories(
-        ApiDirectory(http, apis) if apis else None,
-        FileDirectory(settings.accounts_file) if settings.accounts_file else None,
-    )
     return Verifications(
         repo,
-        directory,
+        _directory(settings, http),
         CodeMessenger(http, settings.notifications_url, settings.notifications_token()),
         Keys.derive(settings.secret_key()),
         RateLimiter(settings.limits()),
@@ -49,13 +49,51 @@ def build(
     )
 
 
+def build_chats(
+    settings: HelpSettings,
+    db: store.Database,
+    producer: EventProducer,
+    http: httpx.AsyncClient,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Chats:
+    secret = settings.secret_key()
+    return Chats(
+        chat_repository.ChatRepository(db, chat_repository.wrapping_key(secret)),
+        _directory(settings, http),
+        IntakeClient(
+            http, settings.intake_url, settings.intake_token(), timeout_s=settings.intake_timeout_s
+        ),
+        producer,
+        Keys.derive(secret),
+        RateLimiter(settings.limits()),
+        first_answer_sla=timedelta(seconds=settings.first_answer_sla_s),
+        max_chars=settings.message_max_chars,
+        clock=clock,
+    )
+
+
+def _directory(settings: HelpSettings, http: httpx.AsyncClient) -> Directories:
+    apis = settings.accounts_apis()
+    return Directories(
+        ApiDirectory(http, apis) if apis else None,
+        FileDirectory(settings.accounts_file) if settings.accounts_file else None,
+    )
+
+
 async def serve(settings: HelpSettings) -> None:
     async with (
         service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx,
         httpx.AsyncClient(timeout=settings.accounts_timeout_s) as http,
     ):
         verifications = build(settings, repository.HelpRepository(ctx.db), http)
-        app = api.create_app(verifications, readiness_checks={"store": ctx.check_store})
+        chats = build_chats(settings, ctx.db, ctx.producer, http)
+        app = api.create_app(
+            verifications,
+            readiness_checks=ctx.readiness_checks,
+            chats=chats,
+            verifier=TokenVerifier.from_settings(settings),
+        )
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),

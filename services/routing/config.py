@@ -11,6 +11,8 @@ from appeals_runtime.intake_client import IntakeClientSettings
 from services.routing.policy_file import DEFAULT_POLICY_FILE
 
 CONSUMER_GROUP = "routing"
+# Live-help chats: a group of its own, run only when live help is configured.
+CHAT_CONSUMER_GROUP = "routing-chats"
 
 
 class RoutingSettings(AuthSettings, IntakeClientSettings):
@@ -29,3 +31,14 @@ class RoutingSettings(AuthSettings, IntakeClientSettings):
     sweep_s: float = Field(default=5.0, gt=0, validation_alias="ROUTING_SWEEP_S")
     # How often the referrals out with external bodies are counted for ops (open, overdue).
     referral_check_s: float = Field(default=60.0, gt=0, validation_alias="ROUTING_REFERRAL_CHECK_S")
+    # Live help (services/help owns the chats; routing queues them and relays agents' side).
+    # Without the token file the chat RPCs answer UNAVAILABLE and help.chats.v1 is not read.
+    help_url: str = Field(
+        default="http://127.0.0.1:8085", min_length=1, validation_alias="ROUTING_HELP_URL"
+    )
+    help_token_file: FilePath | None = Field(
+        default=None, validation_alias="ROUTING_HELP_TOKEN_FILE"
+    )
+    # Chats an agent holds at once, and how long an offered chat stays reserved for its agent.
+    chat_capacity: int = Field(default=3, ge=1, le=50, validation_alias="ROUTING_CHAT_CAPACITY")
+    chat_offer_s: float = Field(default=20.0, gt=0, validation_alias="ROUTING_CHAT_OFFER_S")

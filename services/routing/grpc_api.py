@@ -4,25 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from datetime import datetime
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
+from appeals import vocabulary
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, chat_pb2
 from appeals_runtime.auth import Principal, TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.routing import announcements
 from services.routing.agents import require_agent
+from services.routing.chats import (
+    TOPIC_NUMBERS,
+    ChatDesk,
+    ChatSession,
+    OfferedChat,
+    SessionItem,
+    WaitingChat,
+    parse_time,
+)
 from services.routing.desk import ESCALATION_TARGETS_TEXT, AgentDesk, DecisionStatus
 from services.routing.model import AgentProfile, CaseState, Offer, Presence, Round, Target
 from services.routing.policy import AgentSkills
 
 # grpc ships no type information; the servicer context is untyped.
 Context: TypeAlias = Any
+T = TypeVar("T")
 
 # How often an open stream renews its agent's presence (well within the presence TTL).
 PRESENCE_RENEW_S = 5.0
@@ -87,10 +100,19 @@ def profile_message(profile: AgentProfile, now_presence: Presence) -> agent_desk
 
 
 class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
-    def __init__(self, desk: AgentDesk, verifier: TokenVerifier, *, poll_s: float) -> None:
+    def __init__(
+        self,
+        desk: AgentDesk,
+        verifier: TokenVerifier,
+        *,
+        poll_s: float,
+        chats: ChatDesk | None = None,
+    ) -> None:
         self._desk = desk
         self._verifier = verifier
         self._poll_s = poll_s
+        # None when live help is not configured: the chat RPCs answer UNAVAILABLE.
+        self._chats = chats
 
     async def RegisterAgent(  # noqa: N802 - name fixed by the service definition
         self, request: agent_desk_pb2.RegisterAgentRequest, context: Context
@@ -270,6 +292,203 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
             return response
 
         return await guarded(context, ask)
+
+    # --- live-help chats (services.routing.chats) --------------------------------------------
+
+    async def _chat_desk(self, context: Context) -> ChatDesk:
+        if self._chats is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "live help is not configured")
+        assert self._chats is not None
+        return self._chats
+
+    async def StreamChats(  # noqa: N802
+        self, request: agent_desk_pb2.StreamChatsRequest, context: Context
+    ) -> AsyncIterator[agent_desk_pb2.ChatOffer]:
+        chats = await self._chat_desk(context)
+
+        async def start() -> Principal:
+            agent = self._agent(context)
+            await self._desk.keep_online(agent)
+            return agent
+
+        agent = await guarded(context, start)
+        # What this stream sent: chat id -> the reservation's expiry (each sent once).
+        sent: dict[str, datetime] = {}
+        renewed = time.monotonic()
+        try:
+            while True:
+                offers = await guarded(context, lambda: chats.offers_for(agent, sent))
+                for offered in offers:
+                    yield chat_offer_message(offered.chat, offered)
+                if time.monotonic() - renewed >= PRESENCE_RENEW_S:
+                    await guarded(context, lambda: self._desk.keep_online(agent))
+                    renewed = time.monotonic()
+                await asyncio.sleep(self._poll_s)
+        finally:
+            chats.stream_closed(agent, sent)
+
+    async def AcceptChat(  # noqa: N802
+        self, request: agent_desk_pb2.AcceptChatRequest, context: Context
+    ) -> agent_desk_pb2.AcceptChatResponse:
+        chats = await self._chat_desk(context)
+
+        async def accept() -> agent_desk_pb2.AcceptChatResponse:
+            accepted = await chats.accept(self._agent(context), request.chat_id)
+            return agent_desk_pb2.AcceptChatResponse(
+                chat=chat_offer_message(accepted.chat), case_claimed=accepted.case_claimed
+            )
+
+        return await guarded(context, accept)
+
+    async def HandOverChat(  # noqa: N802
+        self, request: agent_desk_pb2.HandOverChatRequest, context: Context
+    ) -> agent_desk_pb2.HandOverChatResponse:
+        chats = await self._chat_desk(context)
+
+        async def hand_over() -> agent_desk_pb2.HandOverChatResponse:
+            await chats.hand_over(
+                self._agent(context), request.chat_id, request.reason, request.to_agent_id
+            )
+            return agent_desk_pb2.HandOverChatResponse(chat_id=request.chat_id)
+
+        return await guarded(context, hand_over)
+
+    async def CloseChat(  # noqa: N802
+        self, request: agent_desk_pb2.CloseChatRequest, context: Context
+    ) -> agent_desk_pb2.CloseChatResponse:
+        chats = await self._chat_desk(context)
+
+        async def close() -> agent_desk_pb2.CloseChatResponse:
+            await chats.close(self._agent(context), request.chat_id, request.resolution)
+            return agent_desk_pb2.CloseChatResponse(chat_id=request.chat_id)
+
+        return await guarded(context, close)
+
+    async def ChatSession(  # noqa: N802
+        self, request_iterator: AsyncIterator[agent_desk_pb2.ChatClientFrame], context: Context
+    ) -> AsyncIterator[agent_desk_pb2.ChatServerFrame]:
+        chats = await self._chat_desk(context)
+
+        async def join() -> ChatSession:
+            agent = self._agent(context)
+            first = await anext(request_iterator, None)
+            if first is None or first.WhichOneof("frame") != "join":
+                raise ValidationFailed(
+                    [FieldViolation("join", "the first frame must be join (chat_id, after_seq)")]
+                )
+            return chats.session(agent, first.join.chat_id, first.join.after_seq)
+
+        session = await guarded(context, join)
+        for item in await guarded(context, session.open):
+            yield server_frame(item)
+        if session.finished():
+            return
+        # The client's frames are relayed as they come, while help is long-polled for what the
+        # person says; a relay that fails (help refused a message) ends the stream with its error.
+        relaying = asyncio.create_task(_relay(session, request_iterator))
+        polling: asyncio.Task[list[SessionItem]] | None = None
+        try:
+            while True:
+                if polling is None:
+                    polling = asyncio.create_task(session.poll())
+                waiting: set[asyncio.Task[Any]] = {polling}
+                if not relaying.done():
+                    waiting.add(relaying)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if relaying in done and not relaying.cancelled() and relaying.exception():
+                    await guarded(context, functools.partial(_outcome, relaying))
+                if polling in done:
+                    finished, polling = polling, None
+                    for item in await guarded(context, functools.partial(_outcome, finished)):
+                        yield server_frame(item)
+                    if session.finished():
+                        return
+        finally:
+            # The client went away (or the chat ended): stop both sides at once.
+            for task in (relaying, polling):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+
+async def _outcome(task: asyncio.Task[T]) -> T:
+    return await task
+
+
+async def _relay(
+    session: ChatSession, frames: AsyncIterator[agent_desk_pb2.ChatClientFrame]
+) -> None:
+    """The agent's frames after join, relayed to help in the order they came."""
+    async for frame in frames:
+        kind = frame.WhichOneof("frame")
+        if kind == "send":
+            await session.send(frame.send.client_id, frame.send.text)
+        elif kind == "typing":
+            await session.typing(frame.typing)
+        elif kind == "read_up_to":
+            await session.read_up_to(frame.read_up_to)
+        elif kind == "join":
+            raise ValidationFailed([FieldViolation("join", "only the first frame joins")])
+
+
+_PARTIES = {
+    "person": chat_pb2.CHAT_PARTY_PERSON,
+    "agent": chat_pb2.CHAT_PARTY_AGENT,
+    "system": chat_pb2.CHAT_PARTY_SYSTEM,
+}
+_ENDED = {
+    "closed": chat_pb2.CHAT_EVENT_KIND_CLOSED,
+    "handed_over": chat_pb2.CHAT_EVENT_KIND_HANDED_OVER,
+}
+
+
+def chat_offer_message(
+    chat: WaitingChat, offered: OfferedChat | None = None
+) -> agent_desk_pb2.ChatOffer:
+    message = agent_desk_pb2.ChatOffer(
+        chat_id=chat.chat_id,
+        platform=vocabulary.PLATFORMS.get(chat.platform, 0),  # type: ignore[arg-type]
+        topic=TOPIC_NUMBERS.get(chat.topic, 0),  # type: ignore[arg-type]
+        language=chat.language,
+        appeal_id=chat.appeal_id,
+    )
+    if chat.requested_at is not None:
+        message.requested_at.FromDatetime(chat.requested_at)
+    if chat.first_answer_due_at is not None:
+        message.first_answer_due_at.FromDatetime(chat.first_answer_due_at)
+    if offered is not None:
+        message.offer_expires_at.FromDatetime(offered.expires_at)
+    return message
+
+
+def server_frame(item: SessionItem) -> agent_desk_pb2.ChatServerFrame:
+    kind, value = item
+    if kind == "ended":
+        return agent_desk_pb2.ChatServerFrame(ended=_ENDED[value])
+    if kind == "receipts":
+        return agent_desk_pb2.ChatServerFrame(
+            receipts=chat_pb2.ChatReceipts(
+                person_delivered=int(value.get("person_delivered") or 0),
+                person_read=int(value.get("person_read") or 0),
+                agent_delivered=int(value.get("agent_delivered") or 0),
+                agent_read=int(value.get("agent_read") or 0),
+                person_typing=bool(value.get("person_typing")),
+                agent_typing=bool(value.get("agent_typing")),
+            )
+        )
+    message = chat_pb2.ChatMessage(
+        chat_id=str(value.get("chat_id", "")),
+        seq=int(value["seq"]),
+        party=_PARTIES.get(str(value.get("party")), 0),  # type: ignore[arg-type]
+        text=str(value.get("text", "")),
+        client_id=str(value.get("client_id") or ""),
+        agent_id=str(value.get("agent_id") or ""),
+    )
+    sent_at = parse_time(value.get("sent_at"))
+    if sent_at is not None:
+        message.sent_at.FromDatetime(sent_at)
+    return agent_desk_pb2.ChatServerFrame(message=message)
 
 
 def register(servicer: AgentDeskServicer) -> Registration:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from appeals import topics
@@ -19,18 +22,26 @@ from appeals_runtime.http import (
     health_router,
     install_problem_handlers,
 )
-from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource
+from appeals_runtime.intake_client import IntakeParticulars, ParticularsSource, ServiceToken
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler
 from appeals_runtime.kafka.producer import EventProducer
-from appeals_runtime.service import Periodic, run_components, run_service, service_context
+from appeals_runtime.service import (
+    Component,
+    Periodic,
+    run_components,
+    run_service,
+    service_context,
+)
 from appeals_runtime.settings import SettingsError, load_settings
 from services.routing import grpc_api, referrals_api, repository
 from services.routing.board import CaseBoard
-from services.routing.config import CONSUMER_GROUP, RoutingSettings
+from services.routing.chats import ChatDesk, ChatStore, chat_handler
+from services.routing.config import CHAT_CONSUMER_GROUP, CONSUMER_GROUP, RoutingSettings
 from services.routing.consumer import routing_handler
 from services.routing.desk import AgentDesk
 from services.routing.explain_api import explain_router
 from services.routing.feed import CaseFeed
+from services.routing.help_client import HelpChats
 from services.routing.ledger import CaseLedger
 from services.routing.ownership import Ownership
 from services.routing.policy_file import PolicyError, PolicySource
@@ -95,6 +106,37 @@ def assemble(
     )
 
 
+def assemble_chats(
+    parts: RoutingParts,
+    db: store.Database,
+    help_chats: HelpChats,
+    *,
+    capacity: int,
+    offer_ttl: timedelta,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ChatDesk:
+    """Live-help chats on the instance's desk (only when live help is configured)."""
+    return ChatDesk(
+        ChatStore(db),
+        help_chats,
+        parts.desk.agents,
+        parts.desk,
+        capacity=capacity,
+        offer_ttl=offer_ttl,
+        clock=clock,
+    )
+
+
+@contextlib.asynccontextmanager
+async def help_connection(settings: RoutingSettings) -> AsyncIterator[HelpChats | None]:
+    """Help's internal chat API, or None when ROUTING_HELP_TOKEN_FILE is not set."""
+    if settings.help_token_file is None:
+        yield None
+        return
+    async with httpx.AsyncClient() as http:
+        yield HelpChats(http, settings.help_url, ServiceToken(settings.help_token_file))
+
+
 def load_policies(settings: RoutingSettings) -> PolicySource:
     try:
         return PolicySource.load(settings.policy_file)
@@ -109,6 +151,7 @@ async def serve(settings: RoutingSettings) -> None:
     async with (
         service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx,
         IntakeParticulars.from_settings(settings) as particulars,
+        help_connection(settings) as help_chats,
     ):
         parts = assemble(
             ctx.db,
@@ -134,8 +177,31 @@ async def serve(settings: RoutingSettings) -> None:
         app.include_router(health_router(ctx.readiness_checks))
         app.include_router(referrals_api.rest_router(parts.referrals))
         app.include_router(explain_router(policies))
+        chats = None
+        chat_components: list[Component] = []
+        consumed: list[topics.Topic[Any]] = [topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS]
+        if help_chats is not None:
+            chats = assemble_chats(
+                parts,
+                ctx.db,
+                help_chats,
+                capacity=settings.chat_capacity,
+                offer_ttl=timedelta(seconds=settings.chat_offer_s),
+            )
+            consumed.append(topics.HELP_CHATS)
+            chat_components = [
+                ConsumerRunner(
+                    name="routing-chats",
+                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                    group_id=CHAT_CONSUMER_GROUP,
+                    topics=[topics.HELP_CHATS],
+                    handler=chat_handler(ChatStore(ctx.db)),
+                    producer=ctx.producer,
+                ),
+                Periodic("routing-chats-waiting", settings.sweep_s, chats.observe),
+            ]
         desk_servicer = grpc_api.AgentDeskServicer(
-            parts.desk, verifier, poll_s=settings.offer_poll_s
+            parts.desk, verifier, poll_s=settings.offer_poll_s, chats=chats
         )
         referrals_servicer = referrals_api.ReferralsServicer(parts.referrals, verifier)
         await run_components(
@@ -151,12 +217,13 @@ async def serve(settings: RoutingSettings) -> None:
                     readiness=ctx.readiness_checks,
                 ),
                 consumer,
-                ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS]),
+                ctx.dead_letter_probe(consumed),
                 Periodic("routing-timers", settings.sweep_s, parts.timers.sweep),
                 Periodic(
                     "routing-referrals", settings.referral_check_s, parts.referral_watch.refresh
                 ),
                 Periodic("routing-policy-reload", settings.policy_reload_s, policies.poll),
+                *chat_components,
             ]
         )
 

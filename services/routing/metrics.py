@@ -209,3 +209,34 @@ metrics.gauge(QUEUE_BREACHED, _breached)
 metrics.gauge(AGENTS_ONLINE, _online)
 metrics.gauge(REFERRALS_OPEN, _referrals(_referrals_open))
 metrics.gauge(REFERRALS_OVERDUE, _referrals(_referrals_overdue))
+
+
+# --- live-help chats (services.routing.chats) ----------------------------------------------------
+
+CHATS_WAITING = declare(
+    "appeals.routing.chats.waiting", Kind.GAUGE, "{chat}",
+    "Live-help chats waiting for an agent (the live collection's count: aggregate instances "
+    "with max, not sum)",
+)  # fmt: skip
+CHAT_OFFERS = declare(
+    "appeals.routing.chats.offers", Kind.COUNTER, "{offer}",
+    "Live-help chats offered (reserved) to an agent, by platform and topic",
+    ("platform", "topic"),
+)  # fmt: skip
+CHATS_ACCEPTED = declare(
+    "appeals.routing.chats.accepted", Kind.COUNTER, "{chat}",
+    "Live-help chats an agent accepted (help assigned them), by platform and topic",
+    ("platform", "topic"),
+)  # fmt: skip
+
+chat_offers = metrics.counter(CHAT_OFFERS)
+chats_accepted = metrics.counter(CHATS_ACCEPTED)
+# None until the first count: no chat deployment reports no series rather than a false 0.
+_chats_waiting: list[int] = []
+
+
+def observe_chats_waiting(count: int) -> None:
+    _chats_waiting[:] = [count]
+
+
+metrics.gauge(CHATS_WAITING, lambda: [(float(n), {}) for n in _chats_waiting])

@@ -59,6 +59,14 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("ops", "GET", "/v1/ops/stream"): {"ops"},
     ("ops", "GET", "/v1/ops/traces/{trace_id}"): {"ops"},
     ("ops", "GET", "/v1/ops/appeals/{appeal_id}"): READERS,
+    # Live help's internal chat API: routing's desk relaying an agent's side of a chat.
+    ("help", "GET", "/internal/v1/chats/{chat_id}"): {"service"},
+    ("help", "POST", "/internal/v1/chats/{chat_id}/assignment"): {"service"},
+    ("help", "POST", "/internal/v1/chats/{chat_id}/handover"): {"service"},
+    ("help", "POST", "/internal/v1/chats/{chat_id}/close"): {"service"},
+    ("help", "GET", "/internal/v1/chats/{chat_id}/updates"): {"service"},
+    ("help", "POST", "/internal/v1/chats/{chat_id}/messages"): {"service"},
+    ("help", "POST", "/internal/v1/chats/{chat_id}/receipts"): {"service"},
 }
 # Served but open to anyone on purpose: probes, metrics, the documents describing the API; and
 # live help, whose callers have no account to log in with (it is guarded by codes sent to the
@@ -66,7 +74,12 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
         "/redoc", "/ops", "/ops/{asset}", "/help", "/help/{asset}", "/v1/help/platforms",
         "/v1/help/verifications", "/v1/help/verifications/{verification_id}/check",
-        "/v1/help/session"}  # fmt: skip
+        "/v1/help/session",
+        # The person's chat: help session tokens only, which no pipeline role holds (401 for
+        # every token here; tests/integration/test_help_chats.py covers who reaches which chat).
+        "/v1/help/chats", "/v1/help/chats/{chat_id}", "/v1/help/chats/{chat_id}/updates",
+        "/v1/help/chats/{chat_id}/messages", "/v1/help/chats/{chat_id}/receipts",
+        "/v1/help/chats/{chat_id}/close"}  # fmt: skip
 
 GRPC_ALLOWED: dict[str, set[str]] = {
     "/appeals.v1.Intake/SubmitAppeal": {"surface"},
@@ -120,7 +133,9 @@ async def rest_call(
     headers: dict[str, str],
 ) -> int:  # fmt: skip
     service, method, path = key
-    url = pipeline.url(service) + path.format(appeal_id=appeal_id, trace_id="0" * 32)
+    url = pipeline.url(service) + path.format(
+        appeal_id=appeal_id, trace_id="0" * 32, chat_id="ch_" + "c" * 22
+    )
     if path == "/v1/appeals" and method == "POST":
         body: Any = appeal_body("instagram")
         headers = headers | {"Idempotency-Key": uuid.uuid4().hex}

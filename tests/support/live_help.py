@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,10 +17,14 @@ from appeals import platforms
 from appeals_devstack import devkeys
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.rate_limits import Limit, RateLimiter
 from services.help import api as help_api
 from services.help.accounts import FileDirectory
+from services.help.chat_repository import ChatRepository, wrapping_key
+from services.help.chats import Chats
 from services.help.config import DEV_ACCOUNTS_FILE
+from services.help.intake_client import IntakeClient
 from services.help.notifications_client import CodeMessenger
 from services.help.repository import HelpRepository
 from services.help.service import Keys, Verifications
@@ -44,6 +49,9 @@ class LiveHelp:
     clock: Clock
     signing_key: Path
     verifications: Verifications
+    chats: Chats | None = None
+    # The help app itself (to serve it on a real port for WebSocket tests).
+    app: Any = None
 
     async def code_sent_for(self, verification_id: str) -> str:
         """The code in the message notifications recorded for ``verification_id`` (what the
@@ -65,6 +73,14 @@ class LiveHelp:
             f"/v1/help/verifications/{verification_id}/check", json={"code": code}
         )
 
+    async def session_token(self, platform: str, account: str) -> str:
+        """A help session for the account, through the real code round trip."""
+        verification_id = (await self.start(platform, account)).json()["verification_id"]
+        code = await self.code_sent_for(verification_id)
+        checked = await self.check(verification_id, code)
+        assert checked.status_code == 200, checked.text
+        return str(checked.json()["session_token"])
+
 
 def recording_channels() -> ChannelDirectory:
     return ChannelDirectory(
@@ -81,7 +97,12 @@ async def live_help(
     limits: dict[str, Limit] | None = None,
     attempts: int = 5,
     keep_code_text: bool = True,
+    producer: EventProducer | None = None,
+    intake: httpx.AsyncClient | None = None,
+    accounts_file: Path = DEV_ACCOUNTS_FILE,
 ) -> AsyncIterator[LiveHelp]:
+    """With ``producer``, live chat too (public and internal API), submitting account-access
+    appeals to ``intake`` (an in-process intake app's client) with help's surface token."""
     clock = Clock()
     private_key, jwks = devkeys.ensure(tmp_path)
     verifier: TokenVerifier = devkeys.dev_verifier(jwks)
@@ -104,7 +125,7 @@ async def live_help(
     ):
         verifications = Verifications(
             HelpRepository(db),
-            FileDirectory(DEV_ACCOUNTS_FILE),
+            FileDirectory(accounts_file),
             CodeMessenger(to_notifications, "http://notifications", help_token),
             Keys.derive(b"k" * 32),
             RateLimiter(
@@ -115,8 +136,34 @@ async def live_help(
             session_ttl=timedelta(minutes=30),
             clock=clock,
         )
-        app = help_api.create_app(verifications)
+        chats = None
+        if producer is not None:
+            intake_token = devkeys.mint_token(
+                private_key, role="surface", subject="help", scopes=devkeys.HELP_SURFACE_SCOPES,
+                platforms=list(platforms.NAMES),
+            )  # fmt: skip
+            chats = Chats(
+                ChatRepository(db, wrapping_key(b"k" * 32)),
+                FileDirectory(accounts_file),
+                IntakeClient(
+                    intake or httpx.AsyncClient(base_url="http://127.0.0.1:9"),
+                    "http://intake" if intake is not None else "http://127.0.0.1:9",
+                    intake_token,
+                ),
+                producer,
+                Keys.derive(b"k" * 32),
+                RateLimiter(
+                    limits
+                    or dict.fromkeys(("chat_session", "chat_address", "chat_messages"), GENEROUS)
+                ),
+                first_answer_sla=timedelta(seconds=120),
+                max_chars=2000,
+                clock=clock,
+            )
+        app = help_api.create_app(verifications, chats=chats, verifier=verifier)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://help"
         ) as client:
-            yield LiveHelp(client, to_notifications, db, clock, private_key, verifications)
+            yield LiveHelp(
+                client, to_notifications, db, clock, private_key, verifications, chats, app
+            )

@@ -23,65 +23,90 @@ _sym_db = _symbol_database.Default()
 
 
 from appeals.v1 import appeal_pb2 as appeals_dot_v1_dot_appeal__pb2
+from appeals.v1 import chat_pb2 as appeals_dot_v1_dot_chat__pb2
 from appeals.v1 import events_pb2 as appeals_dot_v1_dot_events__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61ppeals/v1/agent_desk.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x17\x61ppeals/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x01\n\x0c\x41gentProfile\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x11\n\tplatforms\x18\x03 \x03(\t\x12\x14\n\x0cpolicy_areas\x18\x04 \x03(\t\x12\x11\n\tseniority\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12&\n\x08presence\x18\x07 \x01(\x0e\x32\x14.appeals.v1.Presence\"A\n\x14RegisterAgentRequest\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.appeals.v1.AgentProfile\"<\n\x12SetPresenceRequest\x12&\n\x08presence\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Presence\"=\n\x13SetPresenceResponse\x12&\n\x08presence\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Presence\"$\n\x12StreamCasesRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\"\x8a\x04\n\tCaseOffer\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12.\n\nsla_due_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10offer_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rule\x18\x08 \x01(\t\x12\x18\n\x10priority_reasons\x18\t \x03(\t\x12&\n\x05round\x18\n \x01(\x0e\x32\x17.appeals.v1.ReviewRound\x12.\n\rprior_reviews\x18\x0b \x03(\x0b\x32\x17.appeals.v1.PriorReview\x12*\n\x05\x66\x61\x63ts\x18\x0c \x01(\x0b\x32\x1b.appeals.v1.SubmissionFacts\x12\x11\n\tstatement\x18\r \x01(\t\x12+\n\x0b\x61ttachments\x18\x0e \x03(\x0b\x32\x16.appeals.v1.Attachment\x12\x34\n\x0binformation\x18\x0f \x03(\x0b\x32\x1f.appeals.v1.InformationExchangeJ\x04\x08\x05\x10\x06R\nsubmission\"!\n\x0c\x43laimRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"}\n\rClaimResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04\x63\x61se\x18\x03 \x01(\x0b\x32\x15.appeals.v1.CaseOffer\"%\n\x10HeartbeatRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"\\\n\x11HeartbeatResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\rDecideRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x14\n\x0cpolicy_cited\x18\x04 \x01(\t\x12\r\n\x05\x66\x61\x63ts\x18\x05 \x01(\t\"\x89\x01\n\x0e\x44\x65\x63ideResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.appeals.v1.DecisionStatus\x12\x12\n\napplied_to\x18\x04 \x03(\t\"\x82\x01\n\x0f\x45scalateRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12,\n\x06target\x18\x02 \x01(\x0e\x32\x1c.appeals.v1.EscalationTarget\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\"4\n\x10\x45scalateResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\"3\n\x0eReleaseRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"$\n\x0fReleaseResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"F\n\x0fTransferRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x10\n\x08to_queue\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x10TransferResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\"@\n\x19RequestInformationRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\"_\n\x1aRequestInformationResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12.\n\nrespond_by\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\x08Presence\x12\x18\n\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRESENCE_ONLINE\x10\x01\x12\x11\n\rPRESENCE_AWAY\x10\x02\x12\x14\n\x10PRESENCE_OFFLINE\x10\x03*\x88\x01\n\x0bReviewRound\x12\x1c\n\x18REVIEW_ROUND_UNSPECIFIED\x10\x00\x12\x16\n\x12REVIEW_ROUND_FIRST\x10\x01\x12\x1d\n\x19REVIEW_ROUND_SECOND_BLIND\x10\x02\x12$\n REVIEW_ROUND_SENIOR_ADJUDICATION\x10\x03*\xa9\x01\n\x0e\x44\x65\x63isionStatus\x12\x1f\n\x1b\x44\x45\x43ISION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x43ISION_STATUS_DECIDED\x10\x01\x12)\n%DECISION_STATUS_SECOND_REVIEW_PENDING\x10\x02\x12.\n*DECISION_STATUS_ESCALATED_FOR_DISAGREEMENT\x10\x03*\xbb\x01\n\x10\x45scalationTarget\x12!\n\x1d\x45SCALATION_TARGET_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45SCALATION_TARGET_SENIOR\x10\x01\x12\x1b\n\x17\x45SCALATION_TARGET_LEGAL\x10\x02\x12%\n!ESCALATION_TARGET_OVERSIGHT_BOARD\x10\x03\x12\"\n\x1e\x45SCALATION_TARGET_OUT_OF_COURT\x10\x04\x32\xf0\x05\n\tAgentDesk\x12K\n\rRegisterAgent\x12 .appeals.v1.RegisterAgentRequest\x1a\x18.appeals.v1.AgentProfile\x12N\n\x0bSetPresence\x12\x1e.appeals.v1.SetPresenceRequest\x1a\x1f.appeals.v1.SetPresenceResponse\x12\x46\n\x0bStreamCases\x12\x1e.appeals.v1.StreamCasesRequest\x1a\x15.appeals.v1.CaseOffer0\x01\x12<\n\x05\x43laim\x12\x18.appeals.v1.ClaimRequest\x1a\x19.appeals.v1.ClaimResponse\x12H\n\tHeartbeat\x12\x1c.appeals.v1.HeartbeatRequest\x1a\x1d.appeals.v1.HeartbeatResponse\x12?\n\x06\x44\x65\x63ide\x12\x19.appeals.v1.DecideRequest\x1a\x1a.appeals.v1.DecideResponse\x12\x45\n\x08\x45scalate\x12\x1b.appeals.v1.EscalateRequest\x1a\x1c.appeals.v1.EscalateResponse\x12\x42\n\x07Release\x12\x1a.appeals.v1.ReleaseRequest\x1a\x1b.appeals.v1.ReleaseResponse\x12\x45\n\x08Transfer\x12\x1b.appeals.v1.TransferRequest\x1a\x1c.appeals.v1.TransferResponse\x12\x63\n\x12RequestInformation\x12%.appeals.v1.RequestInformationRequest\x1a&.appeals.v1.RequestInformationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61ppeals/v1/agent_desk.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x15\x61ppeals/v1/chat.proto\x1a\x17\x61ppeals/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x01\n\x0c\x41gentProfile\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x11\n\tplatforms\x18\x03 \x03(\t\x12\x14\n\x0cpolicy_areas\x18\x04 \x03(\t\x12\x11\n\tseniority\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12&\n\x08presence\x18\x07 \x01(\x0e\x32\x14.appeals.v1.Presence\"A\n\x14RegisterAgentRequest\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.appeals.v1.AgentProfile\"<\n\x12SetPresenceRequest\x12&\n\x08presence\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Presence\"=\n\x13SetPresenceResponse\x12&\n\x08presence\x18\x01 \x01(\x0e\x32\x14.appeals.v1.Presence\"$\n\x12StreamCasesRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\"\x8a\x04\n\tCaseOffer\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12.\n\nsla_due_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10offer_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rule\x18\x08 \x01(\t\x12\x18\n\x10priority_reasons\x18\t \x03(\t\x12&\n\x05round\x18\n \x01(\x0e\x32\x17.appeals.v1.ReviewRound\x12.\n\rprior_reviews\x18\x0b \x03(\x0b\x32\x17.appeals.v1.PriorReview\x12*\n\x05\x66\x61\x63ts\x18\x0c \x01(\x0b\x32\x1b.appeals.v1.SubmissionFacts\x12\x11\n\tstatement\x18\r \x01(\t\x12+\n\x0b\x61ttachments\x18\x0e \x03(\x0b\x32\x16.appeals.v1.Attachment\x12\x34\n\x0binformation\x18\x0f \x03(\x0b\x32\x1f.appeals.v1.InformationExchangeJ\x04\x08\x05\x10\x06R\nsubmission\"!\n\x0c\x43laimRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"}\n\rClaimResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04\x63\x61se\x18\x03 \x01(\x0b\x32\x15.appeals.v1.CaseOffer\"%\n\x10HeartbeatRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"\\\n\x11HeartbeatResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\rDecideRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x14\n\x0cpolicy_cited\x18\x04 \x01(\t\x12\r\n\x05\x66\x61\x63ts\x18\x05 \x01(\t\"\x89\x01\n\x0e\x44\x65\x63ideResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.appeals.v1.Outcome\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.appeals.v1.DecisionStatus\x12\x12\n\napplied_to\x18\x04 \x03(\t\"\x82\x01\n\x0f\x45scalateRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12,\n\x06target\x18\x02 \x01(\x0e\x32\x1c.appeals.v1.EscalationTarget\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\"4\n\x10\x45scalateResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\"3\n\x0eReleaseRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"$\n\x0fReleaseResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\"F\n\x0fTransferRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x10\n\x08to_queue\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x10TransferResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\"@\n\x19RequestInformationRequest\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\"_\n\x1aRequestInformationResponse\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12.\n\nrespond_by\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12StreamChatsRequest\"\xb0\x02\n\tChatOffer\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x05topic\x18\x03 \x01(\x0e\x32\x15.appeals.v1.ChatTopic\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x11\n\tappeal_id\x18\x05 \x01(\t\x12\x30\n\x0crequested_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13\x66irst_answer_due_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10offer_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11\x41\x63\x63\x65ptChatRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\"O\n\x12\x41\x63\x63\x65ptChatResponse\x12#\n\x04\x63hat\x18\x01 \x01(\x0b\x32\x15.appeals.v1.ChatOffer\x12\x14\n\x0c\x63\x61se_claimed\x18\x02 \x01(\x08\".\n\x08\x43hatJoin\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"+\n\x08\x43hatSend\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x8e\x01\n\x0f\x43hatClientFrame\x12$\n\x04join\x18\x01 \x01(\x0b\x32\x14.appeals.v1.ChatJoinH\x00\x12$\n\x04send\x18\x02 \x01(\x0b\x32\x14.appeals.v1.ChatSendH\x00\x12\x10\n\x06typing\x18\x03 \x01(\x08H\x00\x12\x14\n\nread_up_to\x18\x04 \x01(\x03H\x00\x42\x07\n\x05\x66rame\"\xa0\x01\n\x0f\x43hatServerFrame\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x17.appeals.v1.ChatMessageH\x00\x12,\n\x08receipts\x18\x02 \x01(\x0b\x32\x18.appeals.v1.ChatReceiptsH\x00\x12*\n\x05\x65nded\x18\x03 \x01(\x0e\x32\x19.appeals.v1.ChatEventKindH\x00\x42\x07\n\x05\x66rame\"K\n\x13HandOverChatRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0bto_agent_id\x18\x03 \x01(\t\"\'\n\x14HandOverChatResponse\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\"7\n\x10\x43loseChatRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nresolution\x18\x02 \x01(\t\"$\n\x11\x43loseChatResponse\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t*b\n\x08Presence\x12\x18\n\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRESENCE_ONLINE\x10\x01\x12\x11\n\rPRESENCE_AWAY\x10\x02\x12\x14\n\x10PRESENCE_OFFLINE\x10\x03*\x88\x01\n\x0bReviewRound\x12\x1c\n\x18REVIEW_ROUND_UNSPECIFIED\x10\x00\x12\x16\n\x12REVIEW_ROUND_FIRST\x10\x01\x12\x1d\n\x19REVIEW_ROUND_SECOND_BLIND\x10\x02\x12$\n REVIEW_ROUND_SENIOR_ADJUDICATION\x10\x03*\xa9\x01\n\x0e\x44\x65\x63isionStatus\x12\x1f\n\x1b\x44\x45\x43ISION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x43ISION_STATUS_DECIDED\x10\x01\x12)\n%DECISION_STATUS_SECOND_REVIEW_PENDING\x10\x02\x12.\n*DECISION_STATUS_ESCALATED_FOR_DISAGREEMENT\x10\x03*\xbb\x01\n\x10\x45scalationTarget\x12!\n\x1d\x45SCALATION_TARGET_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45SCALATION_TARGET_SENIOR\x10\x01\x12\x1b\n\x17\x45SCALATION_TARGET_LEGAL\x10\x02\x12%\n!ESCALATION_TARGET_OVERSIGHT_BOARD\x10\x03\x12\"\n\x1e\x45SCALATION_TARGET_OUT_OF_COURT\x10\x04\x32\xef\x08\n\tAgentDesk\x12K\n\rRegisterAgent\x12 .appeals.v1.RegisterAgentRequest\x1a\x18.appeals.v1.AgentProfile\x12N\n\x0bSetPresence\x12\x1e.appeals.v1.SetPresenceRequest\x1a\x1f.appeals.v1.SetPresenceResponse\x12\x46\n\x0bStreamCases\x12\x1e.appeals.v1.StreamCasesRequest\x1a\x15.appeals.v1.CaseOffer0\x01\x12<\n\x05\x43laim\x12\x18.appeals.v1.ClaimRequest\x1a\x19.appeals.v1.ClaimResponse\x12H\n\tHeartbeat\x12\x1c.appeals.v1.HeartbeatRequest\x1a\x1d.appeals.v1.HeartbeatResponse\x12?\n\x06\x44\x65\x63ide\x12\x19.appeals.v1.DecideRequest\x1a\x1a.appeals.v1.DecideResponse\x12\x45\n\x08\x45scalate\x12\x1b.appeals.v1.EscalateRequest\x1a\x1c.appeals.v1.EscalateResponse\x12\x42\n\x07Release\x12\x1a.appeals.v1.ReleaseRequest\x1a\x1b.appeals.v1.ReleaseResponse\x12\x45\n\x08Transfer\x12\x1b.appeals.v1.TransferRequest\x1a\x1c.appeals.v1.TransferResponse\x12\x63\n\x12RequestInformation\x12%.appeals.v1.RequestInformationRequest\x1a&.appeals.v1.RequestInformationResponse\x12\x46\n\x0bStreamChats\x12\x1e.appeals.v1.StreamChatsRequest\x1a\x15.appeals.v1.ChatOffer0\x01\x12K\n\nAcceptChat\x12\x1d.appeals.v1.AcceptChatRequest\x1a\x1e.appeals.v1.AcceptChatResponse\x12K\n\x0b\x43hatSession\x12\x1b.appeals.v1.ChatClientFrame\x1a\x1b.appeals.v1.ChatServerFrame(\x01\x30\x01\x12Q\n\x0cHandOverChat\x12\x1f.appeals.v1.HandOverChatRequest\x1a .appeals.v1.HandOverChatResponse\x12H\n\tCloseChat\x12\x1c.appeals.v1.CloseChatRequest\x1a\x1d.appeals.v1.CloseChatResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appeals.v1.agent_desk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRESENCE']._serialized_start=2186
-  _globals['_PRESENCE']._serialized_end=2284
-  _globals['_REVIEWROUND']._serialized_start=2287
-  _globals['_REVIEWROUND']._serialized_end=2423
-  _globals['_DECISIONSTATUS']._serialized_start=2426
-  _globals['_DECISIONSTATUS']._serialized_end=2595
-  _globals['_ESCALATIONTARGET']._serialized_start=2598
-  _globals['_ESCALATIONTARGET']._serialized_end=2785
-  _globals['_AGENTPROFILE']._serialized_start=127
-  _globals['_AGENTPROFILE']._serialized_end=296
-  _globals['_REGISTERAGENTREQUEST']._serialized_start=298
-  _globals['_REGISTERAGENTREQUEST']._serialized_end=363
-  _globals['_SETPRESENCEREQUEST']._serialized_start=365
-  _globals['_SETPRESENCEREQUEST']._serialized_end=425
-  _globals['_SETPRESENCERESPONSE']._serialized_start=427
-  _globals['_SETPRESENCERESPONSE']._serialized_end=488
-  _globals['_STREAMCASESREQUEST']._serialized_start=490
-  _globals['_STREAMCASESREQUEST']._serialized_end=526
-  _globals['_CASEOFFER']._serialized_start=529
-  _globals['_CASEOFFER']._serialized_end=1051
-  _globals['_CLAIMREQUEST']._serialized_start=1053
-  _globals['_CLAIMREQUEST']._serialized_end=1086
-  _globals['_CLAIMRESPONSE']._serialized_start=1088
-  _globals['_CLAIMRESPONSE']._serialized_end=1213
-  _globals['_HEARTBEATREQUEST']._serialized_start=1215
-  _globals['_HEARTBEATREQUEST']._serialized_end=1252
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1254
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1346
-  _globals['_DECIDEREQUEST']._serialized_start=1349
-  _globals['_DECIDEREQUEST']._serialized_end=1477
-  _globals['_DECIDERESPONSE']._serialized_start=1480
-  _globals['_DECIDERESPONSE']._serialized_end=1617
-  _globals['_ESCALATEREQUEST']._serialized_start=1620
-  _globals['_ESCALATEREQUEST']._serialized_end=1750
-  _globals['_ESCALATERESPONSE']._serialized_start=1752
-  _globals['_ESCALATERESPONSE']._serialized_end=1804
-  _globals['_RELEASEREQUEST']._serialized_start=1806
-  _globals['_RELEASEREQUEST']._serialized_end=1857
-  _globals['_RELEASERESPONSE']._serialized_start=1859
-  _globals['_RELEASERESPONSE']._serialized_end=1895
-  _globals['_TRANSFERREQUEST']._serialized_start=1897
-  _globals['_TRANSFERREQUEST']._serialized_end=1967
-  _globals['_TRANSFERRESPONSE']._serialized_start=1969
-  _globals['_TRANSFERRESPONSE']._serialized_end=2021
-  _globals['_REQUESTINFORMATIONREQUEST']._serialized_start=2023
-  _globals['_REQUESTINFORMATIONREQUEST']._serialized_end=2087
-  _globals['_REQUESTINFORMATIONRESPONSE']._serialized_start=2089
-  _globals['_REQUESTINFORMATIONRESPONSE']._serialized_end=2184
-  _globals['_AGENTDESK']._serialized_start=2788
-  _globals['_AGENTDESK']._serialized_end=3540
+  _globals['_PRESENCE']._serialized_start=3271
+  _globals['_PRESENCE']._serialized_end=3369
+  _globals['_REVIEWROUND']._serialized_start=3372
+  _globals['_REVIEWROUND']._serialized_end=3508
+  _globals['_DECISIONSTATUS']._serialized_start=3511
+  _globals['_DECISIONSTATUS']._serialized_end=3680
+  _globals['_ESCALATIONTARGET']._serialized_start=3683
+  _globals['_ESCALATIONTARGET']._serialized_end=3870
+  _globals['_AGENTPROFILE']._serialized_start=150
+  _globals['_AGENTPROFILE']._serialized_end=319
+  _globals['_REGISTERAGENTREQUEST']._serialized_start=321
+  _globals['_REGISTERAGENTREQUEST']._serialized_end=386
+  _globals['_SETPRESENCEREQUEST']._serialized_start=388
+  _globals['_SETPRESENCEREQUEST']._serialized_end=448
+  _globals['_SETPRESENCERESPONSE']._serialized_start=450
+  _globals['_SETPRESENCERESPONSE']._serialized_end=511
+  _globals['_STREAMCASESREQUEST']._serialized_start=513
+  _globals['_STREAMCASESREQUEST']._serialized_end=549
+  _globals['_CASEOFFER']._serialized_start=552
+  _globals['_CASEOFFER']._serialized_end=1074
+  _globals['_CLAIMREQUEST']._serialized_start=1076
+  _globals['_CLAIMREQUEST']._serialized_end=1109
+  _globals['_CLAIMRESPONSE']._serialized_start=1111
+  _globals['_CLAIMRESPONSE']._serialized_end=1236
+  _globals['_HEARTBEATREQUEST']._serialized_start=1238
+  _globals['_HEARTBEATREQUEST']._serialized_end=1275
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1277
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1369
+  _globals['_DECIDEREQUEST']._serialized_start=1372
+  _globals['_DECIDEREQUEST']._serialized_end=1500
+  _globals['_DECIDERESPONSE']._serialized_start=1503
+  _globals['_DECIDERESPONSE']._serialized_end=1640
+  _globals['_ESCALATEREQUEST']._serialized_start=1643
+  _globals['_ESCALATEREQUEST']._serialized_end=1773
+  _globals['_ESCALATERESPONSE']._serialized_start=1775
+  _globals['_ESCALATERESPONSE']._serialized_end=1827
+  _globals['_RELEASEREQUEST']._serialized_start=1829
+  _globals['_RELEASEREQUEST']._serialized_end=1880
+  _globals['_RELEASERESPONSE']._serialized_start=1882
+  _globals['_RELEASERESPONSE']._serialized_end=1918
+  _globals['_TRANSFERREQUEST']._serialized_start=1920
+  _globals['_TRANSFERREQUEST']._serialized_end=1990
+  _globals['_TRANSFERRESPONSE']._serialized_start=1992
+  _globals['_TRANSFERRESPONSE']._serialized_end=2044
+  _globals['_REQUESTINFORMATIONREQUEST']._serialized_start=2046
+  _globals['_REQUESTINFORMATIONREQUEST']._serialized_end=2110
+  _globals['_REQUESTINFORMATIONRESPONSE']._serialized_start=2112
+  _globals['_REQUESTINFORMATIONRESPONSE']._serialized_end=2207
+  _globals['_STREAMCHATSREQUEST']._serialized_start=2209
+  _globals['_STREAMCHATSREQUEST']._serialized_end=2229
+  _globals['_CHATOFFER']._serialized_start=2232
+  _globals['_CHATOFFER']._serialized_end=2536
+  _globals['_ACCEPTCHATREQUEST']._serialized_start=2538
+  _globals['_ACCEPTCHATREQUEST']._serialized_end=2574
+  _globals['_ACCEPTCHATRESPONSE']._serialized_start=2576
+  _globals['_ACCEPTCHATRESPONSE']._serialized_end=2655
+  _globals['_CHATJOIN']._serialized_start=2657
+  _globals['_CHATJOIN']._serialized_end=2703
+  _globals['_CHATSEND']._serialized_start=2705
+  _globals['_CHATSEND']._serialized_end=2748
+  _globals['_CHATCLIENTFRAME']._serialized_start=2751
+  _globals['_CHATCLIENTFRAME']._serialized_end=2893
+  _globals['_CHATSERVERFRAME']._serialized_start=2896
+  _globals['_CHATSERVERFRAME']._serialized_end=3056
+  _globals['_HANDOVERCHATREQUEST']._serialized_start=3058
+  _globals['_HANDOVERCHATREQUEST']._serialized_end=3133
+  _globals['_HANDOVERCHATRESPONSE']._serialized_start=3135
+  _globals['_HANDOVERCHATRESPONSE']._serialized_end=3174
+  _globals['_CLOSECHATREQUEST']._serialized_start=3176
+  _globals['_CLOSECHATREQUEST']._serialized_end=3231
+  _globals['_CLOSECHATRESPONSE']._serialized_start=3233
+  _globals['_CLOSECHATRESPONSE']._serialized_end=3269
+  _globals['_AGENTDESK']._serialized_start=3873
+  _globals['_AGENTDESK']._serialized_end=5008
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from appeals.v1 import appeal_pb2 as _appeal_pb2
+from appeals.v1 import chat_pb2 as _chat_pb2
 from appeals.v1 import events_pb2 as _events_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -670,3 +671,304 @@ class RequestInformationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequestInformationResponse: _TypeAlias = RequestInformationResponse  # noqa: Y015
+
+@_typing.final
+class StreamChatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamChatsRequest: _TypeAlias = StreamChatsRequest  # noqa: Y015
+
+@_typing.final
+class ChatOffer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    APPEAL_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    FIRST_ANSWER_DUE_AT_FIELD_NUMBER: _builtins.int
+    OFFER_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    platform: _appeal_pb2.Platform.ValueType
+    topic: _chat_pb2.ChatTopic.ValueType
+    language: _builtins.str
+    appeal_id: _builtins.str
+    """Empty for feature help."""
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def first_answer_due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def offer_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until then the chat is reserved for the agent it was offered to."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        platform: _appeal_pb2.Platform.ValueType = ...,
+        topic: _chat_pb2.ChatTopic.ValueType = ...,
+        language: _builtins.str = ...,
+        appeal_id: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        first_answer_due_at: _timestamp_pb2.Timestamp | None = ...,
+        offer_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_answer_due_at", b"first_answer_due_at", "offer_expires_at", b"offer_expires_at", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appeal_id", b"appeal_id", "chat_id", b"chat_id", "first_answer_due_at", b"first_answer_due_at", "language", b"language", "offer_expires_at", b"offer_expires_at", "platform", b"platform", "requested_at", b"requested_at", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatOffer: _TypeAlias = ChatOffer  # noqa: Y015
+
+@_typing.final
+class AcceptChatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptChatRequest: _TypeAlias = AcceptChatRequest  # noqa: Y015
+
+@_typing.final
+class AcceptChatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_FIELD_NUMBER: _builtins.int
+    CASE_CLAIMED_FIELD_NUMBER: _builtins.int
+    case_claimed: _builtins.bool
+    """Whether the agent now also holds the claim on the chat's appeal (Decide needs it)."""
+    @_builtins.property
+    def chat(self) -> Global___ChatOffer: ...
+    def __init__(
+        self,
+        *,
+        chat: Global___ChatOffer | None = ...,
+        case_claimed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chat", b"chat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_claimed", b"case_claimed", "chat", b"chat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptChatResponse: _TypeAlias = AcceptChatResponse  # noqa: Y015
+
+@_typing.final
+class ChatJoin(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    after_seq: _builtins.int
+    """The last seq the client holds; 0 for the whole transcript."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "chat_id", b"chat_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatJoin: _TypeAlias = ChatJoin  # noqa: Y015
+
+@_typing.final
+class ChatSend(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    """The client's own id for the message: resending it after a reconnect stores it once."""
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatSend: _TypeAlias = ChatSend  # noqa: Y015
+
+@_typing.final
+class ChatClientFrame(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOIN_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
+    READ_UP_TO_FIELD_NUMBER: _builtins.int
+    typing: _builtins.bool
+    """The agent is typing (sent again every few seconds while it is)."""
+    read_up_to: _builtins.int
+    """The agent has read every message up to this seq."""
+    @_builtins.property
+    def join(self) -> Global___ChatJoin: ...
+    @_builtins.property
+    def send(self) -> Global___ChatSend: ...
+    def __init__(
+        self,
+        *,
+        join: Global___ChatJoin | None = ...,
+        send: Global___ChatSend | None = ...,
+        typing: _builtins.bool = ...,
+        read_up_to: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "join", b"join", "read_up_to", b"read_up_to", "send", b"send", "typing", b"typing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "join", b"join", "read_up_to", b"read_up_to", "send", b"send", "typing", b"typing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["join", "send", "typing", "read_up_to"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___ChatClientFrame: _TypeAlias = ChatClientFrame  # noqa: Y015
+
+@_typing.final
+class ChatServerFrame(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    ended: _chat_pb2.ChatEventKind.ValueType
+    """The chat ended (closed by either side, or handed over to someone else)."""
+    @_builtins.property
+    def message(self) -> _chat_pb2.ChatMessage: ...
+    @_builtins.property
+    def receipts(self) -> _chat_pb2.ChatReceipts: ...
+    def __init__(
+        self,
+        *,
+        message: _chat_pb2.ChatMessage | None = ...,
+        receipts: _chat_pb2.ChatReceipts | None = ...,
+        ended: _chat_pb2.ChatEventKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "frame", b"frame", "message", b"message", "receipts", b"receipts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "frame", b"frame", "message", b"message", "receipts", b"receipts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["message", "receipts", "ended"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___ChatServerFrame: _TypeAlias = ChatServerFrame  # noqa: Y015
+
+@_typing.final
+class HandOverChatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TO_AGENT_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    reason: _builtins.str
+    to_agent_id: _builtins.str
+    """Another agent to offer it to first; empty for the queue."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        to_agent_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "reason", b"reason", "to_agent_id", b"to_agent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverChatRequest: _TypeAlias = HandOverChatRequest  # noqa: Y015
+
+@_typing.final
+class HandOverChatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverChatResponse: _TypeAlias = HandOverChatResponse  # noqa: Y015
+
+@_typing.final
+class CloseChatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    resolution: _builtins.str
+    """snake_case, e.g. "access_restored", "explained", "upheld", "no_response"."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        resolution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseChatRequest: _TypeAlias = CloseChatRequest  # noqa: Y015
+
+@_typing.final
+class CloseChatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseChatResponse: _TypeAlias = CloseChatResponse  # noqa: Y015

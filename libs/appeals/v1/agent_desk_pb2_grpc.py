@@ -91,6 +91,31 @@ class AgentDeskStub:
                 request_serializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationRequest.SerializeToString,
                 response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationResponse.FromString,
                 _registered_method=True)
+        self.StreamChats = channel.unary_stream(
+                '/appeals.v1.AgentDesk/StreamChats',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.StreamChatsRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ChatOffer.FromString,
+                _registered_method=True)
+        self.AcceptChat = channel.unary_unary(
+                '/appeals.v1.AgentDesk/AcceptChat',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.AcceptChatRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.AcceptChatResponse.FromString,
+                _registered_method=True)
+        self.ChatSession = channel.stream_stream(
+                '/appeals.v1.AgentDesk/ChatSession',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.ChatClientFrame.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ChatServerFrame.FromString,
+                _registered_method=True)
+        self.HandOverChat = channel.unary_unary(
+                '/appeals.v1.AgentDesk/HandOverChat',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.HandOverChatRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.HandOverChatResponse.FromString,
+                _registered_method=True)
+        self.CloseChat = channel.unary_unary(
+                '/appeals.v1.AgentDesk/CloseChat',
+                request_serializer=appeals_dot_v1_dot_agent__desk__pb2.CloseChatRequest.SerializeToString,
+                response_deserializer=appeals_dot_v1_dot_agent__desk__pb2.CloseChatResponse.FromString,
+                _registered_method=True)
 
 
 class AgentDeskServicer:
@@ -176,6 +201,45 @@ class AgentDeskServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamChats(self, request, context):
+        """Live help. Server stream of chats waiting for an agent, offered to the calling agent by
+        skills (language, platform), chat capacity and presence, oldest first-answer deadline first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptChat(self, request, context):
+        """Take a waiting chat; FAILED_PRECONDITION once another agent has it. For an account-access
+        chat the agent also gets the claim on its appeal's case when routing holds it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChatSession(self, request_iterator, context):
+        """The chat itself, both ways. The first client frame is `join` (which chat, and the last seq
+        the client holds); the server then sends every message after it, the other side's
+        receipts and typing, and goes on as they come. Only the agent the chat is assigned to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandOverChat(self, request, context):
+        """Give the chat back to the queue (or to a named agent), e.g. at the end of a shift.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseChat(self, request, context):
+        """End the chat with a resolution code; a decision on its appeal is made with Decide.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentDeskServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +292,31 @@ def add_AgentDeskServicer_to_server(servicer, server):
                     servicer.RequestInformation,
                     request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationRequest.FromString,
                     response_serializer=appeals_dot_v1_dot_agent__desk__pb2.RequestInformationResponse.SerializeToString,
+            ),
+            'StreamChats': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamChats,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.StreamChatsRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.ChatOffer.SerializeToString,
+            ),
+            'AcceptChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptChat,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.AcceptChatRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.AcceptChatResponse.SerializeToString,
+            ),
+            'ChatSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.ChatSession,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.ChatClientFrame.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.ChatServerFrame.SerializeToString,
+            ),
+            'HandOverChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandOverChat,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.HandOverChatRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.HandOverChatResponse.SerializeToString,
+            ),
+            'CloseChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseChat,
+                    request_deserializer=appeals_dot_v1_dot_agent__desk__pb2.CloseChatRequest.FromString,
+                    response_serializer=appeals_dot_v1_dot_agent__desk__pb2.CloseChatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -507,6 +596,141 @@ class AgentDesk:
             '/appeals.v1.AgentDesk/RequestInformation',
             appeals_dot_v1_dot_agent__desk__pb2.RequestInformationRequest.SerializeToString,
             appeals_dot_v1_dot_agent__desk__pb2.RequestInformationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamChats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/StreamChats',
+            appeals_dot_v1_dot_agent__desk__pb2.StreamChatsRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.ChatOffer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/AcceptChat',
+            appeals_dot_v1_dot_agent__desk__pb2.AcceptChatRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.AcceptChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChatSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/appeals.v1.AgentDesk/ChatSession',
+            appeals_dot_v1_dot_agent__desk__pb2.ChatClientFrame.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.ChatServerFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandOverChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/HandOverChat',
+            appeals_dot_v1_dot_agent__desk__pb2.HandOverChatRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.HandOverChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appeals.v1.AgentDesk/CloseChat',
+            appeals_dot_v1_dot_agent__desk__pb2.CloseChatRequest.SerializeToString,
+            appeals_dot_v1_dot_agent__desk__pb2.CloseChatResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,23 @@ class AgentDeskStub:
     until they answer through intake or the policy's window ends; then it returns to its queue
     and whoever claims it reads the answer. Needs the claim.
     """
+    StreamChats: _grpc.UnaryStreamMultiCallable[_agent_desk_pb2.StreamChatsRequest, _agent_desk_pb2.ChatOffer]
+    """Live help. Server stream of chats waiting for an agent, offered to the calling agent by
+    skills (language, platform), chat capacity and presence, oldest first-answer deadline first.
+    """
+    AcceptChat: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.AcceptChatRequest, _agent_desk_pb2.AcceptChatResponse]
+    """Take a waiting chat; FAILED_PRECONDITION once another agent has it. For an account-access
+    chat the agent also gets the claim on its appeal's case when routing holds it.
+    """
+    ChatSession: _grpc.StreamStreamMultiCallable[_agent_desk_pb2.ChatClientFrame, _agent_desk_pb2.ChatServerFrame]
+    """The chat itself, both ways. The first client frame is `join` (which chat, and the last seq
+    the client holds); the server then sends every message after it, the other side's
+    receipts and typing, and goes on as they come. Only the agent the chat is assigned to.
+    """
+    HandOverChat: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.HandOverChatRequest, _agent_desk_pb2.HandOverChatResponse]
+    """Give the chat back to the queue (or to a named agent), e.g. at the end of a shift."""
+    CloseChat: _grpc.UnaryUnaryMultiCallable[_agent_desk_pb2.CloseChatRequest, _agent_desk_pb2.CloseChatResponse]
+    """End the chat with a resolution code; a decision on its appeal is made with Decide."""
 
 @_typing.type_check_only
 class AgentDeskAsyncStub(AgentDeskStub):
@@ -107,6 +124,23 @@ class AgentDeskAsyncStub(AgentDeskStub):
     until they answer through intake or the policy's window ends; then it returns to its queue
     and whoever claims it reads the answer. Needs the claim.
     """
+    StreamChats: _aio.UnaryStreamMultiCallable[_agent_desk_pb2.StreamChatsRequest, _agent_desk_pb2.ChatOffer]  # type: ignore[assignment]
+    """Live help. Server stream of chats waiting for an agent, offered to the calling agent by
+    skills (language, platform), chat capacity and presence, oldest first-answer deadline first.
+    """
+    AcceptChat: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.AcceptChatRequest, _agent_desk_pb2.AcceptChatResponse]  # type: ignore[assignment]
+    """Take a waiting chat; FAILED_PRECONDITION once another agent has it. For an account-access
+    chat the agent also gets the claim on its appeal's case when routing holds it.
+    """
+    ChatSession: _aio.StreamStreamMultiCallable[_agent_desk_pb2.ChatClientFrame, _agent_desk_pb2.ChatServerFrame]  # type: ignore[assignment]
+    """The chat itself, both ways. The first client frame is `join` (which chat, and the last seq
+    the client holds); the server then sends every message after it, the other side's
+    receipts and typing, and goes on as they come. Only the agent the chat is assigned to.
+    """
+    HandOverChat: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.HandOverChatRequest, _agent_desk_pb2.HandOverChatResponse]  # type: ignore[assignment]
+    """Give the chat back to the queue (or to a named agent), e.g. at the end of a shift."""
+    CloseChat: _aio.UnaryUnaryMultiCallable[_agent_desk_pb2.CloseChatRequest, _agent_desk_pb2.CloseChatResponse]  # type: ignore[assignment]
+    """End the chat with a resolution code; a decision on its appeal is made with Decide."""
 
 class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
     """The reviewers' desk. Callers authenticate with an agent token in the `authorization`
@@ -204,5 +238,52 @@ class AgentDeskServicer(metaclass=_abc_1.ABCMeta):
         until they answer through intake or the policy's window ends; then it returns to its queue
         and whoever claims it reads the answer. Needs the claim.
         """
+
+    @_abc_1.abstractmethod
+    def StreamChats(
+        self,
+        request: _agent_desk_pb2.StreamChatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_desk_pb2.ChatOffer], _abc.AsyncIterator[_agent_desk_pb2.ChatOffer]]:
+        """Live help. Server stream of chats waiting for an agent, offered to the calling agent by
+        skills (language, platform), chat capacity and presence, oldest first-answer deadline first.
+        """
+
+    @_abc_1.abstractmethod
+    def AcceptChat(
+        self,
+        request: _agent_desk_pb2.AcceptChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.AcceptChatResponse, _abc.Awaitable[_agent_desk_pb2.AcceptChatResponse]]:
+        """Take a waiting chat; FAILED_PRECONDITION once another agent has it. For an account-access
+        chat the agent also gets the claim on its appeal's case when routing holds it.
+        """
+
+    @_abc_1.abstractmethod
+    def ChatSession(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_desk_pb2.ChatClientFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_desk_pb2.ChatServerFrame], _abc.AsyncIterator[_agent_desk_pb2.ChatServerFrame]]:
+        """The chat itself, both ways. The first client frame is `join` (which chat, and the last seq
+        the client holds); the server then sends every message after it, the other side's
+        receipts and typing, and goes on as they come. Only the agent the chat is assigned to.
+        """
+
+    @_abc_1.abstractmethod
+    def HandOverChat(
+        self,
+        request: _agent_desk_pb2.HandOverChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.HandOverChatResponse, _abc.Awaitable[_agent_desk_pb2.HandOverChatResponse]]:
+        """Give the chat back to the queue (or to a named agent), e.g. at the end of a shift."""
+
+    @_abc_1.abstractmethod
+    def CloseChat(
+        self,
+        request: _agent_desk_pb2.CloseChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_desk_pb2.CloseChatResponse, _abc.Awaitable[_agent_desk_pb2.CloseChatResponse]]:
+        """End the chat with a resolution code; a decision on its appeal is made with Decide."""
 
 def add_AgentDeskServicer_to_server(servicer: AgentDeskServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

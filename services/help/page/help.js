@@ -75,6 +75,8 @@ async function showSession() {
     $("verified").hidden = false;
     say($("session"), `Your ${session.platform} account is verified until ` +
       `${new Date(session.expires_at).toLocaleTimeString()}.`);
+    const chatId = sessionStorage.getItem("help-chat");
+    if (chatId) joinChat(chatId);
   } catch {
     sessionStorage.removeItem("help-session");
     state.token = null;
@@ -88,7 +90,229 @@ function again() {
   say($("problem"), "");
 }
 
+// Live chat --------------------------------------------------------------------------------
+// Messages are numbered by the server (seq 1, 2, ...): the page keeps the last one it shows and
+// asks for what came after it whenever it (re)connects, so a dropped connection loses nothing.
+// A message the person writes gets an id of the page's own (client_id) and stays "pending"
+// until the server has it; resending it after a reconnect stores it once.
+const chat = {
+  id: null, lastSeq: 0, pending: [], socket: null, transport: null, closed: false,
+  receipts: {}, retry: 0, typingSentAt: 0, readSent: 0,
+};
+window.helpChat = chat;
+const STATUS = {
+  waiting: "Waiting for an agent. Keep this page open: you will see their answer here.",
+  assigned: "You are chatting with an agent.",
+  closed: "The chat has ended.",
+};
+
+function clientId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function openChat(event) {
+  event.preventDefault();
+  say($("problem"), "");
+  const topic = document.querySelector("input[name=topic]:checked").value;
+  const body = { topic, language: $("language").value };
+  const first = $("first").value.trim();
+  if (first) body.message = first;
+  if (topic === "feature_help") body.feature = $("feature").value.trim();
+  try {
+    const opened = await call("POST", "/v1/help/chats", body, state.token);
+    joinChat(opened.chat_id);
+  } catch (error) {
+    say($("problem"), error.message);
+  }
+}
+
+function joinChat(chatId) {
+  chat.id = chatId;
+  sessionStorage.setItem("help-chat", chatId);
+  $("verified").hidden = true;
+  $("chat").hidden = false;
+  connect();
+}
+
+function connect() {
+  if (chat.closed) return;
+  if (chat.transport === "poll" || !("WebSocket" in window)) { poll(); return; }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/help/chats/${chat.id}/socket`);
+  let opened = false;
+  chat.socket = socket;
+  socket.onopen = () => {
+    opened = true;
+    chat.retry = 0;
+    chat.transport = "socket";
+    socket.send(JSON.stringify({ type: "hello", token: state.token, after: chat.lastSeq }));
+    for (const message of chat.pending) sendFrame(message);
+  };
+  socket.onmessage = (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === "updates") apply(frame);
+    else if (frame.type === "error") say($("problem"), frame.detail);
+  };
+  socket.onclose = (event) => {
+    chat.socket = null;
+    if (event.code === 4401) { expired(); return; }
+    // A socket that never opened (a proxy that does not pass WebSockets): long-poll instead.
+    if (!opened) chat.transport = "poll";
+    reconnectLater();
+  };
+}
+
+function reconnectLater() {
+  if (chat.closed) return;
+  chat.retry = Math.min(chat.retry + 1, 5);
+  setTimeout(connect, 250 * 2 ** chat.retry);
+}
+
+async function poll() {
+  chat.transport = "poll";
+  while (!chat.closed) {
+    try {
+      for (const message of chat.pending) await postMessage(message);
+      const updates = await call(
+        "GET", `/v1/help/chats/${chat.id}/updates?after=${chat.lastSeq}&wait_s=20`,
+        null, state.token,
+      );
+      chat.retry = 0;
+      apply(updates);
+    } catch (error) {
+      if (error.status === 401) { expired(); return; }
+      chat.retry = Math.min(chat.retry + 1, 5);
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** chat.retry));
+    }
+  }
+}
+
+function expired() {
+  chat.closed = true;
+  say($("problem"), "Your help session has expired: verify your account again to go on.");
+  sessionStorage.removeItem("help-session");
+}
+
+function apply(updates) {
+  for (const message of updates.messages || []) {
+    if (message.seq <= chat.lastSeq) continue;
+    chat.lastSeq = message.seq;
+    chat.pending = chat.pending.filter((p) => p.client_id !== message.client_id);
+    render(message);
+  }
+  chat.receipts = updates.receipts || chat.receipts;
+  $("typing").hidden = !chat.receipts.agent_typing;
+  markReceipts();
+  const current = updates.state && updates.state.state;
+  if (current) say($("chat-status"), STATUS[current] || current);
+  if (current === "closed") {
+    chat.closed = true;
+    $("compose").hidden = true;
+    $("leave").hidden = true;
+    sessionStorage.removeItem("help-chat");
+    if (chat.socket) chat.socket.close();
+  }
+  sendRead();
+}
+
+function render(message) {
+  const item = document.createElement("li");
+  item.className = message.party;
+  item.dataset.seq = message.seq;
+  item.textContent = message.text;  // text, never HTML
+  if (message.party === "person") {
+    const mark = document.createElement("span");
+    mark.className = "mark";
+    item.append(mark);
+  }
+  const pendingItem = document.querySelector(`#messages li[data-client="${message.client_id}"]`);
+  if (pendingItem) pendingItem.replaceWith(item); else $("messages").append(item);
+  item.scrollIntoView({ block: "end" });
+}
+
+function markReceipts() {
+  for (const item of document.querySelectorAll("#messages li.person[data-seq]")) {
+    const seq = Number(item.dataset.seq);
+    const mark = item.querySelector(".mark");
+    if (seq <= (chat.receipts.agent_read || 0)) mark.textContent = "Read";
+    else if (seq <= (chat.receipts.agent_delivered || 0)) mark.textContent = "Delivered";
+    else mark.textContent = "Sent";
+  }
+}
+
+function sendFrame(frame) {
+  if (chat.socket && chat.socket.readyState === WebSocket.OPEN) {
+    chat.socket.send(JSON.stringify(frame));
+    return true;
+  }
+  return false;
+}
+
+async function postMessage(message) {
+  await call("POST", `/v1/help/chats/${chat.id}/messages`,
+    { client_id: message.client_id, text: message.text }, state.token);
+}
+
+function sendRead() {
+  if (document.hidden || chat.lastSeq <= chat.readSent) return;
+  chat.readSent = chat.lastSeq;
+  if (!sendFrame({ type: "read", up_to: chat.lastSeq })) {
+    call("POST", `/v1/help/chats/${chat.id}/receipts`, { read_up_to: chat.lastSeq }, state.token)
+      .catch(() => { chat.readSent = 0; });
+  }
+}
+
+function compose(event) {
+  event.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || chat.closed) return;
+  const message = { type: "send", client_id: clientId(), text };
+  chat.pending.push(message);
+  const item = document.createElement("li");
+  item.className = "person pending";
+  item.dataset.client = message.client_id;
+  item.textContent = text;
+  $("messages").append(item);
+  $("text").value = "";
+  if (!sendFrame(message) && chat.transport === "poll") {
+    postMessage(message).catch((error) => say($("problem"), error.message));
+  }
+}
+
+function typing() {
+  const now = Date.now();
+  if (now - chat.typingSentAt < 3000) return;
+  chat.typingSentAt = now;
+  if (!sendFrame({ type: "typing" })) {
+    call("POST", `/v1/help/chats/${chat.id}/receipts`, { typing: true }, state.token)
+      .catch(() => {});
+  }
+}
+
+async function leave() {
+  try {
+    apply({ state: await call("POST", `/v1/help/chats/${chat.id}/close`, {}, state.token) });
+  } catch (error) {
+    say($("problem"), error.message);
+  }
+}
+
+function topicChanged() {
+  const feature = document.querySelector("input[name=topic]:checked").value === "feature_help";
+  $("feature-label").hidden = !feature;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("open").addEventListener("submit", openChat);
+  $("compose").addEventListener("submit", compose);
+  $("text").addEventListener("input", typing);
+  $("leave").addEventListener("click", leave);
+  for (const radio of document.querySelectorAll("input[name=topic]")) {
+    radio.addEventListener("change", topicChanged);
+  }
+  document.addEventListener("visibilitychange", sendRead);
   $("ask").addEventListener("submit", ask);
   $("check").addEventListener("submit", check);
   $("again").addEventListener("click", again);
