@@ -1,0 +1,159 @@
+"""The person's chat on live help's page in headless Chromium, against the stack's own
+processes (issue 17 acceptance): verify with the code the contact on file received, open a chat,
+read the agent's answer given over the desk's gRPC API, lose the connection mid-chat and miss
+nothing, see the chat end."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, chat_pb2
+from tests.e2e.conftest import Pipeline
+from tests.e2e.test_help_page import code_received, fill
+from tests.e2e.test_live_chat import frames, offered
+from tests.support.browser import Page, chromium
+
+pytestmark = pytest.mark.e2e
+
+# A DEVELOPMENT-ONLY sample account no other e2e test asks a code for.
+PLATFORM, ACCOUNT = "horizon", "noor_vr"
+FIRST = "My avatar is restricted and I do not know why."
+
+
+def agent_metadata(pipeline: Pipeline) -> Any:
+    return (("authorization", f"Bearer {pipeline.agent_token('chat-page-agent')}"),)
+
+
+async def agent_says(pipeline: Pipeline, chat_id: str, *texts: str, accept: bool) -> None:
+    """Accept the chat (the first time), wait for the person's first message, say ``texts``."""
+    metadata = agent_metadata(pipeline)
+    async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
+        desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        if accept:
+            await desk.RegisterAgent(
+                agent_desk_pb2.RegisterAgentRequest(
+                    profile=agent_desk_pb2.AgentProfile(
+                        languages=["*"], platforms=["*"], policy_areas=["*"], capacity=10
+                    )
+                ),
+                metadata=metadata,
+            )
+            await offered(desk, metadata, chat_id)
+            await desk.AcceptChat(
+                agent_desk_pb2.AcceptChatRequest(chat_id=chat_id), metadata=metadata
+            )
+        outgoing: asyncio.Queue[agent_desk_pb2.ChatClientFrame | None] = asyncio.Queue()
+        await outgoing.put(
+            agent_desk_pb2.ChatClientFrame(join=agent_desk_pb2.ChatJoin(chat_id=chat_id))
+        )
+        session = desk.ChatSession(frames(outgoing), metadata=metadata)
+        async with asyncio.timeout(30):
+            async for frame in session:
+                if frame.HasField("message") and frame.message.text == FIRST:
+                    break
+        for number, text in enumerate(texts):
+            client_id = f"{'first' if accept else 'later'}-{number}"
+            send = agent_desk_pb2.ChatSend(client_id=client_id, text=text)
+            await outgoing.put(agent_desk_pb2.ChatClientFrame(send=send))
+        # Once the last one is back from live help, every one of them is stored.
+        async with asyncio.timeout(30):
+            async for frame in session:
+                if frame.HasField("message") and frame.message.text == texts[-1]:
+                    assert frame.message.party == chat_pb2.CHAT_PARTY_AGENT
+                    break
+        await outgoing.put(None)
+        session.cancel()
+
+
+async def agent_closes(pipeline: Pipeline, chat_id: str) -> None:
+    async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
+        desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        await desk.CloseChat(
+            agent_desk_pb2.CloseChatRequest(chat_id=chat_id, resolution="explained"),
+            metadata=agent_metadata(pipeline),
+        )
+
+
+def agent_texts(page: Page) -> list[str]:
+    texts: list[str] = page.evaluate(
+        "Array.from(document.querySelectorAll('#messages li.agent'), li => li.textContent)"
+    )
+    return texts
+
+
+def test_a_person_chats_on_the_page_and_a_dropped_connection_loses_nothing(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    with chromium(tmp_path / "chromium", width=900, height=900) as page:
+        page.navigate(f"{pipeline.url('help')}/help")
+        page.wait_for(
+            "document.querySelectorAll('#platform option').length >= 4",
+            timeout_s=20,
+            what="the platforms to load",
+        )
+        fill(page, "platform", PLATFORM)
+        fill(page, "account", ACCOUNT)
+        page.evaluate("document.getElementById('ask').requestSubmit()")
+        page.wait_for("!document.getElementById('check').hidden", timeout_s=20, what="code form")
+        verification_id = page.evaluate("window.helpState.verification")
+        fill(page, "code", asyncio.run(code_received(pipeline, verification_id)))
+        page.evaluate("document.getElementById('check').requestSubmit()")
+        page.wait_for("!document.getElementById('verified').hidden", timeout_s=20, what="verified")
+
+        fill(page, "first", FIRST)
+        page.evaluate("document.getElementById('open').requestSubmit()")
+        page.wait_for(
+            "window.helpChat.transport === 'socket' && window.helpChat.lastSeq >= 1",
+            timeout_s=20,
+            what="the chat open over a WebSocket with the first message",
+        )
+        chat_id = page.evaluate("window.helpChat.id")
+        asyncio.run(agent_says(pipeline, chat_id, "Hello, I am looking at it.", accept=True))
+        page.wait_for(
+            "Array.from(document.querySelectorAll('#messages li.agent'))"
+            ".some(li => li.textContent === 'Hello, I am looking at it.')",
+            timeout_s=20,
+            what="the agent's answer on the page",
+        )
+
+        # The connection drops; the agent goes on meanwhile; the page reconnects and asks for
+        # what came after the last message it showed.
+        page.evaluate("window.helpChat.socket.close()")
+        asyncio.run(
+            agent_says(
+                pipeline, chat_id, "It was restricted by mistake.", "Lifting it now.", accept=False
+            )
+        )
+        page.wait_for(
+            "document.querySelectorAll('#messages li.agent').length >= 3",
+            timeout_s=30,
+            what="the answers given while the page was away",
+        )
+        assert agent_texts(page) == [
+            "Hello, I am looking at it.",
+            "It was restricted by mistake.",
+            "Lifting it now.",
+        ]
+        seqs = page.evaluate(
+            "Array.from(document.querySelectorAll('#messages li[data-seq]'), li => +li.dataset.seq)"
+        )
+        assert seqs == list(range(1, len(seqs) + 1)), "every message once, in order"
+        # The person's first message was read by the agent's desk session.
+        page.wait_for(
+            "document.querySelector('#messages li.person .mark').textContent === 'Read'"
+            " || document.querySelector('#messages li.person .mark').textContent === 'Delivered'",
+            timeout_s=20,
+            what="the person's message marked delivered",
+        )
+
+        asyncio.run(agent_closes(pipeline, chat_id))
+        page.wait_for(
+            "document.getElementById('chat-status').textContent.includes('ended')",
+            timeout_s=30,
+            what="the chat shown as ended",
+        )
