@@ -6,40 +6,15 @@ it and is verified (issue 17, item 1). Chat comes next."""
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from pathlib import Path
 
 import pytest
 
-from appeals_runtime import store
-from services.notifications.repository import CODES
 from tests.e2e.conftest import Pipeline
-from tests.support.browser import Page, chromium
-from tests.support.waiting import eventually
+from tests.support.browser import chromium
+from tests.support.live_chat import code_received, fill
 
 pytestmark = pytest.mark.e2e
-
-CODE = re.compile(r"\b(\d{6})\b")
-
-
-async def code_received(pipeline: Pipeline, verification_id: str) -> str:
-    client = store.create_client(pipeline.infra.mongodb_url, app_name="e2e-help")
-    try:
-        codes = client[pipeline.database][CODES]
-
-        async def recorded() -> str | None:
-            found = await codes.find_one({"_id": verification_id})
-            match = CODE.search(found["body"]) if found else None
-            return match.group(1) if match else None
-
-        return await eventually(recorded, "the code on the contact on file", 20)
-    finally:
-        await client.close()
-
-
-def fill(page: Page, field: str, value: str) -> None:
-    page.evaluate(f"document.getElementById({json.dumps(field)}).value = {json.dumps(value)}")
 
 
 def test_a_locked_out_person_verifies_their_account_on_the_page(
@@ -66,7 +41,9 @@ def test_a_locked_out_person_verifies_their_account_on_the_page(
         # The verification the page started is the newest; its code is what the channel got.
         verification_id = page.evaluate("window.helpState ? window.helpState.verification : ''")
         assert verification_id, "the page keeps the verification it started"
-        code = asyncio.run(code_received(pipeline, verification_id))
+        code = asyncio.run(
+            code_received(pipeline.infra.mongodb_url, pipeline.database, verification_id)
+        )
 
         fill(page, "code", "000000" if code != "000000" else "111111")
         page.evaluate("document.getElementById('check').requestSubmit()")

@@ -7,7 +7,6 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -16,7 +15,7 @@ import pytest
 
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, chat_pb2
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_help_page import code_received
+from tests.support.live_chat import code_received, frames, offered
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -31,34 +30,12 @@ async def help_session(client: httpx.AsyncClient, pipeline: Pipeline) -> dict[st
     started = await client.post(f"{help_url}/v1/help/verifications", json=ACCOUNT)
     assert started.status_code == 202, started.text
     verification_id = started.json()["verification_id"]
-    code = await code_received(pipeline, verification_id)
+    code = await code_received(pipeline.infra.mongodb_url, pipeline.database, verification_id)
     checked = await client.post(
         f"{help_url}/v1/help/verifications/{verification_id}/check", json={"code": code}
     )
     assert checked.status_code == 200, checked.text
     return {"Authorization": f"Bearer {checked.json()['session_token']}"}
-
-
-async def offered(
-    desk: agent_desk_pb2_grpc.AgentDeskStub, metadata: Any, chat_id: str
-) -> agent_desk_pb2.ChatOffer:
-    stream = desk.StreamChats(agent_desk_pb2.StreamChatsRequest(), metadata=metadata)
-    try:
-        async with asyncio.timeout(60):
-            async for offer in stream:
-                if offer.chat_id == chat_id:
-                    found: agent_desk_pb2.ChatOffer = offer
-                    return found
-    finally:
-        stream.cancel()
-    raise AssertionError(f"chat {chat_id} was never offered")
-
-
-async def frames(
-    outgoing: asyncio.Queue[agent_desk_pb2.ChatClientFrame | None],
-) -> AsyncIterator[agent_desk_pb2.ChatClientFrame]:
-    while (frame := await outgoing.get()) is not None:
-        yield frame
 
 
 async def test_a_person_chats_with_an_agent_who_decides_their_appeal(pipeline: Pipeline) -> None:

@@ -14,9 +14,8 @@ import pytest
 
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, chat_pb2
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_help_page import code_received, fill
-from tests.e2e.test_live_chat import frames, offered
 from tests.support.browser import Page, chromium
+from tests.support.live_chat import code_received, fill, frames, offered
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +100,13 @@ def test_a_person_chats_on_the_page_and_a_dropped_connection_loses_nothing(
         page.evaluate("document.getElementById('ask').requestSubmit()")
         page.wait_for("!document.getElementById('check').hidden", timeout_s=20, what="code form")
         verification_id = page.evaluate("window.helpState.verification")
-        fill(page, "code", asyncio.run(code_received(pipeline, verification_id)))
+        fill(
+            page,
+            "code",
+            asyncio.run(
+                code_received(pipeline.infra.mongodb_url, pipeline.database, verification_id)
+            ),
+        )
         page.evaluate("document.getElementById('check').requestSubmit()")
         page.wait_for("!document.getElementById('verified').hidden", timeout_s=20, what="verified")
 

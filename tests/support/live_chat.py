@@ -1,0 +1,62 @@
+"""What the live-help end-to-end tests share: the code a contact on file received, typing into
+the page, and the agent's side of a chat over the desk's gRPC API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
+from appeals_runtime import store
+from services.notifications.repository import CODES
+from tests.support.browser import Page
+from tests.support.waiting import eventually
+
+CODE = re.compile(r"\b(\d{6})\b")
+
+
+async def code_received(mongodb_url: str, database: str, verification_id: str) -> str:
+    """The code notifications sent for a verification (its record keeps the text locally)."""
+    client = store.create_client(mongodb_url, app_name="e2e-help")
+    try:
+        codes = client[database][CODES]
+
+        async def recorded() -> str | None:
+            found = await codes.find_one({"_id": verification_id})
+            match = CODE.search(found["body"]) if found else None
+            return match.group(1) if match else None
+
+        return await eventually(recorded, "the code on the contact on file", 20)
+    finally:
+        await client.close()
+
+
+def fill(page: Page, field: str, value: str) -> None:
+    page.evaluate(f"document.getElementById({json.dumps(field)}).value = {json.dumps(value)}")
+
+
+async def offered(
+    desk: agent_desk_pb2_grpc.AgentDeskStub, metadata: Any, chat_id: str
+) -> agent_desk_pb2.ChatOffer:
+    """Wait until the desk offers ``chat_id`` to the agent of ``metadata``."""
+    stream = desk.StreamChats(agent_desk_pb2.StreamChatsRequest(), metadata=metadata)
+    try:
+        async with asyncio.timeout(60):
+            async for offer in stream:
+                if offer.chat_id == chat_id:
+                    found: agent_desk_pb2.ChatOffer = offer
+                    return found
+    finally:
+        stream.cancel()
+    raise AssertionError(f"chat {chat_id} was never offered")
+
+
+async def frames(
+    outgoing: asyncio.Queue[agent_desk_pb2.ChatClientFrame | None],
+) -> AsyncIterator[agent_desk_pb2.ChatClientFrame]:
+    """A ChatSession's client frames, as a test puts them in ``outgoing`` (None ends them)."""
+    while (frame := await outgoing.get()) is not None:
+        yield frame
