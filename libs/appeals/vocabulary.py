@@ -7,7 +7,7 @@ protobuf contracts use enum numbers. Every translation between the two goes thro
 from __future__ import annotations
 
 from appeals import platforms
-from appeals.v1 import appeal_pb2
+from appeals.v1 import appeal_pb2, chat_pb2
 
 # Declared in platforms.yaml (see appeals.platforms).
 PLATFORMS: dict[str, int] = {p.name: p.value for p in platforms.PLATFORMS}
@@ -46,6 +46,18 @@ APPELLANT_ROLES: dict[str, int] = {
     "reporter": appeal_pb2.APPELLANT_ROLE_REPORTER,
 }
 
+# Live help's chats: what a chat is about, and who said a message.
+CHAT_TOPICS: dict[str, int] = {
+    "account_access": chat_pb2.CHAT_TOPIC_ACCOUNT_ACCESS,
+    "feature_help": chat_pb2.CHAT_TOPIC_FEATURE_HELP,
+}
+
+CHAT_PARTIES: dict[str, int] = {
+    "person": chat_pb2.CHAT_PARTY_PERSON,
+    "agent": chat_pb2.CHAT_PARTY_AGENT,
+    "system": chat_pb2.CHAT_PARTY_SYSTEM,
+}
+
 
 def _inverse(mapping: dict[str, int]) -> dict[int, str]:
     return {number: name for name, number in mapping.items()}
@@ -68,6 +80,7 @@ STATUS_AFTER_EVENT: dict[str, str] = {
 }
 _STATUS_NAMES = _inverse(STATUSES)
 _OUTCOME_NAMES = _inverse(OUTCOMES)
+_CHAT_TOPIC_NAMES = _inverse(CHAT_TOPICS)
 
 
 def platform_name(value: int) -> str:
@@ -84,3 +97,7 @@ def status_name(value: int) -> str:
 
 def outcome_name(value: int) -> str:
     return _OUTCOME_NAMES.get(value, "unspecified")
+
+
+def chat_topic_name(value: int) -> str:
+    return _CHAT_TOPIC_NAMES.get(value, "unspecified")

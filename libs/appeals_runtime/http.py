@@ -315,15 +315,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
-def problem_detail(response: httpx.Response) -> str:
-    """The ``detail`` of another service's problem answer (RFC 9457); empty when it is none."""
+def problem_body(response: httpx.Response) -> dict[str, Any]:
+    """Another service's problem answer (RFC 9457) as a dict; empty when it is none."""
     if "json" not in response.headers.get("content-type", ""):
-        return ""
+        return {}
     try:
         body = response.json()
     except ValueError:
-        return ""
-    return str(body.get("detail") or "") if isinstance(body, dict) else ""
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def problem_detail(response: httpx.Response) -> str:
+    """The ``detail`` of another service's problem answer; empty when it is none."""
+    return str(problem_body(response).get("detail") or "")
 
 
 # A page's own headers: it talks only to its own origin, runs no inline script and cannot be

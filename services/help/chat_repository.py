@@ -27,8 +27,6 @@ projection of those facts for reading, updated after each of them.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,12 +51,6 @@ NONCE_BYTES = 12
 PAGE = 100
 
 
-def wrapping_key(secret: bytes) -> bytes:
-    """The key that wraps persons' data keys, derived from the help secret for this use only
-    (like :meth:`services.help.service.Keys.derive`)."""
-    return hmac.new(secret, b"appeals-help transcript keys v1", hashlib.sha256).digest()
-
-
 def message_id(chat_id: str, seq: int) -> str:
     return f"{chat_id}:{seq:010d}"
 
@@ -76,6 +68,7 @@ class StoredMessage:
 
 class ChatRepository:
     def __init__(self, db: store.Database, wrapping: bytes) -> None:
+        """``wrapping``: the key that wraps persons' data keys (``Keys.transcripts``)."""
         self._chats = db[CHATS]
         self._messages = db[MESSAGES]
         self._client_ids = db[CLIENT_IDS]

@@ -33,7 +33,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from appeals import platforms, topics
+from appeals import topics, vocabulary
 from appeals.v1 import chat_pb2
 from appeals_runtime import store
 from appeals_runtime.errors import (
@@ -56,11 +56,6 @@ from services.help.sessions import HelpSession
 
 log = logging.getLogger(__name__)
 
-TOPICS = {
-    "account_access": chat_pb2.CHAT_TOPIC_ACCOUNT_ACCESS,
-    "feature_help": chat_pb2.CHAT_TOPIC_FEATURE_HELP,
-}
-PLATFORM_VALUES = {p.name: p.value for p in platforms.PLATFORMS}
 WAITING, ASSIGNED, CLOSED = "waiting", "assigned", "closed"
 PERSON, AGENT, SYSTEM = "person", "agent", "system"
 
@@ -169,8 +164,10 @@ class Chats:
     ) -> tuple[dict[str, Any], bool]:
         """The session's chat: a new one (True), or the one it has open already (False)."""
         violations = []
-        if topic not in TOPICS:
-            violations.append(FieldViolation("topic", f"one of {', '.join(TOPICS)}"))
+        if topic not in vocabulary.CHAT_TOPICS:
+            violations.append(
+                FieldViolation("topic", f"one of {', '.join(vocabulary.CHAT_TOPICS)}")
+            )
         if not LANGUAGE.match(language):
             violations.append(FieldViolation("language", "an ISO 639-1 code, e.g. en"))
         if feature is not None and not 1 <= len(feature.strip()) <= 64:
@@ -641,8 +638,8 @@ class Chats:
             chat_id=chat["_id"],
             kind=kind,
             occurred_at=_timestamp(at),
-            platform=PLATFORM_VALUES[chat["platform"]],  # type: ignore[arg-type]
-            topic=TOPICS[chat["topic"]],
+            platform=vocabulary.PLATFORMS[chat["platform"]],  # type: ignore[arg-type]
+            topic=vocabulary.CHAT_TOPICS[chat["topic"]],  # type: ignore[arg-type]
             language=chat["language"],
             appeal_id=chat["appeal_id"],
             agent_id=agent_id,

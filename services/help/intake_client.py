@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from appeals_runtime.errors import TransientError, Unprocessable
-from appeals_runtime.http import problem_detail
+from appeals_runtime.http import problem_body, problem_detail
 from services.help.accounts import Account
 
 
@@ -72,7 +72,7 @@ class IntakeClient:
         if response.status_code in (200, 202):
             return str(response.json()["appeal_id"])
         if response.status_code == 409:
-            body = _json(response)
+            body = problem_body(response)
             if body.get("code") == "appeal_already_open" and body.get("open_appeal_id"):
                 return str(body["open_appeal_id"])
             # request_in_flight and the like: the same key is being answered; retry.
@@ -80,18 +80,10 @@ class IntakeClient:
                 f"intake is still answering this request: {problem_detail(response)}"
             )
         if response.status_code in (400, 422):
-            body = _json(response)
+            body = problem_body(response)
             raise Unprocessable(
                 f"the appeal could not be opened: {problem_detail(response)}",
                 code="appeal_refused",
                 intake_code=str(body.get("code") or ""),
             )
         raise TransientError(f"intake answered {response.status_code}")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -29,56 +30,54 @@ EXPIRY_FLUSH_INTERVAL_S = 1.0
 SWEEP_INTERVAL_S = 60.0
 
 
+@dataclass(frozen=True)
+class HelpParts:
+    verifications: Verifications
+    chats: Chats
+
+
 def build(
-    settings: HelpSettings,
-    repo: repository.HelpRepository,
-    http: httpx.AsyncClient,
-    *,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Verifications:
-    return Verifications(
-        repo,
-        _directory(settings, http),
-        CodeMessenger(http, settings.notifications_url, settings.notifications_token()),
-        Keys.derive(settings.secret_key()),
-        RateLimiter(settings.limits()),
-        code_ttl=timedelta(seconds=settings.code_ttl_s),
-        attempts=settings.code_attempts,
-        session_ttl=timedelta(seconds=settings.session_ttl_s),
-        clock=clock,
-    )
-
-
-def build_chats(
     settings: HelpSettings,
     db: store.Database,
     producer: EventProducer,
     http: httpx.AsyncClient,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Chats:
-    secret = settings.secret_key()
-    return Chats(
-        chat_repository.ChatRepository(db, chat_repository.wrapping_key(secret)),
-        _directory(settings, http),
+) -> HelpParts:
+    """Verifications and chats, sharing one account directory, one set of keys and one
+    limiter (each limit has keys of its own)."""
+    apis = settings.accounts_apis()
+    directory = Directories(
+        ApiDirectory(http, apis) if apis else None,
+        FileDirectory(settings.accounts_file) if settings.accounts_file else None,
+    )
+    keys = Keys.derive(settings.secret_key())
+    limiter = RateLimiter(settings.limits())
+    verifications = Verifications(
+        repository.HelpRepository(db),
+        directory,
+        CodeMessenger(http, settings.notifications_url, settings.notifications_token()),
+        keys,
+        limiter,
+        code_ttl=timedelta(seconds=settings.code_ttl_s),
+        attempts=settings.code_attempts,
+        session_ttl=timedelta(seconds=settings.session_ttl_s),
+        clock=clock,
+    )
+    chats = Chats(
+        chat_repository.ChatRepository(db, keys.transcripts),
+        directory,
         IntakeClient(
             http, settings.intake_url, settings.intake_token(), timeout_s=settings.intake_timeout_s
         ),
         producer,
-        Keys.derive(secret),
-        RateLimiter(settings.limits()),
+        keys,
+        limiter,
         first_answer_sla=timedelta(seconds=settings.first_answer_sla_s),
         max_chars=settings.message_max_chars,
         clock=clock,
     )
-
-
-def _directory(settings: HelpSettings, http: httpx.AsyncClient) -> Directories:
-    apis = settings.accounts_apis()
-    return Directories(
-        ApiDirectory(http, apis) if apis else None,
-        FileDirectory(settings.accounts_file) if settings.accounts_file else None,
-    )
+    return HelpParts(verifications, chats)
 
 
 async def serve(settings: HelpSettings) -> None:
@@ -86,12 +85,12 @@ async def serve(settings: HelpSettings) -> None:
         service_context(SERVICE_NAME, settings, indexes=repository.INDEXES) as ctx,
         httpx.AsyncClient(timeout=settings.accounts_timeout_s) as http,
     ):
-        verifications = build(settings, repository.HelpRepository(ctx.db), http)
-        chats = build_chats(settings, ctx.db, ctx.producer, http)
+        parts = build(settings, ctx.db, ctx.producer, http)
+        verifications = parts.verifications
         app = api.create_app(
             verifications,
             readiness_checks=ctx.readiness_checks,
-            chats=chats,
+            chats=parts.chats,
             verifier=TokenVerifier.from_settings(settings),
         )
         await run_components(

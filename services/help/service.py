@@ -59,11 +59,13 @@ class Started:
 
 @dataclass(frozen=True)
 class Keys:
-    """Two keys from the one secret: one keys the digests of codes and accounts, one signs
-    sessions, so neither use can be turned into the other."""
+    """Three keys from the one secret: one keys the digests of codes, accounts and persons, one
+    signs sessions, one wraps the persons' transcript keys, so no use can be turned into
+    another."""
 
     digests: bytes
     sessions: bytes
+    transcripts: bytes
 
     @classmethod
     def derive(cls, secret: bytes) -> Keys:
@@ -71,7 +73,9 @@ class Keys:
             return hmac.new(secret, purpose, hashlib.sha256).digest()
 
         return cls(
-            digests=key(b"appeals-help digests v1"), sessions=key(b"appeals-help sessions v1")
+            digests=key(b"appeals-help digests v1"),
+            sessions=key(b"appeals-help sessions v1"),
+            transcripts=key(b"appeals-help transcript keys v1"),
         )
 
     def digest(self, *parts: str) -> str:

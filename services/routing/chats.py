@@ -68,11 +68,6 @@ MAX_REASON_CHARS = 500
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 MAX_RESOLUTION_CHARS = 64
 
-TOPICS = {
-    chat_pb2.CHAT_TOPIC_ACCOUNT_ACCESS: "account_access",
-    chat_pb2.CHAT_TOPIC_FEATURE_HELP: "feature_help",
-}
-TOPIC_NUMBERS = {name: number for number, name in TOPICS.items()}
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +119,7 @@ def chat_from_event(event: chat_pb2.ChatEvent) -> WaitingChat:
     return WaitingChat(
         chat_id=event.chat_id,
         platform=vocabulary.platform_name(event.platform),
-        topic=TOPICS.get(event.topic, "unspecified"),
+        topic=vocabulary.chat_topic_name(event.topic),
         language=event.language.strip().lower(),
         appeal_id=event.appeal_id,
         requested_at=_time(event.requested_at) or _time(event.occurred_at),
@@ -255,9 +250,6 @@ class ChatStore:
         active = {str(d["_id"]): str(d.get("agent_id", "")) for d in active_documents}
         return LiveChats(waiting, active)
 
-    async def waiting_count(self) -> int:
-        return await store.available(self._waiting.count_documents({}))
-
 
 def chat_handler(chats: ChatStore) -> Handler:
     """The consumer of help.chats.v1: keeps the live collections."""
@@ -336,8 +328,9 @@ class ChatDesk:
             return self._live
 
     async def observe(self) -> None:
-        """The waiting-chats gauge, from the live collection (the periodic refresh)."""
-        metrics.observe_chats_waiting(await self._chats.waiting_count())
+        """The waiting-chats gauge, from the live read the chat streams share (the periodic
+        refresh)."""
+        metrics.observe_chats_waiting(len((await self.live()).waiting))
 
     async def offers_for(self, agent: Principal, sent: dict[str, datetime]) -> list[OfferedChat]:
         """What the agent's stream should send now; ``sent`` (the stream's own: chat id -> the

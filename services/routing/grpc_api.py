@@ -21,7 +21,6 @@ from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.routing import announcements
 from services.routing.agents import require_agent
 from services.routing.chats import (
-    TOPIC_NUMBERS,
     ChatDesk,
     ChatSession,
     OfferedChat,
@@ -432,11 +431,6 @@ async def _relay(
             raise ValidationFailed([FieldViolation("join", "only the first frame joins")])
 
 
-_PARTIES = {
-    "person": chat_pb2.CHAT_PARTY_PERSON,
-    "agent": chat_pb2.CHAT_PARTY_AGENT,
-    "system": chat_pb2.CHAT_PARTY_SYSTEM,
-}
 _ENDED = {
     "closed": chat_pb2.CHAT_EVENT_KIND_CLOSED,
     "handed_over": chat_pb2.CHAT_EVENT_KIND_HANDED_OVER,
@@ -449,7 +443,7 @@ def chat_offer_message(
     message = agent_desk_pb2.ChatOffer(
         chat_id=chat.chat_id,
         platform=vocabulary.PLATFORMS.get(chat.platform, 0),  # type: ignore[arg-type]
-        topic=TOPIC_NUMBERS.get(chat.topic, 0),  # type: ignore[arg-type]
+        topic=vocabulary.CHAT_TOPICS.get(chat.topic, 0),  # type: ignore[arg-type]
         language=chat.language,
         appeal_id=chat.appeal_id,
     )
@@ -480,7 +474,7 @@ def server_frame(item: SessionItem) -> agent_desk_pb2.ChatServerFrame:
     message = chat_pb2.ChatMessage(
         chat_id=str(value.get("chat_id", "")),
         seq=int(value["seq"]),
-        party=_PARTIES.get(str(value.get("party")), 0),  # type: ignore[arg-type]
+        party=vocabulary.CHAT_PARTIES.get(str(value.get("party")), 0),  # type: ignore[arg-type]
         text=str(value.get("text", "")),
         client_id=str(value.get("client_id") or ""),
         agent_id=str(value.get("agent_id") or ""),

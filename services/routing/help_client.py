@@ -24,6 +24,7 @@ from appeals_runtime.errors import (
     TransientError,
     ValidationFailed,
 )
+from appeals_runtime.http import problem_body
 from appeals_runtime.intake_client import ServiceToken
 
 NOT_ASSIGNED = "not_assigned_to_you"
@@ -127,18 +128,8 @@ class HelpChats:
         raise _failure(response)
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
-    if "json" not in response.headers.get("content-type", ""):
-        return {}
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _failure(response: httpx.Response) -> Exception:
-    problem = _problem(response)
+    problem = problem_body(response)
     detail = str(problem.get("detail") or response.text[:200] or response.reason_phrase)
     code = str(problem.get("code") or "")
     status = response.status_code

@@ -34,7 +34,6 @@ ALLOWED_SCANS = {
     ("routing", "agents", "aggregate"): "the agents-online gauge: people, not appeals (every 30 s)",
     # Live-help chats waiting for an agent, and those in progress: only live chats are in them
     # (a closed chat leaves both), read at most once a second per instance while agents stream.
-    ("routing", "waiting_chats", "aggregate"): "the chats-waiting gauge over the live queue",
     ("routing", "waiting_chats", "find"): "the live chat queue, for offers",
     ("routing", "active_chats", "find"): "the chats in progress, for agents' chat capacity",
 }

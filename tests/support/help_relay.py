@@ -35,8 +35,6 @@ from tests.support.http_server import serving
 FIRST_ANSWER_SLA = timedelta(minutes=5)
 TYPING_S = 5.0
 MAX_TEXT = 2000
-_TOPICS = {"account_access": chat_pb2.CHAT_TOPIC_ACCOUNT_ACCESS,
-           "feature_help": chat_pb2.CHAT_TOPIC_FEATURE_HELP}  # fmt: skip
 
 
 @dataclass
@@ -225,7 +223,7 @@ class HelpRelay:
             chat_id=chat.chat_id,
             kind=kind,  # type: ignore[arg-type]
             platform=vocabulary.PLATFORMS[chat.platform],  # type: ignore[arg-type]
-            topic=_TOPICS[chat.topic],
+            topic=vocabulary.CHAT_TOPICS[chat.topic],  # type: ignore[arg-type]
             language=chat.language,
             appeal_id=chat.appeal_id,
             **fields,  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.rate_limits import Limit, RateLimiter
 from services.help import api as help_api
 from services.help.accounts import FileDirectory
-from services.help.chat_repository import ChatRepository, wrapping_key
+from services.help.chat_repository import ChatRepository
 from services.help.chats import Chats
 from services.help.config import DEV_ACCOUNTS_FILE
 from services.help.intake_client import IntakeClient
@@ -143,7 +143,7 @@ async def live_help(
                 platforms=list(platforms.NAMES),
             )  # fmt: skip
             chats = Chats(
-                ChatRepository(db, wrapping_key(b"k" * 32)),
+                ChatRepository(db, Keys.derive(b"k" * 32).transcripts),
                 FileDirectory(accounts_file),
                 IntakeClient(
                     intake or httpx.AsyncClient(base_url="http://127.0.0.1:9"),
