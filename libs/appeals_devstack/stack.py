@@ -280,10 +280,10 @@ def service_environment(
 
 def links_environment(env: Mapping[str, str]) -> dict[str, str]:
     """Where the services of a local stack find each other, at the ports ``env`` gives them:
-    the ops page scrapes every pipeline service's ``/metrics`` and reads audit's trails; audit's
-    reconciliation reads intake's records; live help sends its codes through notifications and
-    looks accounts up in the DEVELOPMENT-ONLY sample file, and notifications keeps those codes
-    readable in its records (what the local recording sinks received)."""
+    the ops page scrapes every pipeline service's and live help's ``/metrics`` and reads audit's
+    trails; audit's reconciliation reads intake's records; live help sends its codes through
+    notifications and looks accounts up in the DEVELOPMENT-ONLY sample file, and notifications
+    keeps those codes readable in its records (what the local recording sinks received)."""
 
     def url(name: str) -> str:
         spec = next(spec for spec in PIPELINE if spec.name == name)
@@ -291,7 +291,8 @@ def links_environment(env: Mapping[str, str]) -> dict[str, str]:
 
     return {
         "OPS_METRICS_TARGETS": ",".join(
-            f"{spec.name}=http://127.0.0.1:{spec.port(env)}/metrics" for spec in PIPELINE
+            f"{spec.name}=http://127.0.0.1:{spec.port(env)}/metrics"
+            for spec in (*PIPELINE, LIVE_HELP)
         ),
         "OPS_AUDIT_URL": url("audit"),
         "AUDIT_INTAKE_URL": url("intake"),

@@ -22,20 +22,34 @@ projection of those facts for reading, updated after each of them.
 * ``help_chat_open``, ``_id`` = session id: the session's open chat (a second open answers it);
 * ``help_chat_keys``, ``_id`` = person digest: the person's 256-bit data key, wrapped (AES-GCM
   under a key derived from the help secret). Deleting it (:meth:`ChatRepository.forget_person`)
-  erases every transcript of the person at once (crypto-erasure): its messages read "[erased]".
+  erases every transcript of the person at once (crypto-erasure): its messages read "[erased]";
+* ``help_chat_appeals``, ``_id`` = appeal id: the person (digest) of the account-access chats
+  attached to that appeal and when the latest of them was requested, so that intake's erasure
+  of the appeal (``particulars_erased``) finds whom to forget;
+* ``help_chat_closed``, ``_id`` = the minute chats closed (``2026-11-25T12:00Z``): the chats
+  that closed in it, so that the retention sweep reads what is due by ``_id`` however many chats
+  are stored; and ``swept-through``: the first close day not swept yet.
+
+Retention (:mod:`services.help.retention`) deletes a closed chat whole: messages, the client ids
+they were sent under, receipts, claims, the session's open record, the appeal's link once no
+later chat uses it, and the chat document last (it says how far to look), so a sweep that
+failed half way is finished by the next.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pymongo import DeleteOne
 
-from appeals_runtime import store
+from appeals_runtime import expiries, store
 
 CHATS = "help_chats"
 MESSAGES = "help_chat_messages"
@@ -44,6 +58,15 @@ CLAIMS = "help_chat_claims"
 RECEIPTS = "help_chat_receipts"
 OPEN_CHATS = "help_chat_open"
 PERSON_KEYS = "help_chat_keys"
+APPEAL_PERSONS = "help_chat_appeals"
+CLOSED = "help_chat_closed"
+# The bucket document that holds the first close day the retention sweep has not swept yet.
+SWEPT_THROUGH = "swept-through"
+# Ids per $in (FerretDB hangs on commands of 100+ statements; an $in is one statement).
+ID_BATCH = expiries.SWEEP_BATCH
+# Message ids read past a chat's ``last_seq`` (a hint that may lag a crashed writer) when its
+# messages are deleted: seqs have no gaps, so the first missing one ends the chat.
+LOOK_PAST_LAST_SEQ = 8
 
 ERASED = "[erased]"
 NONCE_BYTES = 12
@@ -53,6 +76,16 @@ PAGE = 100
 
 def message_id(chat_id: str, seq: int) -> str:
     return f"{chat_id}:{seq:010d}"
+
+
+def day_of(moment: datetime) -> datetime:
+    """The UTC day ``moment`` falls on, as its midnight."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def minute_buckets(day: datetime) -> list[str]:
+    """The ids of every close-minute bucket of ``day``."""
+    return [expiries.bucket_id(day + timedelta(minutes=m)) for m in range(24 * 60)]
 
 
 @dataclass(frozen=True)
@@ -76,7 +109,11 @@ class ChatRepository:
         self._receipts = db[RECEIPTS]
         self._open = db[OPEN_CHATS]
         self._keys = db[PERSON_KEYS]
+        self._appeals = db[APPEAL_PERSONS]
+        self._closed = db[CLOSED]
         self._wrapping = AESGCM(wrapping)
+        # Whether this process made sure the sweep starts no later than the days it notes.
+        self._sweep_start_noted = False
 
     # --- chats ---------------------------------------------------------------------------------
 
@@ -256,3 +293,160 @@ class ChatRepository:
     async def note_last_seq(self, chat_id: str, seq: int) -> None:
         """Where the next message's seq search starts (a hint: never above the last seq)."""
         await store.available(self._chats.update_one({"_id": chat_id}, {"$max": {"last_seq": seq}}))
+
+    # --- appeals: whom to forget when intake erases one ----------------------------------------
+
+    async def link_appeal(self, appeal_id: str, person: str, requested_at: datetime) -> None:
+        """Note that a chat of ``person`` requested at ``requested_at`` is attached to the
+        appeal (idempotent; one appeal is always one account, so one person)."""
+        await store.available(
+            self._appeals.update_one(
+                {"_id": appeal_id},
+                {"$set": {"person": person}, "$max": {"requested_at": requested_at}},
+                upsert=True,
+            )
+        )
+
+    async def person_of_appeal(self, appeal_id: str) -> str | None:
+        found = await store.available(self._appeals.find_one({"_id": appeal_id}))
+        return str(found["person"]) if found else None
+
+    async def unlink_appeal(self, appeal_id: str) -> None:
+        await store.available(self._appeals.delete_one({"_id": appeal_id}))
+
+    # --- retention: chats by the minute they closed --------------------------------------------
+
+    async def note_closed(self, chat_id: str, closed_at: datetime) -> None:
+        """List the chat in the bucket of the minute it closed (idempotent). The first note of
+        this process makes sure the sweep starts no later than that day (``$min``: instances
+        whose clocks disagree never move it past a day another has a bucket of)."""
+        if not self._sweep_start_noted:
+            await store.available(
+                self._closed.update_one(
+                    {"_id": SWEPT_THROUGH}, {"$min": {"day": day_of(closed_at)}}, upsert=True
+                )
+            )
+            self._sweep_start_noted = True
+        await store.available(
+            self._closed.update_one(
+                {"_id": expiries.bucket_id(expiries.minute_of(closed_at.astimezone(UTC)))},
+                {"$addToSet": {"chats": chat_id}},
+                upsert=True,
+            )
+        )
+
+    async def swept_through(self) -> datetime | None:
+        """The first close day the sweep has not swept; None when no chat ever closed."""
+        found = await store.available(self._closed.find_one({"_id": SWEPT_THROUGH}))
+        return found["day"] if found else None
+
+    async def note_swept_through(self, day: datetime) -> None:
+        # $max: two instances sweeping at once never move it back.
+        await store.available(
+            self._closed.update_one({"_id": SWEPT_THROUGH}, {"$max": {"day": day}})
+        )
+
+    async def closed_on(self, day: datetime) -> list[tuple[str, list[str]]]:
+        """The buckets of chats that closed on ``day``: (bucket id, chat ids), by ``_id``."""
+        buckets: list[tuple[str, list[str]]] = []
+        for some in expiries.chunks(minute_buckets(day), ID_BATCH):
+            found = await store.available(self._closed.find({"_id": {"$in": some}}).to_list(None))
+            buckets += [(str(doc["_id"]), [str(c) for c in doc.get("chats", [])]) for doc in found]
+        return sorted(buckets)
+
+    async def drop_closed_bucket(self, bucket_id: str) -> None:
+        await store.available(self._closed.delete_one({"_id": bucket_id}))
+
+    async def delete_chats(self, chat_ids: list[str]) -> int:
+        """Delete everything of these chats (see the module docstring), the chat documents last;
+        chats already gone are skipped. Returns how many chats were still there."""
+        chats = await store.available(
+            self._chats.find(
+                {"_id": {"$in": chat_ids}},
+                {"last_seq": 1, "generation": 1, "session_id": 1, "appeal_id": 1,
+                 "requested_at": 1},
+            ).to_list(None)
+        )  # fmt: skip
+        if not chats:
+            return 0
+        found = [str(chat["_id"]) for chat in chats]
+        messages, client_ids = await self._stored_messages(chats)
+        # Client ids before the messages that name them: a rerun still finds them.
+        await self._delete_ids(self._client_ids, client_ids)
+        await self._delete_ids(self._messages, messages)
+        await self._delete_ids(self._receipts, found)
+        await self._delete_ids(self._claims, [c for chat in chats for c in _claim_ids(chat)])
+        await store.available(
+            self._open.bulk_write(
+                [DeleteOne({"_id": chat["session_id"], "chat_id": chat["_id"]}) for chat in chats],
+                ordered=False,
+            )
+        )
+        await self._unlink_appeals(chats)
+        await self.drop_chat_documents(found)
+        return len(found)
+
+    async def drop_chat_documents(self, chat_ids: list[str]) -> None:
+        await self._delete_ids(self._chats, chat_ids)
+
+    async def _stored_messages(self, chats: list[store.Document]) -> tuple[list[str], list[str]]:
+        """The ids of the chats' messages and of the client ids they were stored under: read by
+        ``_id`` from seq 1 to past ``last_seq``, and further for a chat whose last one read was
+        there."""
+        messages: list[str] = []
+        client_ids: list[str] = []
+        looking = {
+            str(chat["_id"]): (1, int(chat.get("last_seq") or 0) + LOOK_PAST_LAST_SEQ)
+            for chat in chats
+        }
+        while looking:
+            chat_of = {
+                message_id(chat_id, seq): chat_id
+                for chat_id, (first, last) in looking.items()
+                for seq in range(first, last + 1)
+            }
+            there: set[str] = set()
+            for some in expiries.chunks(list(chat_of), ID_BATCH):
+                for doc in await store.available(
+                    self._messages.find({"_id": {"$in": some}}, {"client_id": 1}).to_list(None)
+                ):
+                    there.add(doc["_id"])
+                    client_ids.append(f"{chat_of[doc['_id']]}:c:{doc['client_id']}")
+            messages += sorted(there)
+            looking = {
+                chat_id: (last + 1, last + LOOK_PAST_LAST_SEQ)
+                for chat_id, (_, last) in looking.items()
+                if message_id(chat_id, last) in there
+            }
+        return messages, client_ids
+
+    async def _unlink_appeals(self, chats: Iterable[store.Document]) -> None:
+        """Drop the appeals' links to their person unless a later chat was attached since (that
+        chat's sweep drops it). One findAndModify each: atomic with a concurrent link."""
+        latest: dict[str, datetime] = defaultdict(lambda: datetime.min.replace(tzinfo=UTC))
+        for chat in chats:
+            if chat.get("appeal_id"):
+                latest[chat["appeal_id"]] = max(latest[chat["appeal_id"]], chat["requested_at"])
+        for appeal_id, requested_at in latest.items():
+            await store.available(
+                self._appeals.find_one_and_delete(
+                    {"_id": appeal_id, "requested_at": {"$lte": requested_at}}
+                )
+            )
+
+    @staticmethod
+    async def _delete_ids(collection: store.Collection, ids: list[str]) -> None:
+        for some in expiries.chunks(ids, ID_BATCH):
+            await store.available(collection.delete_many({"_id": {"$in": some}}))
+
+
+def _claim_ids(chat: store.Document) -> list[str]:
+    """Every write-once claim the chat may have: an assignment and a hand-over per generation
+    (one past the chat's, which may lag a hand-over that failed half way), the close and the
+    first answer."""
+    chat_id, generation = chat["_id"], int(chat.get("generation") or 0)
+    return [
+        *(f"{chat_id}:{kind}:{n}" for n in range(generation + 2) for kind in ("a", "h")),
+        f"{chat_id}:closed",
+        f"{chat_id}:first_answer",
+    ]

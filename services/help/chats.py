@@ -199,6 +199,10 @@ class Chats:
             return self._state(await self._concurrent_open(session)), False
         try:
             appeal_id = await self._intake.submit(account, chat_id) if account else ""
+            person = self.person(session.platform, session.user_id)
+            if appeal_id:
+                # Whom to forget when intake erases the appeal (``particulars_erased``).
+                await self._repository.link_appeal(appeal_id, person, now)
             chat = {
                 "_id": chat_id,
                 "state": WAITING,
@@ -209,7 +213,7 @@ class Chats:
                 "appeal_id": appeal_id,
                 "agent_id": "",
                 "offered_to": "",
-                "person": self.person(session.platform, session.user_id),
+                "person": person,
                 "session_id": session.session_id,
                 "requested_at": now,
                 "first_answer_due_at": due,
@@ -445,6 +449,8 @@ class Chats:
             claim = await self._repository.claimed(f"{chat_id}:closed") or {}
             agent_id, resolution = claim.get("agent_id", agent_id), claim.get("resolution", "")
             now = claim.get("at", now)
+        # Listed under its close time before anything else, so the retention sweep finds it.
+        await self._repository.note_closed(chat_id, now)
         await self._repository.update_chat(
             chat_id,
             {"state": CLOSED, "closed_at": now, "resolution": resolution, "closed_by": agent_id},
@@ -452,6 +458,9 @@ class Chats:
         await self._repository.release_open(chat["session_id"], chat_id)
         if won:
             metrics.closed.add(1, {"resolution": resolution})
+            metrics.resolution.record(
+                (now - chat["requested_at"]).total_seconds(), {"topic": chat["topic"]}
+            )
             if chat["state"] == WAITING:
                 metrics.WAITING.add(-1)
         chat = await self._chat(chat_id)

@@ -15,6 +15,10 @@ Live chat: account-access chats submit an appeal to intake (``HELP_INTAKE_URL``)
 token of every platform (``HELP_INTAKE_TOKEN_FILE``, scopes ``appeals:submit appeals:read``);
 routing's relay calls the internal chat API with a service token checked against
 ``AUTH_JWKS_FILE`` (scope ``chats:relay``).
+
+Transcripts are kept ``HELP_TRANSCRIPT_RETENTION_DAYS`` after their chat closed, then deleted;
+the lifecycle topic's ``particulars_erased`` (read as consumer group ``HELP_CONSUMER_GROUP``)
+and ``POST /v1/help/erasures`` forget a person (see ``services/help/README.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from appeals import platforms
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.rate_limits import Limit
 from appeals_runtime.settings import http_url
+
+# Live help's consumer group on the lifecycle topic (it acts on ``particulars_erased`` only).
+CONSUMER_GROUP = "help"
 
 
 def accounts_api_variables(platform: str) -> tuple[str, str]:
@@ -90,6 +97,14 @@ class HelpSettings(AuthSettings):
     )
     messages_per_minute: float = Field(
         default=30, ge=0, validation_alias="HELP_MESSAGES_PER_MINUTE"
+    )
+    # A closed chat's transcript (messages, receipts, the chat itself) is deleted this many
+    # days after the day it closed (within a day more): at least a day, at most ten years.
+    transcript_retention_days: int = Field(
+        default=90, ge=1, le=3650, validation_alias="HELP_TRANSCRIPT_RETENTION_DAYS"
+    )
+    consumer_group: str = Field(
+        default=CONSUMER_GROUP, min_length=1, validation_alias="HELP_CONSUMER_GROUP"
     )
 
     @field_validator("notifications_url", "intake_url")

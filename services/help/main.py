@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from appeals import topics
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.http import HttpServer
@@ -19,8 +20,12 @@ from services.help import api, chat_repository, repository
 from services.help.accounts import ApiDirectory, Directories, FileDirectory
 from services.help.chats import Chats
 from services.help.config import HelpSettings
+from services.help.consumer import lifecycle_consumer
+from services.help.erasure import ChatErasures
+from services.help.erasure_api import erasure_router
 from services.help.intake_client import IntakeClient
 from services.help.notifications_client import CodeMessenger
+from services.help.retention import TranscriptRetention
 from services.help.service import Keys, Verifications
 
 SERVICE_NAME = "help"
@@ -28,12 +33,16 @@ SERVICE_NAME = "help"
 # bucket); what expired is deleted every minute (see appeals_runtime.expiries).
 EXPIRY_FLUSH_INTERVAL_S = 1.0
 SWEEP_INTERVAL_S = 60.0
+# Transcripts past their retention are looked for every ten minutes (idle: one read by _id).
+RETENTION_SWEEP_INTERVAL_S = 600.0
 
 
 @dataclass(frozen=True)
 class HelpParts:
     verifications: Verifications
     chats: Chats
+    retention: TranscriptRetention
+    erasures: ChatErasures
 
 
 def build(
@@ -45,7 +54,7 @@ def build(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> HelpParts:
     """Verifications and chats, sharing one account directory, one set of keys and one
-    limiter (each limit has keys of its own)."""
+    limiter (each limit has keys of its own); the chats' retention and erasure."""
     apis = settings.accounts_apis()
     directory = Directories(
         ApiDirectory(http, apis) if apis else None,
@@ -64,8 +73,9 @@ def build(
         session_ttl=timedelta(seconds=settings.session_ttl_s),
         clock=clock,
     )
+    chat_store = chat_repository.ChatRepository(db, keys.transcripts)
     chats = Chats(
-        chat_repository.ChatRepository(db, keys.transcripts),
+        chat_store,
         directory,
         IntakeClient(
             http, settings.intake_url, settings.intake_token(), timeout_s=settings.intake_timeout_s
@@ -77,7 +87,12 @@ def build(
         max_chars=settings.message_max_chars,
         clock=clock,
     )
-    return HelpParts(verifications, chats)
+    retention = TranscriptRetention(
+        chat_store, retention_days=settings.transcript_retention_days, clock=clock
+    )
+    return HelpParts(
+        verifications, chats, retention, ChatErasures(chat_store, chats.person, clock=clock)
+    )
 
 
 async def serve(settings: HelpSettings) -> None:
@@ -87,17 +102,27 @@ async def serve(settings: HelpSettings) -> None:
     ):
         parts = build(settings, ctx.db, ctx.producer, http)
         verifications = parts.verifications
+        verifier = TokenVerifier.from_settings(settings)
         app = api.create_app(
             verifications,
             readiness_checks=ctx.readiness_checks,
             chats=parts.chats,
-            verifier=TokenVerifier.from_settings(settings),
+            verifier=verifier,
         )
+        app.include_router(erasure_router(parts.erasures, verifier))
         await run_components(
             [
                 HttpServer(app, host=settings.bind_host, port=settings.http_port),
                 Periodic("help-expiries", EXPIRY_FLUSH_INTERVAL_S, verifications.flush_expiries),
                 Periodic("help-sweeper", SWEEP_INTERVAL_S, verifications.sweep_expired),
+                Periodic("help-retention", RETENTION_SWEEP_INTERVAL_S, parts.retention.sweep),
+                ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE]),
+                lifecycle_consumer(
+                    parts.erasures,
+                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                    group=settings.consumer_group,
+                    producer=ctx.producer,
+                ),
             ]
         )
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from appeals_runtime.metrics import CONSUMER_LAG, DLQ_RECORDS, Kind, Metric
 
 __all__ = [
-    "AGENTS_ONLINE", "APPEALS_RECEIVED", "APPEALS_REJECTED", "CASES_ROUTED", "CONSUMER_LAG",
-    "DECISIONS", "DLQ_RECORDS", "NOTIFICATIONS_DELIVERED", "NOTIFICATIONS_FAILED",
-    "QUEUE_BREACHED", "QUEUE_DEPTH", "QUEUE_OLDEST_AGE", "READ_FROM_SERVICES", "REFERRALS_OPEN",
-    "REFERRALS_OVERDUE", "SLA_BREACHES", "SLA_WARNINGS",
+    "AGENTS_ONLINE", "APPEALS_RECEIVED", "APPEALS_REJECTED", "CASES_ROUTED", "CHATS_WAITING",
+    "CONSUMER_LAG", "DECISIONS", "DLQ_RECORDS", "HELP_CHATS_CLOSED", "HELP_CHATS_OPENED",
+    "HELP_CHAT_FIRST_ANSWER", "HELP_CHAT_RESOLUTION", "NOTIFICATIONS_DELIVERED",
+    "NOTIFICATIONS_FAILED", "QUEUE_BREACHED", "QUEUE_DEPTH", "QUEUE_OLDEST_AGE",
+    "READ_FROM_SERVICES", "REFERRALS_OPEN", "REFERRALS_OVERDUE", "SLA_BREACHES", "SLA_WARNINGS",
 ]  # fmt: skip
 
 
@@ -41,6 +42,14 @@ DECISIONS = _read(
     "appeals.routing.decisions", Kind.COUNTER, "{decision}",
     "outcome", "queue", "platform", "status",
 )  # fmt: skip
+# routing: live-help chats waiting for an agent (its live collection's count: the authoritative
+# one, alike on every instance; help's own per-instance gauge is only a trend)
+CHATS_WAITING = _read("appeals.routing.chats.waiting", Kind.GAUGE, "{chat}")
+# live help
+HELP_CHATS_OPENED = _read("appeals.help.chats.opened", Kind.COUNTER, "{chat}", "topic")
+HELP_CHATS_CLOSED = _read("appeals.help.chats.closed", Kind.COUNTER, "{chat}", "resolution")
+HELP_CHAT_FIRST_ANSWER = _read("appeals.help.chat.first_answer", Kind.HISTOGRAM, "s")
+HELP_CHAT_RESOLUTION = _read("appeals.help.chat.resolution", Kind.HISTOGRAM, "s", "topic")
 # notifications
 NOTIFICATIONS_DELIVERED = _read(
     "appeals.notifications.delivered", Kind.COUNTER, "{notification}", "channel", "kind"
@@ -53,5 +62,6 @@ NOTIFICATIONS_FAILED = _read(
 READ_FROM_SERVICES: tuple[Metric, ...] = (
     APPEALS_RECEIVED, APPEALS_REJECTED, CASES_ROUTED, QUEUE_DEPTH, QUEUE_OLDEST_AGE,
     QUEUE_BREACHED, REFERRALS_OPEN, REFERRALS_OVERDUE, AGENTS_ONLINE, SLA_WARNINGS, SLA_BREACHES,
-    DECISIONS, NOTIFICATIONS_DELIVERED, NOTIFICATIONS_FAILED,
+    DECISIONS, CHATS_WAITING, HELP_CHATS_OPENED, HELP_CHATS_CLOSED, HELP_CHAT_FIRST_ANSWER,
+    HELP_CHAT_RESOLUTION, NOTIFICATIONS_DELIVERED, NOTIFICATIONS_FAILED,
 )  # fmt: skip

@@ -67,6 +67,7 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("help", "GET", "/internal/v1/chats/{chat_id}/updates"): {"service"},
     ("help", "POST", "/internal/v1/chats/{chat_id}/messages"): {"service"},
     ("help", "POST", "/internal/v1/chats/{chat_id}/receipts"): {"service"},
+    ("help", "POST", "/v1/help/erasures"): {"surface", "ops"},
 }
 # Served but open to anyone on purpose: probes, metrics, the documents describing the API; and
 # live help, whose callers have no account to log in with (it is guarded by codes sent to the
@@ -98,6 +99,7 @@ GRPC_ALLOWED: dict[str, set[str]] = {
 
 BODIES: dict[str, Any] = {
     "/v1/audit/erasures": {"pseudonym": "ps_" + "0" * 32},
+    "/v1/help/erasures": {"platform": "instagram", "user_id": "nobody-known-0001"},
     "/v1/routing/explanations": {"submission": {"platform": 2, "locale": "en"}},
     "/v1/verification-codes": {
         "request_id": "roles-code-0001",

@@ -4,6 +4,7 @@ the services use, with the metrics the services declare (no metric name is spell
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,6 +45,14 @@ class Exporter:
         counter = self._meter.create_counter(metric.name, unit=metric.unit)
         counter.add(value, attributes)
 
+    def observe(self, metric: Metric, *values: float, **attributes: str) -> None:
+        assert metric.kind is Kind.HISTOGRAM and metric.buckets
+        histogram = self._meter.create_histogram(
+            metric.name, unit=metric.unit, explicit_bucket_boundaries_advisory=list(metric.buckets)
+        )
+        for value in values:
+            histogram.record(value, attributes)
+
     def gauge(self, metric: Metric, points: Points) -> None:
         if metric.name not in self.gauges:
             self._meter.create_observable_gauge(
@@ -66,6 +75,7 @@ def _label(attribute: str) -> str:
 @pytest.fixture
 def pipeline() -> dict[str, Exporter]:
     intake, routing_a, routing_b, notifications = Exporter(), Exporter(), Exporter(), Exporter()
+    help_a, help_b = Exporter(), Exporter()
     intake.add(m.APPEALS_RECEIVED, 5, platform="instagram", channel="rest")
     intake.add(m.APPEALS_RECEIVED, 2, platform="facebook", channel="grpc")
     intake.add(m.APPEALS_REJECTED, 1, reason="invalid", channel="rest")
@@ -80,6 +90,8 @@ def pipeline() -> dict[str, Exporter]:
         routing.gauge(
             m.REFERRALS_OVERDUE, [(1, {"body": "oversight_board"}), (0, {"body": "ods:x"})]
         )
+        # Routing's live collection: every instance counts the same waiting chats.
+        routing.gauge(m.CHATS_WAITING, [(3, {})])
     routing_a.add(m.CASES_ROUTED, 2, queue="fb.spam", platform="facebook", rule="r2")
     final = {"queue": "ig.hate", "platform": "instagram", "status": "decided"}
     routing_a.add(m.DECISIONS, 2, outcome="upheld", **final)
@@ -105,11 +117,26 @@ def pipeline() -> dict[str, Exporter]:
     notifications.gauge(
         m.DLQ_RECORDS, [(3, {m.DLQ_RECORDS.attributes[0]: "appeals.lifecycle.v1.dlq"})]
     )
+    # Two live-help instances, each counting and timing the chats it served.
+    help_a.add(m.HELP_CHATS_OPENED, 4, topic="account_access")
+    help_b.add(m.HELP_CHATS_OPENED, 2, topic="account_access")
+    help_b.add(m.HELP_CHATS_OPENED, 1, topic="feature_help")
+    help_a.add(m.HELP_CHATS_CLOSED, 2, resolution="resolved")
+    help_b.add(m.HELP_CHATS_CLOSED, 1, resolution="closed_by_person")
+    help_a.observe(m.HELP_CHAT_FIRST_ANSWER, 3, 8, 15)
+    help_b.observe(m.HELP_CHAT_FIRST_ANSWER, 40, 100)
+    help_a.observe(m.HELP_CHAT_RESOLUTION, 100, topic="account_access")
+    help_b.observe(m.HELP_CHAT_RESOLUTION, 200, topic="account_access")
+    help_b.observe(m.HELP_CHAT_RESOLUTION, 30, topic="feature_help")
+    # Help's own count of waiting chats is per instance (a trend): the page reads routing's.
+    help_a.gauge(m.HELP_CHATS_WAITING, [(7, {})])
     return {
         "intake": intake,
         "routing-a": routing_a,
         "routing-b": routing_b,
         "notifications": notifications,
+        "help-a": help_a,
+        "help-b": help_b,
     }
 
 
@@ -182,6 +209,132 @@ def test_breakdowns_per_platform_queue_outcome_channel_and_partition(
     ]
     assert shown["dlq"] == [{"topic": "appeals.lifecycle.v1.dlq", "records": 3}]
     assert shown["missing"] == [] and shown["no_data"] == []
+
+
+def test_live_help_chats_waiting_opened_closed_and_their_times(
+    pipeline: dict[str, Exporter],
+) -> None:
+    shown = snapshot(pipeline)
+    totals, live_help = shown["totals"], shown["live_help"]
+
+    assert totals["chats_waiting"] == 3  # routing's count, not doubled, not help's 7
+    assert (totals["chats_opened"], totals["chats_closed"]) == (7, 3)
+    assert live_help["opened"] == [
+        {"topic": "account_access", "value": 6},
+        {"topic": "feature_help", "value": 1},
+    ]
+    assert live_help["closed"] == [
+        {"resolution": "closed_by_person", "value": 1},
+        {"resolution": "resolved", "value": 2},
+    ]
+    # First answers 3, 8, 15, 40, 100 s over both instances: p50 in the 10-20 s bucket (the
+    # third of five, halfway into it), p90 in the 90-120 s bucket.
+    assert totals["first_answers"] == 5
+    assert live_help["first_answer"] == {
+        "count": 5, "p50_s": pytest.approx(15), "p90_s": pytest.approx(105)
+    }  # fmt: skip
+    assert totals["first_answer_p50_s"] == pytest.approx(15)
+    assert totals["first_answer_p90_s"] == pytest.approx(105)
+    # Resolutions: account access 100 and 200 s, feature help 30 s.
+    assert live_help["resolution_by_topic"] == [
+        {"topic": "account_access", "count": 2,
+         "p50_s": pytest.approx(120), "p90_s": pytest.approx(264)},
+        {"topic": "feature_help", "count": 1,
+         "p50_s": pytest.approx(30), "p90_s": pytest.approx(54)},
+    ]  # fmt: skip
+    assert live_help["resolution"] == {
+        "count": 3, "p50_s": pytest.approx(90), "p90_s": pytest.approx(246)
+    }  # fmt: skip
+    assert (totals["resolution_p50_s"], totals["resolution_p90_s"]) == (
+        pytest.approx(90), pytest.approx(246)
+    )  # fmt: skip
+
+
+def test_live_help_without_answers_or_closes_yet_has_no_times() -> None:
+    help_ = Exporter()
+    help_.add(m.HELP_CHATS_OPENED, 1, topic="feature_help")
+
+    shown = figures.snapshot([help_.scrape("help")])
+
+    assert shown["totals"]["chats_opened"] == 1
+    assert shown["live_help"]["first_answer"] == {"count": 0, "p50_s": None, "p90_s": None}
+    assert shown["live_help"]["resolution_by_topic"] == []
+    assert (shown["totals"]["first_answers"], shown["totals"]["first_answer_p50_s"]) == (0, 0)
+    no_times = {"chats_waiting", "chats_closed", "first_answers", "first_answer_p50_s",
+                "first_answer_p90_s", "resolution_p50_s", "resolution_p90_s"}  # fmt: skip
+    assert no_times <= set(shown["no_data"])
+    assert "chats_opened" not in shown["no_data"]
+    assert m.HELP_CHAT_FIRST_ANSWER.name in shown["missing"]
+    assert m.CHATS_WAITING.name in shown["missing"]
+
+
+INF = math.inf
+
+
+@pytest.mark.parametrize(
+    ("buckets", "q", "expected"),
+    [
+        # Linear within the bucket the rank falls in; the first bucket starts at 0.
+        ([(1, 2), (2, 6), (4, 8), (INF, 8)], 0.5, 1.5),
+        ([(1, 2), (2, 6), (4, 8), (INF, 8)], 0.25, 1.0),
+        ([(1, 2), (2, 6), (4, 8), (INF, 8)], 1.0, 4.0),
+        ([(1, 2), (2, 6), (4, 8), (INF, 8)], 0.0, 0.0),
+        # In any order, as the exposition lists them.
+        ([(INF, 8), (4, 8), (1, 2), (2, 6)], 0.5, 1.5),
+        # q = 0 with empty buckets first: where the first observation's bucket starts.
+        ([(1, 0), (2, 3), (INF, 3)], 0.0, 1.0),
+        # Beyond the highest finite bound: that bound (nothing better is known).
+        ([(1, 1), (INF, 4)], 0.9, 1.0),
+        # One observation: the quantiles spread over its bucket.
+        ([(5, 0), (10, 1), (INF, 1)], 0.5, 7.5),
+        # A count below the one before (instances scraped a moment apart): read as monotonic.
+        ([(1, 3), (2, 2), (INF, 4)], 0.5, 2 / 3),
+        # A first bucket at or below 0 is not stretched down to 0.
+        ([(0, 2), (1, 2), (INF, 2)], 0.5, 0.0),
+    ],
+)
+def test_quantiles_are_estimated_from_cumulative_buckets_as_prometheus_does(
+    buckets: list[tuple[float, float]], q: float, expected: float
+) -> None:
+    assert figures.quantile(buckets, q) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "buckets",
+    [
+        [],  # nothing exposed
+        [(INF, 3)],  # no finite bound to place anything by
+        [(1, 2), (2, 3)],  # no +Inf bucket: not a whole histogram
+        [(1, 0), (2, 0), (INF, 0)],  # no observations
+    ],
+)
+def test_no_quantile_without_observations_in_a_whole_histogram(
+    buckets: list[tuple[float, float]],
+) -> None:
+    assert figures.quantile(buckets, 0.5) is None
+    assert figures.timing(buckets)["p90_s"] is None
+
+
+@pytest.mark.parametrize("q", [-0.1, 1.5, math.nan])
+def test_a_quantile_is_between_0_and_1(q: float) -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        figures.quantile([(1, 1), (INF, 1)], q)
+
+
+def test_histogram_buckets_add_up_over_instances_per_bound(
+    pipeline: dict[str, Exporter],
+) -> None:
+    scrapes = [e.scrape(name) for name, e in pipeline.items()]
+    first_answer = figures.histograms(scrapes, m.HELP_CHAT_FIRST_ANSWER)
+    assert list(first_answer) == [()]
+    counts = dict(first_answer[()])
+    assert (counts[5], counts[10], counts[20], counts[60], counts[120], counts[INF]) == (
+        1, 2, 3, 4, 5, 5
+    )  # fmt: skip
+    by_topic = figures.histograms(scrapes, m.HELP_CHAT_RESOLUTION, ("topic",))
+    assert sorted(by_topic) == [("account_access",), ("feature_help",)]
+    with pytest.raises(TypeError):
+        figures.histograms(scrapes, m.HELP_CHATS_OPENED)
 
 
 def test_a_target_that_is_down_is_named_and_its_metrics_are_no_data() -> None:

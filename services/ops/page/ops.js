@@ -197,7 +197,7 @@ function renderTargets(targets) {
 function renderNotice(snapshot) {
   const notes = [];
   if (!snapshot.targets.length) {
-    notes.push("No metrics targets are configured: set AUDIT_OPS_METRICS_TARGETS " +
+    notes.push("No metrics targets are configured: set OPS_METRICS_TARGETS " +
                "(make run and make up set it).");
   }
   const down = snapshot.targets.filter((target) => !target.up);
@@ -243,6 +243,11 @@ function renderFigures(snapshot) {
     `${integer.format(totals.breached_now)} open past due · ${integer.format(totals.sla_warnings)} warnings`;
   document.querySelector("[data-figure-note=referrals]").textContent =
     `${integer.format(totals.referrals_overdue || 0)} past their respond-by date`;
+  document.querySelector("[data-figure-note=first_answers]").textContent =
+    `${integer.format(totals.first_answers || 0)} chat(s) answered`;
+  document.querySelector("[data-figure-note=resolution]").textContent =
+    snapshot.no_data.includes("resolution_p90_s") ? "no chat closed yet"
+      : `p90 ${duration(totals.resolution_p90_s)}`;
 }
 
 function renderCharts() {
@@ -321,10 +326,12 @@ function lineChart(name, series) {
 }
 
 function table(id, columns, rows) {
-  const head = el("tr", {}, ...columns.map(([, label, kind]) => el("th", { class: kind || null }, label)));
+  const head = el("tr", {}, ...columns.map(([, label, kind]) =>
+    el("th", { class: kind === "duration" ? "num" : kind || null }, label)));
   const body = rows.length ? rows.map((row) => el("tr", {}, ...columns.map(([key, , kind]) => {
     const value = row[key];
-    const text = kind === "num" ? integer.format(value) : kind === "duration" ? duration(value) : value;
+    const text = value === null || value === undefined ? "–"
+      : kind === "num" ? integer.format(value) : kind === "duration" ? duration(value) : value;
     return el("td", { class: kind === "duration" ? "num" : kind || null }, text);
   }))) : [el("tr", {}, el("td", { class: "empty", colspan: columns.length }, "no data"))];
   $(id).replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
@@ -348,6 +355,12 @@ function renderTables(s) {
   table("table-lag", [["group", "group"], ["topic", "topic"], ["partition", "partition"],
     ["lag", "lag", "num"]], s.consumer_lag);
   table("table-dlq", [["topic", "topic"], ["records", "records", "num"]], s.dlq);
+  const help = s.live_help || {};
+  table("table-chats-opened", [["topic", "topic"], ["value", "opened", "num"]], help.opened || []);
+  table("table-chats-closed", [["resolution", "resolution"], ["value", "closed", "num"]],
+    help.closed || []);
+  table("table-chats-resolution", [["topic", "topic"], ["count", "closed", "num"],
+    ["p50_s", "p50", "duration"], ["p90_s", "p90", "duration"]], help.resolution_by_topic || []);
 }
 
 // --- Search ----------------------------------------------------------------------------------
