@@ -6,7 +6,11 @@ reviewers do, by a fixed rule per kind of case (:func:`demo_choice`): most cases
 overturned (the demo rule of ``appeals agent --auto``), bullying cases are partially overturned,
 harassment in VR goes up to a senior reviewer, a group said to document events moves to the
 specialists' queue, and an impersonation case asks the appellant for proof, which the demo then
-answers as the person would, through intake."""
+answers as the person would, through intake.
+
+Alongside, every so often a locked-out person from live help's DEVELOPMENT-ONLY sample accounts
+verifies with a code and chats with the same reviewers, who take chats on the desk too
+(:mod:`appeals_cli.chatters` for the person, :mod:`appeals_cli.chat_agent` for the agent)."""
 
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ import httpx
 
 from appeals import vocabulary
 from appeals.v1 import agent_desk_pb2, appeal_pb2
-from appeals_cli import reviewer, tokens
+from appeals_cli import chat_agent, chatters, reviewer, tokens
 
-_DECIDED = re.compile(r"decided (ap_\w+):")
+_DECIDED = re.compile(r"decided (ap_\w+): (\w+)")
 _ASKED = re.compile(r"asked the appellant of (ap_\w+)")
 # How long the simulated person takes to answer a request for information.
 ANSWER_AFTER_S = 2.0
@@ -106,6 +110,20 @@ def demo_choice(case: agent_desk_pb2.CaseOffer) -> reviewer.Choice:
     return reviewer.automatic_verdict(case)
 
 
+def choice_with_chats(
+    chats: chat_agent.ChatBoard,
+) -> Callable[[agent_desk_pb2.CaseOffer], reviewer.Choice]:
+    """The demo reviewers' rule, and a chat's appeal held until its chat reached the decision,
+    then decided by the chat rule (:func:`appeals_cli.chat_agent.chat_verdict`)."""
+
+    def choose(case: agent_desk_pb2.CaseOffer) -> reviewer.Choice:
+        if chats.from_a_chat(case):
+            return chats.verdict_after_chat(case)
+        return demo_choice(case)
+
+    return choose
+
+
 async def answer_later(intake_url: str, appeal_id: str, platform: str) -> None:
     """The simulated person answers a reviewer's request for information, a moment later."""
     await asyncio.sleep(ANSWER_AFTER_S)
@@ -183,15 +201,21 @@ async def run_demo(
     reviewers: int,
     rate: float,
     seed: int | None = None,
+    chats: chatters.ChatOptions | None = None,
 ) -> None:
     team = [f"reviewer-{i + 1}" for i in range(reviewers)]
-    # The reviewers work every open case (earlier runs may have left some); the demo ends when
-    # each appeal it submitted is decided.
+    # The reviewers work every open case (earlier runs may have left some), and with ``chats``
+    # every chat offered to them; the demo ends when each appeal it submitted is decided and
+    # each chat it opened has ended.
     decided: set[str] = set()
     ours: set[str] = set()
     platforms: dict[str, str] = {}
     answers: list[asyncio.Task[None]] = []
     done = asyncio.Event()
+    # What the reviewers' case and chat sides share (which appeals come from chats).
+    chat_board = chat_agent.ChatBoard(
+        (a.platform, a.user_id) for a in chatters.sample_accounts(chats.accounts_file)
+    ) if chats is not None and chats.count > 0 else chat_agent.ChatBoard()  # fmt: skip
 
     def check_done() -> None:
         if len(ours) == appeals and ours <= decided:
@@ -201,6 +225,7 @@ async def run_demo(
         found = _DECIDED.search(line)
         if found:
             decided.add(found.group(1))
+            chat_board.decided(found.group(1), found.group(2))
         asked = _ASKED.search(line)
         if asked and asked.group(1) in platforms:  # one of ours (not an earlier run's)
             appeal_id = asked.group(1)
@@ -216,26 +241,94 @@ async def run_demo(
     workers = [
         asyncio.create_task(
             reviewer.review(desk_target, tokens.agent_token(name, assistant=True), auto=False,
-                            ask=demo_choice, count=None, say=reporter(name), pause_s=0.3,
-                            profile=DEMO_REVIEWER)
+                            ask=choice_with_chats(chat_board), count=None, say=reporter(name),
+                            pause_s=0.3, profile=DEMO_REVIEWER)
         )
         for name in team
     ]  # fmt: skip
-    submitted = await _submit_all(intake_url, appeals, rate, seed, platforms)
-    ours.update(appeal_id for appeal_id, _ in submitted)
-    check_done()
+    no_chats = asyncio.Event()  # the desk takes no chats: the people stop asking
+    chatting: list[asyncio.Task[None]] = []
+    people: asyncio.Task[list[chatters.ChatResult]] | None = None
+
+    def agents_take_chats() -> None:  # once live help answers: the chats are on
+        chatting.extend(
+            asyncio.create_task(
+                _agent_takes_chats(desk_target, name, chat_board, reporter(name), no_chats)
+            )
+            for name in team
+        )
+
+    if chats is not None and chats.count > 0:
+        people = asyncio.create_task(
+            chatters.run_chats(chats, say=count, reachable=agents_take_chats, opened=chat_board.on)
+        )
+    chatted: list[chatters.ChatResult] = []
     try:
-        await asyncio.wait_for(done.wait(), timeout=60 + appeals * 2)
-    except TimeoutError:
-        print(f"only {len(ours & decided)} of {appeals} decided in time; is routing running?")
+        submitted = await _submit_all(intake_url, appeals, rate, seed, platforms)
+        ours.update(appeal_id for appeal_id, _ in submitted)
+        check_done()
+        try:
+            await asyncio.wait_for(done.wait(), timeout=60 + appeals * 2)
+        except TimeoutError:
+            print(f"only {len(ours & decided)} of {appeals} decided in time; is routing running?")
+        if people is not None:
+            chatted = await _chats_ended(people, no_chats)
+            await chat_board.put_down(10.0)  # the agents' last words (closing the chats)
     finally:
-        for task in [*workers, *answers]:
+        chat_board.close()  # no reviewer waits for a chat any longer
+        for task in [*workers, *answers, *chatting]:
             task.cancel()
-        await asyncio.gather(*workers, *answers, return_exceptions=True)
+        await asyncio.gather(*workers, *answers, *chatting, return_exceptions=True)
     await asyncio.sleep(1.0)  # let the last decisions reach intake's status view
+    await _print_tables(intake_url, submitted, chatted)
+
+
+async def _print_tables(
+    intake_url: str, submitted: list[tuple[str, str]], chatted: list[chatters.ChatResult]
+) -> None:
     headers = {"Authorization": f"Bearer {tokens.ops_token()}"}
     async with httpx.AsyncClient(base_url=intake_url, timeout=10, headers=headers) as client:
         print("\nappeal                          platform   status     outcome")
         for appeal_id, platform in submitted:
             view = (await client.get(f"/v1/appeals/{appeal_id}")).json()
             print(f"{appeal_id}  {platform:<10} {view['status']:<10} {view.get('outcome') or ''}")
+    if chatted:
+        print("\n".join(chatters.chat_table(chatted)))
+
+
+async def _chats_ended(
+    people: asyncio.Task[list[chatters.ChatResult]], no_chats: asyncio.Event
+) -> list[chatters.ChatResult]:
+    """The chats' results once every one ended, or none once the desk turned out to take no
+    chats (the people's open chats are then closed by them)."""
+    refused = asyncio.create_task(no_chats.wait())
+    await asyncio.wait({people, refused}, return_when=asyncio.FIRST_COMPLETED)
+    refused.cancel()
+    if not people.done():
+        people.cancel()
+    (ended,) = await asyncio.gather(people, return_exceptions=True)
+    if isinstance(ended, list):
+        return ended
+    if not isinstance(ended, asyncio.CancelledError):
+        print(f"the chats stopped: {ended!r}; the appeals go on")
+    return []
+
+
+async def _agent_takes_chats(
+    desk_target: str,
+    name: str,
+    chat_board: chat_agent.ChatBoard,
+    say: Callable[[str], None],
+    no_chats: asyncio.Event,
+) -> None:
+    """One reviewer on the chat side of the desk, with its own token; the desk's "no chats
+    here" is said once, however many agents heard it."""
+    token = tokens.agent_token(name, assistant=True)
+    try:
+        await chat_agent.serve_chats(
+            desk_target, token, name, chat_board, profile=DEMO_REVIEWER, say=say
+        )
+    except chat_agent.ChatsUnavailable as why:
+        if not no_chats.is_set():
+            no_chats.set()
+            print(f"no chats in this demo: the agent desk takes none ({why}); the appeals go on")

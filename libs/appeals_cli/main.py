@@ -6,7 +6,8 @@
   appeals agent NAME --languages en,de [--auto] [--count N]   review cases from the agent desk
   appeals token surface PLATFORM | agent NAME | ops | service NAME | auditor
                                                  mint a local dev token (last line)
-  appeals demo                                   appeals from all four products + reviewers
+  appeals demo                                   appeals from all four products + reviewers,
+                                                 and locked-out people chatting with them
   appeals route --explain appeal.json            how the routing policy places an appeal, why
   appeals audit verify | proof | check-proof | export | report | reconcile | ...
 
@@ -28,10 +29,11 @@ from typing import Any
 import httpx
 
 from appeals import vocabulary
-from appeals_cli import audit, demo, reviewer, route, tokens
+from appeals_cli import audit, chatters, demo, reviewer, route, tokens
 
 DEFAULT_INTAKE_URL = os.environ.get("APPEALS_INTAKE_URL", "http://127.0.0.1:8080")
 DEFAULT_DESK = os.environ.get("APPEALS_AGENT_DESK", "127.0.0.1:50052")
+DEFAULT_HELP_URL = os.environ.get("APPEALS_HELP_URL", "http://127.0.0.1:8085")
 
 
 def _print_json(data: Any) -> None:
@@ -133,10 +135,19 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    chats = chatters.ChatOptions(
+        count=args.chats, every_s=args.chat_every, help_url=args.help_url,
+        accounts=tuple(_listed(args.chat_accounts or "")),
+    )  # fmt: skip
+    try:
+        if chats.count > 0:
+            chatters.chosen_accounts(chatters.sample_accounts(chats.accounts_file), chats.accounts)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"appeals demo: the chats' sample accounts: {error}") from error
     asyncio.run(
         demo.run_demo(
             args.url, args.desk, appeals=args.appeals, reviewers=args.reviewers, rate=args.rate,
-            seed=args.seed,
+            seed=args.seed, chats=chats if args.chats > 0 else None,
         )
     )  # fmt: skip
     return 0
@@ -238,6 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--reviewers", type=int, default=3)
     run_demo.add_argument("--rate", type=float, default=3.0, help="appeals per second")
     run_demo.add_argument("--seed", type=int)
+    run_demo.add_argument(
+        "--chats", type=int, default=4,
+        help="locked-out people (live help's DEV-ONLY sample accounts) who verify with a code "
+        "and chat with the reviewers (default: 4; 0: none). Live help allows about one code per "
+        "account every 12 minutes; a chat it refuses is skipped, and said so",
+    )  # fmt: skip
+    run_demo.add_argument(
+        "--chat-every", type=float, default=15.0, metavar="SECONDS",
+        help="seconds between two people opening a chat (default: 15)",
+    )  # fmt: skip
+    run_demo.add_argument(
+        "--chat-accounts", metavar="NAMES",
+        help="comma-separated sample accounts who chat, by handle, phone, email or user id "
+        "(default: all of services/help/dev_accounts.yaml, in turn)",
+    )  # fmt: skip
+    run_demo.add_argument(
+        "--help-url", default=DEFAULT_HELP_URL,
+        help="live help base URL (the codes are read from notifications' DEV-ONLY records in "
+        "the store at MONGODB_URL, database MONGODB_DATABASE, as the services find it)",
+    )  # fmt: skip
     run_demo.set_defaults(handler=_demo)
 
     audit.add_parser(commands)  # appeals audit verify | proof | check-proof | export | ...
