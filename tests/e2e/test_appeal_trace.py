@@ -32,8 +32,9 @@ pytestmark = pytest.mark.e2e
 
 LIFECYCLE = "appeals.lifecycle.v1"
 SERVICES = {"intake", "routing", "notifications", "audit"}
-# Every service consumes the lifecycle topic (intake keeps its status view from it).
-LIFECYCLE_READERS = SERVICES
+# Every service consumes the lifecycle topic (intake keeps its status view from it), and so does
+# live help (it forgets a chat's person when intake erases the appeal's particulars).
+LIFECYCLE_READERS = SERVICES | {"help"}
 
 
 def kind(span: Span) -> str:

@@ -15,7 +15,8 @@ import pytest
 
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, chat_pb2
 from tests.e2e.conftest import Pipeline
-from tests.support.live_chat import code_received, frames, offered
+from tests.support import live_chat
+from tests.support.live_chat import frames, offered
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -26,16 +27,10 @@ ACCOUNT = {"platform": "facebook", "account": "amara.okafor"}
 
 
 async def help_session(client: httpx.AsyncClient, pipeline: Pipeline) -> dict[str, str]:
-    help_url = pipeline.url("help")
-    started = await client.post(f"{help_url}/v1/help/verifications", json=ACCOUNT)
-    assert started.status_code == 202, started.text
-    verification_id = started.json()["verification_id"]
-    code = await code_received(pipeline.infra.mongodb_url, pipeline.database, verification_id)
-    checked = await client.post(
-        f"{help_url}/v1/help/verifications/{verification_id}/check", json={"code": code}
+    """A live-help session for the chat account."""
+    return await live_chat.help_session(
+        client, pipeline.url("help"), pipeline.infra.mongodb_url, pipeline.database, ACCOUNT
     )
-    assert checked.status_code == 200, checked.text
-    return {"Authorization": f"Bearer {checked.json()['session_token']}"}
 
 
 async def test_a_person_chats_with_an_agent_who_decides_their_appeal(pipeline: Pipeline) -> None:

@@ -30,8 +30,9 @@ from appeals_devstack.jaeger import JaegerQuery
 from appeals_devstack.paths import REPO_ROOT
 from appeals_devstack.stack import LIVE_HELP, PIPELINE
 from tests.e2e.conftest import APPEALS, Pipeline, cli_environment
+from tests.support import live_chat
 from tests.support.browser import Page, chromium, read_png
-from tests.support.live_chat import code_received, frames, offered
+from tests.support.live_chat import frames, offered
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +43,7 @@ WIDTH, HEIGHT = 1280, 1100
 TARGETS = sorted(spec.name for spec in (*PIPELINE, LIVE_HELP))
 # A DEVELOPMENT-ONLY sample account (services/help/dev_accounts.yaml) no other e2e test asks a
 # code for (code requests per account are limited), named by its phone number.
-CHAT_ACCOUNT = {"platform": "whatsapp", "account": "+5511955500002"}
+CHAT_ACCOUNT = {"platform": "facebook", "account": "sofia.ruiz"}
 TOPIC = "feature_help"
 # Flow figures the demo moves: each must go up on the page while it stays open.
 FLOW = ("received", "routed", "decided", "notified")
@@ -199,17 +200,10 @@ def search(page: Page, appeal_id: str) -> tuple[str, list[str], str]:
 
 
 async def help_session(client: httpx.AsyncClient, pipeline: Pipeline) -> dict[str, str]:
-    """A live-help session for the chat account, through the real code round trip."""
-    help_url = pipeline.url("help")
-    started = await client.post(f"{help_url}/v1/help/verifications", json=CHAT_ACCOUNT)
-    assert started.status_code == 202, started.text
-    verification_id = started.json()["verification_id"]
-    code = await code_received(pipeline.infra.mongodb_url, pipeline.database, verification_id)
-    checked = await client.post(
-        f"{help_url}/v1/help/verifications/{verification_id}/check", json={"code": code}
+    """A live-help session for the chat account."""
+    return await live_chat.help_session(
+        client, pipeline.url("help"), pipeline.infra.mongodb_url, pipeline.database, CHAT_ACCOUNT
     )
-    assert checked.status_code == 200, checked.text
-    return {"Authorization": f"Bearer {checked.json()['session_token']}"}
 
 
 def opened(shown: dict[str, Any], topic: str) -> float:

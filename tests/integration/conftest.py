@@ -14,6 +14,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.routing import main as routing_main
 from tests.support.desk import Clock, EventTap, build_routing
 from tests.support.intake_app import IntakeUnderTest, start_intake
+from tests.support.live_help import LiveHelp, live_help
 
 
 @pytest.fixture
@@ -24,6 +25,16 @@ async def intake(
     under_test = await start_intake(db, producer, tmp_path)
     yield under_test
     await under_test.client.aclose()
+
+
+# Live help with chats (the live-help tests; test_help_verification has its own, without chats):
+# account-access chats submit their appeals to the in-process intake above.
+@pytest.fixture
+async def helpdesk(
+    db: store.Database, tmp_path: Path, producer: EventProducer, intake: IntakeUnderTest
+) -> AsyncIterator[LiveHelp]:
+    async with live_help(db, tmp_path, producer=producer, intake=intake.client) as started:
+        yield started
 
 
 # For the routing tests (helpers in tests/support/desk.py): a clock the test moves, a routing

@@ -21,7 +21,6 @@ from websockets.exceptions import ConnectionClosed
 
 from appeals import topics
 from appeals.v1 import chat_pb2
-from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
@@ -30,7 +29,7 @@ from appeals_runtime.kafka.producer import EventProducer
 from services.help.chat_repository import CHATS, MESSAGES, PERSON_KEYS
 from tests.support.desk import EventTap
 from tests.support.intake_app import IntakeUnderTest
-from tests.support.live_help import LiveHelp, live_help
+from tests.support.live_help import LiveHelp, bearer, live_help
 
 pytestmark = pytest.mark.integration
 
@@ -40,46 +39,15 @@ SECRET_WORDS = "my old password was Sonnenblume77"
 
 
 @pytest.fixture
-async def helpdesk(
-    db: store.Database, tmp_path: Path, producer: EventProducer, intake: IntakeUnderTest
-) -> AsyncIterator[LiveHelp]:
-    async with live_help(db, tmp_path, producer=producer, intake=intake.client) as started:
-        yield started
-
-
-@pytest.fixture
 async def chat_events(infra: Infrastructure) -> AsyncIterator[EventTap]:
     async with EventTap(infra.kafka_bootstrap_servers, topics.HELP_CHATS) as tap:
         yield tap
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def relay(
-    helpdesk: LiveHelp, scopes: list[str] | None = None, role: str = "service"
-) -> dict[str, str]:
-    token = devkeys.mint_token(
-        helpdesk.signing_key,
-        role=role,
-        subject="routing",
-        scopes=devkeys.ROUTING_CHAT_RELAY_SCOPES if scopes is None else scopes,
-    )
-    return bearer(token)
 
 
 async def open_chat(helpdesk: LiveHelp, token: str, **body: Any) -> httpx.Response:
     return await helpdesk.client.post(
         "/v1/help/chats", json={"language": "en", **body}, headers=bearer(token)
     )
-
-
-async def agent(
-    helpdesk: LiveHelp, method: str, chat_id: str, what: str = "", **kwargs: Any
-) -> httpx.Response:
-    path = f"/internal/v1/chats/{chat_id}" + (f"/{what}" if what else "")
-    return await helpdesk.client.request(method, path, headers=relay(helpdesk), **kwargs)
 
 
 async def test_a_person_and_an_agent_chat_about_an_appeal_of_the_account(
@@ -113,18 +81,18 @@ async def test_a_person_and_an_agent_chat_about_an_appeal_of_the_account(
     assert (again.status_code, again.json()["chat_id"]) == (200, chat_id)
 
     # Routing's agents: the first to accept takes it, the same one again is fine, a second 409.
-    taken = await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": "agent-1"})
+    taken = await helpdesk.agent("POST", chat_id, "assignment", json={"agent_id": "agent-1"})
     assert (taken.status_code, taken.json()["state"], taken.json()["agent_id"]) == (
         200, "assigned", "agent-1"
     )  # fmt: skip
     assert (
-        await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": "agent-1"})
+        await helpdesk.agent("POST", chat_id, "assignment", json={"agent_id": "agent-1"})
     ).status_code == 200
-    second = await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": "agent-2"})
+    second = await helpdesk.agent("POST", chat_id, "assignment", json={"agent_id": "agent-2"})
     assert (second.status_code, second.json()["code"]) == (409, "chat_taken")
 
-    seen = await agent(
-        helpdesk, "GET", chat_id, "updates", params={"agent_id": "agent-1", "wait_s": 0}
+    seen = await helpdesk.agent(
+        "GET", chat_id, "updates", params={"agent_id": "agent-1", "wait_s": 0}
     )
     assert seen.status_code == 200, seen.text
     first, joined = seen.json()["messages"]
@@ -136,9 +104,9 @@ async def test_a_person_and_an_agent_chat_about_an_appeal_of_the_account(
 
     # The agent answers; the same client id again is stored once.
     answer = {"agent_id": "agent-1", "client_id": "a-1", "text": "Hello, I am looking into it."}
-    posted = await agent(helpdesk, "POST", chat_id, "messages", json=answer)
+    posted = await helpdesk.agent("POST", chat_id, "messages", json=answer)
     assert (posted.status_code, posted.json()["seq"]) == (201, 3), posted.text
-    resent = await agent(helpdesk, "POST", chat_id, "messages", json=answer)
+    resent = await helpdesk.agent("POST", chat_id, "messages", json=answer)
     assert (resent.status_code, resent.json()["seq"]) == (200, 3)
     shown = (await helpdesk.client.get(f"/v1/help/chats/{chat_id}", headers=bearer(token))).json()
     assert shown["first_answer_at"] is not None
@@ -162,7 +130,7 @@ async def test_a_person_and_an_agent_chat_about_an_appeal_of_the_account(
     await asyncio.sleep(0.5)
     assert not waiting.done()
     more = {"agent_id": "agent-1", "client_id": "a-2", "text": "Which phone did you use?"}
-    assert (await agent(helpdesk, "POST", chat_id, "messages", json=more)).status_code == 201
+    assert (await helpdesk.agent("POST", chat_id, "messages", json=more)).status_code == 201
     woken = await asyncio.wait_for(waiting, 10)
     assert time.monotonic() - started < 5
     assert [m["text"] for m in woken.json()["messages"]] == ["Which phone did you use?"]
@@ -180,29 +148,28 @@ async def test_a_person_and_an_agent_chat_about_an_appeal_of_the_account(
         headers=bearer(token),
     )
     assert receipts.status_code == 204
-    everything = await agent(
-        helpdesk, "GET", chat_id, "updates", params={"agent_id": "agent-1", "wait_s": 0}
+    everything = await helpdesk.agent(
+        "GET", chat_id, "updates", params={"agent_id": "agent-1", "wait_s": 0}
     )
     assert [m["seq"] for m in everything.json()["messages"]] == [1, 2, 3, 4, 5]
     assert everything.json()["receipts"]["person_read"] == 4
     assert everything.json()["receipts"]["person_typing"] is True
 
     # A hand-over only by the agent who has it; then it waits, and another agent takes it.
-    wrong = await agent(helpdesk, "POST", chat_id, "handover", json={"agent_id": "agent-2"})
+    wrong = await helpdesk.agent("POST", chat_id, "handover", json={"agent_id": "agent-2"})
     assert (wrong.status_code, wrong.json()["code"]) == (409, "not_assigned_to_you")
-    handed = await agent(
-        helpdesk, "POST", chat_id, "handover", json={"agent_id": "agent-1", "reason": "shift end"}
+    handed = await helpdesk.agent(
+        "POST", chat_id, "handover", json={"agent_id": "agent-1", "reason": "shift end"}
     )
     assert (handed.status_code, handed.json()["state"], handed.json()["agent_id"]) == (
         200, "waiting", ""
     )  # fmt: skip
     assert (
-        await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": "agent-2"})
+        await helpdesk.agent("POST", chat_id, "assignment", json={"agent_id": "agent-2"})
     ).status_code == 200
-    closed = await agent(
-        helpdesk, "POST", chat_id, "close",
-        json={"agent_id": "agent-2", "resolution": "access_restored"},
-    )  # fmt: skip
+    closed = await helpdesk.agent(
+        "POST", chat_id, "close", json={"agent_id": "agent-2", "resolution": "access_restored"}
+    )
     assert (closed.status_code, closed.json()["state"], closed.json()["resolution"]) == (
         200, "closed", "access_restored"
     )  # fmt: skip
@@ -256,8 +223,8 @@ async def test_a_person_and_an_agent_chat_about_an_appeal_of_the_account(
     assert helpdesk.chats is not None
     assert await helpdesk.chats.forget_person("instagram", "ig-dev-lena")
     assert await helpdesk.db[PERSON_KEYS].count_documents({}) == 0
-    erased = await agent(
-        helpdesk, "GET", chat_id, "updates", params={"agent_id": "agent-2", "wait_s": 0}
+    erased = await helpdesk.agent(
+        "GET", chat_id, "updates", params={"agent_id": "agent-2", "wait_s": 0}
     )
     assert erased.status_code == 200, erased.text
     assert {m["text"] for m in erased.json()["messages"]} == {"[erased]"}
@@ -267,7 +234,7 @@ async def test_concurrent_writers_number_messages_without_gaps(helpdesk: LiveHel
     token = await helpdesk.session_token(*AMARA)
     chat_id = (await open_chat(helpdesk, token, topic="feature_help")).json()["chat_id"]
     assert (
-        await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": "agent-3"})
+        await helpdesk.agent("POST", chat_id, "assignment", json={"agent_id": "agent-3"})
     ).status_code == 200
 
     async def person(n: int) -> httpx.Response:
@@ -279,7 +246,7 @@ async def test_concurrent_writers_number_messages_without_gaps(helpdesk: LiveHel
 
     async def agents(n: int) -> httpx.Response:
         body = {"agent_id": "agent-3", "client_id": f"a-{n}", "text": f"agent {n}"}
-        return await agent(helpdesk, "POST", chat_id, "messages", json=body)
+        return await helpdesk.agent("POST", chat_id, "messages", json=body)
 
     # Each message twice at once (a resend racing its first send): stored once each.
     sent = await asyncio.gather(*[send(n) for n in range(6) for send in (person, agents) * 2])
@@ -339,10 +306,12 @@ async def test_the_internal_api_takes_only_routing_relay_tokens(helpdesk: LiveHe
     path = f"/internal/v1/chats/{chat_id}"
     assert (await helpdesk.client.get(path)).status_code == 401
     assert (await helpdesk.client.get(path, headers=bearer(token))).status_code == 401
-    assert (await helpdesk.client.get(path, headers=relay(helpdesk, scopes=[]))).status_code == 403
-    agent_token = relay(helpdesk, role="agent", scopes=["chats:relay"])
+    assert (
+        await helpdesk.client.get(path, headers=helpdesk.relay_headers(scopes=[]))
+    ).status_code == 403
+    agent_token = helpdesk.relay_headers(role="agent", scopes=["chats:relay"])
     assert (await helpdesk.client.get(path, headers=agent_token)).status_code == 403
-    allowed = await helpdesk.client.get(path, headers=relay(helpdesk))
+    allowed = await helpdesk.client.get(path, headers=helpdesk.relay_headers())
     assert (allowed.status_code, allowed.json()["topic"], allowed.json()["appeal_id"]) == (
         200, "feature_help", ""
     )  # fmt: skip
@@ -411,7 +380,7 @@ async def test_the_page_chats_over_a_websocket(helpdesk: LiveHelp) -> None:
     opened = await open_chat(helpdesk, token, topic="feature_help", message="Reels do not load")
     chat_id = opened.json()["chat_id"]
     assert (
-        await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": "agent-7"})
+        await helpdesk.agent("POST", chat_id, "assignment", json={"agent_id": "agent-7"})
     ).status_code == 200
 
     async def frame(socket: Any) -> dict[str, Any]:
@@ -431,7 +400,7 @@ async def test_the_page_chats_over_a_websocket(helpdesk: LiveHelp) -> None:
             assert [(m["seq"], m["text"]) for m in pushed["messages"]] == [(3, "Hi!")]
 
             answer = {"agent_id": "agent-7", "client_id": "a-1", "text": "Try clearing the cache"}
-            assert (await agent(helpdesk, "POST", chat_id, "messages", json=answer)).is_success
+            assert (await helpdesk.agent("POST", chat_id, "messages", json=answer)).is_success
             pushed = await frame(socket)
             while not pushed.get("messages"):
                 pushed = await frame(socket)
@@ -449,8 +418,7 @@ async def test_the_page_chats_over_a_websocket(helpdesk: LiveHelp) -> None:
                 receipts = await frame(socket)
             assert receipts["receipts"]["person_typing"] is True
 
-        seen = await agent(
-            helpdesk, "GET", chat_id, "updates",
+        seen = await helpdesk.agent("GET", chat_id, "updates",
             params={"agent_id": "agent-7", "after": 4, "wait_s": 0},
         )  # fmt: skip
         assert seen.json()["receipts"]["person_read"] == 4

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from appeals.events import new_event
 from appeals.v1 import events_pb2
 from appeals_devstack import devkeys
 from appeals_devstack.stack import Infrastructure
-from appeals_runtime import store
 from appeals_runtime.http import PROBLEM_JSON
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
@@ -29,8 +27,7 @@ from services.help.consumer import lifecycle_consumer, lifecycle_handler
 from services.help.erasure import ChatErasures
 from services.help.erasure_api import erasure_router
 from services.help.service import Keys
-from tests.support.intake_app import IntakeUnderTest
-from tests.support.live_help import LiveHelp, live_help
+from tests.support.live_help import LiveHelp, bearer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -42,61 +39,19 @@ ERASED = "[erased]"
 
 
 @pytest.fixture
-async def helpdesk(
-    db: store.Database, tmp_path: Path, producer: EventProducer, intake: IntakeUnderTest
-) -> AsyncIterator[LiveHelp]:
-    async with live_help(db, tmp_path, producer=producer, intake=intake.client) as started:
-        yield started
-
-
-@pytest.fixture
 def erasures(helpdesk: LiveHelp) -> ChatErasures:
     assert helpdesk.chats is not None
     repository = ChatRepository(helpdesk.db, Keys.derive(b"k" * 32).transcripts)
     return ChatErasures(repository, helpdesk.chats.person, clock=helpdesk.clock)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def token(helpdesk: LiveHelp, role: str, **claims: Any) -> str:
     return devkeys.mint_token(helpdesk.signing_key, role=role, subject=f"{role}-tests", **claims)
 
 
-async def agent(
-    helpdesk: LiveHelp, method: str, chat_id: str, what: str, **kwargs: Any
-) -> httpx.Response:
-    relay = token(helpdesk, "service", scopes=devkeys.ROUTING_CHAT_RELAY_SCOPES)
-    return await helpdesk.client.request(
-        method, f"/internal/v1/chats/{chat_id}/{what}", headers=bearer(relay), **kwargs
-    )
-
-
-async def chat_with_messages(
-    helpdesk: LiveHelp, account: tuple[str, str], topic: str, agent_id: str
-) -> tuple[dict[str, Any], str]:
-    """A chat the person opened with a message, an agent took and answered."""
-    session = await helpdesk.session_token(*account)
-    opened = await helpdesk.client.post(
-        "/v1/help/chats",
-        json={"topic": topic, "language": "en", "message": f"help, says {account[1]}"},
-        headers=bearer(session),
-    )
-    assert opened.status_code == 201, opened.text
-    chat = opened.json()
-    taken = await agent(
-        helpdesk, "POST", chat["chat_id"], "assignment", json={"agent_id": agent_id}
-    )
-    assert taken.status_code == 200, taken.text
-    said = {"agent_id": agent_id, "client_id": "a-1", "text": "How can I help?"}
-    assert (await agent(helpdesk, "POST", chat["chat_id"], "messages", json=said)).is_success
-    return chat, session
-
-
 async def agents_view(helpdesk: LiveHelp, chat_id: str, agent_id: str) -> list[str]:
-    seen = await agent(
-        helpdesk, "GET", chat_id, "updates", params={"agent_id": agent_id, "wait_s": 0}
+    seen = await helpdesk.agent(
+        "GET", chat_id, "updates", params={"agent_id": agent_id, "wait_s": 0}
     )
     assert seen.status_code == 200, seen.text
     return [m["text"] for m in seen.json()["messages"]]
@@ -131,8 +86,8 @@ async def test_an_erased_appeal_erases_the_transcripts_of_its_person_and_no_othe
     infra: Infrastructure,
     producer: EventProducer,
 ) -> None:
-    lena, lena_session = await chat_with_messages(helpdesk, LENA, "account_access", "agent-1")
-    amara, amara_session = await chat_with_messages(helpdesk, AMARA, "account_access", "agent-2")
+    lena, lena_session = await helpdesk.answered_chat(LENA, "account_access", "agent-1")
+    amara, amara_session = await helpdesk.answered_chat(AMARA, "account_access", "agent-2")
     assert lena["appeal_id"] and amara["appeal_id"]
     amara_before = await agents_view(helpdesk, amara["chat_id"], "agent-2")
     assert "help, says amara.okafor" in amara_before
@@ -181,8 +136,8 @@ async def test_ops_or_a_surface_of_the_platform_forget_a_person_through_the_api(
     verifier = devkeys.dev_verifier(devkeys.ensure(tmp_path)[1])
     helpdesk.app.include_router(erasure_router(erasures, verifier))
     # Feature help: no appeal, so only this way reaches the person.
-    lena, lena_session = await chat_with_messages(helpdesk, LENA, "feature_help", "agent-1")
-    amara, _ = await chat_with_messages(helpdesk, AMARA, "feature_help", "agent-2")
+    lena, lena_session = await helpdesk.answered_chat(LENA, "feature_help", "agent-1")
+    amara, _ = await helpdesk.answered_chat(AMARA, "feature_help", "agent-2")
     amara_before = await agents_view(helpdesk, amara["chat_id"], "agent-2")
     body = {"platform": "instagram", "user_id": LENA_USER_ID}
 

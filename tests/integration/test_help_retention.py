@@ -11,13 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from appeals_devstack import devkeys
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
-from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.query_log import QUERY_LOG_VARIABLE
 from services.help.chat_repository import (
     APPEAL_PERSONS,
@@ -32,8 +29,7 @@ from services.help.chat_repository import (
 )
 from services.help.retention import TranscriptRetention
 from services.help.service import Keys
-from tests.support.intake_app import IntakeUnderTest
-from tests.support.live_help import LiveHelp, live_help
+from tests.support.live_help import LiveHelp, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +37,6 @@ RETENTION_DAYS = 30
 LENA = ("instagram", "lena.k")  # DEVELOPMENT-ONLY sample accounts with a decision on them
 AMARA = ("facebook", "amara.okafor")
 NOOR = ("horizon", "noor_vr")
-
-
-@pytest.fixture
-async def helpdesk(
-    db: store.Database, tmp_path: Path, producer: EventProducer, intake: IntakeUnderTest
-) -> AsyncIterator[LiveHelp]:
-    async with live_help(db, tmp_path, producer=producer, intake=intake.client) as started:
-        yield started
 
 
 def sweeper(
@@ -66,47 +54,19 @@ def sweeper(
     )
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def agent(
-    helpdesk: LiveHelp, method: str, chat_id: str, what: str, **kwargs: Any
-) -> httpx.Response:
-    token = devkeys.mint_token(
-        helpdesk.signing_key, role="service", subject="routing",
-        scopes=devkeys.ROUTING_CHAT_RELAY_SCOPES,
-    )  # fmt: skip
-    return await helpdesk.client.request(
-        method, f"/internal/v1/chats/{chat_id}/{what}", headers=bearer(token), **kwargs
-    )
-
-
 async def chat_with_messages(
     helpdesk: LiveHelp, account: tuple[str, str], topic: str, agent_id: str
 ) -> tuple[dict[str, Any], str]:
     """A chat the person opened with a message, an agent took and both wrote in."""
-    token = await helpdesk.session_token(*account)
-    opened = await helpdesk.client.post(
-        "/v1/help/chats",
-        json={"topic": topic, "language": "en", "message": f"help, says {account[1]}"},
-        headers=bearer(token),
-    )
-    assert opened.status_code == 201, opened.text
-    chat = opened.json()
-    chat_id = chat["chat_id"]
-    taken = await agent(helpdesk, "POST", chat_id, "assignment", json={"agent_id": agent_id})
-    assert taken.status_code == 200, taken.text
-    said = {"agent_id": agent_id, "client_id": "a-1", "text": "How can I help?"}
-    assert (await agent(helpdesk, "POST", chat_id, "messages", json=said)).status_code == 201
+    chat, token = await helpdesk.answered_chat(account, topic, agent_id)
     answer = await helpdesk.client.post(
-        f"/v1/help/chats/{chat_id}/messages",
+        f"/v1/help/chats/{chat['chat_id']}/messages",
         json={"client_id": "p-1", "text": "I cannot log in"},
         headers=bearer(token),
     )
     assert answer.status_code == 201, answer.text
     receipts = await helpdesk.client.post(
-        f"/v1/help/chats/{chat_id}/receipts", json={"read_up_to": 3}, headers=bearer(token)
+        f"/v1/help/chats/{chat['chat_id']}/receipts", json={"read_up_to": 3}, headers=bearer(token)
     )
     assert receipts.status_code == 204
     return chat, token
@@ -188,13 +148,12 @@ async def test_chats_closed_longer_than_the_retention_ago_are_deleted_and_no_oth
     assert await helpdesk.db[CLOSED].count_documents({"chats": old["chat_id"]}) == 0
     assert await kept(helpdesk.db, recent["chat_id"]) == recent_before
     assert await kept(helpdesk.db, still_open["chat_id"]) == open_before
-    readable = await agent(
-        helpdesk, "GET", still_open["chat_id"], "updates",
+    readable = await helpdesk.agent("GET", still_open["chat_id"], "updates",
         params={"agent_id": "agent-3", "wait_s": 0},
     )  # fmt: skip
     assert "help, says noor_vr" in [m["text"] for m in readable.json()["messages"]]
-    gone = await agent(
-        helpdesk, "GET", old["chat_id"], "updates", params={"agent_id": "agent-1", "wait_s": 0}
+    gone = await helpdesk.agent(
+        "GET", old["chat_id"], "updates", params={"agent_id": "agent-1", "wait_s": 0}
     )
     assert gone.status_code == 404
     # Nothing more is due until the recent chat's day is: a sweep is one read by _id.

@@ -9,6 +9,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
 from appeals_runtime import store
 from services.notifications.repository import CODES
@@ -32,6 +34,26 @@ async def code_received(mongodb_url: str, database: str, verification_id: str) -
         return await eventually(recorded, "the code on the contact on file", 20)
     finally:
         await client.close()
+
+
+async def help_session(
+    client: httpx.AsyncClient,
+    help_url: str,
+    mongodb_url: str,
+    database: str,
+    account: dict[str, str],
+) -> dict[str, str]:
+    """The headers of a live-help session for ``account`` ({platform, account}), through the
+    real code round trip (the code read from what the contact on file received)."""
+    started = await client.post(f"{help_url}/v1/help/verifications", json=account)
+    assert started.status_code == 202, started.text
+    verification_id = started.json()["verification_id"]
+    code = await code_received(mongodb_url, database, verification_id)
+    checked = await client.post(
+        f"{help_url}/v1/help/verifications/{verification_id}/check", json={"code": code}
+    )
+    assert checked.status_code == 200, checked.text
+    return {"Authorization": f"Bearer {checked.json()['session_token']}"}
 
 
 def fill(page: Page, field: str, value: str) -> None:

@@ -41,6 +41,10 @@ GENEROUS = Limit(burst=1000, per_hour=100_000)
 CODE = re.compile(r"\b(\d{6})\b")
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @dataclass
 class LiveHelp:
     client: httpx.AsyncClient
@@ -80,6 +84,46 @@ class LiveHelp:
         checked = await self.check(verification_id, code)
         assert checked.status_code == 200, checked.text
         return str(checked.json()["session_token"])
+
+    def relay_headers(
+        self, scopes: list[str] | None = None, role: str = "service"
+    ) -> dict[str, str]:
+        """Routing's credentials on live help's internal chat API (``scopes``/``role`` to try
+        others)."""
+        token = devkeys.mint_token(
+            self.signing_key,
+            role=role,
+            subject="routing",
+            scopes=devkeys.ROUTING_CHAT_RELAY_SCOPES if scopes is None else scopes,
+        )
+        return bearer(token)
+
+    async def agent(
+        self, method: str, chat_id: str, what: str = "", **kwargs: Any
+    ) -> httpx.Response:
+        """The agent's side of a chat, as routing relays it (``/internal/v1/chats/...``)."""
+        path = f"/internal/v1/chats/{chat_id}" + (f"/{what}" if what else "")
+        return await self.client.request(method, path, headers=self.relay_headers(), **kwargs)
+
+    async def answered_chat(
+        self, account: tuple[str, str], topic: str, agent_id: str
+    ) -> tuple[dict[str, Any], str]:
+        """A chat the person of ``account`` opened with a message, ``agent_id`` took and
+        answered; with the person's session token."""
+        session = await self.session_token(*account)
+        opened = await self.client.post(
+            "/v1/help/chats",
+            json={"topic": topic, "language": "en", "message": f"help, says {account[1]}"},
+            headers=bearer(session),
+        )
+        assert opened.status_code == 201, opened.text
+        chat: dict[str, Any] = opened.json()
+        taken = await self.agent("POST", chat["chat_id"], "assignment", json={"agent_id": agent_id})
+        assert taken.status_code == 200, taken.text
+        said = {"agent_id": agent_id, "client_id": "a-1", "text": "How can I help?"}
+        answered = await self.agent("POST", chat["chat_id"], "messages", json=said)
+        assert answered.status_code == 201, answered.text
+        return chat, session
 
 
 def recording_channels() -> ChannelDirectory:

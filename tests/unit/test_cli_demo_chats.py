@@ -30,6 +30,7 @@ def test_the_sample_accounts_are_read_as_a_locked_out_person_names_them() -> Non
         ("amara.okafor@facebook", "en", True),
         ("+5511955500002@whatsapp", "pt", True),
         ("noor_vr@horizon", "ar", True),
+        ("sofia.ruiz@facebook", "es", True),
     ]
     # Named by handle, phone, email or user id, however the @ and case are typed.
     found = chatters.chosen_accounts(accounts, ["wa-dev-rafael", "@Lena.K", "noor@example.org"])
