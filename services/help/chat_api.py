@@ -34,6 +34,7 @@ from appeals_runtime.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from appeals_runtime.http import retry_after_seconds
 from services.help.chats import CHAT_ID_PATTERN, MAX_WAIT_S, Chats
 from services.help.sessions import HelpSession, SessionTokens
 
@@ -45,6 +46,12 @@ WaitS = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
 Bearer = Annotated[str | None, Header(alias="Authorization")]
 # A WebSocket must say hello (with the session token) this soon after it opened.
 HELLO_TIMEOUT_S = 10.0
+# How often an open socket looks at its session's clock: it is closed (4401) when the session
+# ends, within this long (exactly at expiry by the wall clock; a test's clock is read this often).
+SESSION_CHECK_S = 1.0
+# The most attachments a body may list before the rule counts them (5): anything between is
+# refused by the rule with its own words, beyond that by the schema.
+PARSED_ATTACHMENTS = 100
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_HELLO = 4400
@@ -61,9 +68,20 @@ class OpenIn(_Strict):
     feature: str | None = Field(default=None, max_length=200)
 
 
+class AttachmentIn(_Strict):
+    """A reference to what the person attaches (never the media): the appeals' rule
+    (``appeals.attachments``: types, https URL, size, how many) is checked by the use case, for
+    the WebSocket's frames too."""
+
+    media_type: str = Field(max_length=255, examples=["image/png"])
+    uri: str = Field(max_length=8192, examples=["https://cdn.example.org/screenshot.png"])
+    size_bytes: int = Field(examples=[48213])
+
+
 class MessageIn(_Strict):
     client_id: str = Field(max_length=64)
     text: str = Field(max_length=20_000)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=PARSED_ATTACHMENTS)
 
 
 class ReceiptsIn(_Strict):
@@ -135,9 +153,14 @@ def person_router(chats: Chats, sessions: SessionTokens) -> APIRouter:
         return _json((await chats.person_updates(session, chat_id, after, wait_s)).body)
 
     @router.post("/v1/help/chats/{chat_id}/messages", status_code=201)
-    async def post_message(chat_id: ChatId, body: MessageIn, authorization: Bearer = None) -> Any:
+    async def post_message(
+        chat_id: ChatId, body: MessageIn, request: Request, authorization: Bearer = None
+    ) -> Any:
         session = session_of(authorization)
-        message, created = await chats.person_message(session, chat_id, body.client_id, body.text)
+        message, created = await chats.person_message(
+            session, chat_id, body.client_id, body.text,
+            attachments=[a.model_dump() for a in body.attachments], client=_client(request),
+        )  # fmt: skip
         return _json(message, 201 if created else 200)
 
     @router.post("/v1/help/chats/{chat_id}/receipts", status_code=204)
@@ -163,7 +186,9 @@ def person_router(chats: Chats, sessions: SessionTokens) -> APIRouter:
 
 class ChatSocket:
     """One person's WebSocket: a hello with the session token (browsers cannot set headers on a
-    WebSocket), then updates pushed as they come and the person's frames handled."""
+    WebSocket), then updates pushed as they come and the person's frames handled. The socket
+    does not outlive the session: it is closed with 4401 when the session expires, and a frame
+    that arrives after is not handled."""
 
     def __init__(
         self, websocket: WebSocket, chats: Chats, sessions: SessionTokens, chat_id: str
@@ -198,12 +223,24 @@ class ChatSocket:
         pump = asyncio.create_task(
             self._pump(token, session, after if isinstance(after, int) and after >= 0 else 0)
         )
+        watch = asyncio.create_task(self._watch(session))
         try:
             await self._receive(session)
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
+            for task in (pump, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _watch(self, session: HelpSession) -> None:
+        """Close the socket (4401) when the session ends: the pump notices only between waits
+        for news, and the person's frames must stop being taken at once."""
+        while True:
+            left = self._sessions.seconds_left(session)
+            if left <= 0:
+                await self._close(CLOSE_UNAUTHENTICATED)
+                return
+            await asyncio.sleep(min(left, SESSION_CHECK_S))
 
     async def _pump(self, token: str, session: HelpSession, after: int) -> None:
         first = True
@@ -238,20 +275,25 @@ class ChatSocket:
             except (ValueError, KeyError):
                 await self._send({"type": "error", "detail": "frames are JSON objects"})
                 continue
+            if self._sessions.seconds_left(session) <= 0:
+                await self._close(CLOSE_UNAUTHENTICATED)  # expired: the frame is not taken
+                return
             try:
                 await self._handle(session, frame)
             except (
                 ValidationFailed, Conflict, TooManyRequests, TransientError, Unprocessable,
                 NotFound, Unauthenticated,
             ) as error:  # fmt: skip
-                await self._send({"type": "error", "detail": str(error)})
+                await self._send(_error_frame(error))
 
     async def _handle(self, session: HelpSession, frame: Any) -> None:
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "send":
+            client = self._ws.client.host if self._ws.client else "unknown"
             await self._chats.person_message(
-                session, self._chat_id, str(frame.get("client_id", "")), str(frame.get("text", ""))
-            )
+                session, self._chat_id, str(frame.get("client_id", "")),
+                str(frame.get("text", "")), attachments=frame.get("attachments"), client=client,
+            )  # fmt: skip
         elif kind == "typing":
             await self._chats.person_receipts(session, self._chat_id, True, None)
         elif kind == "read" and isinstance(frame.get("up_to"), int) and frame["up_to"] >= 0:
@@ -266,6 +308,22 @@ class ChatSocket:
     async def _close(self, code: int) -> None:
         with contextlib.suppress(Exception):
             await self._ws.close(code)
+
+
+def _error_frame(error: Exception) -> dict[str, Any]:
+    """A refused frame, said as precisely as the REST API's problem document says it: the
+    invalid fields, the code, how long to wait."""
+    frame: dict[str, Any] = {"type": "error", "detail": str(error)}
+    if isinstance(error, ValidationFailed):
+        frame["invalid_params"] = [
+            {"name": v.field, "reason": v.description} for v in error.violations
+        ]
+    if isinstance(error, Conflict | Unprocessable | TooManyRequests):
+        if error.code:
+            frame["code"] = error.code
+        if error.retry_after_s is not None:
+            frame["retry_after_s"] = retry_after_seconds(error.retry_after_s)
+    return frame
 
 
 def internal_router(chats: Chats, verifier: TokenVerifier) -> APIRouter:

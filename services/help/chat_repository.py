@@ -11,7 +11,10 @@ projection of those facts for reading, updated after each of them.
   the first free one (insert; on a duplicate key, the next), so seqs have no gaps and a client
   resumes with ``after=<last seq it holds>``. The text is AES-GCM-encrypted with the person's key
   (a fresh nonce per message; ``<chat id>:<seq>`` as associated data, so a ciphertext cannot be
-  moved to another message);
+  moved to another message). A message's attachments (references: media type, https URL,
+  size) are personal data too: encrypted the same way, apart (``<chat id>:<seq>:attachments``).
+  A system message saying an appeal's decision carries its ``outcome`` in the clear (the
+  lifecycle topic says it too);
 * ``help_chat_client_ids``, ``_id`` = ``<chat id>:c:<client id>``, write-once: which seq a
   sender's message got, so a resent message is stored once;
 * ``help_chat_claims``, write-once: ``<chat id>:a:<n>`` (the agent of the n-th assignment; n
@@ -24,8 +27,9 @@ projection of those facts for reading, updated after each of them.
   under a key derived from the help secret). Deleting it (:meth:`ChatRepository.forget_person`)
   erases every transcript of the person at once (crypto-erasure): its messages read "[erased]";
 * ``help_chat_appeals``, ``_id`` = appeal id: the person (digest) of the account-access chats
-  attached to that appeal and when the latest of them was requested, so that intake's erasure
-  of the appeal (``particulars_erased``) finds whom to forget;
+  attached to that appeal, those chats' ids and when the latest of them was requested, so that
+  intake's erasure of the appeal (``particulars_erased``) finds whom to forget and its decision
+  (``decided``) the chats to say it in;
 * ``help_chat_closed``, ``_id`` = the minute chats closed (``2026-11-25T12:00Z``): the chats
   that closed in it, so that the retention sweep reads what is due by ``_id`` however many chats
   are stored; and ``swept-through``: the first close day not swept yet.
@@ -38,9 +42,10 @@ failed half way is finished by the next.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,6 +102,10 @@ class StoredMessage:
     sent_at: datetime
     client_id: str
     agent_id: str
+    # {media_type, uri, size_bytes} each; none once the person's key is erased.
+    attachments: tuple[dict[str, Any], ...] = ()
+    # The outcome a system message about the appeal's decision says; "" on every other one.
+    outcome: str = ""
 
 
 class ChatRepository:
@@ -212,14 +221,17 @@ class ChatRepository:
         sent_at: datetime,
         client_id: str,
         agent_id: str,
+        attachments: Sequence[Mapping[str, Any]] = (),
+        outcome: str = "",
     ) -> StoredMessage:
         """Store a message at the first free seq from ``first_seq`` on (a hint no higher than the
         last seq taken); write-once, so two writers never share a seq and none is skipped."""
         cipher = AESGCM(key)
+        kept = tuple(dict(attachment) for attachment in attachments)
         seq = max(1, first_seq)
         while True:
             nonce = secrets.token_bytes(NONCE_BYTES)
-            document = {
+            document: dict[str, Any] = {
                 "_id": message_id(chat_id, seq),
                 "party": party,
                 "nonce": nonce,
@@ -228,8 +240,19 @@ class ChatRepository:
                 "client_id": client_id,
                 "agent_id": agent_id,
             }
+            if kept:
+                # Own nonce and associated data: the links cannot be swapped with the text.
+                linked = secrets.token_bytes(NONCE_BYTES)
+                document["attachments_nonce"] = linked
+                document["attachments"] = cipher.encrypt(
+                    linked, json.dumps(kept).encode(), _attachments_aad(chat_id, seq)
+                )
+            if outcome:
+                document["outcome"] = outcome
             if await store.insert_once(self._messages, document):
-                return StoredMessage(chat_id, seq, party, text, sent_at, client_id, agent_id)
+                return StoredMessage(
+                    chat_id, seq, party, text, sent_at, client_id, agent_id, kept, outcome
+                )
             seq += 1
 
     async def messages(
@@ -260,20 +283,30 @@ class ChatRepository:
     def _decrypted(
         self, chat_id: str, seq: int, doc: store.Document, key: bytes | None
     ) -> StoredMessage:
-        text = ERASED
+        text, attachments = ERASED, ()
         if key is not None:
+            cipher = AESGCM(key)
             try:
-                text = (
-                    AESGCM(key)
-                    .decrypt(bytes(doc["nonce"]), bytes(doc["text"]), f"{chat_id}:{seq}".encode())
-                    .decode()
-                )
+                text = cipher.decrypt(
+                    bytes(doc["nonce"]), bytes(doc["text"]), f"{chat_id}:{seq}".encode()
+                ).decode()
+                if "attachments" in doc:
+                    attachments = tuple(
+                        json.loads(
+                            cipher.decrypt(
+                                bytes(doc["attachments_nonce"]),
+                                bytes(doc["attachments"]),
+                                _attachments_aad(chat_id, seq),
+                            )
+                        )
+                    )
             except InvalidTag:
                 # Written under a key since erased (the person was forgotten, then came back).
-                text = ERASED
+                text, attachments = ERASED, ()
         return StoredMessage(
-            chat_id, seq, doc["party"], text, doc["sent_at"], doc["client_id"], doc["agent_id"]
-        )
+            chat_id, seq, doc["party"], text, doc["sent_at"], doc["client_id"], doc["agent_id"],
+            attachments, str(doc.get("outcome") or ""),
+        )  # fmt: skip
 
     # --- client ids ----------------------------------------------------------------------------
 
@@ -296,13 +329,19 @@ class ChatRepository:
 
     # --- appeals: whom to forget when intake erases one ----------------------------------------
 
-    async def link_appeal(self, appeal_id: str, person: str, requested_at: datetime) -> None:
-        """Note that a chat of ``person`` requested at ``requested_at`` is attached to the
-        appeal (idempotent; one appeal is always one account, so one person)."""
+    async def link_appeal(
+        self, appeal_id: str, person: str, requested_at: datetime, chat_id: str
+    ) -> None:
+        """Note that ``chat_id``, a chat of ``person`` requested at ``requested_at``, is
+        attached to the appeal (idempotent; one appeal is always one account, so one person)."""
         await store.available(
             self._appeals.update_one(
                 {"_id": appeal_id},
-                {"$set": {"person": person}, "$max": {"requested_at": requested_at}},
+                {
+                    "$set": {"person": person},
+                    "$max": {"requested_at": requested_at},
+                    "$addToSet": {"chats": chat_id},
+                },
                 upsert=True,
             )
         )
@@ -310,6 +349,16 @@ class ChatRepository:
     async def person_of_appeal(self, appeal_id: str) -> str | None:
         found = await store.available(self._appeals.find_one({"_id": appeal_id}))
         return str(found["person"]) if found else None
+
+    async def chats_of_appeal(self, appeal_id: str) -> list[store.Document]:
+        """The chats attached to the appeal that are still stored (the retention sweep may have
+        deleted some a later chat's link still names; links noted before chats were listed name
+        none): read by ``_id``."""
+        found = await store.available(self._appeals.find_one({"_id": appeal_id}, {"chats": 1}))
+        chats: list[store.Document] = []
+        for some in expiries.chunks([str(c) for c in (found or {}).get("chats", [])], ID_BATCH):
+            chats += await store.available(self._chats.find({"_id": {"$in": some}}).to_list(None))
+        return sorted(chats, key=lambda chat: chat["requested_at"])
 
     async def unlink_appeal(self, appeal_id: str) -> None:
         await store.available(self._appeals.delete_one({"_id": appeal_id}))
@@ -438,6 +487,10 @@ class ChatRepository:
     async def _delete_ids(collection: store.Collection, ids: list[str]) -> None:
         for some in expiries.chunks(ids, ID_BATCH):
             await store.available(collection.delete_many({"_id": {"$in": some}}))
+
+
+def _attachments_aad(chat_id: str, seq: int) -> bytes:
+    return f"{chat_id}:{seq}:attachments".encode()
 
 
 def _claim_ids(chat: store.Document) -> list[str]:

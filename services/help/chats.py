@@ -33,6 +33,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from appeals import attachments as attachment_rules
 from appeals import topics, vocabulary
 from appeals.v1 import chat_pb2
 from appeals_runtime import store
@@ -50,6 +51,7 @@ from appeals_runtime.rate_limits import RateLimiter
 from services.help import metrics
 from services.help.accounts import AccountDirectory
 from services.help.chat_repository import ChatRepository, StoredMessage
+from services.help.decisions import decision_text
 from services.help.intake_client import IntakeClient
 from services.help.service import Keys
 from services.help.sessions import HelpSession
@@ -83,13 +85,86 @@ HANDED_OVER_TEXT = "The agent handed the chat over; another agent will join shor
 CLOSED_TEXT = "The chat was closed."
 
 
+# Removed from what people write: control characters (but newline and tab), and lone
+# surrogates, which JSON can spell ("\ud800") but UTF-8 cannot store.
+_DROPPED = frozenset(("Cc", "Cs"))
+# Keys of an attachment as a client sends it (appeals.v1.Attachment's fields).
+ATTACHMENT_FIELDS = ("media_type", "uri", "size_bytes")
+_INT64 = 2**63
+
+
 def sanitised(text: str, max_chars: int, field: str = "text") -> str:
-    """Plain text: control characters other than newline and tab removed, trimmed, 1 to
-    ``max_chars`` characters (never interpreted as HTML anywhere: the page sets textContent)."""
-    kept = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
+    """Plain text: control characters other than newline and tab removed, and lone surrogates,
+    trimmed, 1 to ``max_chars`` characters (never interpreted as HTML anywhere: the page sets
+    textContent)."""
+    kept = "".join(
+        c for c in text if c in "\n\t" or unicodedata.category(c) not in _DROPPED
+    ).strip()
     if not 1 <= len(kept) <= max_chars:
         raise ValidationFailed([FieldViolation(field, f"1 to {max_chars} characters of text")])
     return kept
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    media_type: str
+    uri: str
+    size_bytes: int
+
+
+def attachments_from(value: Any) -> list[dict[str, Any]]:
+    """A message's attachments as a client sent them (REST body or WebSocket frame: a JSON list
+    of ``{media_type, uri, size_bytes}``), checked as intake checks an appeal's: their shape
+    first (as intake's schema does), then the appeals' own rule
+    (:func:`appeals.attachments.attachment_violations`), so a chat takes exactly what an appeal
+    takes. Every violation names its field (``attachments[1].uri``)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationFailed([FieldViolation("attachments", "a list of attachments")])
+    too_many = attachment_rules.count_violations(len(value))
+    if too_many:
+        # How many is what is wrong, whatever they are: said without looking at each.
+        raise ValidationFailed([FieldViolation(*violation) for violation in too_many])
+    violations: list[FieldViolation] = []
+    parsed: list[_Attachment] = []
+    for index, item in enumerate(value):
+        where = f"attachments[{index}]"
+        if not isinstance(item, dict):
+            violations.append(FieldViolation(where, "an object {media_type, uri, size_bytes}"))
+            continue
+        violations += [
+            FieldViolation(f"{where}.{key}", "not a field of an attachment")
+            for key in item
+            if key not in ATTACHMENT_FIELDS
+        ]
+        media_type, uri, size = (item.get(key) for key in ATTACHMENT_FIELDS)
+        for key, text in (("media_type", media_type), ("uri", uri)):
+            if not isinstance(text, str):
+                violations.append(FieldViolation(f"{where}.{key}", "is required: a string"))
+            elif not _encodable(text):
+                violations.append(FieldViolation(f"{where}.{key}", "must be UTF-8 text"))
+        if not isinstance(size, int) or isinstance(size, bool):
+            violations.append(FieldViolation(f"{where}.size_bytes", "is required: an integer"))
+        elif isinstance(media_type, str) and isinstance(uri, str):
+            # Beyond int64 a size is out of the rule's range, as the rule then says.
+            parsed.append(_Attachment(media_type, uri, size if -_INT64 <= size < _INT64 else 0))
+    if not violations:
+        violations = [
+            FieldViolation(field, description)
+            for field, description in attachment_rules.attachment_violations(parsed)
+        ]
+    if violations:
+        raise ValidationFailed(violations)
+    return [{"media_type": a.media_type, "uri": a.uri, "size_bytes": a.size_bytes} for a in parsed]
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Notifier:
@@ -163,24 +238,18 @@ class Chats:
         client: str,
     ) -> tuple[dict[str, Any], bool]:
         """The session's chat: a new one (True), or the one it has open already (False)."""
-        violations = []
-        if topic not in vocabulary.CHAT_TOPICS:
-            violations.append(
-                FieldViolation("topic", f"one of {', '.join(vocabulary.CHAT_TOPICS)}")
-            )
-        if not LANGUAGE.match(language):
-            violations.append(FieldViolation("language", "an ISO 639-1 code, e.g. en"))
-        if feature is not None and not 1 <= len(feature.strip()) <= 64:
-            violations.append(FieldViolation("feature", "1 to 64 characters"))
-        if violations:
-            raise ValidationFailed(violations)
+        feature = _opening(topic, language, feature)
         text = sanitised(message, self.max_chars, "message") if message is not None else None
         open_now = await self._open_chat(session)
         if open_now is not None:
             return self._state(open_now), False
+        person = self.person(session.platform, session.user_id)
+        # Per session, per account (whatever session: a person may verify again and again) and
+        # per client address.
         wait = self._limiter.acquire(
-            [("chat_session", session.session_id), ("chat_address", client)]
-        )
+            [("chat_session", session.session_id), ("chat_account", person),
+             ("chat_address", client)]
+        )  # fmt: skip
         if wait is not None:
             raise TooManyRequests("too many chats opened: try again later", retry_after_s=wait)
         account = None
@@ -199,17 +268,17 @@ class Chats:
             return self._state(await self._concurrent_open(session)), False
         try:
             appeal_id = await self._intake.submit(account, chat_id) if account else ""
-            person = self.person(session.platform, session.user_id)
             if appeal_id:
-                # Whom to forget when intake erases the appeal (``particulars_erased``).
-                await self._repository.link_appeal(appeal_id, person, now)
+                # Whom to forget when intake erases the appeal (``particulars_erased``), and
+                # where to say its decision (``decided``).
+                await self._repository.link_appeal(appeal_id, person, now, chat_id)
             chat = {
                 "_id": chat_id,
                 "state": WAITING,
                 "platform": session.platform,
                 "topic": topic,
                 "language": language,
-                "feature": (feature or "").strip(),
+                "feature": feature or "",
                 "appeal_id": appeal_id,
                 "agent_id": "",
                 "offered_to": "",
@@ -273,13 +342,30 @@ class Chats:
         self, session: HelpSession, chat_id: str, after: int, wait_s: float
     ) -> Updates:
         chat = await self._persons_chat(session, chat_id)
-        return await self._updates(chat, PERSON, session.session_id, after, wait_s)
+        # A wait ends with the session: the next request is refused (401), none outlives it.
+        left = (session.expires_at - self._clock()).total_seconds()
+        return await self._updates(
+            chat, PERSON, session.session_id, after, max(0.0, min(wait_s, left))
+        )
 
     async def person_message(
-        self, session: HelpSession, chat_id: str, client_id: str, text: str
+        self,
+        session: HelpSession,
+        chat_id: str,
+        client_id: str,
+        text: str,
+        *,
+        attachments: Any = None,
+        client: str = "",
     ) -> tuple[dict[str, Any], bool]:
+        """``attachments``: as the client sent them (checked by :func:`attachments_from`);
+        ``client``: the client's address (the per-address limit)."""
+        attached = attachments_from(attachments)
         chat = await self._persons_chat(session, chat_id)
-        return await self._post(chat, PERSON, client_id, text, "")
+        return await self._post(
+            chat, PERSON, client_id, text, "", attachments=attached,
+            limits=[("chat_person_messages", chat["person"]), ("chat_address_messages", client)],
+        )  # fmt: skip
 
     async def person_receipts(
         self, session: HelpSession, chat_id: str, typing: bool, read_up_to: int | None
@@ -374,7 +460,7 @@ class Chats:
 
     async def agent_close(self, chat_id: str, agent_id: str, resolution: str) -> dict[str, Any]:
         _agent(agent_id)
-        if not SNAKE_CASE.match(resolution):
+        if not SNAKE_CASE.fullmatch(resolution):
             raise ValidationFailed([FieldViolation("resolution", "snake_case, e.g. explained")])
         chat = await self._chat(chat_id)
         if chat["state"] == CLOSED:
@@ -415,6 +501,27 @@ class Chats:
         if not await self._holds(chat, agent_id):
             raise Conflict("the chat is not assigned to this agent", code="not_assigned_to_you")
         await self._receipt(chat, AGENT, typing, read_up_to)
+
+    async def announce_decision(self, appeal_id: str, event_id: str, outcome: str) -> int:
+        """The appeal was decided (lifecycle ``decided`` event ``event_id``): every chat attached
+        to it that is still stored, open or closed, gets a system message saying ``outcome`` (a
+        name of ``vocabulary.OUTCOMES``) in the chat's language, for the person and the agent.
+        Once per event: the message's client id is the event's, so a redelivered event finds it
+        stored (write-once by ``_id``); a later decision (a referral's) is a message of its own.
+        Returns how many chats got it now."""
+        told = 0
+        for chat in await self._repository.chats_of_appeal(appeal_id):
+            _, created = await self._append(
+                chat, SYSTEM, f"system:decided:{event_id}",
+                decision_text(outcome, chat["language"]), "", outcome=outcome,
+            )  # fmt: skip
+            told += created
+        if told:
+            log.info(
+                "appeal decision shown in its chats",
+                extra={"appeal_id": appeal_id, "outcome": outcome, "chats": told},
+            )
+        return told
 
     async def forget_person(self, platform: str, user_id: str) -> bool:
         """Crypto-erasure: delete the person's data key, so no transcript of theirs can be read
@@ -487,20 +594,40 @@ class Chats:
         self._notifier.notify(chat_id)
 
     async def _post(
-        self, chat: store.Document, party: str, client_id: str, text: str, agent_id: str
+        self,
+        chat: store.Document,
+        party: str,
+        client_id: str,
+        text: str,
+        agent_id: str,
+        *,
+        attachments: list[dict[str, Any]] | None = None,
+        limits: list[tuple[str, str]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        if not CLIENT_ID.match(client_id) or client_id.startswith("system:"):
+        """Checked before anything is stored, and limited after the checks (a refused message
+        costs no token): per chat and side, and the sender's own ``limits``."""
+        if not CLIENT_ID.fullmatch(client_id) or client_id.startswith("system:"):
             raise ValidationFailed([FieldViolation("client_id", "1 to 64 of A-Z a-z 0-9 _ . : -")])
         text = sanitised(text, self.max_chars)
         if chat["state"] == CLOSED:
             raise Conflict("the chat is closed", code="chat_closed")
-        wait = self._limiter.acquire([("chat_messages", f"{chat['_id']}:{party}")])
+        wait = self._limiter.acquire([("chat_messages", f"{chat['_id']}:{party}"), *(limits or [])])
         if wait is not None:
             raise TooManyRequests("too many messages: slow down", retry_after_s=wait)
-        return await self._append(chat, party, client_id, text, agent_id)
+        return await self._append(
+            chat, party, client_id, text, agent_id, attachments=attachments or []
+        )
 
     async def _append(
-        self, chat: store.Document, party: str, client_id: str, text: str, agent_id: str
+        self,
+        chat: store.Document,
+        party: str,
+        client_id: str,
+        text: str,
+        agent_id: str,
+        *,
+        attachments: list[dict[str, Any]] | None = None,
+        outcome: str = "",
     ) -> tuple[dict[str, Any], bool]:
         """Store a message once per client id: the message, and whether it is new."""
         chat_id = chat["_id"]
@@ -513,7 +640,8 @@ class Chats:
         assert key is not None
         stored = await self._repository.append(
             chat_id, key, first_seq=chat.get("last_seq", 0) + 1, party=party, text=text,
-            sent_at=now, client_id=client_id, agent_id=agent_id,
+            sent_at=now, client_id=client_id, agent_id=agent_id, attachments=attachments or (),
+            outcome=outcome,
         )  # fmt: skip
         await self._repository.note_client_id_seq(chat_id, client_id, stored.seq)
         await self._repository.note_last_seq(chat_id, stored.seq)
@@ -662,8 +790,26 @@ class Chats:
         self._notifier.notify(chat["_id"])
 
 
+def _opening(topic: str, language: str, feature: str | None) -> str | None:
+    """An open's topic, language and feature checked together (every invalid one named); the
+    feature as kept."""
+    violations = []
+    if topic not in vocabulary.CHAT_TOPICS:
+        violations.append(FieldViolation("topic", f"one of {', '.join(vocabulary.CHAT_TOPICS)}"))
+    if not LANGUAGE.fullmatch(language):
+        violations.append(FieldViolation("language", "an ISO 639-1 code, e.g. en"))
+    if feature is not None:
+        try:
+            feature = sanitised(feature, 64, "feature")
+        except ValidationFailed as invalid:
+            violations += invalid.violations
+    if violations:
+        raise ValidationFailed(violations)
+    return feature
+
+
 def _agent(agent_id: str, field: str = "agent_id") -> None:
-    if not AGENT_ID.match(agent_id):
+    if not AGENT_ID.fullmatch(agent_id):
         raise ValidationFailed([FieldViolation(field, "an agent id")])
 
 
@@ -676,6 +822,8 @@ def _message(message: StoredMessage) -> dict[str, Any]:
         "sent_at": message.sent_at,
         "client_id": message.client_id,
         "agent_id": message.agent_id,
+        "attachments": [dict(attachment) for attachment in message.attachments],
+        "outcome": message.outcome,
     }
 
 

@@ -18,7 +18,8 @@ routing's relay calls the internal chat API with a service token checked against
 
 Transcripts are kept ``HELP_TRANSCRIPT_RETENTION_DAYS`` after their chat closed, then deleted;
 the lifecycle topic's ``particulars_erased`` (read as consumer group ``HELP_CONSUMER_GROUP``)
-and ``POST /v1/help/erasures`` forget a person (see ``services/help/README.md``).
+and ``POST /v1/help/erasures`` forget a person, and its ``decided`` is said in the chats of the
+appeal (see ``services/help/README.md``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from appeals_runtime.auth import AuthSettings
 from appeals_runtime.rate_limits import Limit
 from appeals_runtime.settings import http_url
 
-# Live help's consumer group on the lifecycle topic (it acts on ``particulars_erased`` only).
+# Live help's consumer group on the lifecycle topic (it acts on ``particulars_erased`` and
+# ``decided`` only).
 CONSUMER_GROUP = "help"
 
 
@@ -87,16 +89,25 @@ class HelpSettings(AuthSettings):
     message_max_chars: int = Field(
         default=2000, ge=1, le=20_000, validation_alias="HELP_MESSAGE_MAX_CHARS"
     )
-    # Chats opened per hour per help session and per client address; messages per minute per
-    # chat and side (the person's, the agent's).
+    # Chats opened per hour per help session, per account (across its sessions: a person may
+    # verify again) and per client address; messages per minute per chat and side (the
+    # person's, the agent's) and per person across their chats, and the person's messages per
+    # minute per client address (people behind one address share it: set it above the
+    # per-person limit).
     chats_per_session_per_hour: float = Field(
         default=10, ge=0, validation_alias="HELP_CHATS_PER_SESSION_PER_HOUR"
+    )
+    chats_per_account_per_hour: float = Field(
+        default=10, ge=0, validation_alias="HELP_CHATS_PER_ACCOUNT_PER_HOUR"
     )
     chats_per_address_per_hour: float = Field(
         default=30, ge=0, validation_alias="HELP_CHATS_PER_ADDRESS_PER_HOUR"
     )
     messages_per_minute: float = Field(
         default=30, ge=0, validation_alias="HELP_MESSAGES_PER_MINUTE"
+    )
+    messages_per_address_per_minute: float = Field(
+        default=120, ge=0, validation_alias="HELP_MESSAGES_PER_ADDRESS_PER_MINUTE"
     )
     # A closed chat's transcript (messages, receipts, the chat itself) is deleted this many
     # days after the day it closed (within a day more): at least a day, at most ten years.
@@ -144,17 +155,21 @@ class HelpSettings(AuthSettings):
         def hourly(per_hour: float) -> Limit:
             return Limit(burst=max(1, int(per_hour // 4) or 1), per_hour=per_hour)
 
+        def per_minute(count: float) -> Limit:
+            # A minute's allowance at once, refilled evenly.
+            return Limit(burst=max(1, int(count)), per_hour=count * 60)
+
         return {
             "address": hourly(self.requests_per_address_per_hour),
             "account": hourly(self.requests_per_account_per_hour),
             "contact": hourly(self.codes_per_contact_per_hour),
             "check": hourly(self.checks_per_address_per_hour),
             "chat_session": hourly(self.chats_per_session_per_hour),
+            "chat_account": hourly(self.chats_per_account_per_hour),
             "chat_address": hourly(self.chats_per_address_per_hour),
-            # A minute's allowance at once, refilled evenly.
-            "chat_messages": Limit(
-                burst=max(1, int(self.messages_per_minute)), per_hour=self.messages_per_minute * 60
-            ),
+            "chat_messages": per_minute(self.messages_per_minute),
+            "chat_person_messages": per_minute(self.messages_per_minute),
+            "chat_address_messages": per_minute(self.messages_per_address_per_minute),
         }
 
 

@@ -58,7 +58,7 @@ def erasure_violations(platform: str, user_id: str) -> list[FieldViolation]:
         violations.append(
             FieldViolation("user_id", f"must be at most {MAX_USER_ID_CHARS} characters")
         )
-    elif not USER_ID.match(user_id):
+    elif not USER_ID.fullmatch(user_id):
         violations.append(
             FieldViolation("user_id", "may contain only letters, digits and _ . : - (no spaces)")
         )

@@ -119,6 +119,7 @@ async def serve(settings: HelpSettings) -> None:
                 ctx.dead_letter_probe([topics.APPEAL_LIFECYCLE]),
                 lifecycle_consumer(
                     parts.erasures,
+                    parts.chats,
                     bootstrap_servers=settings.kafka_bootstrap_servers,
                     group=settings.consumer_group,
                     producer=ctx.producer,

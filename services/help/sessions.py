@@ -52,6 +52,10 @@ class SessionTokens:
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
         return token, HelpSession(platform, user_id, session_id, expires)
 
+    def seconds_left(self, session: HelpSession) -> float:
+        """How long ``session`` has left by this service's clock (0 or less: it has ended)."""
+        return (session.expires_at - self._clock()).total_seconds()
+
     def verify(self, token: str) -> HelpSession:
         """The session ``token`` opens; :class:`Unauthenticated` for a forged, foreign or
         expired one (the clock, not the token, decides)."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from appeals import platforms, vocabulary
+from appeals import attachments, platforms, vocabulary
 from appeals.v1 import appeal_pb2
 from services.intake import validation
 from services.intake.model import AppealRecord
@@ -108,12 +108,12 @@ class SignalsIn(_Strict):
 
 
 class AttachmentIn(_Strict):
-    media_type: validation.AttachmentType
+    media_type: attachments.AttachmentType
     uri: str = Field(
-        max_length=validation.MAX_URL_CHARS, pattern=validation.HTTPS_URL_PATTERN,
+        max_length=attachments.MAX_URL_CHARS, pattern=attachments.HTTPS_URL_PATTERN,
         description="https:// only",
     )  # fmt: skip
-    size_bytes: int = Field(ge=1, le=validation.MAX_ATTACHMENT_BYTES)
+    size_bytes: int = Field(ge=1, le=attachments.MAX_ATTACHMENT_BYTES)
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -132,7 +132,7 @@ class AppealIn(_Strict):
     country: str = Field(pattern=validation.COUNTRY_PATTERN, examples=["DE"])
     signals: SignalsIn | None = None
     attachments: list[AttachmentIn] = Field(
-        default_factory=list, max_length=validation.MAX_ATTACHMENTS
+        default_factory=list, max_length=attachments.MAX_ATTACHMENTS
     )
 
     def to_proto(self) -> appeal_pb2.AppealSubmission:
@@ -189,7 +189,7 @@ class InformationIn(_Strict):
         max_length=validation.MAX_STATEMENT_CHARS, pattern=r"\S",
     )  # fmt: skip
     attachments: list[AttachmentIn] = Field(
-        default_factory=list, max_length=validation.MAX_ATTACHMENTS
+        default_factory=list, max_length=attachments.MAX_ATTACHMENTS
     )
 
     def attachments_proto(self) -> list[appeal_pb2.Attachment]:

@@ -17,20 +17,15 @@ from google.protobuf import unknown_fields
 from google.protobuf.message import Message
 
 from appeals import platforms, vocabulary
+from appeals.attachments import (
+    attachment_violations,
+)
 from appeals.v1 import appeal_pb2
 from appeals_runtime.errors import FieldViolation, Unprocessable, ValidationFailed
 
 MAX_STATEMENT_CHARS = 5000
 MAX_ID_CHARS = 128
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-MAX_ATTACHMENTS = 5
-MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
-# Declared once as types, so the REST schema's enums and these checks are the same list.
-AttachmentType = Literal[
-    "image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4", "application/pdf",
-    "text/plain",
-]  # fmt: skip
-ATTACHMENT_TYPES = frozenset(get_args(AttachmentType))
 MAX_LINKED_ACCOUNT_HASHES = 20
 # Followers or members of the actioned account: beyond any real audience (and within what a
 # JSON number carries exactly), so a larger one is a client's mistake.
@@ -60,10 +55,8 @@ HASH_HINT_PATTERN = r"^[A-Za-z0-9_\-:.=+/]{8,128}$"
 # No spaces or control characters (spelt out: Python's \s and the schema's differ on some).
 EMAIL_PATTERN = r"^[^@\x00-\x20]{1,64}@[^@\x00-\x20]{1,255}\.[^@\x00-\x20]{2,63}$"
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
-HTTPS_URL_PATTERN = r"^https://"
 # The shape of an IANA time zone name; whether this installation knows it is checked apart.
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9][A-Za-z0-9_+\-]*)*$"
-MAX_URL_CHARS = 2048
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ID = re.compile(ID_PATTERN)
@@ -268,26 +261,8 @@ def information_violations(
 def _check_attachments(
     violations: list[FieldViolation], attachments: Sequence[appeal_pb2.Attachment]
 ) -> None:
-    if len(attachments) > MAX_ATTACHMENTS:
-        violations.append(FieldViolation("attachments", f"at most {MAX_ATTACHMENTS} attachments"))
-    for index, attachment in enumerate(attachments):
-        where = f"attachments[{index}]"
-        if attachment.media_type not in ATTACHMENT_TYPES:
-            violations.append(
-                FieldViolation(
-                    f"{where}.media_type", f"must be one of {', '.join(sorted(ATTACHMENT_TYPES))}"
-                )
-            )
-        if not attachment.uri.startswith("https://") or len(attachment.uri) > MAX_URL_CHARS:
-            violations.append(
-                FieldViolation(f"{where}.uri", "must be an https:// URL of at most 2048 characters")
-            )
-        if not 0 < attachment.size_bytes <= MAX_ATTACHMENT_BYTES:
-            violations.append(
-                FieldViolation(
-                    f"{where}.size_bytes", f"must be between 1 and {MAX_ATTACHMENT_BYTES} bytes"
-                )
-            )
+    # The one rule for attachments wherever a person attaches them (live help's chats too).
+    violations += [FieldViolation(*violation) for violation in attachment_violations(attachments)]
 
 
 def evasion_hash_violations(field: str, hashes: Sequence[str]) -> list[FieldViolation]:

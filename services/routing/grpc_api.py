@@ -14,7 +14,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from appeals import vocabulary
-from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, chat_pb2
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, chat_pb2
 from appeals_runtime.auth import Principal, TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.grpc_server import Registration, guarded, principal
@@ -478,6 +478,14 @@ def server_frame(item: SessionItem) -> agent_desk_pb2.ChatServerFrame:
         text=str(value.get("text", "")),
         client_id=str(value.get("client_id") or ""),
         agent_id=str(value.get("agent_id") or ""),
+        attachments=[
+            appeal_pb2.Attachment(
+                media_type=str(a.get("media_type", "")),
+                uri=str(a.get("uri", "")),
+                size_bytes=int(a.get("size_bytes") or 0),
+            )
+            for a in value.get("attachments") or []
+        ],
     )
     sent_at = parse_time(value.get("sent_at"))
     if sent_at is not None:

@@ -1,8 +1,8 @@
 """Live chat across the stack's own processes (issue 17 item 2): a locked-out person, verified by
 a code sent to the contact on file, opens a chat over live help's API; routing offers it on the
 desk; an agent accepts it over gRPC, answers, and decides the appeal the chat opened, which then
-flows through decide -> notify -> audit. The person resumes after a dropped connection and loses
-nothing."""
+flows through decide -> notify -> audit, and shows in the person's chat even though the agent
+closed it at once. The person resumes after a dropped connection and loses nothing."""
 
 from __future__ import annotations
 
@@ -173,6 +173,21 @@ async def test_a_person_chats_with_an_agent_who_decides_their_appeal(pipeline: P
             kinds = [entry["type"] for entry in trail.json().get("entries", [])]
             wanted = {"chat_requested", "chat_agent_joined", "chat_closed", "decided"}
             return kinds if wanted <= set(kinds) else None
+
+        # The person sees the decision in the chat (live help reads it off the lifecycle topic),
+        # though the agent closed the chat right after deciding.
+        async def decision_in_chat() -> list[dict[str, Any]] | None:
+            response = await client.get(
+                f"{help_url}/v1/help/chats/{chat_id}/updates",
+                params={"after": 0, "wait_s": 0},
+                headers=person,
+            )
+            said = [m for m in response.json()["messages"] if m["outcome"]]
+            return said or None
+
+        (shown,) = await eventually(decision_in_chat, "the decision in the person's chat", 60)
+        assert (shown["party"], shown["outcome"]) == ("system", "overturned")
+        assert "access to your account is restored" in shown["text"]
 
         kinds = await eventually(chat_in_trail, "the chat's events in the audit trail", 60)
         assert "chat_first_answer" in kinds

@@ -1,27 +1,34 @@
 """The person's chat on live help's page in headless Chromium, against the stack's own
 processes (issue 17 acceptance): verify with the code the contact on file received, open a chat,
 read the agent's answer given over the desk's gRPC API, lose the connection mid-chat and miss
-nothing, see the chat end."""
+nothing, see an attachment as a link, see the chat end and, after it, the decision the agent
+made on the appeal over gRPC."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, chat_pb2
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, chat_pb2
 from tests.e2e.conftest import Pipeline
 from tests.support.browser import Page, chromium
-from tests.support.live_chat import code_received, fill, frames, offered
+from tests.support.live_chat import code_received, decide_chat_appeal, fill, frames, offered
 
 pytestmark = pytest.mark.e2e
 
 # A DEVELOPMENT-ONLY sample account no other e2e test asks a code for.
 PLATFORM, ACCOUNT = "horizon", "noor_vr"
 FIRST = "My avatar is restricted and I do not know why."
+LETTER = {
+    "media_type": "application/pdf",
+    "uri": "https://files.example.org/noor/id-letter.pdf",
+    "size_bytes": 512 * 1024,
+}
 
 
 def agent_metadata(pipeline: Pipeline) -> Any:
@@ -67,6 +74,16 @@ async def agent_says(pipeline: Pipeline, chat_id: str, *texts: str, accept: bool
                     break
         await outgoing.put(None)
         session.cancel()
+
+
+async def agent_decides(pipeline: Pipeline, appeal_id: str) -> None:
+    async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
+        desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
+        decided = await decide_chat_appeal(
+            desk, agent_metadata(pipeline), appeal_id, appeal_pb2.OUTCOME_OVERTURNED,
+            policy="harassment",
+        )  # fmt: skip
+        assert decided.status == agent_desk_pb2.DECISION_STATUS_DECIDED
 
 
 async def agent_closes(pipeline: Pipeline, chat_id: str) -> None:
@@ -156,9 +173,55 @@ def test_a_person_chats_on_the_page_and_a_dropped_connection_loses_nothing(
             what="the person's message marked delivered",
         )
 
+        # A message with an attachment (sent by a client that hosts what it references: the
+        # page itself has no upload) shows as a plain link on the page.
+        status = page.evaluate(
+            "fetch(`/v1/help/chats/${window.helpChat.id}/messages`, {method: 'POST',"
+            " headers: {'Content-Type': 'application/json',"
+            " Authorization: `Bearer ${window.helpState.token}`},"
+            " body: JSON.stringify({client_id: 'evidence-1', text: 'My ID letter', attachments:"
+            f" [{json.dumps(LETTER)}]}})}}).then(r => r.status)"
+        )
+        assert status == 201
+        link = page.wait_for(
+            "(() => { const a = document.querySelector('#messages li.person a.attachment');"
+            " return a && [a.href, a.textContent, a.rel, a.target]; })()",
+            timeout_s=20,
+            what="the attachment shown as a link",
+        )
+        assert link == [LETTER["uri"], "application/pdf, 512 KB", "noopener noreferrer nofollow",
+                        "_blank"]  # fmt: skip
+
+        # The agent ends the chat, then decides the appeal the chat opened over the desk's gRPC
+        # API: the page, told the chat ended, waits on for the decision and shows its outcome in
+        # the chat, set apart from the messages and notices.
+        appeal_id = page.evaluate("window.helpChat.appealId")
+        assert appeal_id
         asyncio.run(agent_closes(pipeline, chat_id))
         page.wait_for(
             "document.getElementById('chat-status').textContent.includes('ended')",
             timeout_s=30,
             what="the chat shown as ended",
+        )
+        assert page.evaluate("window.helpChat.awaitingDecision") is True
+        assert "decision on your appeal" in page.evaluate(
+            "document.getElementById('chat-status').textContent"
+        )
+        asyncio.run(agent_decides(pipeline, appeal_id))
+        page.wait_for(
+            "Array.from(document.querySelectorAll('#messages li.decision'))"
+            ".some(li => li.dataset.outcome === 'overturned')",
+            timeout_s=60,
+            what="the decision on the appeal shown in the chat",
+        )
+        decision = page.evaluate(
+            "Array.from(document.querySelectorAll('#messages li.decision'), li => li.textContent)"
+        )
+        assert len(decision) == 1 and "access to your account is restored" in decision[0]
+        assert agent_texts(page)[-1] == "Lifting it now.", "the decision is no agent's message"
+        # Shown: nothing more to wait for, the connection is let go.
+        page.wait_for(
+            "window.helpChat.awaitingDecision === false && window.helpChat.socket === null",
+            timeout_s=20,
+            what="the page to stop listening once the decision showed",
         )

@@ -6,7 +6,6 @@ and transcripts encrypted per person (erased with the person's key)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,15 +20,13 @@ from websockets.exceptions import ConnectionClosed
 
 from appeals import topics
 from appeals.v1 import chat_pb2
-from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
-from appeals_runtime.http import HttpServer
 from appeals_runtime.kafka.producer import EventProducer
 from services.help.chat_repository import CHATS, MESSAGES, PERSON_KEYS
 from tests.support.desk import EventTap
 from tests.support.intake_app import IntakeUnderTest
-from tests.support.live_help import LiveHelp, bearer, live_help
+from tests.support.live_help import LiveHelp, bearer, live_help, served
 
 pytestmark = pytest.mark.integration
 
@@ -352,27 +349,6 @@ async def test_an_account_without_a_decision_gets_feature_help_only(
         refused = await open_chat(helpdesk, token, topic="account_access")
         assert (refused.status_code, refused.json()["code"]) == (422, "nothing_to_appeal")
         assert (await open_chat(helpdesk, token, topic="feature_help")).status_code == 201
-
-
-@contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    port = free_port()
-    server = HttpServer(app, host="127.0.0.1", port=port)
-    task = asyncio.create_task(server.run())
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the help app did not start"
-            await asyncio.sleep(0.05)
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        await server.stop()
-        await task
 
 
 async def test_the_page_chats_over_a_websocket(helpdesk: LiveHelp) -> None:

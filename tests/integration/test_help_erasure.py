@@ -93,8 +93,10 @@ async def test_an_erased_appeal_erases_the_transcripts_of_its_person_and_no_othe
     assert "help, says amara.okafor" in amara_before
 
     # Live help's consumer, in a group of its own, from the start of the topic.
+    assert helpdesk.chats is not None
     runner = lifecycle_consumer(
         erasures,
+        helpdesk.chats,
         bootstrap_servers=infra.kafka_bootstrap_servers,
         group=f"help-{uuid.uuid4().hex[:8]}",
         producer=producer,
@@ -118,7 +120,7 @@ async def test_an_erased_appeal_erases_the_transcripts_of_its_person_and_no_othe
     assert await helpdesk.db[PERSON_KEYS].count_documents({}) == 1
 
     # The same event again, and events of every other kind, change nothing.
-    handle = lifecycle_handler(erasures)
+    handle = lifecycle_handler(erasures, helpdesk.chats)
     await handle(inbound(erased_event(lena["appeal_id"])))
     routed = new_event(
         event_id=f"{amara['appeal_id']}:routed", appeal_id=amara["appeal_id"], producer="routing",

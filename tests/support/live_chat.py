@@ -1,5 +1,6 @@
 """What the live-help end-to-end tests share: the code a contact on file received, typing into
-the page, and the agent's side of a chat over the desk's gRPC API."""
+the page, and the agent's side of a chat over the desk's gRPC API (offers, frames, deciding the
+chat's appeal)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import httpx
 
-from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc
+from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2
 from appeals_runtime import store
 from services.notifications.repository import CODES
 from tests.support.browser import Page
@@ -82,3 +84,36 @@ async def frames(
     """A ChatSession's client frames, as a test puts them in ``outgoing`` (None ends them)."""
     while (frame := await outgoing.get()) is not None:
         yield frame
+
+
+async def decide_chat_appeal(
+    desk: agent_desk_pb2_grpc.AgentDeskStub,
+    metadata: Any,
+    appeal_id: str,
+    outcome: appeal_pb2.Outcome.ValueType,
+    *,
+    policy: str,
+) -> agent_desk_pb2.DecideResponse:
+    """The agent decides the appeal a chat is attached to, through the desk as any decision:
+    claimed first (a no-op when accepting the chat claimed it; until routing has routed the
+    appeal, it is not claimable yet), then decided with its facts, as every decision states."""
+
+    async def claimed() -> bool | None:
+        try:
+            await desk.Claim(agent_desk_pb2.ClaimRequest(appeal_id=appeal_id), metadata=metadata)
+        except grpc.aio.AioRpcError:
+            return None
+        return True
+
+    await eventually(claimed, "the chat's appeal to be claimable", 30)
+    decided: agent_desk_pb2.DecideResponse = await desk.Decide(
+        agent_desk_pb2.DecideRequest(
+            appeal_id=appeal_id,
+            outcome=outcome,
+            rationale="The person showed they control the account.",
+            policy_cited=policy,
+            facts="Verified by a code sent to the contact on file; talked it through in live chat.",
+        ),
+        metadata=metadata,
+    )
+    return decided

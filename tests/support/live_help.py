@@ -3,8 +3,10 @@ in process (httpx's ASGI transport), the local recording sinks as every platform
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,8 +17,10 @@ import httpx
 
 from appeals import platforms
 from appeals_devstack import devkeys
+from appeals_devstack.processes import free_port
 from appeals_runtime import store
 from appeals_runtime.auth import TokenVerifier
+from appeals_runtime.http import HttpServer
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.rate_limits import Limit, RateLimiter
 from services.help import api as help_api
@@ -38,6 +42,11 @@ from tests.support.desk import Clock
 from tests.support.waiting import eventually
 
 GENEROUS = Limit(burst=1000, per_hour=100_000)
+# The chats' limits (services/help/config.py, HelpSettings.limits).
+CHAT_LIMITS = (
+    "chat_session", "chat_account", "chat_address", "chat_messages", "chat_person_messages",
+    "chat_address_messages",
+)  # fmt: skip
 CODE = re.compile(r"\b(\d{6})\b")
 
 
@@ -196,10 +205,7 @@ async def live_help(
                 ),
                 producer,
                 Keys.derive(b"k" * 32),
-                RateLimiter(
-                    limits
-                    or dict.fromkeys(("chat_session", "chat_address", "chat_messages"), GENEROUS)
-                ),
+                RateLimiter(limits or dict.fromkeys(CHAT_LIMITS, GENEROUS)),
                 first_answer_sla=timedelta(seconds=120),
                 max_chars=2000,
                 clock=clock,
@@ -211,3 +217,26 @@ async def live_help(
             yield LiveHelp(
                 client, to_notifications, db, clock, private_key, verifications, chats, app
             )
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """``app`` on a real port (WebSockets need one; httpx's ASGI transport has none): its
+    ``ws://`` base URL while the block runs."""
+    port = free_port()
+    server = HttpServer(app, host="127.0.0.1", port=port)
+    task = asyncio.create_task(server.run())
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the help app did not start"
+            await asyncio.sleep(0.05)
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        await server.stop()
+        await task

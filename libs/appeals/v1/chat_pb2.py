@@ -26,23 +26,23 @@ from appeals.v1 import appeal_pb2 as appeals_dot_v1_dot_appeal__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61ppeals/v1/chat.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n\tChatEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hat_id\x18\x02 \x01(\t\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.appeals.v1.ChatEventKind\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08platform\x18\x05 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x05topic\x18\x06 \x01(\x0e\x32\x15.appeals.v1.ChatTopic\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x11\n\tappeal_id\x18\x08 \x01(\t\x12\x10\n\x08\x61gent_id\x18\t \x01(\t\x12\x37\n\x13\x66irst_answer_due_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nresolution\x18\x0b \x01(\t\x12\x17\n\x0fverification_id\x18\x0c \x01(\t\x12\x30\n\x0crequested_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x01\n\x0b\x43hatMessage\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12$\n\x05party\x18\x03 \x01(\x0e\x32\x15.appeals.v1.ChatParty\x12\x0c\n\x04text\x18\x04 \x01(\t\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclient_id\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\"\x97\x01\n\x0c\x43hatReceipts\x12\x18\n\x10person_delivered\x18\x01 \x01(\x03\x12\x13\n\x0bperson_read\x18\x02 \x01(\x03\x12\x17\n\x0f\x61gent_delivered\x18\x03 \x01(\x03\x12\x12\n\nagent_read\x18\x04 \x01(\x03\x12\x15\n\rperson_typing\x18\x05 \x01(\x08\x12\x14\n\x0c\x61gent_typing\x18\x06 \x01(\x08*c\n\tChatTopic\x12\x1a\n\x16\x43HAT_TOPIC_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43HAT_TOPIC_ACCOUNT_ACCESS\x10\x01\x12\x1b\n\x17\x43HAT_TOPIC_FEATURE_HELP\x10\x02*\xd0\x01\n\rChatEventKind\x12\x1f\n\x1b\x43HAT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43HAT_EVENT_KIND_REQUESTED\x10\x01\x12 \n\x1c\x43HAT_EVENT_KIND_AGENT_JOINED\x10\x02\x12 \n\x1c\x43HAT_EVENT_KIND_FIRST_ANSWER\x10\x03\x12\x1f\n\x1b\x43HAT_EVENT_KIND_HANDED_OVER\x10\x04\x12\x1a\n\x16\x43HAT_EVENT_KIND_CLOSED\x10\x05*k\n\tChatParty\x12\x1a\n\x16\x43HAT_PARTY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HAT_PARTY_PERSON\x10\x01\x12\x14\n\x10\x43HAT_PARTY_AGENT\x10\x02\x12\x15\n\x11\x43HAT_PARTY_SYSTEM\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61ppeals/v1/chat.proto\x12\nappeals.v1\x1a\x17\x61ppeals/v1/appeal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n\tChatEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hat_id\x18\x02 \x01(\t\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.appeals.v1.ChatEventKind\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08platform\x18\x05 \x01(\x0e\x32\x14.appeals.v1.Platform\x12$\n\x05topic\x18\x06 \x01(\x0e\x32\x15.appeals.v1.ChatTopic\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x11\n\tappeal_id\x18\x08 \x01(\t\x12\x10\n\x08\x61gent_id\x18\t \x01(\t\x12\x37\n\x13\x66irst_answer_due_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nresolution\x18\x0b \x01(\t\x12\x17\n\x0fverification_id\x18\x0c \x01(\t\x12\x30\n\x0crequested_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\x0b\x43hatMessage\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12$\n\x05party\x18\x03 \x01(\x0e\x32\x15.appeals.v1.ChatParty\x12\x0c\n\x04text\x18\x04 \x01(\t\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclient_id\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\x12+\n\x0b\x61ttachments\x18\x08 \x03(\x0b\x32\x16.appeals.v1.Attachment\"\x97\x01\n\x0c\x43hatReceipts\x12\x18\n\x10person_delivered\x18\x01 \x01(\x03\x12\x13\n\x0bperson_read\x18\x02 \x01(\x03\x12\x17\n\x0f\x61gent_delivered\x18\x03 \x01(\x03\x12\x12\n\nagent_read\x18\x04 \x01(\x03\x12\x15\n\rperson_typing\x18\x05 \x01(\x08\x12\x14\n\x0c\x61gent_typing\x18\x06 \x01(\x08*c\n\tChatTopic\x12\x1a\n\x16\x43HAT_TOPIC_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43HAT_TOPIC_ACCOUNT_ACCESS\x10\x01\x12\x1b\n\x17\x43HAT_TOPIC_FEATURE_HELP\x10\x02*\xd0\x01\n\rChatEventKind\x12\x1f\n\x1b\x43HAT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43HAT_EVENT_KIND_REQUESTED\x10\x01\x12 \n\x1c\x43HAT_EVENT_KIND_AGENT_JOINED\x10\x02\x12 \n\x1c\x43HAT_EVENT_KIND_FIRST_ANSWER\x10\x03\x12\x1f\n\x1b\x43HAT_EVENT_KIND_HANDED_OVER\x10\x04\x12\x1a\n\x16\x43HAT_EVENT_KIND_CLOSED\x10\x05*k\n\tChatParty\x12\x1a\n\x16\x43HAT_PARTY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HAT_PARTY_PERSON\x10\x01\x12\x14\n\x10\x43HAT_PARTY_AGENT\x10\x02\x12\x15\n\x11\x43HAT_PARTY_SYSTEM\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appeals.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHATTOPIC']._serialized_start=853
-  _globals['_CHATTOPIC']._serialized_end=952
-  _globals['_CHATEVENTKIND']._serialized_start=955
-  _globals['_CHATEVENTKIND']._serialized_end=1163
-  _globals['_CHATPARTY']._serialized_start=1165
-  _globals['_CHATPARTY']._serialized_end=1272
+  _globals['_CHATTOPIC']._serialized_start=898
+  _globals['_CHATTOPIC']._serialized_end=997
+  _globals['_CHATEVENTKIND']._serialized_start=1000
+  _globals['_CHATEVENTKIND']._serialized_end=1208
+  _globals['_CHATPARTY']._serialized_start=1210
+  _globals['_CHATPARTY']._serialized_end=1317
   _globals['_CHATEVENT']._serialized_start=96
   _globals['_CHATEVENT']._serialized_end=517
   _globals['_CHATMESSAGE']._serialized_start=520
-  _globals['_CHATMESSAGE']._serialized_end=697
-  _globals['_CHATRECEIPTS']._serialized_start=700
-  _globals['_CHATRECEIPTS']._serialized_end=851
+  _globals['_CHATMESSAGE']._serialized_end=742
+  _globals['_CHATRECEIPTS']._serialized_start=745
+  _globals['_CHATRECEIPTS']._serialized_end=896
 # @@protoc_insertion_point(module_scope)

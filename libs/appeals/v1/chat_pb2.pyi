@@ -4,9 +4,11 @@ isort:skip_file
 """
 
 from appeals.v1 import appeal_pb2 as _appeal_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -181,6 +183,7 @@ class ChatMessage(_message.Message):
     SENT_AT_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     AGENT_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     seq: _builtins.int
     party: Global___ChatParty.ValueType
@@ -190,6 +193,10 @@ class ChatMessage(_message.Message):
     agent_id: _builtins.str
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_appeal_pb2.Attachment]:
+        """What the person attached (references, by the same rule as an appeal's evidence)."""
+
     def __init__(
         self,
         *,
@@ -200,10 +207,11 @@ class ChatMessage(_message.Message):
         sent_at: _timestamp_pb2.Timestamp | None = ...,
         client_id: _builtins.str = ...,
         agent_id: _builtins.str = ...,
+        attachments: _abc.Iterable[_appeal_pb2.Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "chat_id", b"chat_id", "client_id", b"client_id", "party", b"party", "sent_at", b"sent_at", "seq", b"seq", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attachments", b"attachments", "chat_id", b"chat_id", "client_id", b"client_id", "party", b"party", "sent_at", b"sent_at", "seq", b"seq", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -95,9 +95,14 @@ function again() {
 // asks for what came after it whenever it (re)connects, so a dropped connection loses nothing.
 // A message the person writes gets an id of the page's own (client_id) and stays "pending"
 // until the server has it; resending it after a reconnect stores it once.
+// An account-access chat is attached to an appeal; when the appeal is decided, live help says
+// the outcome in the chat (a system message with an `outcome`). The decision may come after
+// the chat ended (the agent decides, then closes; or a reviewer decides later), so the page
+// goes on listening after the end until the decision has shown, while the session lasts.
 const chat = {
   id: null, lastSeq: 0, pending: [], socket: null, transport: null, closed: false,
   receipts: {}, retry: 0, typingSentAt: 0, readSent: 0,
+  appealId: "", decided: false, awaitingDecision: false,
 };
 window.helpChat = chat;
 const STATUS = {
@@ -105,6 +110,11 @@ const STATUS = {
   assigned: "You are chatting with an agent.",
   closed: "The chat has ended.",
 };
+const AWAITING_DECISION = "The decision on your appeal will show here when it is made; " +
+  "it is sent to you as well.";
+
+// Whether the page still wants news of the chat.
+function listening() { return !chat.closed || chat.awaitingDecision; }
 
 function clientId() {
   const bytes = new Uint8Array(12);
@@ -137,7 +147,7 @@ function joinChat(chatId) {
 }
 
 function connect() {
-  if (chat.closed) return;
+  if (!listening()) return;
   if (chat.transport === "poll" || !("WebSocket" in window)) { poll(); return; }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/v1/help/chats/${chat.id}/socket`);
@@ -165,14 +175,14 @@ function connect() {
 }
 
 function reconnectLater() {
-  if (chat.closed) return;
+  if (!listening()) return;
   chat.retry = Math.min(chat.retry + 1, 5);
   setTimeout(connect, 250 * 2 ** chat.retry);
 }
 
 async function poll() {
   chat.transport = "poll";
-  while (!chat.closed) {
+  while (listening()) {
     try {
       for (const message of chat.pending) await postMessage(message);
       const updates = await call(
@@ -191,15 +201,18 @@ async function poll() {
 
 function expired() {
   chat.closed = true;
+  chat.awaitingDecision = false;
   say($("problem"), "Your help session has expired: verify your account again to go on.");
   sessionStorage.removeItem("help-session");
 }
 
 function apply(updates) {
+  if (updates.state && updates.state.appeal_id) chat.appealId = updates.state.appeal_id;
   for (const message of updates.messages || []) {
     if (message.seq <= chat.lastSeq) continue;
     chat.lastSeq = message.seq;
     chat.pending = chat.pending.filter((p) => p.client_id !== message.client_id);
+    if (isDecision(message)) chat.decided = true;
     render(message);
   }
   chat.receipts = updates.receipts || chat.receipts;
@@ -211,10 +224,47 @@ function apply(updates) {
     chat.closed = true;
     $("compose").hidden = true;
     $("leave").hidden = true;
-    sessionStorage.removeItem("help-chat");
-    if (chat.socket) chat.socket.close();
+    chat.awaitingDecision = Boolean(chat.appealId) && !chat.decided;
+    if (chat.awaitingDecision) {
+      say($("chat-status"), `${STATUS.closed} ${AWAITING_DECISION}`);
+    } else {
+      sessionStorage.removeItem("help-chat");
+      if (chat.socket) chat.socket.close();
+    }
   }
   sendRead();
+}
+
+function isDecision(message) { return message.party === "system" && Boolean(message.outcome); }
+
+function size(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${bytes} bytes`;
+}
+
+// Attachments are references (a media type, an https URL, a size): shown as plain links that
+// open in a new tab without telling the other site where they came from.
+function renderAttachments(item, attachments) {
+  if (!attachments || !attachments.length) return;
+  const box = document.createElement("span");
+  box.className = "attachments";
+  for (const attachment of attachments) {
+    const label = `${attachment.media_type}, ${size(attachment.size_bytes)}`;
+    let entry;
+    if (String(attachment.uri).startsWith("https://")) {
+      entry = document.createElement("a");
+      entry.href = attachment.uri;
+      entry.target = "_blank";
+      entry.rel = "noopener noreferrer nofollow";
+    } else {
+      entry = document.createElement("span");
+    }
+    entry.className = "attachment";
+    entry.textContent = label;
+    box.append(entry);
+  }
+  item.append(box);
 }
 
 function render(message) {
@@ -222,6 +272,12 @@ function render(message) {
   item.className = message.party;
   item.dataset.seq = message.seq;
   item.textContent = message.text;  // text, never HTML
+  if (isDecision(message)) {
+    // The outcome of the person's appeal: set apart from the chat's other notices.
+    item.classList.add("decision", `outcome-${message.outcome}`);
+    item.dataset.outcome = message.outcome;
+  }
+  renderAttachments(item, message.attachments);
   if (message.party === "person") {
     const mark = document.createElement("span");
     mark.className = "mark";
