@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 # How often an open stream renews its agent's presence (well within the presence TTL).
 PRESENCE_RENEW_S = 5.0
+# How long a chat session waits for its first frame (join) before answering the caller.
+FIRST_FRAME_WAIT_S = 10.0
 
 _PRESENCE_TO_PROTO = {
     Presence.ONLINE: agent_desk_pb2.PRESENCE_ONLINE,
@@ -369,8 +371,15 @@ class AgentDeskServicer(agent_desk_pb2_grpc.AgentDeskServicer):
         chats = await self._chat_desk(context)
 
         async def join() -> ChatSession:
+            # The first frame is taken off the stream before the caller is checked (and read
+            # only after): a refusal sent while the client is still writing that frame ends the
+            # call INTERNAL on the client ("Failed execute_batch": its write fails) instead of
+            # with the refusal. A client that writes nothing is answered after a short wait.
+            try:
+                first = await asyncio.wait_for(anext(request_iterator, None), FIRST_FRAME_WAIT_S)
+            except TimeoutError:
+                first = None
             agent = self._agent(context)
-            first = await anext(request_iterator, None)
             if first is None or first.WhichOneof("frame") != "join":
                 raise ValidationFailed(
                     [FieldViolation("join", "the first frame must be join (chat_id, after_seq)")]
