@@ -21,7 +21,7 @@ from services.routing.policy_file import DEFAULT_POLICY_FILE
 from tests.conftest import private_stack
 from tests.e2e.conftest import Pipeline, running_pipeline
 from tests.support.bodies import appeal_body
-from tests.support.pipeline import review, submit_rest
+from tests.support.pipeline import register_senior_for_everything, review, submit_rest
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -67,15 +67,7 @@ async def test_a_request_for_information_is_answered_through_intake_and_read_by_
         appeal_id = submitted.json()["appeal_id"]
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
         for reviewer in (metadata, reader):
-            await desk.RegisterAgent(
-                agent_desk_pb2.RegisterAgentRequest(
-                    profile=agent_desk_pb2.AgentProfile(
-                        languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
-                        capacity=50,
-                    )
-                ),
-                metadata=reviewer,
-            )  # fmt: skip
+            await register_senior_for_everything(desk, reviewer)
         first = await claimed_when_offered(desk, metadata, appeal_id)
         assert not first.case.information
         asked = await desk.RequestInformation(

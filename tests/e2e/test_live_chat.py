@@ -17,6 +17,7 @@ from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, chat_pb2
 from tests.e2e.conftest import Pipeline
 from tests.support import live_chat
 from tests.support.live_chat import frames, offered
+from tests.support.pipeline import register_senior_for_everything
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -52,15 +53,7 @@ async def test_a_person_chats_with_an_agent_who_decides_their_appeal(pipeline: P
         assert appeal_id and chat["state"] == "waiting"
 
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
-        await desk.RegisterAgent(
-            agent_desk_pb2.RegisterAgentRequest(
-                profile=agent_desk_pb2.AgentProfile(
-                    languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
-                    capacity=50,
-                )
-            ),
-            metadata=metadata,
-        )  # fmt: skip
+        await register_senior_for_everything(desk, metadata)
         offer = await offered(desk, metadata, chat_id)
         assert offer.appeal_id == appeal_id
         assert offer.platform == appeal_pb2.PLATFORM_FACEBOOK

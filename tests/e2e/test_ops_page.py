@@ -33,6 +33,7 @@ from tests.e2e.conftest import APPEALS, Pipeline, cli_environment
 from tests.support import live_chat
 from tests.support.browser import Page, chromium, read_png
 from tests.support.live_chat import frames, offered
+from tests.support.pipeline import register_senior_for_everything
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -223,15 +224,7 @@ async def accept_and_answer(
 ) -> asyncio.Queue[agent_desk_pb2.ChatClientFrame | None]:
     """An agent registers, is offered the chat, accepts it; the frames of its chat session (to
     join it and answer), ready for ``ChatSession`` (None ends them)."""
-    await desk.RegisterAgent(
-        agent_desk_pb2.RegisterAgentRequest(
-            profile=agent_desk_pb2.AgentProfile(
-                languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
-                capacity=50,
-            )
-        ),
-        metadata=agent,
-    )  # fmt: skip
+    await register_senior_for_everything(desk, agent)
     await offered(desk, agent, chat_id)
     await desk.AcceptChat(agent_desk_pb2.AcceptChatRequest(chat_id=chat_id), metadata=agent)
     outgoing: asyncio.Queue[agent_desk_pb2.ChatClientFrame | None] = asyncio.Queue()

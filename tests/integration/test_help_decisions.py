@@ -8,7 +8,6 @@ read by ``_id``."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -30,12 +29,18 @@ from services.help.accounts import FileDirectory
 from services.help.chat_repository import APPEAL_PERSONS, MESSAGES, ChatRepository
 from services.help.chats import Chats
 from services.help.config import DEV_ACCOUNTS_FILE
-from services.help.consumer import lifecycle_consumer, lifecycle_handler
+from services.help.consumer import lifecycle_handler
 from services.help.decisions import TEXTS
 from services.help.erasure import ChatErasures
 from services.help.intake_client import IntakeClient
 from services.help.service import Keys
-from tests.support.live_help import CHAT_LIMITS, GENEROUS, LiveHelp, bearer
+from tests.support.live_help import (
+    CHAT_LIMITS,
+    GENEROUS,
+    LiveHelp,
+    bearer,
+    lifecycle_consumer_running,
+)
 from tests.support.store_commands import CommandLog, names_the_id, watched_client
 from tests.support.waiting import eventually
 
@@ -146,15 +151,9 @@ async def test_the_decision_shows_in_every_chat_of_the_appeal_in_its_language_on
     # The agent decides: routing's decided event on the lifecycle topic, read by live help's
     # consumer (a group of its own, from the start of the topic) on the real broker.
     event = decided(appeal_id, appeal_pb2.OUTCOME_OVERTURNED)
-    runner = lifecycle_consumer(
-        erasures,
-        helpdesk.chats,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        group=f"help-{uuid.uuid4().hex[:8]}",
-        producer=producer,
-    )
-    running = asyncio.create_task(runner.run())
-    try:
+    async with lifecycle_consumer_running(
+        erasures, helpdesk.chats, bootstrap_servers=infra.kafka_bootstrap_servers, producer=producer
+    ):
         await producer.publish(topics.APPEAL_LIFECYCLE, event)
 
         async def shown() -> list[dict[str, Any]] | None:
@@ -165,9 +164,6 @@ async def test_the_decision_shows_in_every_chat_of_the_appeal_in_its_language_on
         # Delivered again (a consumer restarted before its commit): still said once.
         await producer.publish(topics.APPEAL_LIFECYCLE, event)
         await helpdesk.chats.announce_decision(appeal_id, event.event_id, "overturned")
-    finally:
-        await runner.stop()
-        await running
 
     assert in_german["outcome"] == "overturned"
     assert in_german["text"] == TEXTS["overturned"]["de"]

@@ -6,7 +6,6 @@ transcript changes."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from appeals_runtime.http import PROBLEM_JSON
 from appeals_runtime.kafka.consumer import InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
 from services.help.chat_repository import APPEAL_PERSONS, PERSON_KEYS, ChatRepository
-from services.help.consumer import lifecycle_consumer, lifecycle_handler
+from services.help.consumer import lifecycle_handler
 from services.help.erasure import ChatErasures
 from services.help.erasure_api import erasure_router
 from services.help.service import Keys
-from tests.support.live_help import LiveHelp, bearer
+from tests.support.live_help import LiveHelp, bearer, lifecycle_consumer_running
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -94,24 +93,15 @@ async def test_an_erased_appeal_erases_the_transcripts_of_its_person_and_no_othe
 
     # Live help's consumer, in a group of its own, from the start of the topic.
     assert helpdesk.chats is not None
-    runner = lifecycle_consumer(
-        erasures,
-        helpdesk.chats,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        group=f"help-{uuid.uuid4().hex[:8]}",
-        producer=producer,
-    )
-    running = asyncio.create_task(runner.run())
-    try:
+    async with lifecycle_consumer_running(
+        erasures, helpdesk.chats, bootstrap_servers=infra.kafka_bootstrap_servers, producer=producer
+    ):
         await producer.publish(topics.APPEAL_LIFECYCLE, erased_event(lena["appeal_id"]))
 
         async def erased() -> bool:
             return set(await agents_view(helpdesk, lena["chat_id"], "agent-1")) == {ERASED}
 
         await eventually(erased, "Lena's transcript erased for the agent")
-    finally:
-        await runner.stop()
-        await running
     assert set(await persons_view(helpdesk, lena["chat_id"], lena_session)) == {ERASED}
     assert await helpdesk.db[APPEAL_PERSONS].find_one({"_id": lena["appeal_id"]}) is None
     # Amara's transcript reads as before, for the agent and for her.

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,8 @@ from services.help.accounts import FileDirectory
 from services.help.chat_repository import ChatRepository
 from services.help.chats import Chats
 from services.help.config import DEV_ACCOUNTS_FILE
+from services.help.consumer import lifecycle_consumer
+from services.help.erasure import ChatErasures
 from services.help.intake_client import IntakeClient
 from services.help.notifications_client import CodeMessenger
 from services.help.repository import HelpRepository
@@ -133,6 +136,27 @@ class LiveHelp:
         answered = await self.agent("POST", chat["chat_id"], "messages", json=said)
         assert answered.status_code == 201, answered.text
         return chat, session
+
+
+@contextlib.asynccontextmanager
+async def lifecycle_consumer_running(
+    erasures: ChatErasures, chats: Chats, *, bootstrap_servers: str, producer: EventProducer
+) -> AsyncIterator[None]:
+    """Live help's lifecycle consumer on the real broker, in a group of its own (so from the
+    start of the topic), while the block runs; stopped and awaited after it."""
+    runner = lifecycle_consumer(
+        erasures,
+        chats,
+        bootstrap_servers=bootstrap_servers,
+        group=f"help-{uuid.uuid4().hex[:8]}",
+        producer=producer,
+    )
+    running = asyncio.create_task(runner.run())
+    try:
+        yield
+    finally:
+        await runner.stop()
+        await running
 
 
 def recording_channels() -> ChannelDirectory:

@@ -87,6 +87,24 @@ _ESCALATIONS = {
 }
 
 
+async def register_senior_for_everything(
+    desk: agent_desk_pb2_grpc.AgentDeskStub, metadata: Any
+) -> None:
+    """Register the agent of ``metadata`` as a senior reviewer of every language, platform and
+    policy area, with room for 50 offers: the shipped policy offers nothing to an agent that
+    has not registered its skills, and other tests' offers it passes over count against its
+    capacity while they last."""
+    await desk.RegisterAgent(
+        agent_desk_pb2.RegisterAgentRequest(
+            profile=agent_desk_pb2.AgentProfile(
+                languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
+                capacity=50,
+            )
+        ),
+        metadata=metadata,
+    )  # fmt: skip
+
+
 async def review(
     pipeline: Pipeline,
     plan: Mapping[str, int | str],
@@ -104,18 +122,7 @@ async def review(
     claimed: dict[str, agent_desk_pb2.CaseOffer] = {}
     async with grpc.aio.insecure_channel(pipeline.desk_grpc) as channel:
         desk = agent_desk_pb2_grpc.AgentDeskStub(channel)
-        # The shipped policy offers nothing to an agent that has not registered its skills.
-        # Offers of other tests' cases, which this reviewer passes over, stay reserved for it
-        # until they lapse and count against its capacity: room for them, not just the plan.
-        await desk.RegisterAgent(
-            agent_desk_pb2.RegisterAgentRequest(
-                profile=agent_desk_pb2.AgentProfile(
-                    languages=["*"], platforms=["*"], policy_areas=["*"], seniority="senior",
-                    capacity=50,
-                )
-            ),
-            metadata=metadata,
-        )  # fmt: skip
+        await register_senior_for_everything(desk, metadata)
         stream = desk.StreamCases(agent_desk_pb2.StreamCasesRequest(), metadata=metadata)
 
         async def work() -> None:
