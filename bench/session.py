@@ -65,7 +65,7 @@ class Session:
         bootstrap = stack.infra.kafka_bootstrap_servers
         self.client = store.create_client(stack.infra.mongodb_url, app_name="bench")
         self.lifecycle = LifecycleObserver(bootstrap)
-        self.audit = AuditObserver(self.client[DATABASE])
+        self.audit = AuditObserver(self.client[store.service_database(DATABASE, "audit")])
         self.lag = LagSampler(bootstrap)
         self.children: dict[str, Child] = {}
         # Every child ever started, by name: its CPU keeps counting after it ended.

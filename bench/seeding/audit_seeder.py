@@ -147,7 +147,8 @@ async def seed(template_file: Path, first: int, last: int) -> None:
     settings = load_settings(AuditLogSettings)
     client = store.create_client(settings.mongodb_url, app_name="bench-seed-audit")
     try:
-        seeder = Seeder(client[settings.mongodb_database], settings)
+        database = store.service_database(settings.mongodb_database, "audit")
+        seeder = Seeder(client[database], settings)
         workers = concurrency(seeder.service)
         await seeder.checkpoint()  # what the audit service appended since its last checkpoint
         appended = 0

@@ -32,8 +32,8 @@ from appeals_runtime import store
 DEV_ACCOUNTS_FILE = Path(
     os.environ.get("HELP_ACCOUNTS_FILE", REPO_ROOT / "services" / "help" / "dev_accounts.yaml")
 )
-# Where notifications keeps each code it sent (``_id``: the verification id). DEVELOPMENT ONLY:
-# outside a local run the record holds the message with the code masked.
+# Where notifications keeps each code it sent (``_id``: the verification id), in its database.
+# DEVELOPMENT ONLY: outside a local run the record holds the message with the code masked.
 CODES_COLLECTION = "codes"
 _CODE = re.compile(r"\b(\d{6})\b")
 _MASKED = "••••••"
@@ -422,7 +422,7 @@ async def run_chats(
     if not plan:
         return []
     client = store.create_client(options.store_url, app_name="appeals-demo")
-    codes = client[options.database][CODES_COLLECTION]
+    codes = client[store.service_database(options.database, "notifications")][CODES_COLLECTION]
     people: list[asyncio.Task[ChatResult]] = []
     try:
         async with httpx.AsyncClient(base_url=options.help_url, timeout=30) as http:

@@ -72,25 +72,28 @@ class QueryLog(monitoring.CommandListener):
         name = event.command_name
         collection = event.command.get(name)
         if name == "insert":
-            self._write([self._line(name, collection, INSERT)])
+            self._write([self._line(event, collection, INSERT)])
             return
         if name not in _READING and name not in _WRITING:
             return
         lines = []
         for found in filters_of(name, event.command):
             how = selection(found)
-            line = self._line(name, collection, how)
+            line = self._line(event, collection, how)
             if how == SCAN:
                 line["fields"] = sorted(str(key) for key in found)
             lines.append(line)
         self._write(lines)
 
-    def _line(self, command: str, collection: object, selects: str) -> dict[str, Any]:
+    def _line(
+        self, event: monitoring.CommandStartedEvent, collection: object, selects: str
+    ) -> dict[str, Any]:
         return {
             "at": time.time(),
             "service": self._service,
+            "database": event.database_name,
             "collection": collection if isinstance(collection, str) else "",
-            "command": command,
+            "command": event.command_name,
             "selects": selects,
         }
 

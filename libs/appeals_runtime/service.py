@@ -88,7 +88,7 @@ async def service_context(
             publish_timeout_s=settings.kafka_publish_timeout_s,
         )
         mongo = store.create_client(settings.mongodb_url, app_name=name)
-        db = mongo[settings.mongodb_database]
+        db = mongo[store.service_database(settings.mongodb_database, name)]
         await producer.start()
         try:
             await store.ensure_indexes(db, indexes)

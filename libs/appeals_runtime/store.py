@@ -37,6 +37,7 @@ __all__ = [
     "ensure_indexes",
     "insert_once",
     "is_contention",
+    "service_database",
     "stored_time",
 ]
 Document = dict[str, Any]
@@ -57,6 +58,18 @@ class IndexSpec:
     @property
     def index_name(self) -> str:
         return self.name or "_".join(f"{key}_{direction}" for key, direction in self.keys)
+
+
+def service_database(base: str, service: str) -> str:
+    """The database ``service`` owns: ``{base}_{service}`` (``appeals_intake``, …).
+
+    No service reads another's collections (they share events, not tables), so each keeps its
+    own database. On FerretDB's SQLite backend a database is one file with one writer at a time:
+    with one database for all, every service's writes queued behind every other's, and a writer
+    that finds the lock taken sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms) however
+    soon the lock is free. On MongoDB it is the usual one-owner-per-database layout.
+    """
+    return f"{base}_{service}"
 
 
 def stored_time(moment: datetime) -> datetime:

@@ -110,7 +110,7 @@ async def test_personal_data_is_found_nowhere_but_in_intake(
     key = (pipeline.signing_key.parent / "pseudonym-key.hex").read_bytes().strip()
     mongo = store.create_client(pipeline.infra.mongodb_url, app_name="e2e-privacy")
     try:
-        appellants = mongo[pipeline.database][APPELLANTS]
+        appellants = mongo[store.service_database(pipeline.database, "intake")][APPELLANTS]
         for way, appeal_id in ids.items():
             (submitted,) = [
                 e.submitted

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from appeals.v1 import appeal_pb2
+from appeals_runtime import store
 from tests.e2e.conftest import Pipeline
 from tests.support.bodies import appeal_body
 from tests.support.pipeline import review, submit_rest
@@ -76,3 +77,11 @@ async def test_appeals_flow_through_every_service_with_id_lookups_only(pipeline:
     services = {q["service"] for q in queries}
     assert {"intake", "routing", "notifications", "audit"} <= services, services
     assert not _scans(queries), _scans(queries)
+    # Each service works in a database of its own (on FerretDB's SQLite backend, a file with a
+    # writer of its own): no service's writes wait for another's.
+    elsewhere = Counter(
+        (q["service"], q["database"])
+        for q in queries
+        if q["database"] != store.service_database(pipeline.database, q["service"])
+    )
+    assert not elsewhere, elsewhere

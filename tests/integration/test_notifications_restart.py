@@ -109,17 +109,27 @@ async def serving_intake(
     await under_test.client.aclose()
 
 
+@pytest.fixture
+async def notifications_db(db: store.Database) -> AsyncIterator[store.Database]:
+    """The database a notifications process told ``MONGODB_DATABASE=db.name`` owns; dropped
+    afterwards like ``db``."""
+    name = store.service_database(db.name, "notifications")
+    yield db.client[name]
+    await db.client.drop_database(name)
+
+
 async def test_a_service_killed_mid_batch_delivers_every_notification_exactly_once(
     infra: Infrastructure,
     producer: EventProducer,
     db: store.Database,
+    notifications_db: store.Database,
     tmp_path: Path,
     serving_intake: tuple[IntakeUnderTest, str],
 ) -> None:
     run = uuid.uuid4().hex[:8]
     published, submissions = batch(run, appeals=24)
     ours = {event.appeal_id for event in published}
-    outbox = db[repository.OUTBOX]
+    outbox = notifications_db[repository.OUTBOX]
     intake, intake_target = serving_intake
     for appeal_id, submission in submissions.items():
         await intake_knows(intake, appeal_id, submission)

@@ -26,7 +26,7 @@ async def code_received(mongodb_url: str, database: str, verification_id: str) -
     """The code notifications sent for a verification (its record keeps the text locally)."""
     client = store.create_client(mongodb_url, app_name="e2e-help")
     try:
-        codes = client[database][CODES]
+        codes = client[store.service_database(database, "notifications")][CODES]
 
         async def recorded() -> str | None:
             found = await codes.find_one({"_id": verification_id})
