@@ -67,6 +67,10 @@ async def authenticated(
 Caller = Annotated[Principal, Depends(authenticated)]
 
 
+# The probes' and the scrape's paths (never refused by admission control).
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 def health_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
     """``/healthz`` (the process is alive), ``/readyz`` (its dependencies answer), ``/metrics``."""
     router = APIRouter(tags=["operations"])

@@ -126,6 +126,12 @@ DLQ_PUBLISHED = declare(
     ("messaging.destination.name",),
 )  # fmt: skip
 
+HTTP_REQUESTS_REFUSED = declare(
+    "appeals.http.requests.refused", Kind.COUNTER, "{request}",
+    "Requests answered 503 at once because the service had its limit of requests in hand",
+    ("http.request.method",),
+)  # fmt: skip
+
 # --- OpenTelemetry semantic-convention metrics ----------------------------------------------------
 # Recorded by FastAPI's built-in telemetry (appeals_runtime.http.TELEMETRY); declared here so
 # rules and dashboards can name it like any other.

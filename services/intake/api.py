@@ -12,6 +12,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appeals.v1 import appeal_pb2
+from appeals_runtime.admission import AdmissionLimit
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.http import (
@@ -166,6 +167,7 @@ def create_app(
     readiness_checks: dict[str, ReadinessCheck],
     *,
     max_body_bytes: int = 64 * 1024,
+    max_requests: int = 256,
 ) -> FastAPI:
     app = FastAPI(
         title="Appeals intake",
@@ -178,6 +180,8 @@ def create_app(
     app.include_router(health_router(readiness_checks))
 
     app.add_middleware(BodyRules, max_body_bytes=max_body_bytes)
+    # Outside the body rules: a request beyond the limit is refused before its body is read.
+    app.add_middleware(AdmissionLimit, limit=max_requests)
 
     @app.exception_handler(RequestValidationError)
     async def count_invalid_submits(request: Request, error: RequestValidationError) -> Response:

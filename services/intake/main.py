@@ -76,7 +76,11 @@ def _components(
     return [
         HttpServer(
             api.create_app(
-                intake, verifier, ctx.readiness_checks, max_body_bytes=settings.max_body_bytes
+                intake,
+                verifier,
+                ctx.readiness_checks,
+                max_body_bytes=settings.max_body_bytes,
+                max_requests=settings.max_requests,
             ),
             host=settings.bind_host,
             port=settings.http_port,

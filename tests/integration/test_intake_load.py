@@ -150,3 +150,48 @@ async def test_hundreds_of_concurrent_submits_get_allowed_answers_and_each_accep
         if event.appeal_id in appeal_ids and event.WhichOneof("payload") == "submitted"
     )
     assert submitted == dict.fromkeys(appeal_ids, 1)
+
+
+async def test_submits_beyond_the_admission_limit_are_refused_503_and_the_rest_accepted_once(
+    infra: Infrastructure, db: store.Database, producer: EventProducer, tmp_path: Path
+) -> None:
+    """More submits at once than intake takes in hand: the excess is answered 503 problem+json
+    with Retry-After at once (backpressure, DESIGN), the rest are accepted, each exactly once."""
+    limit, burst = 4, 40
+    intake = await start_intake(db, producer, tmp_path, max_requests=limit)
+    headers = intake.headers()
+    keys = [uuid.uuid4().hex for _ in range(burst)]
+    try:
+        answers = await asyncio.gather(
+            *(
+                intake.client.post(
+                    "/v1/appeals", json=fresh_body(), headers=headers | {"Idempotency-Key": key}
+                )
+                for key in keys
+            )
+        )
+    finally:
+        await intake.client.aclose()
+
+    codes = collections.Counter(answer.status_code for answer in answers)
+    assert set(codes) == {202, 503}, codes
+    assert limit <= codes[202] < burst
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json()["title"] == "Service overloaded"
+    accepted = {answer.json()["appeal_id"] for answer in answers if answer.status_code == 202}
+    assert len(accepted) == codes[202]
+    records = await db[repository.APPEALS].find({"_id": {"$in": sorted(accepted)}}).to_list()
+    assert sorted(r["_id"] for r in records) == sorted(accepted)
+    # A refused request left nothing behind: its key may be sent again and is accepted.
+    refused_key = next(k for k, a in zip(keys, answers, strict=True) if a.status_code == 503)
+    retried = await start_intake(db, producer, tmp_path)
+    try:
+        again = await retried.client.post(
+            "/v1/appeals", json=fresh_body(), headers=headers | {"Idempotency-Key": refused_key}
+        )
+    finally:
+        await retried.client.aclose()
+    assert again.status_code == 202, again.text

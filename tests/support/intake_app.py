@@ -56,6 +56,7 @@ async def start_intake(
     limits: dict[str, Limit] | None = None,
     clock: Callable[[], datetime] | None = None,
     policy_overrides: dict[str, Any] | None = None,
+    max_requests: int = 256,
 ) -> IntakeUnderTest:
     await store.ensure_indexes(db, repository.INDEXES)
     private, jwks = devkeys.ensure(key_dir)
@@ -72,7 +73,7 @@ async def start_intake(
         if clock
         else AppealIntake(repo, producer, policy)
     )
-    app = api.create_app(intake, verifier, {})
+    app = api.create_app(intake, verifier, {}, max_requests=max_requests)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
     return IntakeUnderTest(client, intake, repo, private, verifier)
 
