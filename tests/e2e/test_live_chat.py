@@ -149,15 +149,9 @@ async def test_a_person_chats_with_an_agent_who_decides_their_appeal(pipeline: P
 
         ops = {"Authorization": f"Bearer {pipeline.ops_token()}"}
 
-        async def told() -> list[str] | None:
-            response = await client.get(
-                f"{pipeline.url('notifications')}/v1/appeals/{appeal_id}/notifications",
-                headers=ops,
-            )
-            kinds = [n["kind"] for n in response.json().get("notifications", [])]
-            return kinds if "decided" in kinds else None
-
-        await eventually(told, "the person told of the decision", 60)
+        await live_chat.decision_notice(
+            client, pipeline.url("notifications"), pipeline.ops_token(), appeal_id
+        )
 
         async def chat_in_trail() -> list[str] | None:
             trail = await client.get(

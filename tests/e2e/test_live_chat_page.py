@@ -2,7 +2,7 @@
 processes (issue 17 acceptance): verify with the code the contact on file received, open a chat,
 read the agent's answer given over the desk's gRPC API, lose the connection mid-chat and miss
 nothing, see an attachment as a link, see the chat end and, after it, the decision the agent
-made on the appeal over gRPC."""
+made on the appeal over gRPC, and the notice of it the person was sent."""
 
 from __future__ import annotations
 
@@ -12,12 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from appeals.v1 import agent_desk_pb2, agent_desk_pb2_grpc, appeal_pb2, chat_pb2
 from tests.e2e.conftest import Pipeline
 from tests.support.browser import Page, chromium
-from tests.support.live_chat import code_received, decide_chat_appeal, fill, frames, offered
+from tests.support.live_chat import (
+    code_received,
+    decide_chat_appeal,
+    decision_notice,
+    fill,
+    frames,
+    offered,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +100,13 @@ async def agent_closes(pipeline: Pipeline, chat_id: str) -> None:
         await desk.CloseChat(
             agent_desk_pb2.CloseChatRequest(chat_id=chat_id, resolution="explained"),
             metadata=agent_metadata(pipeline),
+        )
+
+
+async def notice_of_decision(pipeline: Pipeline, appeal_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await decision_notice(
+            client, pipeline.url("notifications"), pipeline.ops_token(), appeal_id
         )
 
 
@@ -225,3 +240,6 @@ def test_a_person_chats_on_the_page_and_a_dropped_connection_loses_nothing(
             timeout_s=20,
             what="the page to stop listening once the decision showed",
         )
+        # And, as every appellant is, the person was sent a notice of the decision.
+        notice = asyncio.run(notice_of_decision(pipeline, appeal_id))
+        assert notice["platform"] == PLATFORM and notice["body"], notice

@@ -1,6 +1,6 @@
 """What the live-help end-to-end tests share: the code a contact on file received, typing into
 the page, and the agent's side of a chat over the desk's gRPC API (offers, frames, deciding the
-chat's appeal)."""
+chat's appeal), and the notice of the decision the person was sent."""
 
 from __future__ import annotations
 
@@ -56,6 +56,25 @@ async def help_session(
     )
     assert checked.status_code == 200, checked.text
     return {"Authorization": f"Bearer {checked.json()['session_token']}"}
+
+
+async def decision_notice(
+    client: httpx.AsyncClient, notifications_url: str, ops_token: str, appeal_id: str
+) -> dict[str, Any]:
+    """The notification that told the appeal's person of its decision, once delivered (as
+    notifications' ops API lists it: kind, channel, locale, the text sent)."""
+
+    async def delivered() -> dict[str, Any] | None:
+        response = await client.get(
+            f"{notifications_url}/v1/appeals/{appeal_id}/notifications",
+            headers={"Authorization": f"Bearer {ops_token}"},
+        )
+        notices = response.json().get("notifications", []) if response.is_success else []
+        decided = [notice for notice in notices if notice["kind"] == "decided"]
+        return decided[0] if decided else None
+
+    found: dict[str, Any] = await eventually(delivered, "the person told of the decision", 60)
+    return found
 
 
 def fill(page: Page, field: str, value: str) -> None:
