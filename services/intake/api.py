@@ -167,7 +167,7 @@ def create_app(
     readiness_checks: dict[str, ReadinessCheck],
     *,
     max_body_bytes: int = 64 * 1024,
-    max_requests: int = 256,
+    max_requests: int = 128,
 ) -> FastAPI:
     app = FastAPI(
         title="Appeals intake",

@@ -35,9 +35,10 @@ class IntakeSettings(AuthSettings):
         default=64 * 1024, ge=1024, validation_alias="INTAKE_MAX_BODY_BYTES"
     )
     # REST requests in hand at once; the next is answered 503 + Retry-After at once
-    # (appeals_runtime.admission). Well above what two cores serve in a second, so only an
-    # overload meets it; it bounds the wait of the requests accepted and the memory they hold.
-    max_requests: int = Field(default=256, ge=1, validation_alias="INTAKE_MAX_REQUESTS")
+    # (appeals_runtime.admission). About what one instance on two cores serves in one to two
+    # seconds, so only an overload meets it; it bounds the wait of the requests accepted (to
+    # about that) and the memory they hold.
+    max_requests: int = Field(default=128, ge=1, validation_alias="INTAKE_MAX_REQUESTS")
     # Token buckets: burst, then per hour.
     appellant_burst: int = Field(default=5, ge=1, validation_alias="INTAKE_APPELLANT_BURST")
     appellant_per_hour: float = Field(

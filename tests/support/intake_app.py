@@ -56,7 +56,7 @@ async def start_intake(
     limits: dict[str, Limit] | None = None,
     clock: Callable[[], datetime] | None = None,
     policy_overrides: dict[str, Any] | None = None,
-    max_requests: int = 256,
+    max_requests: int = 128,
 ) -> IntakeUnderTest:
     await store.ensure_indexes(db, repository.INDEXES)
     private, jwks = devkeys.ensure(key_dir)
