@@ -126,10 +126,10 @@ DLQ_PUBLISHED = declare(
     ("messaging.destination.name",),
 )  # fmt: skip
 
-HTTP_REQUESTS_REFUSED = declare(
-    "appeals.http.requests.refused", Kind.COUNTER, "{request}",
-    "Requests answered 503 at once because the service had its limit of requests in hand",
-    ("http.request.method",),
+REQUESTS_REFUSED = declare(
+    "appeals.requests.refused", Kind.COUNTER, "{request}",
+    "Requests refused at once (503, UNAVAILABLE) because the service had its limit in hand",
+    ("channel",),
 )  # fmt: skip
 
 # --- OpenTelemetry semantic-convention metrics ----------------------------------------------------

@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 
 from appeals import vocabulary
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
+from appeals_runtime.admission import InHand
 from appeals_runtime.auth import Role, Scope, TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation
@@ -19,22 +20,29 @@ Context: TypeAlias = Any
 
 
 class IntakeServicer(intake_pb2_grpc.IntakeServicer):
-    def __init__(self, intake: AppealIntake, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, intake: AppealIntake, verifier: TokenVerifier, *, max_submits: int = 128
+    ) -> None:
         self._intake = intake
         self._verifier = verifier
+        # Submits in hand at once, as REST's admission limit (INTAKE_MAX_REQUESTS): the next
+        # is refused UNAVAILABLE at once rather than queued. Only submits: the particulars
+        # reads here are the pipeline's own services answering their consumers.
+        self.submits = InHand(max_submits, channel="grpc")
 
     async def SubmitAppeal(  # noqa: N802 - name fixed by the service definition
         self, request: intake_pb2.SubmitAppealRequest, context: Context
     ) -> intake_pb2.SubmitAppealResponse:
         async def submit() -> intake_pb2.SubmitAppealResponse:
             _only_known_fields(request)
-            accepted = await self._intake.submit(
-                principal(context, self._verifier),
-                request.submission,
-                idempotency_key=request.idempotency_key,
-                key_field="idempotency_key",
-                channel="grpc",
-            )
+            with self.submits.admitted():
+                accepted = await self._intake.submit(
+                    principal(context, self._verifier),
+                    request.submission,
+                    idempotency_key=request.idempotency_key,
+                    key_field="idempotency_key",
+                    channel="grpc",
+                )
             return intake_pb2.SubmitAppealResponse(
                 appeal_id=accepted.appeal_id, status=appeal_pb2.APPEAL_STATUS_RECEIVED
             )

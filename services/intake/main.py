@@ -86,7 +86,9 @@ def _components(
             port=settings.http_port,
         ),
         GrpcServer(
-            grpc_api.register(grpc_api.IntakeServicer(intake, verifier)),
+            grpc_api.register(
+                grpc_api.IntakeServicer(intake, verifier, max_submits=settings.max_requests)
+            ),
             host=settings.bind_host,
             port=settings.grpc_port,
             readiness=ctx.readiness_checks,

@@ -17,15 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
 from appeals import topics
+from appeals.v1 import intake_pb2, intake_pb2_grpc
+from appeals_devstack.processes import free_port
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
+from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
 from appeals_runtime.rate_limits import Limit
-from services.intake import repository
+from services.intake import grpc_api, repository
+from services.intake.schemas import AppealIn
 from tests.support.bodies import fresh_body
 from tests.support.intake_app import start_intake
 from tests.support.kafka import read_to_end
@@ -195,3 +200,48 @@ async def test_submits_beyond_the_admission_limit_are_refused_503_and_the_rest_a
     finally:
         await retried.client.aclose()
     assert again.status_code == 202, again.text
+
+
+async def test_grpc_submits_beyond_the_admission_limit_are_refused_unavailable(
+    db: store.Database, producer: EventProducer, tmp_path: Path
+) -> None:
+    """gRPC's SubmitAppeal takes as many submits in hand as REST does, and refuses the next one
+    UNAVAILABLE at once (the status gRPC clients retry); the rest are accepted, once each."""
+    limit, burst = 4, 40
+    intake = await start_intake(db, producer, tmp_path)
+    port = free_port()
+    servicer = grpc_api.IntakeServicer(intake.intake, intake.verifier, max_submits=limit)
+    server = GrpcServer(grpc_api.register(servicer), host="127.0.0.1", port=port)
+    task = asyncio.create_task(server.run())
+    metadata = (("authorization", f"Bearer {intake.token()}"),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = intake_pb2_grpc.IntakeStub(channel)
+
+            async def submit() -> intake_pb2.SubmitAppealResponse | grpc.aio.AioRpcError:
+                request = intake_pb2.SubmitAppealRequest(
+                    idempotency_key=uuid.uuid4().hex,
+                    submission=AppealIn.model_validate(fresh_body()).to_proto(),
+                )
+                try:
+                    answer: intake_pb2.SubmitAppealResponse = await stub.SubmitAppeal(
+                        request, metadata=metadata
+                    )
+                    return answer
+                except grpc.aio.AioRpcError as error:
+                    return error
+
+            answers = await asyncio.gather(*(submit() for _ in range(burst)))
+    finally:
+        await server.stop()
+        await task
+        await intake.client.aclose()
+
+    refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    accepted = {a.appeal_id for a in answers if isinstance(a, intake_pb2.SubmitAppealResponse)}
+    assert {error.code() for error in refused} == {grpc.StatusCode.UNAVAILABLE}
+    assert all("requests are in hand" in (error.details() or "") for error in refused)
+    assert limit <= len(accepted) < burst and len(accepted) + len(refused) == burst
+    assert servicer.submits.count == 0, "every place is given back"
+    records = await db[repository.APPEALS].find({"_id": {"$in": sorted(accepted)}}).to_list()
+    assert sorted(r["_id"] for r in records) == sorted(accepted)

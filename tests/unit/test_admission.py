@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from appeals_runtime.admission import AdmissionLimit
+from appeals_runtime.admission import AdmissionLimit, InHand, Overloaded
 from appeals_runtime.http import PROBE_PATHS, PROBLEM_JSON, health_router, install_problem_handlers
 
 LIMIT = 3
@@ -82,3 +82,18 @@ async def test_a_failed_request_gives_its_place_back() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AdmissionLimit(FastAPI(), limit=0)
+
+
+def test_a_place_is_held_for_the_block_and_given_back_even_when_it_fails() -> None:
+    in_hand = InHand(1, channel="grpc")
+    with (
+        in_hand.admitted(),
+        pytest.raises(Overloaded, match="More than 1 requests are in hand"),
+        in_hand.admitted(),
+    ):
+        pass  # pragma: no cover - refused before the block
+    with pytest.raises(RuntimeError), in_hand.admitted():
+        raise RuntimeError("the request failed")
+    assert in_hand.count == 0
+    with in_hand.admitted():
+        assert in_hand.count == 1
