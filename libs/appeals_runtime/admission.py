@@ -29,6 +29,9 @@ _refused = metrics.counter(metrics.REQUESTS_REFUSED)
 
 # What a refused client is told to wait: a second is long enough for a burst to pass.
 RETRY_AFTER_S = 1
+# Requests in hand by default: about what one instance on two cores serves in one to two
+# seconds, so only an overload meets it, and it bounds the wait of those accepted to about that.
+DEFAULT_LIMIT = 128
 
 
 class Overloaded(TransientError):  # noqa: N818 - says what happened, like NotFound

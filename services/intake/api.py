@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appeals.v1 import appeal_pb2
-from appeals_runtime.admission import AdmissionLimit
+from appeals_runtime.admission import DEFAULT_LIMIT, AdmissionLimit
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.errors import FieldViolation, ValidationFailed
 from appeals_runtime.http import (
@@ -167,7 +167,7 @@ def create_app(
     readiness_checks: dict[str, ReadinessCheck],
     *,
     max_body_bytes: int = 64 * 1024,
-    max_requests: int = 128,
+    max_requests: int = DEFAULT_LIMIT,
 ) -> FastAPI:
     app = FastAPI(
         title="Appeals intake",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, FilePath
 
+from appeals_runtime import admission
 from appeals_runtime.auth import AuthSettings
 from appeals_runtime.rate_limits import Limit
 from services.intake.eligibility import DEFAULT_RULES_FILE
@@ -34,11 +35,11 @@ class IntakeSettings(AuthSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, validation_alias="INTAKE_MAX_BODY_BYTES"
     )
-    # REST requests in hand at once; the next is answered 503 + Retry-After at once
-    # (appeals_runtime.admission). About what one instance on two cores serves in one to two
-    # seconds, so only an overload meets it; it bounds the wait of the requests accepted (to
-    # about that) and the memory they hold.
-    max_requests: int = Field(default=128, ge=1, validation_alias="INTAKE_MAX_REQUESTS")
+    # REST requests (and gRPC submits) in hand at once; the next is refused at once, 503 +
+    # Retry-After (UNAVAILABLE over gRPC): appeals_runtime.admission.
+    max_requests: int = Field(
+        default=admission.DEFAULT_LIMIT, ge=1, validation_alias="INTAKE_MAX_REQUESTS"
+    )
     # Token buckets: burst, then per hour.
     appellant_burst: int = Field(default=5, ge=1, validation_alias="INTAKE_APPELLANT_BURST")
     appellant_per_hour: float = Field(

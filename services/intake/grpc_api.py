@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 
 from appeals import vocabulary
 from appeals.v1 import appeal_pb2, intake_pb2, intake_pb2_grpc
-from appeals_runtime.admission import InHand
+from appeals_runtime.admission import DEFAULT_LIMIT, InHand
 from appeals_runtime.auth import Role, Scope, TokenVerifier
 from appeals_runtime.grpc_server import Registration, guarded, principal
 from services.intake import validation
@@ -21,7 +21,7 @@ Context: TypeAlias = Any
 
 class IntakeServicer(intake_pb2_grpc.IntakeServicer):
     def __init__(
-        self, intake: AppealIntake, verifier: TokenVerifier, *, max_submits: int = 128
+        self, intake: AppealIntake, verifier: TokenVerifier, *, max_submits: int = DEFAULT_LIMIT
     ) -> None:
         self._intake = intake
         self._verifier = verifier

@@ -15,7 +15,7 @@ import httpx
 
 from appeals_devstack import devkeys
 from appeals_devstack.processes import free_port
-from appeals_runtime import store
+from appeals_runtime import admission, store
 from appeals_runtime.auth import TokenVerifier
 from appeals_runtime.grpc_server import GrpcServer
 from appeals_runtime.kafka.producer import EventProducer
@@ -56,7 +56,7 @@ async def start_intake(
     limits: dict[str, Limit] | None = None,
     clock: Callable[[], datetime] | None = None,
     policy_overrides: dict[str, Any] | None = None,
-    max_requests: int = 128,
+    max_requests: int = admission.DEFAULT_LIMIT,
 ) -> IntakeUnderTest:
     await store.ensure_indexes(db, repository.INDEXES)
     private, jwks = devkeys.ensure(key_dir)
