@@ -253,9 +253,11 @@ class StoreTelemetry(monitoring.CommandListener):
         if isinstance(collection, str):
             attributes["db.collection.name"] = collection
         # Commands outside any span (start-up, background sweeps) are timed but not traced:
-        # a root span per sweep query would bury the appeals' traces.
+        # a root span per sweep query would bury the appeals' traces. Nor are those of a trace
+        # that is not sampled: the span would record nothing, and under load most traces are
+        # not (TRACE_STARTS_PER_S), while a store command is the commonest span there is.
         span: Span = trace.INVALID_SPAN
-        if trace.get_current_span().get_span_context().is_valid:
+        if trace.get_current_span().is_recording():
             span = tracer.start_span(
                 " ".join(filter(None, (event.command_name, attributes.get("db.collection.name")))),
                 kind=SpanKind.CLIENT,
