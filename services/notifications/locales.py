@@ -13,6 +13,7 @@ A malformed tag resolves to ``en`` and can never name a folder (it is never used
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from datetime import UTC, datetime, tzinfo
@@ -63,9 +64,16 @@ def _likely(language: str, script: str = "", region: str = "") -> tuple[str, str
 
 def locale_candidates(tag: str) -> list[str]:
     """The fallback chain of ``tag``, most specific first, always ending in ``en``."""
+    return list(_candidates(tag))
+
+
+# Every notice resolves its reader's locale (and parses it for Babel) again; the answers depend
+# on the tag alone, and a deployment sees a few hundred tags at most.
+@functools.lru_cache(maxsize=1024)
+def _candidates(tag: str) -> tuple[str, ...]:
     normalized = normalize_locale_tag(tag)
     if not normalized:
-        return [FALLBACK_LOCALE]
+        return (FALLBACK_LOCALE,)
     language, *rest = normalized.split("-")
     script = next((part for part in rest if len(part) == 4 and part.isalpha()), "")
     region = next((part for part in rest if len(part) == 2 and part.isalpha()), "")
@@ -75,7 +83,7 @@ def locale_candidates(tag: str) -> list[str]:
     if default_region and (script or requested_script) == default_script:
         candidates.append(f"{language}-{default_region}")
     candidates += [language, FALLBACK_LOCALE]
-    return list(dict.fromkeys(candidates))
+    return tuple(dict.fromkeys(candidates))
 
 
 def resolve_locale(tag: str, available: Collection[str]) -> str:
@@ -86,6 +94,7 @@ def resolve_locale(tag: str, available: Collection[str]) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def babel_locale(requested_tag: str, template_locale: str) -> Locale:
     """The reader's own conventions apply only when the message is in their language: a
     ``pt-PT`` reader of the ``pt-BR`` text gets Portuguese dates from Portugal, while a ``sv``
@@ -123,6 +132,7 @@ def format_number(number: int, locale: Locale) -> str:
     return str(format_decimal(number, locale=locale))
 
 
+@functools.lru_cache(maxsize=256)
 def text_direction(locale: str) -> TextDirection:
     try:
         parsed = Locale.parse(locale, sep="-")
