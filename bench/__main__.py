@@ -7,7 +7,6 @@ Everything it started is stopped however it ends: Ctrl-C, SIGTERM, an error.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import shutil
@@ -20,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import uvloop
 
 from appeals_devstack.paths import REPO_ROOT, read_versions
 from bench import children, report
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         stack = BenchStack.start(state, partitions=options.partitions)
         say("==> starting intake, routing, notifications and audit")
         stack.start_services()
-        results.update(asyncio.run(run(stack, options, say)))
+        # uvloop, as the services and the load process: its observers share the cores too.
+        results.update(uvloop.run(run(stack, options, say)))
     except KeyboardInterrupt:
         say("\n==> interrupted; stopping everything")
         return 130

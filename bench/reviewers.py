@@ -20,6 +20,8 @@ import signal
 import sys
 from pathlib import Path
 
+import uvloop
+
 from appeals_cli import reviewer
 from appeals_devstack import devkeys
 
@@ -82,7 +84,7 @@ async def serve(target: str, signing_key: Path, count: int, review_s: float) -> 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     review_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
-    asyncio.run(serve(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), review_s))
+    uvloop.run(serve(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), review_s))  # as bench.load
 
 
 if __name__ == "__main__":
