@@ -89,7 +89,7 @@ def _candidates(tag: str) -> tuple[str, ...]:
 def resolve_locale(tag: str, available: Collection[str]) -> str:
     """The template locale for a requested tag (see the module docstring for the order)."""
     return next(
-        (candidate for candidate in locale_candidates(tag) if candidate in available),
+        (candidate for candidate in _candidates(tag) if candidate in available),
         FALLBACK_LOCALE,
     )
 
