@@ -37,10 +37,11 @@ def _say(**fields: Any) -> None:
 
 
 def _producer(bootstrap: str) -> AIOKafkaProducer:
-    # The services' producer settings (appeals_runtime.kafka.producer).
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
-    )
+    # The services' delivery settings (appeals_runtime.kafka.producer) without their linger:
+    # each send here is awaited before the next, so there is never a second record to wait
+    # for, and lingering would only add its 2 ms to every message (measured 7 Dec: the chain
+    # carried about 280 messages/s with it, as if the broker were that slow).
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
 
 
 async def produce(bootstrap: str, topic: str, seconds: float, size: int) -> None:
