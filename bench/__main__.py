@@ -95,6 +95,11 @@ def _print_results(results: dict[str, Any], found: list[report.Check]) -> None:
     say("\n==> acceptance (issue 12), measured in this run")
     for line in show(report.check_rows(found)):
         say(line)
+    reading = report.for_reading(results)
+    if reading:
+        say("\nbeside them, not judged:")
+        for line in show(report.check_rows(reading, verdict="for reading")):
+            say(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.monotonic() - began, 1)
     found = report.checks(results)
     results["checks"] = [check.as_dict() for check in found]
+    results["for_reading"] = [check.as_dict() for check in report.for_reading(results)]
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     json_path = options.out_dir / f"pipeline-{stamp}.json"
     png_path = json_path.with_suffix(".png")

@@ -40,6 +40,10 @@ class Options:
     integrity_timeout_s: float = 1800.0
     backlog_limit_s: float = 10.0
     judge_rate: float = 50.0
+    # One more step at the judged rate with the reviewers stopped (0: none), reported for reading
+    # only: the acceptance lines are judged with the reviewers, and this shows how much of the
+    # tail is the decisions' work (each about 35 store statements and 4-5 events).
+    decision_free_s: float = 20.0
     partitions: int = 3
     out_dir: Path = field(default_factory=lambda: STATE_DIR / "bench")
     keep_state: bool = False
@@ -87,6 +91,9 @@ def parse(argv: list[str] | None = None) -> Options:
         help="stop a step early when this many seconds of load are not yet audited")  # fmt: skip
     add("--judge-rate", type=float, default=defaults.judge_rate,
         help="the offered rate latency and lag are judged at")  # fmt: skip
+    add("--decision-free-s", type=float,
+        help="seconds of one more step at the judged rate with no reviewer deciding, reported "
+        "for reading, not judged (default: --step-s; 0: none)")  # fmt: skip
     add("--partitions", type=int, default=defaults.partitions)
     add("--out-dir", type=Path, default=defaults.out_dir, help="where results go")
     add("--keep-state", action="store_true", help="keep the stack's folder (logs, stores)")
@@ -111,6 +118,7 @@ def parse(argv: list[str] | None = None) -> Options:
         integrity_timeout_s=args.integrity_timeout_s,
         backlog_limit_s=args.backlog_limit_s,
         judge_rate=args.judge_rate,
+        decision_free_s=args.decision_free_s if args.decision_free_s is not None else args.step_s,
         partitions=args.partitions,
         out_dir=args.out_dir,
         keep_state=args.keep_state,

@@ -87,6 +87,27 @@ def checks(results: Mapping[str, Any]) -> list[Check]:
     ]
 
 
+def for_reading(results: Mapping[str, Any]) -> list[Check]:
+    """Figures printed beside the acceptance lines but not judged (``passed`` is None): the
+    judged rate's p99 lines again with no reviewer deciding."""
+    step = results.get("decision_free")
+    if not step:
+        return []
+    rate = results["options"]["judge_rate"]
+    return [
+        Check(
+            f"p99 {HOP_NAMES[hop]} at {rate:g}/s with no reviewer deciding (not judged)",
+            _fmt(step["latency_ms"][hop]["p99"], " ms"),
+            f"≤ {limit:.0f} ms",
+            None,
+        )
+        for hop, limit in (
+            ("submit_to_routed", ROUTED_P99_MS),
+            ("submit_to_audited", AUDITED_P99_MS),
+        )
+    ]
+
+
 def _ratio_check(name: str, part: float | None, whole: float | None, target: float,
                  note: str = "") -> Check:  # fmt: skip
     if part is None or not whole:
@@ -232,8 +253,7 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 def measured_steps(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     steps = list(results["steps"])
-    if results.get("saturation"):
-        steps.append(results["saturation"])
+    steps += [results[name] for name in ("decision_free", "saturation") if results.get(name)]
     return steps
 
 
@@ -323,9 +343,10 @@ def history_rows(history: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def check_rows(found: Sequence[Check]) -> list[list[str]]:
+def check_rows(found: Sequence[Check], *, verdict: str | None = None) -> list[list[str]]:
+    """The lines as a table; ``verdict`` in place of each line's own (lines not judged)."""
     return [["check", "measured", "target", "verdict"]] + [
-        [c.name, c.value, c.target, c.verdict] for c in found
+        [c.name, c.value, c.target, verdict or c.verdict] for c in found
     ]
 
 
@@ -356,4 +377,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines += [*markdown_table(history_rows(results["history"])), ""]
     found = [Check(c["name"], c["value"], c["target"], c["pass"]) for c in results["checks"]]
     lines += markdown_table(check_rows(found))
+    reading = for_reading(results)
+    if reading:
+        lines += ["", *markdown_table(check_rows(reading, verdict="for reading"))]
     return "\n".join(lines) + "\n"

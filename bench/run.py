@@ -1,5 +1,6 @@
 """The order of a bench run on a started :class:`BenchStack`: warm-up, idle, limits, offered
-rates, saturation, history sizes, and the integrity count; returns the results document.
+rates, the judged rate again with no reviewer deciding, saturation, history sizes, and the
+integrity count; returns the results document.
 
 The order is chosen so that each measurement sees a quiet machine: the limits run before any
 load (the pipeline is idle), each step waits for the pipeline to catch up before the next one
@@ -54,13 +55,18 @@ async def run(stack: BenchStack, options: Options, say: Say) -> dict[str, Any]:
             results["steps"].append(step)
             if step["stopped_early"]:
                 saturated_at = offered
+        judged_ran = options.judge_rate in options.rates and (
+            saturated_at is None or saturated_at > options.judge_rate
+        )
+        if options.decision_free_s > 0 and judged_ran:
+            results["decision_free"] = await decision_free_step(session, options)
         if options.saturation_s > 0:
             results["saturation"] = await session.saturation_step()
         if template is not None:
             results["history"] = await history.measure(session, template)
         history_steps = [s["step"] for s in (results.get("history") or {}).get("sizes", [])]
         measured = [s for s in results["steps"] if not s.get("skipped")]
-        measured += [results["saturation"]] if results.get("saturation") else []
+        measured += [results[name] for name in ("decision_free", "saturation") if results.get(name)]
         results["integrity"] = await session.integrity([*measured, *history_steps])
         session.settle_notifications([*measured, *history_steps])
         session.procs.sample()
@@ -81,6 +87,18 @@ async def run(stack: BenchStack, options: Options, say: Say) -> dict[str, Any]:
     finally:
         await session.close()
     return results
+
+
+async def decision_free_step(session: Session, options: Options) -> dict[str, Any]:
+    """The judged rate again while no reviewer decides: reported for reading, not judged (the
+    acceptance lines are judged with the reviewers), it shows how much of the tail at that rate
+    is the decisions' work."""
+    await session.stop_reviewers()
+    try:
+        name = f"rate-{options.judge_rate:g}-no-decisions"
+        return await session.open_step(name, options.judge_rate, options.decision_free_s)
+    finally:
+        await session.start_reviewers()
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

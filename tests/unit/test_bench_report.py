@@ -132,3 +132,27 @@ def test_tables_render_in_text_and_markdown() -> None:
     markdown = report.markdown(results)
     assert "| rate-50 | submit→routed | 100 | 50 | 120 | 120 | 120 |" in markdown
     assert "| stack total | 3.0 |" in markdown
+
+
+def test_the_judged_rate_without_decisions_is_shown_beside_the_lines_and_not_judged() -> None:
+    assert report.for_reading(_results()) == []  # no such step in this run: nothing to show
+    calm = _step("rate-50-no-decisions", 50.0, routed_p99=400.0)
+    results = _results(decision_free=calm)
+    reading = {check.name: check for check in report.for_reading(results)}
+    routed = reading["p99 submit→routed at 50/s with no reviewer deciding (not judged)"]
+    assert (routed.value, routed.target, routed.passed) == ("400.0 ms", "≤ 250 ms", None)
+    assert "p99 submit→audited at 50/s with no reviewer deciding (not judged)" in reading
+    # The acceptance lines stay those of the step with the reviewers, whatever this one shows.
+    assert _verdicts(results)["p99 submit→routed at 50/s"] is True
+    assert not any(name in _verdicts(results) for name in reading)
+    assert [s["name"] for s in report.measured_steps(results)][-2:] == [
+        "rate-50-no-decisions",
+        "saturation",
+    ]
+    results["checks"] = [check.as_dict() for check in report.checks(results)]
+    markdown = report.markdown(results)
+    assert "| rate-50-no-decisions | submit→routed | 100 | 50 | 400 | 400 | 400 |" in markdown
+    assert (
+        "| p99 submit→routed at 50/s with no reviewer deciding (not judged) | 400.0 ms "
+        "| ≤ 250 ms | for reading |" in markdown
+    )
