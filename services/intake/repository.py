@@ -1,5 +1,5 @@
-"""The only module of intake that touches the store: appeals, idempotency keys, open-appeal
-slots, key-expiry buckets and ban-evasion identifiers.
+"""The only module of intake that touches the store: appeals, their acknowledgements,
+idempotency keys, open-appeal slots, key-expiry buckets and ban-evasion identifiers.
 
 Without transactions (FerretDB 1.x) every guarantee is one unique-key insert: a key reservation,
 an open-appeal slot, an appeal record. Every operation done per request, per event or
@@ -34,6 +34,11 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 APPEALS = "appeals"
+# One document per appeal the broker acknowledged (``_id`` = appeal id), apart from the record:
+# an insert goes out in the group commit with other submits' (FerretDB applies updates one by
+# one, each its own write transaction, behind the collection's update lock), and the submit
+# waits for its mark before answering 202.
+ACKNOWLEDGEMENTS = "acknowledgements"
 IDEMPOTENCY_KEYS = "idempotency_keys"
 KEY_EXPIRIES = "idempotency_key_expiries"
 OPEN_APPEALS = "open_appeals"
@@ -76,6 +81,7 @@ class IntakeRepository:
     def __init__(self, db: store.Database) -> None:
         self._db = db
         self._appeals = db[APPEALS]
+        self._acknowledgements = db[ACKNOWLEDGEMENTS]
         self._keys = db[IDEMPOTENCY_KEYS]
         self._expiries = db[KEY_EXPIRIES]
         self._open = db[OPEN_APPEALS]
@@ -260,25 +266,30 @@ class IntakeRepository:
 
     async def acknowledge(self, appeal_id: str, *, ban_evasion_suspected: bool) -> None:
         """The broker acknowledged the appeal's submitted event: look-ups may show it. The
-        ban-evasion flag, looked up while the record was written, is set with the mark."""
-        # Matches nothing once set: the status projection's later mark changes nothing.
-        await _stored(
-            self._appeals.update_one,
-            {"_id": appeal_id, "acknowledged": False},
-            {"$set": {"acknowledged": True, "ban_evasion_suspected": ban_evasion_suspected}},
+        ban-evasion flag, looked up while the record was written, goes with the mark."""
+        # Inserted once: the status projection's later mark is a duplicate, i.e. done.
+        await _retried(
+            store.insert_once,
+            self._acknowledgements,
+            {"_id": appeal_id, "ban_evasion_suspected": ban_evasion_suspected},
         )
 
     async def forget_appeal(self, appeal_id: str) -> None:
         """Delete the record of an appeal that was refused before anything was published."""
         self.fresh.forget(appeal_id)
-        await _stored(self._appeals.delete_one, {"_id": appeal_id, "acknowledged": False})
+        if await self._acknowledgement(appeal_id) is None:
+            await _stored(self._appeals.delete_one, {"_id": appeal_id, "acknowledged": False})
 
     async def is_acknowledged(self, appeal_id: str) -> bool:
         """Whether the appeal exists and the broker acknowledged it, i.e. the request that
         submitted it was (or should have been) answered 2xx."""
         document = await _stored(self._appeals.find_one, {"_id": appeal_id}, {"acknowledged": 1})
-        # Records from before the flag existed were written after the acknowledgement.
-        return document is not None and bool(document.get("acknowledged", True))
+        if document is None:
+            return False
+        return _marked(document) or await self._acknowledgement(appeal_id) is not None
+
+    async def _acknowledgement(self, appeal_id: str) -> store.Document | None:
+        return await _stored(self._acknowledgements.find_one, {"_id": appeal_id})
 
     async def apply_status(self, appeal_id: str, event_id: str, change: StatusChange) -> bool:
         """Apply an event's status change once: the event id is recorded in the same write."""
@@ -322,6 +333,9 @@ class IntakeRepository:
         document = await _stored(self._appeals.find_one, {"_id": appeal_id})
         if document is None:
             return None
+        acknowledged, suspected = _marked(document), document.get("ban_evasion_suspected", False)
+        if not acknowledged and (mark := await self._acknowledgement(appeal_id)) is not None:
+            acknowledged, suspected = True, mark["ban_evasion_suspected"]
         return AppealRecord(
             appeal_id=document["_id"],
             surface=document["surface"],
@@ -331,9 +345,8 @@ class IntakeRepository:
             updated_at=document["updated_at"],
             queue=document.get("queue"),
             outcome=document.get("outcome"),
-            ban_evasion_suspected=document.get("ban_evasion_suspected", False),
-            # Records from before the flag existed were written after the acknowledgement.
-            acknowledged=document.get("acknowledged", True),
+            ban_evasion_suspected=suspected,
+            acknowledged=acknowledged,
             info_request=_info_request(document.get("info_request")),
             information=[_exchange(item) for item in document.get("information", [])],
             erased_at=document.get("erased_at"),
@@ -384,6 +397,12 @@ class IntakeRepository:
                 }
             },
         )
+
+
+def _marked(document: store.Document) -> bool:
+    """Acknowledged by the record itself: records from before the flag existed were written
+    after the acknowledgement, and earlier versions set the flag in the record."""
+    return bool(document.get("acknowledged", True))
 
 
 async def _found(collection: store.Collection, query: store.Document) -> list[store.Document]:

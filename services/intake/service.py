@@ -5,7 +5,7 @@ Order of a submit, and why:
    request that will be refused;
 2. reserve the idempotency key (unique ``_id``) with a fresh appeal id: a retry finds the id, a
    concurrent duplicate gets 409, a different body with the same key gets 422, a replay is
-   answered from the appeal record's acknowledged mark. Alone and first, so that only the one
+   answered from the appeal's acknowledged mark. Alone and first, so that only the one
    request that holds the key goes on (a duplicate never touches the item's slot);
 3. at once, as they are independent: hold the (appellant, item) open-appeal slot (unique
    ``_id``), record the appeal, not yet acknowledged, look up ban-evasion identifiers (only
@@ -17,8 +17,8 @@ Order of a submit, and why:
    acknowledgement: only now is the appeal accepted (a broker failure surfaces as 503: the slot
    is given back and the key marked failed, so the caller may retry with the same key at once
    and a request with another key about the same item is not refused);
-5. mark the appeal acknowledged, with the ban-evasion flag: look-ups show it from now on, and a
-   request with the same key and body is answered with it.
+5. mark the appeal acknowledged (an insert of its own), with the ban-evasion flag: look-ups
+   show it from now on, and a request with the same key and body is answered with it.
 That is three store round trips in a row (2, 3, 5) and one publish.
 A crash between 3 and 5 is safe: the retry takes over the reservation after the in-flight window,
 finds the record and the slot and republishes the same event id, which every consumer

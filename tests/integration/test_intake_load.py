@@ -143,7 +143,10 @@ async def test_hundreds_of_concurrent_submits_get_allowed_answers_and_each_accep
     # Each accepted appeal is recorded once and shows, and was published once.
     records = await db[repository.APPEALS].find({"_id": {"$in": sorted(appeal_ids)}}).to_list()
     assert sorted(r["_id"] for r in records) == sorted(appeal_ids)
-    assert all(r["acknowledged"] for r in records)
+    marks = (
+        await db[repository.ACKNOWLEDGEMENTS].find({"_id": {"$in": sorted(appeal_ids)}}).to_list()
+    )
+    assert sorted(m["_id"] for m in marks) == sorted(appeal_ids)
     submitted = collections.Counter(
         event.appeal_id
         for event in (

@@ -284,6 +284,9 @@ async def test_an_appellant_linked_to_ban_evasion_is_flagged_never_dropped(
 
     event = await submitted()
     assert event is not None and event.submitted.ban_evasion_suspected
+    # The flag is stored with the acknowledged mark (a document of its own): look-ups read it.
+    stored = await intake.repository.get_appeal(appeal_id)
+    assert stored is not None and stored.acknowledged and stored.ban_evasion_suspected
     assert event.submitted.appellant_pseudonym.startswith("psn_")
     assert body["appellant"]["user_id"] not in event.submitted.appellant_pseudonym
 

@@ -129,9 +129,9 @@ async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too
     appeal_id = first.json()["appeal_id"]
     submit = recorder.take()
     # Reserve the key; hold the slot, record the appeal and make the appellant's pseudonym
-    # (together); mark it acknowledged. No evasion look-up without hashes; no answer stored
-    # apart for replays.
-    assert [name for name, _ in submit] == ["insert", "insert", "insert", "insert", "update"]
+    # (together); mark it acknowledged (an insert of its own). No evasion look-up without
+    # hashes; no answer stored apart for replays.
+    assert [name for name, _ in submit] == ["insert", "insert", "insert", "insert", "insert"]
     assert_by_id(submit)
 
     linked = await intake.submit(fresh_body(signals={"linked_account_hashes": ["h-12345678"]}))
@@ -155,11 +155,11 @@ async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too
     await projection.handle(decided)  # redelivered
     events = recorder.take()
     assert_by_id(events)
-    # Submitted: the listing by reception time, then the mark (a no-op once intake set it);
-    # routed: one update;
+    # Submitted: the listing by reception time, then the mark (an insert, refused as a duplicate
+    # once intake set it); routed: one update;
     # decided: the status update, which returns the record and so the slot it names, then that
     # slot freed by _id (redelivered: the update changes nothing, the record is read instead).
-    assert [name for name, _ in events[:2]] == ["update", "update"]
+    assert [name for name, _ in events[:2]] == ["update", "insert"]
     again = await intake.submit(body | {"statement": "A new appeal once the first was answered."})
     assert again.status_code == 202, again.text
 
@@ -278,8 +278,9 @@ async def test_the_status_projection_writes_only_the_listing_for_an_appeal_this_
     await projection.handle(submitted)
     # Marked when the broker acknowledged: only the listing by reception time is written.
     assert [name for name, _ in recorder.take()] == ["update"]
-    # Redelivered: no longer known here, so the mark is written again too (both no-ops).
+    # Redelivered: no longer known here, so the mark is written again too (both no-ops: the
+    # mark's insert is refused as a duplicate).
     await projection.handle(submitted)
-    assert [name for name, _ in recorder.take()] == ["update", "update"]
+    assert [name for name, _ in recorder.take()] == ["update", "insert"]
     view = await intake.client.get(f"/v1/appeals/{appeal_id}", headers=intake.headers())
     assert view.status_code == 200
