@@ -277,6 +277,7 @@ class IntakeRepository:
     async def forget_appeal(self, appeal_id: str) -> None:
         """Delete the record of an appeal that was refused before anything was published."""
         self.fresh.forget(appeal_id)
+        # Never one the broker acknowledged (its mark exists), whatever the caller believes.
         if await self._acknowledgement(appeal_id) is None:
             await _stored(self._appeals.delete_one, {"_id": appeal_id, "acknowledged": False})
 
