@@ -24,6 +24,8 @@ STACK = (*SERVICES, "kafka", "ferretdb", "jaeger")
 E2E_TARGET, E2E_AIM = 0.10, 0.25
 INTAKE_TARGET = 0.50
 ROUTED_P99_MS, AUDITED_P99_MS = 250.0, 500.0
+# The hops whose p99 at the judged rate has a limit, and that limit.
+P99_LIMITS = (("submit_to_routed", ROUTED_P99_MS), ("submit_to_audited", AUDITED_P99_MS))
 LAG_ZERO_S = 5.0
 RSS_MB = 150.0
 IDLE_CPU_PERCENT = 10.0
@@ -101,10 +103,7 @@ def for_reading(results: Mapping[str, Any]) -> list[Check]:
             f"≤ {limit:.0f} ms",
             None,
         )
-        for hop, limit in (
-            ("submit_to_routed", ROUTED_P99_MS),
-            ("submit_to_audited", AUDITED_P99_MS),
-        )
+        for hop, limit in P99_LIMITS
     ]
 
 
@@ -141,7 +140,7 @@ def _latency_checks(results: Mapping[str, Any]) -> Iterator[Check]:
     rate = results["options"]["judge_rate"]
     step = judged_step(results)
     early = bool(step and step.get("stopped_early"))
-    for hop, limit in (("submit_to_routed", ROUTED_P99_MS), ("submit_to_audited", AUDITED_P99_MS)):
+    for hop, limit in P99_LIMITS:
         p99 = None if step is None else step["latency_ms"][hop]["p99"]
         # A step the pipeline could not carry to its end fails, whatever its partial p99 says.
         yield Check(
@@ -251,7 +250,7 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def measured_steps(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def measured_steps(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     steps = list(results["steps"])
     steps += [results[name] for name in ("decision_free", "saturation") if results.get(name)]
     return steps

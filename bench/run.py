@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import procstat
+from bench import procstat, report
 from bench.limits import measure as limits
 from bench.options import Options
 from bench.seeding import history
@@ -65,8 +65,7 @@ async def run(stack: BenchStack, options: Options, say: Say) -> dict[str, Any]:
         if template is not None:
             results["history"] = await history.measure(session, template)
         history_steps = [s["step"] for s in (results.get("history") or {}).get("sizes", [])]
-        measured = [s for s in results["steps"] if not s.get("skipped")]
-        measured += [results[name] for name in ("decision_free", "saturation") if results.get(name)]
+        measured = [s for s in report.measured_steps(results) if not s.get("skipped")]
         results["integrity"] = await session.integrity([*measured, *history_steps])
         session.settle_notifications([*measured, *history_steps])
         session.procs.sample()
