@@ -79,11 +79,16 @@ class AuditService:
 
     async def upgrade_store(self) -> None:
         """Bring what earlier versions stored to today's shapes (one-off, idempotent): the
-        per-entry appeal index becomes one document per appeal plus each event's slot, and the
-        checkpoints get their ``latest`` pointer."""
+        appeal indexes of earlier versions become one insert-only document per entry of an appeal
+        (plus each event's slot), and the checkpoints get their ``latest`` pointer."""
         folded = await self.log.migrate_legacy_index()
         if folded:
-            logger.info("folded the old appeal index into audit_appeals", extra={"entries": folded})
+            logger.info("folded the old appeal index into the appeal index",
+                        extra={"entries": folded})  # fmt: skip
+        moved = await self.log.migrate_appeal_documents()
+        if moved:
+            logger.info("moved the appeal documents into the appeal index",
+                        extra={"appeals": moved})  # fmt: skip
         await self.tree.point_to_newest()
 
     # Writing ----------------------------------------------------------------------------------

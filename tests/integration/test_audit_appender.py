@@ -19,8 +19,9 @@ from appeals_runtime import store
 from appeals_runtime.kafka.producer import EventProducer
 from services.audit.consumer import audit_consumer
 from services.audit.log import entries, records
+from services.audit.log.appeal_index import APPEAL_ENTRIES
 from services.audit.log.appender import Append
-from services.audit.log.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, Appended
+from services.audit.log.repository import AUDIT_LOG, EVENT_SLOTS, Appended
 from tests.support.audit import Audit, lifecycle, new_appeal_id, open_audit, record
 from tests.support.store_commands import CommandLog, watched_client
 
@@ -157,21 +158,22 @@ async def audit(db: store.Database, tmp_path: Path) -> Audit:
 
 
 async def test_an_entry_whose_slot_and_index_a_crash_left_unwritten_is_mended_on_redelivery(
-    audit: Audit,
+    audit: Audit, tmp_path: Path
 ) -> None:
     appeal_id = new_appeal_id()
     submitted, routed, *_ = lifecycle(appeal_id)
     await record(audit, submitted, routed)
-    # As if the delivery of `routed` had stopped right after its entry was inserted.
+    # As if the delivery of `routed` had stopped right after its entry was inserted, and the
+    # instance had crashed (the one that handles the redelivery remembers nothing).
     await audit.db[EVENT_SLOTS].delete_one({"_id": routed.event_id})
-    indexed = await audit.db[APPEALS].find_one({"_id": appeal_id})
-    assert indexed is not None
-    indexed.update(slots=[0], entries=indexed["entries"][:1], queues=[])
-    await audit.db[APPEALS].replace_one({"_id": appeal_id}, indexed)
-    assert await audit.service.log.find_event(routed.event_id) is None
+    assert (await audit.db[APPEAL_ENTRIES].delete_one({"_id": f"{appeal_id}/1"})).deleted_count
+    restarted = await open_audit(audit.db, tmp_path)
+    assert await restarted.service.log.find_event(routed.event_id) is None
+    index = await restarted.service.log.appeal(appeal_id)
+    assert index is not None and index["slots"] == [0] and "queues" not in index
 
     again = records.from_lifecycle_event(routed, topic="t", secrets=audit.secrets)
-    appended = await audit.service.record(again, records.index_facts(routed))
+    appended = await restarted.service.record(again, records.index_facts(routed))
 
     assert appended is False  # logged before: no second entry
     found = await audit.service.log.find_event(routed.event_id)
@@ -220,6 +222,33 @@ async def test_two_instances_appending_in_batches_keep_one_contiguous_log(
         assert indexed is not None
         assert [e["index"] for e in indexed["entries"]] == slots
     assert (await audit.service.integrity.verify()).ok
+
+
+async def test_an_appeal_indexed_by_turns_on_two_instances_lists_every_entry_once(
+    infra: Infrastructure, db: store.Database, audit: Audit, tmp_path: Path
+) -> None:
+    # Each instance remembers the positions it wrote; the other one takes the next position
+    # meanwhile (a rebalance moved the appeal), so what the first remembers is stale.
+    other_client = store.create_client(infra.mongodb_url, app_name="tests-second-indexer")
+    second = await open_audit(other_client[db.name], tmp_path)
+    appeal_id = new_appeal_id()
+    events = lifecycle(appeal_id)
+    try:
+        for n, event in enumerate(events):
+            await record(audit if n % 2 == 0 else second, event)
+        await record(second, events[2])  # redelivered where the other instance logged it
+        await record(audit, events[1])
+    finally:
+        await other_client.close()
+
+    indexed = await audit.service.log.appeal(appeal_id)
+    assert indexed is not None
+    assert [e["type"] for e in indexed["entries"]] == [
+        "submitted", "routed", "claimed", "decided", "notified"
+    ]  # fmt: skip
+    assert indexed["slots"] == [0, 1, 2, 3, 4]
+    positions = await db[APPEAL_ENTRIES].find({"appeal_id": appeal_id}, {"_id": 1}).to_list()
+    assert sorted(str(p["_id"]) for p in positions) == [f"{appeal_id}/{n}" for n in range(5)]
 
 
 async def test_entries_are_hashed_as_stored_by_the_batch_write(audit: Audit) -> None:

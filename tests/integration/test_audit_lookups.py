@@ -1,7 +1,7 @@
 """What the audit service asks the real store: every per-event, per-request and periodic query
 names the ``_id`` (FerretDB's only index for reads), checkpoints read what was appended since the
 last and write nothing when nothing was, query pages walk a bounded stretch of the log, and an
-appeal index of the earlier shape is folded into today's once."""
+appeal index of an earlier shape is folded into today's once."""
 
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ from appeals.v1 import events_pb2
 from appeals_devstack.stack import Infrastructure
 from appeals_runtime import store
 from services.audit.log import records, repository
+from services.audit.log.appeal_index import APPEAL_ENTRIES
 from services.audit.log.appender import Appender
 from services.audit.log.records import AppealSummary
-from services.audit.log.repository import APPEALS, AUDIT_LOG, EVENT_SLOTS, LEGACY_APPEAL_INDEX
+from services.audit.log.repository import (
+    AUDIT_LOG,
+    EVENT_SLOTS,
+    LEGACY_APPEAL_INDEX,
+    LEGACY_APPEALS,
+)
 from services.audit.log.tree_repository import AUDIT_CHECKPOINTS, LATEST
 from services.audit.service import Reader
 from tests.support.audit import Audit, Case, lifecycle, new_appeal_id, open_audit, record
@@ -270,7 +276,7 @@ async def test_the_appeal_index_of_earlier_versions_is_folded_in_once(audit: Aud
     before = {appeal: await audit.service.log.appeal(appeal) for appeal in appeals}
     for appeal in appeals:
         await make_legacy(audit, appeal)
-    for collection in (APPEALS, EVENT_SLOTS):
+    for collection in (APPEAL_ENTRIES, EVENT_SLOTS):
         await audit.db[collection].drop()
     await audit.db[AUDIT_CHECKPOINTS].delete_one({"_id": LATEST})
 
@@ -284,3 +290,38 @@ async def test_the_appeal_index_of_earlier_versions_is_folded_in_once(audit: Aud
     found = await audit.service.log.find_event(some_event)
     assert found is not None and found["index"] == 8
     assert (await audit.service.trail(appeals[0])).checkpoint is not None  # the pointer is back
+
+
+async def test_the_appeal_documents_of_the_version_before_move_into_the_entry_index_once(
+    audit: Audit,
+) -> None:
+    appeals = [new_appeal_id(), new_appeal_id()]
+    case = Case(queue="instagram.de")
+    start = store.stored_time(datetime.now(UTC))  # what a BSON date keeps
+    events = {appeal: lifecycle(appeal, case, start=start) for appeal in appeals}
+    # The first appeal is decided before the upgrade, the second only after it.
+    await record(audit, *events[appeals[0]], *events[appeals[1]][:3])
+    before: dict[str, dict[str, Any]] = {}
+    for appeal in appeals:
+        found = await audit.service.log.appeal(appeal)
+        assert found is not None
+        before[appeal] = found
+        # Its document of the version before had exactly the shape a lookup answers today.
+        await audit.db[LEGACY_APPEALS].insert_one(dict(found))
+    await audit.db[APPEAL_ENTRIES].drop()
+    assert await audit.service.log.appeal(appeals[0]) is None
+
+    await audit.service.upgrade_store()
+    await audit.service.upgrade_store()  # a second start: nothing left to do
+
+    assert LEGACY_APPEALS not in await audit.db.list_collection_names()
+    for appeal in appeals:
+        assert await audit.service.log.appeal(appeal) == before[appeal]
+    await record(audit, *events[appeals[1]][3:])
+    after = await audit.service.log.appeal(appeals[1])
+    assert after is not None
+    first_index = before[appeals[1]]["first_index"]
+    assert stored_summary(after) == summary_of(events[appeals[1]], first_index)
+    assert [e["type"] for e in after["entries"]] == [
+        "submitted", "routed", "claimed", "decided", "notified"
+    ]  # fmt: skip

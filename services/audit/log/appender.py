@@ -5,8 +5,8 @@ next slot at the log's tail. Appended one by one they would race each other for 
 every lost race costs reads and a retry. Instead a caller hands its event to the :class:`Appender`
 and waits; the appender takes everything handed over since its last write, gives it consecutive
 slots and writes it with one ordered bulk insert, then records each event's slot
-(``audit_events``) in one more write and the appeals' entries (``audit_appeals``) in one more,
-and only then resolves each caller. So the store work per event stays a constant, whatever the
+(``audit_events``) in one more write and the appeals' entries (``audit_appeal_entries``) in one
+more, and only then resolves each caller. So the store work per event stays a constant, whatever the
 log holds, and a batch costs three or four round trips however many events it carries.
 
 Every guarantee of appending one event at a time is kept:
@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 
 from appeals_runtime.errors import TransientError
 from services.audit.log import entries
+from services.audit.log.appeal_index import IndexedEntry
 from services.audit.log.records import IndexFacts
-from services.audit.log.repository import Appended, IndexedEntry, LogRepository
+from services.audit.log.repository import Appended, LogRepository
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The log's entries and what finds them (``audit_log``, ``audit_events``, ``audit_appeals``).
+"""The log's entries and what finds them (``audit_log``, ``audit_events``, and the appeal index
+``audit_appeal_entries``).
 
 What the store answers cheaply decides the shape. FerretDB (SQLite handler, patched: see the root
 README) answers a filter that names ``_id`` by value (``{_id: x}``, ``{_id: x, other: ...}``,
@@ -11,11 +12,9 @@ So everything done per event, per request or periodically is keyed by ``_id``:
   slot, the unique ``event_id`` refuses a second entry for an event;
 * ``audit_events``: ``_id`` = event id, with the entry's slot. Written right after the entries
   (insert-only); how a redelivered event's slot and an inclusion proof by event id are found;
-* ``audit_appeals``: ``_id`` = appeal id, with the appeal's entries (slot, event id, type, the
-  trace the event came in) and its summary so far (platform, queues, outcome, times). One
-  conditional update per entry, ``{_id, slots: {$ne: n}}``, so applying an entry twice is a
-  no-op, and the summary follows ``records.AppealSummary``'s rule with update operators
-  (``$set``, ``$min``, ``$addToSet``), so it is never read back in order to be written.
+* ``audit_appeal_entries``: ``"<appeal id>/<n>"``, the appeal's n-th indexed entry (slot, event
+  id, type, the trace the event came in, the facts it tells about the appeal); inserted once,
+  never updated; an appeal's summary is folded from them when read (appeal_index.py).
 
 Both lookups are derived from the log and never trusted for integrity: every entry a trail or a
 proof shows is read from the log (and comes with an inclusion proof). Only whole-log operations
@@ -35,12 +34,14 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.audit.log import entries
+from services.audit.log.appeal_index import AppealIndex, IndexedEntry, entry_document
 from services.audit.log.records import IndexFacts
 
 AUDIT_LOG = "audit_log"
 EVENT_SLOTS = "audit_events"
-APPEALS = "audit_appeals"
-# The per-entry appeal index of earlier versions: folded into APPEALS once, then dropped.
+# The appeal index of earlier versions, each moved into APPEAL_ENTRIES once, then dropped: one
+# document per appeal updated per entry (until 7 Dec 2026), and before it one per entry.
+LEGACY_APPEALS = "audit_appeals"
 LEGACY_APPEAL_INDEX = "audit_appeal_index"
 
 INDEXES = [
@@ -56,11 +57,8 @@ DUPLICATE_KEY = 11000
 SCAN_BATCH_SIZE = 1000
 # Slots read per $in query (checkpoint integration, subtree rebuilds, query walks).
 READ_BATCH = 1000
-# Index updates sent per update command. FerretDB 1.24 hangs for good (every later request
-# waits too) on an update command of 100 or more statements that modify documents (probed: 99
-# pass); 50 stays well below, and larger commands would save little, since FerretDB applies the
-# statements one by one.
-UPDATE_BATCH = 50
+# Old index documents moved per round trip by the one-off migrations.
+MIGRATION_BATCH = 50
 # A query page walks at most this many slots of the log; if it has not filled the page by then it
 # answers what it found with a cursor to go on from, so no request costs more than this.
 QUERY_WALK_LIMIT = 10_000
@@ -77,65 +75,10 @@ class Appended:
 
 
 @dataclass(frozen=True)
-class IndexedEntry:
-    """One entry of an appeal, as its ``audit_appeals`` document records it."""
-
-    appeal_id: str
-    index: int
-    event_id: str
-    kind: str
-    facts: IndexFacts
-    trace_id: str | None = None
-    # Queues the appeal passed through as of this entry (the entry's own, or an old summary's).
-    queues: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class AppealPage:
     appeals: list[store.Document]
     # Where the next page starts (a slot of the log); None once the walk reached the log's end.
     next_cursor: int | None
-
-
-def appeal_update(entry: IndexedEntry) -> dict[str, Any]:
-    """The update statement (an upsert) that adds ``entry`` to its appeal's document, once.
-
-    ``slots: {$ne: n}`` makes a second application match nothing, so the upsert then tries to
-    create the document and collides on its ``_id``; :meth:`LogRepository.index_entries` applies
-    such a statement again without upsert (a no-op then, or the update it should have been when
-    another writer created the document first). The first entry of an appeal creates it. Summary
-    fields are set only when the entry says something about them, as ``AppealSummary.then`` does.
-    """
-    facts = entry.facts
-    summary = {
-        name: value
-        for name, value in (
-            ("platform", facts.platform),
-            ("outcome", facts.outcome),
-            ("submitted_at", facts.submitted_at),
-            ("decided_at", facts.decided_at),
-        )
-        if value is not None
-    }
-    queues = list(dict.fromkeys((*entry.queues, *([facts.queue] if facts.queue else []))))
-    update: dict[str, Any] = {
-        "$set": {"appeal_id": entry.appeal_id, **summary},
-        "$min": {"first_index": entry.index},
-        "$push": {
-            "slots": entry.index,
-            "entries": {
-                "index": entry.index,
-                "event_id": entry.event_id,
-                "type": entry.kind,
-                # Operational metadata, deliberately outside the hashed entry: see the README.
-                "trace_id": entry.trace_id,
-            },
-        },
-    }
-    if queues:
-        update["$addToSet"] = {"queues": {"$each": queues}}
-    query = {"_id": entry.appeal_id, "slots": {"$ne": entry.index}}
-    return {"q": query, "u": update, "upsert": True}
 
 
 class LogRepository:
@@ -143,7 +86,7 @@ class LogRepository:
         self._db = db
         self._log = db[AUDIT_LOG]
         self._slots = db[EVENT_SLOTS]
-        self._appeals = db[APPEALS]
+        self.appeal_index = AppealIndex(db)
         # The next slot this instance expects to be free; found by galloping on first use.
         self._next: int | None = None
         # Slots below a signed checkpoint are never appended to, whatever the store says.
@@ -252,33 +195,8 @@ class LogRepository:
         )
 
     async def index_entries(self, indexed: Sequence[IndexedEntry]) -> None:
-        """Add entries to their appeals' documents, in order: one update command per
-        ``UPDATE_BATCH``, plus one more round trip per entry applied before (a redelivery)."""
-        for start in range(0, len(indexed), UPDATE_BATCH):
-            await self._apply([appeal_update(e) for e in indexed[start : start + UPDATE_BATCH]])
-
-    async def _apply(self, statements: list[dict[str, Any]]) -> None:
-        while statements:
-            reply = await store.available(
-                self._db.command({"update": APPEALS, "updates": statements, "ordered": True})
-            )
-            errors = reply.get("writeErrors") or []
-            if not errors:
-                return
-            first = errors[0]
-            # FerretDB 1.24 stops at the first refused statement and names it index 0 whichever
-            # it was (measured 7 Dec). Going on after the statement it names is still right:
-            # every statement is conditional on its slot, so those applied already are no-ops,
-            # and the refused one comes first again a few round trips later.
-            at = int(first.get("index", 0))
-            if first.get("code") != DUPLICATE_KEY:
-                raise _write_failure(first)
-            # The upsert found the appeal's document holding that entry already (so it inserted
-            # and hit the _id), or lost the creation of the document to another writer. Without
-            # upsert the statement is then either a no-op or the update it should have been.
-            refused = statements[at]
-            await store.available(self._appeals.update_one(refused["q"], refused["u"]))
-            statements = statements[at + 1 :]
+        """Add entries to their appeals' index, in order (see appeal_index.py)."""
+        await self.appeal_index.add(indexed)
 
     # Reading entries ------------------------------------------------------------------------
 
@@ -373,11 +291,7 @@ class LogRepository:
 
     async def appeal(self, appeal_id: str) -> store.Document | None:
         """The appeal's document (its entries and summary); None when the log never saw it."""
-        found = await store.available(self._appeals.find_one({"_id": appeal_id}))
-        if found is None or not found.get("entries"):
-            return None
-        found["entries"] = sorted(found["entries"], key=lambda entry: int(entry["index"]))
-        return found
+        return await self.appeal_index.appeal(appeal_id)
 
     async def query_appeals(
         self,
@@ -429,11 +343,7 @@ class LogRepository:
         appeal_ids = sorted({appeal_id for appeal_id in owners.values() if appeal_id})
         if not appeal_ids:
             return []
-        query = {"_id": {"$in": appeal_ids}}
-        by_id = {
-            str(document["_id"]): document
-            for document in await store.available(self._appeals.find(query).to_list())
-        }
+        by_id = await self.appeal_index.appeals(appeal_ids)
         firsts = []
         for slot in sorted(owners):
             document = by_id.get(owners[slot])
@@ -458,7 +368,7 @@ class LogRepository:
 
     async def migrate_legacy_index(self) -> int:
         """Fold ``audit_appeal_index`` (one document per entry, from earlier versions) into
-        ``audit_appeals``, record every entry's slot in ``audit_events``, then drop it.
+        the appeal index, record every entry's slot in ``audit_events``, then drop it.
 
         A one-off at start-up, and the only time these collections are built by scanning; it is
         idempotent (both writes are), so a start interrupted half-way simply does it again.
@@ -469,6 +379,7 @@ class LogRepository:
         ):
             return 0
         legacy = self._db[LEGACY_APPEAL_INDEX]
+        self.appeal_index.forget()  # nothing remembered may predate the store it migrates
         folded: list[IndexedEntry] = []
         count = 0
         # In (appeal, slot) order, so each appeal's summary ends as its newest entry left it.
@@ -476,7 +387,7 @@ class LogRepository:
         async for document in self._stream(legacy, {}, sort=order):
             folded.append(_legacy_entry(document))
             count += 1
-            if len(folded) == UPDATE_BATCH:
+            if len(folded) == MIGRATION_BATCH:
                 await self.index_entries(folded)
                 folded = []
         await self.index_entries(folded)
@@ -491,6 +402,60 @@ class LogRepository:
         await self.remember_slots(slots)
         await store.available(legacy.drop())
         return count
+
+    async def migrate_appeal_documents(self) -> int:
+        """Move ``audit_appeals`` (one document per appeal, updated per entry, from the version
+        before) into ``audit_appeal_entries``, then drop it; returns how many appeals moved.
+
+        A one-off at start-up, before the consumer runs; it scans the old collection once and
+        is idempotent (the new documents are inserted under the same ``_id``s every time), so a
+        start interrupted half-way does it again. An appeal's summary as the old document held
+        it goes with its first entry, so the entries fold to the same summary.
+        """
+        if not await store.available(
+            self._db.list_collection_names(filter={"name": LEGACY_APPEALS})
+        ):
+            return 0
+        legacy = self._db[LEGACY_APPEALS]
+        moved = 0
+        documents: list[store.Document] = []
+        async for appeal in self._stream(legacy, {}):
+            documents += _moved_entries(appeal)
+            moved += 1
+            if len(documents) >= MIGRATION_BATCH:
+                await self.appeal_index.add_documents(documents)
+                documents = []
+        await self.appeal_index.add_documents(documents)
+        await store.available(legacy.drop())
+        return moved
+
+
+def _moved_entries(appeal: store.Document) -> list[store.Document]:
+    """The entry documents of an appeal's document of the version before (see
+    :meth:`LogRepository.migrate_appeal_documents`)."""
+    appeal_id = str(appeal["_id"])
+    old_entries = sorted(appeal.get("entries") or [], key=lambda entry: int(entry["index"]))
+    summary = IndexFacts(
+        platform=appeal.get("platform"),
+        outcome=appeal.get("outcome"),
+        submitted_at=appeal.get("submitted_at"),
+        decided_at=appeal.get("decided_at"),
+    )
+    return [
+        entry_document(
+            IndexedEntry(
+                appeal_id=appeal_id,
+                index=int(entry["index"]),
+                event_id=str(entry["event_id"]),
+                kind=str(entry.get("type") or ""),
+                facts=summary if position == 0 else IndexFacts(),
+                trace_id=entry.get("trace_id"),
+                queues=tuple(appeal.get("queues") or ()) if position == 0 else (),
+            ),
+            position,
+        )
+        for position, entry in enumerate(old_entries)
+    ]
 
 
 def _legacy_entry(document: store.Document) -> IndexedEntry:
