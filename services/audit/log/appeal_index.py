@@ -82,14 +82,7 @@ def entry_document(entry: IndexedEntry, position: int) -> store.Document:
         # Operational metadata, deliberately outside the hashed entry: see the README.
         "trace_id": entry.trace_id,
     }
-    for name, value in (
-        ("platform", facts.platform),
-        ("outcome", facts.outcome),
-        ("submitted_at", facts.submitted_at),
-        ("decided_at", facts.decided_at),
-    ):
-        if value is not None:
-            document[name] = value
+    document.update(_stated(facts))
     queues = list(dict.fromkeys((*entry.queues, *([facts.queue] if facts.queue else []))))
     if queues:
         document["queues"] = queues
@@ -119,14 +112,7 @@ def appeal_document(appeal_id: str, documents: Iterable[store.Document]) -> stor
             summary = summary.then(IndexFacts(queue=queue), index)
     assert summary is not None
     appeal: store.Document = {"_id": appeal_id, "appeal_id": appeal_id}
-    for name, value in (
-        ("platform", summary.platform),
-        ("outcome", summary.outcome),
-        ("submitted_at", summary.submitted_at),
-        ("decided_at", summary.decided_at),
-    ):
-        if value is not None:
-            appeal[name] = value
+    appeal.update(_stated(summary))
     appeal["first_index"] = summary.first_index
     if summary.queues:
         appeal["queues"] = list(summary.queues)
@@ -251,6 +237,17 @@ class AppealIndex:
             await _insert_new(self._entries, list(documents[start : start + INSERT_BATCH]))
         for document in documents:
             self._positions.pop(str(document["appeal_id"]), None)
+
+
+def _stated(said: IndexFacts | AppealSummary) -> dict[str, Any]:
+    """The facts (an entry's, or a summary's) that say something: absent ones stay unwritten."""
+    values = {
+        "platform": said.platform,
+        "outcome": said.outcome,
+        "submitted_at": said.submitted_at,
+        "decided_at": said.decided_at,
+    }
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _position(document: Mapping[str, Any]) -> int:
