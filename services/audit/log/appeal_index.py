@@ -32,14 +32,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo.errors import BulkWriteError, OperationFailure
-
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.audit.log.records import AppealSummary, IndexFacts
+from services.audit.log.writes import insert_new
 
 APPEAL_ENTRIES = "audit_appeal_entries"
-DUPLICATE_KEY = 11000
 # Positions read at once per appeal (a trail is a handful of entries; longer ones read on).
 PROBE = 12
 # Appeals whose positions an instance remembers (about 150 bytes each): minutes of traffic at
@@ -97,12 +95,7 @@ def appeal_document(appeal_id: str, documents: Iterable[store.Document]) -> stor
         return None
     summary: AppealSummary | None = None
     for document in ordered:
-        facts = IndexFacts(
-            platform=document.get("platform"),
-            outcome=document.get("outcome"),
-            submitted_at=document.get("submitted_at"),
-            decided_at=document.get("decided_at"),
-        )
+        facts = facts_in(document)
         index = int(document["index"])
         if summary is None:
             summary = AppealSummary.starting(facts, index)
@@ -141,7 +134,7 @@ class AppealIndex:
         ``INSERT_BATCH`` entries, one read first for the appeals this instance does not know."""
         pending = list(indexed)
         for _ in range(MAX_ROUNDS):
-            await self._learn({entry.appeal_id for entry in pending} - set(self._positions))
+            await self._learn({e.appeal_id for e in pending if e.appeal_id not in self._positions})
             planned: list[tuple[IndexedEntry, store.Document]] = []
             for entry in pending:
                 slots = self._remember(entry.appeal_id)
@@ -166,7 +159,7 @@ class AppealIndex:
         try:
             for start in range(0, len(planned), INSERT_BATCH):
                 chunk = planned[start : start + INSERT_BATCH]
-                refused = await _insert_new(self._entries, [document for _, document in chunk])
+                refused = await insert_new(self._entries, [document for _, document in chunk])
                 taken += [chunk[n][0] for n in refused]
         except BaseException:
             # Unknown which went in: what this instance assumed about these appeals is dropped.
@@ -232,11 +225,20 @@ class AppealIndex:
 
     async def add_documents(self, documents: Sequence[store.Document]) -> None:
         """Insert prepared entry documents, those already there left as they are (the one-off
-        migration of the per-appeal documents of earlier versions)."""
+        migration of the per-appeal documents of earlier versions, which calls :meth:`forget`
+        first)."""
         for start in range(0, len(documents), INSERT_BATCH):
-            await _insert_new(self._entries, list(documents[start : start + INSERT_BATCH]))
-        for document in documents:
-            self._positions.pop(str(document["appeal_id"]), None)
+            await insert_new(self._entries, documents[start : start + INSERT_BATCH])
+
+
+def facts_in(document: Mapping[str, Any]) -> IndexFacts:
+    """The summary facts a stored document holds (an entry's, an appeal's, an old index's)."""
+    return IndexFacts(
+        platform=document.get("platform"),
+        outcome=document.get("outcome"),
+        submitted_at=document.get("submitted_at"),
+        decided_at=document.get("decided_at"),
+    )
 
 
 def _stated(said: IndexFacts | AppealSummary) -> dict[str, Any]:
@@ -252,26 +254,3 @@ def _stated(said: IndexFacts | AppealSummary) -> dict[str, Any]:
 
 def _position(document: Mapping[str, Any]) -> int:
     return int(str(document["_id"]).rsplit("/", 1)[1])
-
-
-async def _insert_new(collection: store.Collection, documents: list[store.Document]) -> list[int]:
-    """Insert ``documents`` (unordered); the positions in the list of those refused because
-    their ``_id`` is taken. Any other refusal raises."""
-    if not documents:
-        return []
-    try:
-        await store.available(collection.insert_many(documents, ordered=False))
-    except BulkWriteError as error:
-        errors = error.details.get("writeErrors") or []
-        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise _write_failure(others[0]) from error
-        return sorted(int(e["index"]) for e in errors)
-    return []
-
-
-def _write_failure(error: Mapping[str, Any]) -> Exception:
-    failure = OperationFailure(str(error.get("errmsg", "write failed")), error.get("code"))
-    if store.is_contention(failure):
-        return TransientError(f"document store busy: {failure}")
-    return failure

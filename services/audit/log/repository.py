@@ -29,13 +29,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError
 
 from appeals_runtime import store
 from appeals_runtime.errors import TransientError
 from services.audit.log import entries
-from services.audit.log.appeal_index import AppealIndex, IndexedEntry, entry_document
+from services.audit.log.appeal_index import AppealIndex, IndexedEntry, entry_document, facts_in
 from services.audit.log.records import IndexFacts
+from services.audit.log.writes import DUPLICATE_KEY, insert_ignoring_duplicates, write_failure
 
 AUDIT_LOG = "audit_log"
 EVENT_SLOTS = "audit_events"
@@ -53,7 +54,6 @@ INDEXES = [
     store.IndexSpec(AUDIT_LOG, [("appeal_id", ASCENDING), ("type", ASCENDING)]),
 ]
 
-DUPLICATE_KEY = 11000
 SCAN_BATCH_SIZE = 1000
 # Slots read per $in query (checkpoint integration, subtree rebuilds, query walks).
 READ_BATCH = 1000
@@ -160,7 +160,7 @@ class LogRepository:
             errors = error.details.get("writeErrors") or []
             if errors and all(e.get("code") == DUPLICATE_KEY for e in errors):
                 return int(error.details.get("nInserted", 0))
-            raise _write_failure(errors[0] if errors else {}) from error
+            raise write_failure(errors[0] if errors else {}) from error
         return len(documents)
 
     async def slots_of(self, event_ids: Iterable[str]) -> dict[str, int]:
@@ -417,6 +417,7 @@ class LogRepository:
         ):
             return 0
         legacy = self._db[LEGACY_APPEALS]
+        self.appeal_index.forget()  # nothing remembered may predate the store it migrates
         moved = 0
         documents: list[store.Document] = []
         async for appeal in self._stream(legacy, {}):
@@ -435,12 +436,7 @@ def _moved_entries(appeal: store.Document) -> list[store.Document]:
     :meth:`LogRepository.migrate_appeal_documents`)."""
     appeal_id = str(appeal["_id"])
     old_entries = sorted(appeal.get("entries") or [], key=lambda entry: int(entry["index"]))
-    summary = IndexFacts(
-        platform=appeal.get("platform"),
-        outcome=appeal.get("outcome"),
-        submitted_at=appeal.get("submitted_at"),
-        decided_at=appeal.get("decided_at"),
-    )
+    summary = facts_in(appeal)
     return [
         entry_document(
             IndexedEntry(
@@ -465,12 +461,7 @@ def _legacy_entry(document: store.Document) -> IndexedEntry:
         index=int(document["index"]),
         event_id=str(document["event_id"]),
         kind=str(document.get("type") or ""),
-        facts=IndexFacts(
-            platform=document.get("platform"),
-            outcome=document.get("outcome"),
-            submitted_at=document.get("submitted_at"),
-            decided_at=document.get("decided_at"),
-        ),
+        facts=facts_in(document),
         trace_id=document.get("trace_id"),
         queues=tuple(document.get("queues") or ()),
     )
@@ -503,30 +494,6 @@ def _aware(moment: Any) -> datetime | None:
     if not isinstance(moment, datetime):
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def _write_failure(error: Mapping[str, Any]) -> Exception:
-    """A write error the store reported for one statement, as the exception it stands for."""
-    failure = OperationFailure(str(error.get("errmsg", "write failed")), error.get("code"))
-    if store.is_contention(failure):
-        return TransientError(f"document store busy: {failure}")
-    return failure
-
-
-async def insert_ignoring_duplicates(
-    collection: store.Collection, documents: Sequence[store.Document]
-) -> int:
-    """Insert what is not there yet (unordered); returns how many were new."""
-    if not documents:
-        return 0
-    try:
-        result = await store.available(collection.insert_many(list(documents), ordered=False))
-    except BulkWriteError as error:
-        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise _write_failure(others[0]) from error
-        return int(error.details.get("nInserted", 0))
-    return len(result.inserted_ids)
 
 
 def _period(since: datetime | None, until: datetime | None) -> dict[str, datetime]:

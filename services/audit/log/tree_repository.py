@@ -30,7 +30,8 @@ from appeals_proofs import merkle
 from appeals_proofs.checkpoints import SignedCheckpoint
 from appeals_runtime import store
 from services.audit.log import entries
-from services.audit.log.repository import LogRepository, insert_ignoring_duplicates
+from services.audit.log.repository import LogRepository
+from services.audit.log.writes import insert_ignoring_duplicates
 
 AUDIT_TREE = "audit_tree"
 AUDIT_CHECKPOINTS = "audit_checkpoints"
