@@ -60,6 +60,9 @@ class StatusProjection:
         if not event.event_id or not event.appeal_id:
             raise InvalidMessage("event_id and appeal_id are required", field="event_id")
         if event_type(event) == "submitted":
+            # It comes before the appeal's other events: the status projection learns the
+            # appeal has no changes yet (no read for its first one).
+            self._repository.status.started(event.appeal_id)
             # Every acknowledged appeal is listed by when it was received, for reconciliation,
             # and under its appellant, for erasure; the offset is committed only once it is
             # (off the submit's path: see received_index and appellants).

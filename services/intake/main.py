@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from appeals import topics
 from appeals_runtime.auth import TokenVerifier
@@ -54,6 +54,7 @@ async def serve(settings: IntakeSettings) -> None:
     async with service_context(SERVICE_NAME, settings, repository.INDEXES) as ctx:
         repo = repository.IntakeRepository(ctx.db)
         await repo.retire_indexes()
+        await repo.status_legacy.load(datetime.now(UTC))
         intake = build(repo, ctx.producer, settings)
         try:
             await run_components(_components(settings, ctx, repo, intake, verifier))

@@ -10,6 +10,7 @@ would only slow inserts down, so there are none. A busy store is retried briefly
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from services.intake.fresh_records import FreshRecords
 from services.intake.model import AppealRecord, InfoRequest, StatusChange, without_particulars
 from services.intake.received_index import ReceivedIndex
 from services.intake.retries import retried_when_busy
+from services.intake.status_entries import LegacyWindow, StatusEntries, folded
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -94,6 +96,10 @@ class IntakeRepository:
         # What this instance recorded in the last seconds, for the particulars look-ups that
         # follow each submit; every change of particulars below forgets the record there.
         self.fresh = FreshRecords()
+        # Each appeal's status changes, inserted (see status_entries), and until when an event
+        # may have been applied to its record in place by an earlier version.
+        self.status = StatusEntries(db)
+        self.status_legacy = LegacyWindow(db)
 
     async def retire_indexes(self) -> None:
         """Drop the secondary indexes earlier versions created (at start-up)."""
@@ -241,9 +247,7 @@ class IntakeRepository:
 
     # Appeals
 
-    async def insert_appeal(
-        self, record: AppealRecord, *, event_id: str, open_slot: str | None = None
-    ) -> bool:
+    async def insert_appeal(self, record: AppealRecord, *, open_slot: str | None = None) -> bool:
         """Create the appeal once; False when it already exists (a retry taking over)."""
         document = {
             "_id": record.appeal_id,
@@ -255,7 +259,6 @@ class IntakeRepository:
             "updated_at": record.updated_at,
             "ban_evasion_suspected": record.ban_evasion_suspected,
             "acknowledged": record.acknowledged,
-            "applied_events": [event_id],
         }
         if open_slot is not None:
             document["open_slot"] = open_slot  # freed by its _id when the appeal is decided
@@ -293,45 +296,45 @@ class IntakeRepository:
         return await _stored(self._acknowledgements.find_one, {"_id": appeal_id})
 
     async def apply_status(self, appeal_id: str, event_id: str, change: StatusChange) -> bool:
-        """Apply an event's status change once: the event id is recorded in the same write."""
-        result = await _stored(
-            self._appeals.update_one,
-            {"_id": appeal_id, "applied_events": {"$ne": event_id}},
-            {
-                "$set": {"status": change.status, "updated_at": change.at, **change.fields},
-                "$push": {"applied_events": event_id},
-            },
-        )
-        return bool(result.modified_count)
+        """Apply an event's status change once (an insert: see status_entries); False when it
+        was applied before."""
+        if self.status_legacy.may_hold(change.at) and await self._applied_in_place(
+            appeal_id, event_id
+        ):
+            return False
+        return await _retried(self.status.apply, appeal_id, event_id, change)
 
     async def apply_decision(self, appeal_id: str, event_id: str, change: StatusChange) -> None:
-        """Apply a decision's status change once and free the item's slot: the write returns
-        the slot the record names, so freeing it costs no read (one fewer round trip per
-        decided appeal). A redelivered decision, already applied, frees it by the record."""
-        before = await _stored(
-            self._appeals.find_one_and_update,
-            {"_id": appeal_id, "applied_events": {"$ne": event_id}},
-            {
-                "$set": {"status": change.status, "updated_at": change.at, **change.fields},
-                "$push": {"applied_events": event_id},
-            },
-            # The whole record comes back: FerretDB 1.24 refuses a projection here.
-        )
-        slot = before.get("open_slot") if before is not None else None
-        if slot is None:
-            # Applied before (a crash between the two writes), or a record from before records
-            # named their slot: read it.
-            await self.close_open_slot(appeal_id)
-            return
-        await self.release_open_slot(slot, appeal_id)
+        """Apply a decision's status change once and free the item's slot, which the record
+        names (also when the decision was applied before: a redelivery after a crash between
+        the two)."""
+        await self.apply_status(appeal_id, event_id, change)
+        await self.close_open_slot(appeal_id)
+
+    async def _applied_in_place(self, appeal_id: str, event_id: str) -> bool:
+        """Whether an earlier version applied the event to the record itself."""
+        document = await _stored(self._appeals.find_one, {"_id": appeal_id}, {"applied_events": 1})
+        return document is not None and event_id in document.get("applied_events", ())
 
     async def particulars_record(self, appeal_id: str) -> AppealRecord | None:
         """The appeal's record for its particulars only (its status may be older): from what
         this instance wrote in the last seconds, else from the store."""
-        return self.fresh.get(appeal_id) or await self.get_appeal(appeal_id)
+        return self.fresh.get(appeal_id) or await self._appeal(appeal_id, with_status=False)
 
     async def get_appeal(self, appeal_id: str) -> AppealRecord | None:
-        document = await _stored(self._appeals.find_one, {"_id": appeal_id})
+        """The appeal as it stands: its record with its status changes applied."""
+        return await self._appeal(appeal_id, with_status=True)
+
+    async def _appeal(self, appeal_id: str, *, with_status: bool) -> AppealRecord | None:
+        if with_status:
+            document, changes = await asyncio.gather(
+                _stored(self._appeals.find_one, {"_id": appeal_id}),
+                _retried(self.status.read, appeal_id),
+            )
+            if document is not None:
+                document = folded(document, changes)
+        else:
+            document = await _stored(self._appeals.find_one, {"_id": appeal_id})
         if document is None:
             return None
         acknowledged, suspected = _marked(document), document.get("ban_evasion_suspected", False)

@@ -236,7 +236,7 @@ class AppealIntake:
         record = AppealRecord(appeal_id, principal.subject, submission, "received", now, now,
                               acknowledged=False)  # fmt: skip
         event_id = identity.submitted_event_id(appeal_id)
-        suspected, pseudonym = await self._open(scope, reserved, record, event_id=event_id)
+        suspected, pseudonym = await self._open(scope, reserved, record)
         event = new_event(
             event_id=event_id,
             appeal_id=appeal_id,
@@ -324,7 +324,7 @@ class AppealIntake:
         return _Reserved(earlier.appeal_id, fresh=False)
 
     async def _open(
-        self, scope: str, reserved: _Reserved, record: AppealRecord, *, event_id: str
+        self, scope: str, reserved: _Reserved, record: AppealRecord
     ) -> tuple[bool, str]:
         """Step 3: hold the item's slot and record the appeal; whether it is linked to ban
         evasion, and the appellant's pseudonym. Raises 409 naming the open appeal about the
@@ -340,7 +340,7 @@ class AppealIntake:
                 slot, appeal_id, record.received_at, abandoned_after=self._policy.in_flight
             ),
             # A retry taking over finds the record of its first attempt (the same submission).
-            self._repository.insert_appeal(record, event_id=event_id, open_slot=slot),
+            self._repository.insert_appeal(record, open_slot=slot),
             self._repository.linked_to_evasion(list(submission.signals.linked_account_hashes)),
             self._repository.appellants.pseudonym_for(appellant, record.received_at),
             return_exceptions=True,

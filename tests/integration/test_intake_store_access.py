@@ -156,10 +156,20 @@ async def test_a_fresh_submit_is_five_id_writes_and_everything_else_is_by_id_too
     events = recorder.take()
     assert_by_id(events)
     # Submitted: the listing by reception time, then the mark (an insert, refused as a duplicate
-    # once intake set it); routed: one update;
-    # decided: the status update, which returns the record and so the slot it names, then that
-    # slot freed by _id (redelivered: the update changes nothing, the record is read instead).
-    assert [name for name, _ in events[:2]] == ["update", "insert"]
+    # once intake set it); routed: one insert of its status change (the appeal is known from its
+    # submitted event: nothing is read); decided: the insert of its change, then the slot its
+    # record names read and freed by _id; redelivered: nothing inserted (known applied), the
+    # slot read and freed again.
+    assert [(name, command.get(name)) for name, command in events] == [
+        ("update", "received_by_slot"),
+        ("insert", "acknowledgements"),
+        ("insert", "appeal_status_entries"),
+        ("insert", "appeal_status_entries"),
+        ("find", "appeals"),
+        ("delete", "open_appeals"),
+        ("find", "appeals"),
+        ("delete", "open_appeals"),
+    ]
     again = await intake.submit(body | {"statement": "A new appeal once the first was answered."})
     assert again.status_code == 202, again.text
 

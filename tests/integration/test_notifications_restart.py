@@ -92,9 +92,7 @@ async def intake_knows(
     """Record the appeal in intake's store as intake's submit does before publishing."""
     now = store.stored_time(datetime.now(UTC))
     record = AppealRecord(appeal_id, "tests", submission, "received", now, now)
-    await intake.repository.insert_appeal(
-        record, event_id=events.derived_event_id(appeal_id, "submitted")
-    )
+    await intake.repository.insert_appeal(record)
 
 
 @pytest.fixture
