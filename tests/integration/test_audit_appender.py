@@ -251,6 +251,38 @@ async def test_an_appeal_indexed_by_turns_on_two_instances_lists_every_entry_onc
     assert sorted(str(p["_id"]) for p in positions) == [f"{appeal_id}/{n}" for n in range(5)]
 
 
+async def test_a_new_appeal_is_indexed_without_a_read_and_a_redelivery_still_only_once(
+    watched: tuple[Audit, CommandLog], tmp_path: Path
+) -> None:
+    """An appeal whose first entry is its submitted event has nothing indexed before it: no read
+    of its positions. A restarted instance assuming the same of a redelivered submitted event
+    finds position 0 taken, reads the appeal and indexes nothing twice."""
+    audit, commands = watched
+    appeal_id = new_appeal_id()
+    submitted, routed, *_ = lifecycle(appeal_id)
+    await record(audit, submitted, routed)
+    assert commands.on(APPEAL_ENTRIES, "find") == []
+
+    restarted = await open_audit(audit.db, tmp_path)
+    await record(restarted, submitted)  # redelivered after a restart
+    await restarted.service.appender.write([append_of(restarted, submitted)])  # and again
+    indexed = await audit.service.log.appeal(appeal_id)
+    assert indexed is not None and indexed["slots"] == [0, 1]
+    assert [e["type"] for e in indexed["entries"]] == ["submitted", "routed"]
+
+    # Another appeal's routed event was indexed before its submitted event (out of order, on
+    # another instance): a batch with both places the submitted one after it and nothing twice.
+    other = new_appeal_id()
+    submitted, routed, *_ = lifecycle(other)
+    await record(audit, routed)
+    third = await open_audit(audit.db, tmp_path)
+    await third.service.appender.write([append_of(third, submitted), append_of(third, routed)])
+    positions = await audit.db[APPEAL_ENTRIES].find({"appeal_id": other}).to_list()
+    assert sorted((str(p["_id"]), p["type"]) for p in positions) == [
+        (f"{other}/0", "routed"), (f"{other}/1", "submitted")
+    ]  # fmt: skip
+
+
 async def test_entries_are_hashed_as_stored_by_the_batch_write(audit: Audit) -> None:
     appeal_id = new_appeal_id()
     await asyncio.gather(

@@ -19,10 +19,12 @@ Which position comes next is known to the instance that wrote the appeal's last 
 audit consumer handles one appeal's events one after another (its partition's owner), so a
 bounded memory of recent appeals (their slots, by position) answers it; an appeal it does not
 remember (evicted, a restart, a rebalance) is read first, a batch's unknown appeals in one
-query. A position another writer took meanwhile (another instance, a redelivery racing the
-first delivery) is refused by the unique ``_id``: the appeal is read again and the entry goes
-after it, or is found there already. An entry whose slot the appeal already lists is never
-indexed twice.
+query, except a new appeal: one whose first entry in the batch is its submitted event has none
+before it (a redelivery, or a chat before the appeal, finds its position taken, as below). A
+position another writer took meanwhile (another instance, a redelivery racing the first
+delivery) is refused by the unique ``_id``: the appeal is read again and the entry goes after
+it, or is found there already. An entry whose slot the appeal already lists is never indexed
+twice.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ PROBE = 12
 REMEMBERED_APPEALS = 20_000
 # Entry documents per insert command (FerretDB 1.24 stalls on very large write commands).
 INSERT_BATCH = 50
+# The entry type that starts an appeal (its first entry, but for a live-help chat before it).
+SUBMITTED = "submitted"
 # Rounds of "position taken, read again" before the batch is handed back to the callers'
 # backoff: contention this long means a store in trouble, not a race.
 MAX_ROUNDS = 10
@@ -133,16 +137,26 @@ class AppealIndex:
         """Index each entry under its appeal once, in the order given: one insert command per
         ``INSERT_BATCH`` entries, one read first for the appeals this instance does not know."""
         pending = list(indexed)
-        for _ in range(MAX_ROUNDS):
-            await self._learn({e.appeal_id for e in pending if e.appeal_id not in self._positions})
+        for round_ in range(MAX_ROUNDS):
+            unknown = {e.appeal_id for e in pending if e.appeal_id not in self._positions}
+            # An appeal whose first entry here is its submitted event is new: nothing to read.
+            # Only that entry goes in this round: if something was indexed before it after all
+            # (a chat before the appeal, a redelivery), its position is refused and the appeal
+            # is read before its other entries are placed, which so never land twice.
+            assumed = _starting_with_submission(pending) & unknown if round_ == 0 else set()
+            await self._learn(unknown - assumed)
             planned: list[tuple[IndexedEntry, store.Document]] = []
+            deferred: list[IndexedEntry] = []
             for entry in pending:
+                if entry.appeal_id in assumed and entry.kind != SUBMITTED:
+                    deferred.append(entry)
+                    continue
                 slots = self._remember(entry.appeal_id)
                 if entry.index in slots:
                     continue  # indexed before (a redelivery, or the same event twice)
                 planned.append((entry, entry_document(entry, len(slots))))
                 slots.append(entry.index)
-            pending = await self._insert(planned)
+            pending = await self._insert(planned) + deferred
             if not pending:
                 return
         raise TransientError(
@@ -229,6 +243,14 @@ class AppealIndex:
         first)."""
         for start in range(0, len(documents), INSERT_BATCH):
             await insert_new(self._entries, documents[start : start + INSERT_BATCH])
+
+
+def _starting_with_submission(entries: Sequence[IndexedEntry]) -> set[str]:
+    """The appeals whose first entry in ``entries`` is their submitted event."""
+    first: dict[str, str] = {}
+    for entry in entries:
+        first.setdefault(entry.appeal_id, entry.kind)
+    return {appeal_id for appeal_id, kind in first.items() if kind == SUBMITTED}
 
 
 def facts_in(document: Mapping[str, Any]) -> IndexFacts:
