@@ -97,6 +97,15 @@ def daily_slot_id(person: str, day: date, index: int) -> str:
     return f"{person}/{day.isoformat()}/{index}"
 
 
+def _daily_slot(person: str, day: date, index: int, holder: str) -> store.Document:
+    return {
+        "_id": daily_slot_id(person, day, index),
+        "person": person,
+        "day": day.isoformat(),
+        "holder": holder,
+    }
+
+
 class NotificationsRepository:
     def __init__(self, db: store.Database) -> None:
         self._db = db
@@ -241,7 +250,14 @@ class NotificationsRepository:
     # --- daily limits --------------------------------------------------------------------------
 
     async def reserve_daily_slot(
-        self, person: str, day: date, *, appeal_id: str, about_event_id: str, limit: int
+        self,
+        person: str,
+        day: date,
+        *,
+        appeal_id: str,
+        about_event_id: str,
+        limit: int,
+        holds_none: bool = False,
     ) -> str | None:
         """Take one of ``person``'s ``limit`` slots of ``day`` for the notification about
         (``appeal_id``, ``about_event_id``): the slot's id, or None when all are taken by other
@@ -250,8 +266,17 @@ class NotificationsRepository:
         Slot ``i`` is a document of its own, so taking it is an insert that only one taker can
         win, whatever the number of concurrent handlers or instances: the limit is never
         passed. A notification that holds a slot already (redelivered, retried) keeps it.
+
+        ``holds_none``: the caller knows this notification holds no slot yet (its first
+        attempt), so the person's first slot of the day is tried at once, one insert instead of
+        a read and an insert for a person's first message of the day (most people's only one);
+        when it is taken, the slots are read as usual.
         """
         holder = outbox_id(appeal_id, about_event_id)
+        if holds_none and limit > 0:
+            first = _daily_slot(person, day, 0, holder)
+            if await store.insert_once(self._daily_slots, first):
+                return str(first["_id"])
         ids = [daily_slot_id(person, day, index) for index in range(limit)]
         held: dict[str, str] = {
             document["_id"]: document["holder"]
@@ -265,7 +290,7 @@ class NotificationsRepository:
         for identifier in ids:
             if identifier in held:
                 continue
-            slot = {"_id": identifier, "person": person, "day": day.isoformat(), "holder": holder}
+            slot = _daily_slot(person, day, ids.index(identifier), holder)
             if await store.insert_once(self._daily_slots, slot):
                 return identifier
             # Taken meanwhile by another notification: try the next free one.

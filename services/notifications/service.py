@@ -122,7 +122,8 @@ class Notifier:
         Store round trips, all by _id: the profile, the notice's outbox record and what the
         person was told so far, read side by side (none after ``remember``); for a
         once-per-appeal kind told for the first time, the milestone claim beside intake's
-        answer; for a non-urgent kind, the daily slot (a read, then an insert); after the send,
+        answer; for a non-urgent kind, the daily slot (a read, then an insert; for the appeal's
+        first notice, the person's first slot of the day tried at once); after the send,
         the outbox record and the appeal's list, written side by side.
         """
         if stored is not None:
@@ -172,7 +173,8 @@ class Notifier:
             log.info("not told: the appellant was forgotten", extra=_about(notice))
             return
         recipient = addressed_to
-        allowed = await self._hold_or_reserve(notice, recipient)
+        # A notice whose event just stored the profile is the appeal's first: it holds no slot.
+        allowed = await self._hold_or_reserve(notice, recipient, first=stored is not None)
         if isinstance(allowed, Hold):
             await self._defer(event, notice, pending, allowed)
             return
@@ -193,7 +195,9 @@ class Notifier:
             raise InvalidMessage(str(error), field="appeal_id") from error
         return None if particulars.erased else addressed(profile, particulars)
 
-    async def _hold_or_reserve(self, notice: Notice, recipient: Recipient) -> Hold | _Slot | None:
+    async def _hold_or_reserve(
+        self, notice: Notice, recipient: Recipient, *, first: bool
+    ) -> Hold | _Slot | None:
         """Why and until when a non-urgent message must wait, or the slot of the person's day
         it took; None for urgent kinds, which neither wait nor count.
 
@@ -214,6 +218,7 @@ class Notifier:
             appeal_id=notice.appeal_id,
             about_event_id=notice.about_event_id,
             limit=self._limits.daily_limit,
+            holds_none=first,
         )
         if slot is not None:
             return _Slot(slot)

@@ -44,6 +44,7 @@ from tests.support.notifications import (
     topic_records,
 )
 from tests.support.particulars import APPELLANTS
+from tests.support.store_commands import watched_client
 
 pytestmark = pytest.mark.integration
 
@@ -293,6 +294,31 @@ async def test_a_reserved_slot_is_the_notifications_own_until_given_back(
         ("p-slots/2025-06-03/0", "c/e-1"),
         ("p-slots/2025-06-03/1", "b/e-1"),
     ]
+
+
+async def test_a_first_notice_takes_the_first_free_slot_of_the_day_in_one_insert_if_it_can(
+    infra: Infrastructure, db: store.Database
+) -> None:
+    """An appeal's first notice holds no slot: it tries the person's first slot at once (one
+    insert, no read); when that one is taken it reads the slots as any notice does, and the
+    limit still holds."""
+    client, commands = watched_client(infra.mongodb_url)
+    try:
+        notifications = repository.NotificationsRepository(client[db.name])
+        day = date(2025, 6, 3)
+
+        async def reserve(appeal_id: str) -> str | None:
+            return await notifications.reserve_daily_slot(
+                "p-first", day, appeal_id=appeal_id, about_event_id="e-1", limit=2,
+                holds_none=True,
+            )  # fmt: skip
+
+        assert await reserve("a") == "p-first/2025-06-03/0"
+        assert [c.name for c in commands.on(repository.DAILY_SLOTS, "insert", "find")] == ["insert"]
+        assert await reserve("b") == "p-first/2025-06-03/1"  # the first was taken: read, then 1
+        assert await reserve("c") is None
+    finally:
+        await client.close()
 
 
 # --- the shapes before id keys ------------------------------------------------------------------
