@@ -35,6 +35,10 @@ class EventHandling:
     handled: frozenset[str]
     ignored: frozenset[str]
 
+    def ignores(self, event: events_pb2.AppealEvent) -> bool:
+        """Whether this consumer ignores ``event`` on purpose (its runner may skip it)."""
+        return event_type(event) in self.ignored
+
     def undecided(self) -> set[str]:
         """Event types this consumer neither handles nor ignores."""
         return set(EVENT_TYPES) - self.handled - self.ignored

@@ -101,7 +101,7 @@ def declare(
 # --- Kafka, every service -----------------------------------------------------------------------
 CONSUMER_MESSAGES = declare(
     "appeals.kafka.consumer.messages", Kind.COUNTER, "{message}",
-    "Messages a consumer finished, by outcome (handled, dead_lettered)",
+    "Messages a consumer finished, by outcome (handled, dead_lettered, skipped: ignored)",
     ("messaging.consumer.group.name", "messaging.destination.name", "outcome"),
 )  # fmt: skip
 CONSUMER_RETRIES = declare(

@@ -38,6 +38,9 @@ tracer = trace.get_tracer("appeals")
 APPEAL_ID = "appeals.appeal.id"
 PLATFORM = "appeals.platform"
 QUEUE = "appeals.queue"
+# The kind of a lifecycle event on its send span (submitted, routed, ...): which consumers read
+# it depends on it (each skips the kinds it ignores).
+EVENT_TYPE = "appeals.event.type"
 
 TRACEPARENT = "traceparent"
 

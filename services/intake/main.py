@@ -23,7 +23,7 @@ from appeals_runtime.service import (
 from appeals_runtime.settings import load_settings
 from services.intake import api, eligibility, grpc_api, repository
 from services.intake.config import REQUESTS_CONSUMER_GROUP, STATUS_CONSUMER_GROUP, IntakeSettings
-from services.intake.consumer import RequestEvents, StatusProjection
+from services.intake.consumer import EVENTS, RequestEvents, StatusProjection
 from services.intake.service import AppealIntake, IntakePolicy
 
 SERVICE_NAME = "intake"
@@ -101,6 +101,7 @@ def _components(
             topics=[topics.APPEAL_LIFECYCLE],
             handler=StatusProjection(repo, intake.erasures, intake.acknowledged_here).handle,
             producer=ctx.producer,
+            skip=lambda message: EVENTS.ignores(message.payload),
         ),
         ConsumerRunner(
             name="intake-requests",

@@ -15,7 +15,7 @@ from appeals import topics
 from appeals.v1 import events_pb2
 from appeals_runtime.kafka.consumer import ConsumerRunner, Handler, InboundMessage
 from appeals_runtime.kafka.producer import EventProducer
-from services.notifications.inbound import notice_from, recipient_from_submitted
+from services.notifications.inbound import EVENTS, notice_from, recipient_from_submitted
 from services.notifications.metrics import GAUGES
 from services.notifications.retries import Origin, PendingAttempt
 from services.notifications.service import Notifier
@@ -76,6 +76,7 @@ def lifecycle_consumer(
         topics=[topics.APPEAL_LIFECYCLE],
         handler=lifecycle_handler(notifier, group=group, on_erased=on_erased),
         producer=producer,
+        skip=lambda message: EVENTS.ignores(message.payload),
         auto_offset_reset=start_from,
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 from appeals import topics
 from appeals.events import EventHandling, event_type
 from appeals_runtime.errors import InvalidMessage
+from appeals_runtime.kafka import headers as h
 from appeals_runtime.kafka.consumer import Handler, InboundMessage
 from services.routing.feed import CaseFeed
 from services.routing.restores import RestoreResults
@@ -25,6 +26,21 @@ EVENTS = EventHandling(
          "particulars_erased"}
     ),
 )  # fmt: skip
+
+
+# Events routing ignores that never announce a case change: its consumer skips them without a
+# span or a call of the handler. (The case feed follows the other events routing ignores: they
+# announce cases' versions, routing's own included.)
+NOT_CASE_CHANGES = frozenset({"notified", "notification_failed", "restored", "particulars_erased"})
+
+
+def skips(message: InboundMessage[Any]) -> bool:
+    """Whether the handler would do nothing with the record."""
+    return (
+        message.topic == topics.APPEAL_LIFECYCLE.name
+        and h.CASE_VERSION not in message.headers
+        and event_type(message.payload) in NOT_CASE_CHANGES
+    )
 
 
 def routing_handler(

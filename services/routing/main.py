@@ -37,7 +37,7 @@ from services.routing import grpc_api, referrals_api, repository
 from services.routing.board import CaseBoard
 from services.routing.chats import ChatDesk, ChatStore, chat_handler
 from services.routing.config import CHAT_CONSUMER_GROUP, CONSUMER_GROUP, RoutingSettings
-from services.routing.consumer import routing_handler
+from services.routing.consumer import routing_handler, skips
 from services.routing.desk import AgentDesk
 from services.routing.explain_api import explain_router
 from services.routing.feed import CaseFeed
@@ -169,6 +169,7 @@ async def serve(settings: RoutingSettings) -> None:
             topics=[topics.APPEAL_LIFECYCLE, topics.RESTORE_RESULTS],
             handler=parts.handler,
             producer=ctx.producer,
+            skip=skips,
         )
         parts.ownership.follow(consumer, topics.APPEAL_LIFECYCLE.name)
         app = FastAPI(title="Appeals routing", telemetry=TELEMETRY)

@@ -292,3 +292,66 @@ async def test_keys_are_handled_side_by_side_each_in_order_and_a_stuck_key_holds
     for appeal in appeals:
         assert order[appeal] == [e.event_id for e in sent if e.appeal_id == appeal]
     assert await committed_offset(infra.kafka_bootstrap_servers, topic.name, group) == len(sent)
+
+
+async def test_skipped_records_never_reach_the_handler_and_never_pass_the_commit_ahead(
+    infra: Infrastructure, producer: EventProducer
+) -> None:
+    """Records the handler would ignore are finished when fetched (no handler call), yet the
+    committed offset still waits for a record before them; a record that cannot be decoded is
+    never skipped: it goes to the DLQ."""
+    topic = await scratch_topic(infra.kafka_bootstrap_servers, partitions=1)
+    stuck = appeal_event("appeal-1")
+
+    def notice(appeal_id: str) -> events_pb2.AppealEvent:
+        return events_pb2.AppealEvent(
+            event_id=uuid.uuid4().hex, appeal_id=appeal_id,
+            notified=events_pb2.AppellantNotified(kind="received"),
+        )  # fmt: skip
+
+    ignored = [notice("appeal-1"), notice("appeal-2")]
+    last = appeal_event("appeal-2")
+    release, last_handled, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(message: InboundMessage[events_pb2.AppealEvent]) -> None:
+        if message.payload.event_id == stuck.event_id and not release.is_set():
+            raise TransientError("store unavailable (test)")
+        handled.append(message.payload.event_id)
+        if last.event_id in handled:
+            last_handled.set()
+        if stuck.event_id in handled:
+            done.set()
+
+    await producer.publish(topic, stuck)
+    for event in ignored:
+        await producer.publish(topic, event)
+    await producer.publish_raw(topic.name, b"appeal-2", b"\xff not protobuf", [])
+    await producer.publish(topic, last)
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    runner = ConsumerRunner(
+        name="skipping",
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        group_id=group,
+        topics=[topic],
+        handler=handle,
+        producer=producer,
+        retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.1),
+        commit_interval_s=0.05,
+        skip=lambda message: message.payload.HasField("notified"),
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        dead: list[Any] = await read_all(infra.kafka_bootstrap_servers, topic.dlq, expect=1)
+        assert dead[0].value == b"\xff not protobuf"
+        await asyncio.wait_for(last_handled.wait(), 30)
+        # Everything after it is finished, the record at offset 0 is not: nothing committed.
+        assert await committed_offset(infra.kafka_bootstrap_servers, topic.name, group) is None
+        release.set()
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await runner.stop()
+        await task
+
+    assert handled == [last.event_id, stuck.event_id]
+    assert await committed_offset(infra.kafka_bootstrap_servers, topic.name, group) == 5

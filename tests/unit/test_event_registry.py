@@ -31,3 +31,9 @@ def test_a_new_event_type_is_undecided_until_declared() -> None:
 def test_the_declarations_match_what_the_handlers_use() -> None:
     assert intake_consumer.EVENTS.handled >= STATUS_EVENTS
     assert set(inbound._NOTICE_KINDS) <= inbound.EVENTS.handled
+
+
+def test_routing_skips_only_events_it_ignores_that_announce_no_case_change() -> None:
+    assert routing_consumer.NOT_CASE_CHANGES <= routing_consumer.EVENTS.ignored
+    # Everything routing publishes through its case ledger announces a case version.
+    assert not routing_consumer.NOT_CASE_CHANGES & {"routed", "claimed", "decided", "released"}

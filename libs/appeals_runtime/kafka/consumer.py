@@ -15,7 +15,10 @@ Guarantees, for every consumer in the pipeline:
   triggered by one message never blocks its partition forever;
 * SIGTERM (via :meth:`ConsumerRunner.stop`) finishes the messages in hand and commits;
 * dead letters are paced (``max_dead_letters_per_minute``): a deploy that fails every record
-  leaves them on their topic, lagging and alerting, instead of emptying it into the DLQ.
+  leaves them on their topic, lagging and alerting, instead of emptying it into the DLQ;
+* records the service ignores on purpose (``skip``: most of a shared topic's events, for most
+  consumers) are finished when fetched, with no task, span or handler call; the committed
+  offset still never passes a record before them that is in flight.
 
 Delayed redelivery (``due_at``, a retry topic): each record waits in memory until its due time
 and records of one key then run one at a time in the order they fall due, not in offset order;
@@ -181,6 +184,11 @@ class ConsumerRunner:
     # Dead letters a minute beyond a burst of ``dead_letter_burst``; more wait their turn.
     max_dead_letters_per_minute: float = 600.0
     dead_letter_burst: int = 100
+    # Records the handler would do nothing with (event types its service ignores on purpose):
+    # finished when fetched, with no task, span or handler call. Every consumer of the lifecycle
+    # topic reads every event, and most services ignore most of them (their own, notices).
+    # A record that cannot be decoded is never skipped: it is dead-lettered with the reason.
+    skip: Callable[[InboundMessage[Any]], bool] | None = None
 
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -306,7 +314,16 @@ class ConsumerRunner:
 
     def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         """Start handling ``record`` in its own task, after the previous record of its key."""
-        self._progress.setdefault(tp, PartitionProgress()).started(record.offset)
+        progress = self._progress.setdefault(tp, PartitionProgress())
+        progress.started(record.offset)
+        if self._skipped(record):
+            # Finished now; the commit position still waits for the records before it.
+            moved = progress.finished(record.offset)
+            if moved is not None:
+                self._handled[tp] = moved
+            outcome = {GROUP: self.group_id, DESTINATION: record.topic, "outcome": "skipped"}
+            _finished.add(1, outcome)
+            return
         key = (tp, record.key)
         if self.due_at is not None:
             task = asyncio.create_task(self._handle_when_due(tp, record))
@@ -317,6 +334,14 @@ class ConsumerRunner:
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._room.clear()
+
+    def _skipped(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        if self.skip is None:
+            return False
+        try:
+            return self.skip(self._decode(record, h.as_dict(record.headers)))
+        except InvalidMessage:
+            return False  # handled as any record: dead-lettered with the reason
 
     async def _handle_in_turn(
         self,

@@ -16,7 +16,7 @@ from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import SpanKind
 
 from appeals.topics import Topic
-from appeals_runtime import metrics
+from appeals_runtime import metrics, tracing
 from appeals_runtime.errors import PublishError
 from appeals_runtime.kafka import headers as h
 
@@ -101,16 +101,17 @@ class EventProducer:
     ) -> Any:
         """Publish ``message`` keyed by the topic's key; return the broker's record metadata."""
         key = topic.key(message)
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic.name,
+            "messaging.kafka.message.key": key,
+            "messaging.client.id": self._client_id,
+        }
+        if "payload" in message.DESCRIPTOR.oneofs_by_name:  # an event: which one
+            attributes[tracing.EVENT_TYPE] = message.WhichOneof("payload") or "unknown"
         with tracer.start_as_current_span(
-            f"send {topic.name}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": topic.name,
-                "messaging.kafka.message.key": key,
-                "messaging.client.id": self._client_id,
-            },
+            f"send {topic.name}", kind=SpanKind.PRODUCER, attributes=attributes
         ):
             record_headers: h.Headers = list(headers or [])
             record_headers.append((h.SCHEMA, message.DESCRIPTOR.full_name.encode()))
