@@ -29,7 +29,7 @@ from services.routing.model import (
     Verdict,
     legacy_board_referral,
 )
-from services.routing.policy import AgentSkills, Placement, Requirements
+from services.routing.policy import AgentSkills, Placement, Requirements, shared
 
 
 def decision_key(submission: appeal_pb2.SubmissionFacts) -> str:
@@ -252,15 +252,17 @@ def _placement_document(placement: Placement) -> store.Document:
 
 
 def _placement(document: store.Document) -> Placement:
-    return Placement(
-        queue_id=document["queue_id"],
-        queue=document["queue"],
-        attributes=dict(document["attributes"]),
-        requirements=Requirements(
-            skills=dict(document["skills"]),
-            min_seniority=document.get("min_seniority"),
-            mandatory=frozenset(document["mandatory"]),
-        ),
+    return shared(
+        Placement(
+            queue_id=document["queue_id"],
+            queue=document["queue"],
+            attributes=dict(document["attributes"]),
+            requirements=Requirements(
+                skills=dict(document["skills"]),
+                min_seniority=document.get("min_seniority"),
+                mandatory=frozenset(document["mandatory"]),
+            ),
+        )
     )
 
 

@@ -71,6 +71,34 @@ class Placement:
     requirements: Requirements
 
 
+# Distinct placements kept for sharing (a policy yields a few hundred at most; beyond this the
+# table starts over rather than grow with whatever a store holds).
+SHARED_PLACEMENTS = 4096
+_shared: dict[tuple[object, ...], Placement] = {}
+
+
+def shared(placement: Placement) -> Placement:
+    """The one instance of an equal placement: every open case holds one, and most cases share a
+    handful, so the board keeps a reference instead of a copy of its dicts (about 0.8 KB a case).
+    Placements are never changed after they are made."""
+    requirements = placement.requirements
+    key = (
+        placement.queue_id,
+        placement.queue,
+        tuple(sorted(placement.attributes.items())),
+        tuple(sorted(requirements.skills.items())),
+        requirements.min_seniority,
+        requirements.mandatory,
+    )
+    found = _shared.get(key)
+    if found is not None:
+        return found
+    if len(_shared) >= SHARED_PLACEMENTS:
+        _shared.clear()
+    _shared[key] = placement
+    return placement
+
+
 @dataclass(frozen=True)
 class SlaPlan:
     due_at: datetime
@@ -286,7 +314,7 @@ def place(policy: RoutingPolicy, queue_id: str, values: Mapping[str, str]) -> Pl
         mandatory=frozenset(mandatory),
     )
     name = spec.name.format(**{key: values.get(key, "") for key in spec.placeholders()})
-    return Placement(queue_id, name, dict(values), requirements)
+    return shared(Placement(queue_id, name, dict(values), requirements))
 
 
 def resolve_queue(policy: RoutingPolicy, name: str, values: Mapping[str, str]) -> Placement | None:

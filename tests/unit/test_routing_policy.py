@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from appeals.v1 import appeal_pb2
-from services.routing import policy
+from services.routing import documents, policy
 from services.routing.policy_file import DEFAULT_POLICY_FILE, load_policy
 from services.routing.policy_schema import RoutingPolicy
 
@@ -227,3 +227,16 @@ def test_seniority_counts_by_level(shipped: RoutingPolicy) -> None:
         True,
     ]
     assert policy.qualifies(shipped, policy.AgentSkills.everything(), requirements)
+
+
+def test_equal_placements_are_one_instance_whether_routed_or_read_back(
+    shipped: RoutingPolicy,
+) -> None:
+    """Every open case in routing's memory holds its placement: equal ones are shared, not
+    copied (the board holds every open case)."""
+    first, second = route(shipped, submission()), route(shipped, submission())
+    assert first.placement is second.placement
+    stored = documents._placement_document(first.placement)
+    assert documents._placement(stored) is first.placement
+    other = route(shipped, submission(locale="fr-FR"))
+    assert other.placement is not first.placement and other.placement != first.placement
