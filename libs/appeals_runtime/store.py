@@ -37,6 +37,7 @@ __all__ = [
     "ensure_indexes",
     "insert_once",
     "is_contention",
+    "positioned",
     "service_database",
     "stored_time",
 ]
@@ -122,6 +123,26 @@ async def insert_once(collection: Collection, document: Document) -> bool:
     one collection that overlap in time go to the store together (``group_commit``).
     """
     return await batches_for(collection).insert_once(document)
+
+
+async def positioned(
+    collection: Collection, key: str, *, start: int = 0, chunk: int = 8
+) -> list[Document]:
+    """The chain under ``key``: the documents at ``_id`` ``"<key>/<n>"`` for n = ``start``,
+    ``start`` + 1, ... up to the first free position, in order, read by ``$in`` of ``chunk``
+    positions at a time. A chain grows by inserting at its first free position (the unique
+    ``_id`` refuses a taken one), so it has no gaps and only ``_id`` lookups read it."""
+    found: list[Document] = []
+    while True:
+        first = start + len(found)
+        ids = [f"{key}/{n}" for n in range(first, first + chunk)]
+        cursor = collection.find({"_id": {"$in": ids}})
+        by_id = {document["_id"]: document for document in await available(cursor.to_list())}
+        for identifier in ids:
+            document = by_id.get(identifier)
+            if document is None:
+                return found
+            found.append(document)
 
 
 async def check_ready(db: Database) -> None:

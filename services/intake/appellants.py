@@ -81,24 +81,15 @@ class Appellants:
     # Their appeals
 
     async def chain(self, pseudonym: str, start: int = 0) -> Chain:
+        documents = await store.positioned(self._appeals, pseudonym, start=start, chunk=CHAIN_READ)
         appeal_ids: list[str] = []
         tombstone: Tombstone | None = None
-        position = start
-        while True:
-            ids = [_position_id(pseudonym, n) for n in range(position, position + CHAIN_READ)]
-            found = {
-                str(d["_id"]): d
-                for d in await store.available(self._appeals.find({"_id": {"$in": ids}}).to_list())
-            }
-            for entry_id in ids:
-                document = found.get(entry_id)
-                if document is None:
-                    return Chain(appeal_ids, position, tombstone)
-                if "erased_at" in document:
-                    tombstone = Tombstone(document["erasure_id"], document["requested_by"])
-                else:
-                    appeal_ids.append(str(document["appeal_id"]))
-                position += 1
+        for document in documents:
+            if "erased_at" in document:
+                tombstone = Tombstone(document["erasure_id"], document["requested_by"])
+            else:
+                appeal_ids.append(str(document["appeal_id"]))
+        return Chain(appeal_ids, start + len(documents), tombstone)
 
     async def add(self, pseudonym: str, appeal_id: str, received_at: datetime) -> Tombstone | None:
         """List the appeal under its person (idempotent); the erasure that forgot the person

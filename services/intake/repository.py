@@ -99,7 +99,7 @@ class IntakeRepository:
         # Each appeal's status changes, inserted (see status_entries), and until when an event
         # may have been applied to its record in place by an earlier version.
         self.status = StatusEntries(db)
-        self.status_legacy = LegacyWindow(db)
+        self.status_legacy = LegacyWindow(db, self._appeals)
 
     async def retire_indexes(self) -> None:
         """Drop the secondary indexes earlier versions created (at start-up)."""
@@ -326,15 +326,12 @@ class IntakeRepository:
         return await self._appeal(appeal_id, with_status=True)
 
     async def _appeal(self, appeal_id: str, *, with_status: bool) -> AppealRecord | None:
-        if with_status:
-            document, changes = await asyncio.gather(
-                _stored(self._appeals.find_one, {"_id": appeal_id}),
-                _retried(self.status.read, appeal_id),
-            )
-            if document is not None:
-                document = folded(document, changes)
+        reading = _stored(self._appeals.find_one, {"_id": appeal_id})
+        if with_status:  # the record and its changes side by side
+            document, changes = await asyncio.gather(reading, _retried(self.status.read, appeal_id))
+            document = folded(document, changes) if document is not None else None
         else:
-            document = await _stored(self._appeals.find_one, {"_id": appeal_id})
+            document = await reading
         if document is None:
             return None
         acknowledged, suspected = _marked(document), document.get("ban_evasion_suspected", False)

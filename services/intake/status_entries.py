@@ -102,9 +102,9 @@ class LegacyWindow:
     """Until when events may have been applied in place by an earlier version: the moment this
     version first ran on a store that held appeals already (never, on a store it started)."""
 
-    def __init__(self, db: store.Database) -> None:
+    def __init__(self, db: store.Database, appeals: store.Collection) -> None:
         self._upgrades = db[UPGRADES]
-        self._appeals_collection = db["appeals"]
+        self._appeals = appeals
         self.before: datetime | None = None
 
     async def load(self, now: datetime) -> None:
@@ -112,10 +112,13 @@ class LegacyWindow:
         found = await store.available(self._upgrades.find_one({"_id": LEGACY_WINDOW}))
         if found is None:
             # One document is enough to tell (a read that stops at the first row).
-            any_appeal = await store.available(self._appeals_collection.find_one({}, {"_id": 1}))
+            any_appeal = await store.available(self._appeals.find_one({}, {"_id": 1}))
             before = store.stored_time(now) + CLOCK_MARGIN if any_appeal is not None else None
-            await store.insert_once(self._upgrades, {"_id": LEGACY_WINDOW, "before": before})
-            found = await store.available(self._upgrades.find_one({"_id": LEGACY_WINDOW}))
+            window: store.Document = {"_id": LEGACY_WINDOW, "before": before}
+            if await store.insert_once(self._upgrades, window):
+                found = window
+            else:  # another instance starting at the same time wrote it first: its window holds
+                found = await store.available(self._upgrades.find_one({"_id": LEGACY_WINDOW}))
         self.before = found.get("before") if found is not None else None
 
     def may_hold(self, occurred_at: datetime) -> bool:
@@ -165,18 +168,8 @@ class StatusEntries:
 
     async def read(self, appeal_id: str) -> list[StatusEntry]:
         """The appeal's changes in order (none for an unknown appeal)."""
-        found: list[StatusEntry] = []
-        while True:
-            ids = [entry_id(appeal_id, n) for n in range(len(found), len(found) + PROBE)]
-            documents = {
-                d["_id"]: d
-                for d in await store.available(self._entries.find({"_id": {"$in": ids}}).to_list())
-            }
-            for identifier in ids:
-                document = documents.get(identifier)
-                if document is None:
-                    return found
-                found.append(entry(document))
+        documents = await store.positioned(self._entries, appeal_id, chunk=PROBE)
+        return [entry(document) for document in documents]
 
     def _remember(self, appeal_id: str, applied: list[str]) -> None:
         self._applied[appeal_id] = applied

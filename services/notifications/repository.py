@@ -287,10 +287,10 @@ class NotificationsRepository:
         for identifier in ids:
             if held.get(identifier) == holder:
                 return identifier
-        for identifier in ids:
+        for index, identifier in enumerate(ids):
             if identifier in held:
                 continue
-            slot = _daily_slot(person, day, ids.index(identifier), holder)
+            slot = _daily_slot(person, day, index, holder)
             if await store.insert_once(self._daily_slots, slot):
                 return identifier
             # Taken meanwhile by another notification: try the next free one.

@@ -171,17 +171,17 @@ async def test_changes_an_earlier_version_applied_in_place_are_neither_applied_a
 async def test_the_legacy_window_is_empty_on_a_new_store_and_set_once_on_an_old_one(
     db: store.Database,
 ) -> None:
-    fresh = LegacyWindow(db)
+    fresh = LegacyWindow(db, db[repository.APPEALS])
     await fresh.load(NOW)
     assert fresh.before is None and not fresh.may_hold(NOW - timedelta(days=1))
     await db.drop_collection("intake_upgrades")
 
     repo = repository.IntakeRepository(db)
     await recorded(repo)
-    upgraded = LegacyWindow(db)
+    upgraded = LegacyWindow(db, db[repository.APPEALS])
     await upgraded.load(NOW)
     assert upgraded.before is not None
     assert upgraded.may_hold(NOW) and not upgraded.may_hold(NOW + timedelta(minutes=5))
-    later = LegacyWindow(db)
+    later = LegacyWindow(db, db[repository.APPEALS])
     await later.load(NOW + timedelta(days=3))  # a restart keeps the first start's window
     assert later.before == upgraded.before

@@ -316,7 +316,8 @@ class ConsumerRunner:
         """Start handling ``record`` in its own task, after the previous record of its key."""
         progress = self._progress.setdefault(tp, PartitionProgress())
         progress.started(record.offset)
-        if self._skipped(record):
+        decoded = self._decoded_for_skip(record)
+        if decoded is not None and self.skip is not None and self.skip(decoded):
             # Finished now; the commit position still waits for the records before it.
             moved = progress.finished(record.offset)
             if moved is not None:
@@ -328,26 +329,32 @@ class ConsumerRunner:
         if self.due_at is not None:
             task = asyncio.create_task(self._handle_when_due(tp, record))
         else:
-            task = asyncio.create_task(self._handle_in_turn(tp, record, self._chains.previous(key)))
+            task = asyncio.create_task(
+                self._handle_in_turn(tp, record, self._chains.previous(key), decoded)
+            )
             self._chains.started(key, task)
         self._tasks.setdefault(tp, set()).add(task)
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._room.clear()
 
-    def _skipped(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+    def _decoded_for_skip(self, record: ConsumerRecord[bytes, bytes]) -> InboundMessage[Any] | None:
+        """The record decoded, when a ``skip`` predicate must see it (handling then reuses it);
+        None without one, or when it cannot be decoded (handled as any record: dead-lettered
+        with the reason)."""
         if self.skip is None:
-            return False
+            return None
         try:
-            return self.skip(self._decode(record, h.as_dict(record.headers)))
+            return self._decode(record, h.as_dict(record.headers))
         except InvalidMessage:
-            return False  # handled as any record: dead-lettered with the reason
+            return None
 
     async def _handle_in_turn(
         self,
         tp: TopicPartition,
         record: ConsumerRecord[bytes, bytes],
         previous: asyncio.Future[bool] | None,
+        decoded: InboundMessage[Any] | None = None,
     ) -> bool:
         handled = False
         try:
@@ -356,7 +363,7 @@ class ConsumerRunner:
             # A record whose predecessor was abandoned (shutdown, rebalance) is abandoned too:
             # neither is committed, so the next owner handles both, in order.
             if not self._abandoned(tp) and (previous is None or previous.result()):
-                handled = await self._process(record)
+                handled = await self._process(record, decoded)
         finally:
             self._finished(tp, record.offset, handled)
         return handled
@@ -484,15 +491,17 @@ class ConsumerRunner:
         except Exception as error:  # a rebalance took the partition: its new owner redelivers
             log.warning("commit failed; messages will be redelivered", extra={"error": repr(error)})
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Handle one record to completion. False when shutdown or a rebalance interrupted it
-        (no commit: the next owner handles it again)."""
+    async def _process(
+        self, record: ConsumerRecord[bytes, bytes], decoded: InboundMessage[Any] | None = None
+    ) -> bool:
+        """Handle one record to completion (``decoded``: the record already decoded). False when
+        shutdown or a rebalance interrupted it (no commit: the next owner handles it again)."""
         tp = TopicPartition(record.topic, record.partition)
         headers = h.as_dict(record.headers)
         attempts = _Attempts()
         with processing_span(record, headers, group_id=self.group_id) as span:
             try:
-                message = self._decode(record, headers)
+                message = decoded or self._decode(record, headers)
                 if self.due_at is not None:
                     self.due_at(message)  # its due time must be readable too
             except InvalidMessage as error:
