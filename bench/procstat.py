@@ -138,3 +138,34 @@ class ProcSampler:
 
 def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
     return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
+@dataclass(frozen=True)
+class MachineTicks:
+    """The whole machine's CPU time so far, all CPUs together, in clock ticks."""
+
+    busy: int
+    total: int
+
+
+def parse_machine_stat(text: str) -> MachineTicks:
+    """From the first line of ``/proc/stat``: ``cpu user nice system idle iowait irq softirq
+    steal ...``. Idle and iowait are not busy; guest time is already inside user and nice."""
+    fields = [int(value) for value in text.splitlines()[0].split()[1:9]]
+    fields += [0] * (8 - len(fields))
+    idle = fields[3] + fields[4]
+    total = sum(fields)
+    return MachineTicks(busy=total - idle, total=total)
+
+
+def machine_ticks() -> MachineTicks:
+    return parse_machine_stat((PROC / "stat").read_text())
+
+
+def busy_percent(before: MachineTicks, after: MachineTicks) -> float | None:
+    """How busy the machine's CPUs were between two readings, in % of all of them (everything
+    that ran counts: the stack, the bench, anything else on the machine)."""
+    total = after.total - before.total
+    if total <= 0:
+        return None
+    return round(100 * (after.busy - before.busy) / total, 1)

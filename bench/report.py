@@ -266,12 +266,12 @@ def _note(step: Mapping[str, Any]) -> str:
 
 
 def throughput_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    rows = [["step", "offered/s", "sent", "accepted", "accepted/s", "end-to-end/s", "lag→0 s",
-             "lost/dup", "note"]]  # fmt: skip
+    rows = [["step", "offered/s", "sent", "accepted", "accepted/s", "end-to-end/s",
+             "CPUs busy %", "lag→0 s", "lost/dup", "note"]]  # fmt: skip
     for step in measured_steps(results):
         if step.get("skipped"):
             rows.append([step["name"], _fmt(step.get("offered_per_s")), "", "", "", "", "", "",
-                         "skipped: a lower rate already saturated the pipeline"])  # fmt: skip
+                         "", "skipped: a lower rate already saturated the pipeline"])  # fmt: skip
             continue
         offered = step.get("offered_per_s")
         closed = f"closed x{step.get('concurrency')}"
@@ -283,6 +283,7 @@ def throughput_rows(results: Mapping[str, Any]) -> list[list[str]]:
                 f"{step['accepted']:,}",
                 _fmt(step.get("accepted_per_s")),
                 _fmt(step.get("end_to_end_per_s")),
+                _fmt(step.get("machine_busy_percent")),
                 _fmt(step.get("lag_to_zero_s")),
                 f"{step.get('lost', 'n/a')}/{step.get('duplicated', 'n/a')}",
                 _note(step),

@@ -299,8 +299,10 @@ class Session:
                  f" for {command['duration']:g}s")  # fmt: skip
         self.procs.start_window()
         cpu_before = self.procs.cpu()
+        machine_before = procstat.machine_ticks()
         started = time.time()
         driven = await self.drive(command, label=label, offered=offered, pipeline=True)
+        machine_busy = procstat.busy_percent(machine_before, procstat.machine_ticks())
         drained, drain_s = await self._drain(label, driven.ids)
         ended = time.time()
         cpu = procstat.cpu_delta(cpu_before, self.procs.cpu())
@@ -315,6 +317,9 @@ class Session:
                 for process, seconds in sorted(cpu.items())
             },
             max_rss_mb=self.procs.window_peaks_mb(),
+            # While the load was on (the drain not included): a latency that grows at a rate
+            # the stack's work per appeal does not explain is the machine running out of CPU.
+            machine_busy_percent=machine_busy,
         )
         return result
 

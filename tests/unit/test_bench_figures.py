@@ -43,6 +43,19 @@ def test_cpu_delta_counts_what_appeared_meanwhile() -> None:
     assert procstat.cpu_delta({"a": 1.0}, {"a": 1.5, "b": 2.0}) == {"a": 0.5, "b": 2.0}
 
 
+def test_machine_busy_share_leaves_out_idle_and_iowait_of_every_cpu() -> None:
+    before = procstat.parse_machine_stat(
+        "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n"
+    )
+    after = procstat.parse_machine_stat("cpu  250 10 90 900 60 5 5 0 7 0\n")
+    assert (before.busy, before.total) == (150, 1000)
+    # busy grew by 150 user + 10 nice + 40 system + 5 irq + 5 softirq = 210 ticks, idle and
+    # iowait by 110 (guest, 7, is inside user already)
+    assert procstat.busy_percent(before, after) == pytest.approx(65.6)
+    assert procstat.busy_percent(after, after) is None
+    assert procstat.machine_ticks().total > 0  # this machine's own /proc/stat parses
+
+
 def test_producer_performance_summary_is_parsed_from_the_last_line() -> None:
     output = (
         "49985 records sent, 9997.0 records/sec (4.88 MB/sec), 12.1 ms avg latency, 90.0 ms max"
