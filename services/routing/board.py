@@ -174,7 +174,7 @@ class CaseBoard:
             self._leases.push(case.hold.lease_expires_at, case)
         content_hash = case.routing.content_hash
         if content_hash:
-            key = (content_hash, case.routing.submission.platform)
+            key = (content_hash, case.routing.platform)
             self._copies.setdefault(key, set()).add(case.appeal_id)
         if case.sla_breached:
             self._breached[queue] = self._breached.get(queue, 0) + 1
@@ -198,11 +198,11 @@ class CaseBoard:
                     del self._held[case.hold.agent_id]
         content_hash = case.routing.content_hash
         if content_hash:
-            copies = self._copies.get((content_hash, case.routing.submission.platform))
+            copies = self._copies.get((content_hash, case.routing.platform))
             if copies is not None:
                 copies.discard(case.appeal_id)
                 if not copies:
-                    del self._copies[(content_hash, case.routing.submission.platform)]
+                    del self._copies[(content_hash, case.routing.platform)]
         if case.sla_breached:
             self._breached[queue] = self._breached.get(queue, 1) - 1
         # Timer entries are left in their heaps: the version tag makes them stale.

@@ -314,7 +314,7 @@ class AgentDesk:
         referred_to, respond_by = "", None
         if target == Target.OVERSIGHT_BOARD:
             board = policy.escalation.oversight_board
-            platform = vocabulary.platform_name(case.routing.submission.platform)
+            platform = vocabulary.platform_name(case.routing.platform)
             if platform not in board.platforms:
                 raise Conflict(f"the Oversight Board does not review {platform} decisions")
             referred_to, respond_by = OVERSIGHT_BOARD_BODY, now + board.respond_within

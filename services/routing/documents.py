@@ -268,7 +268,7 @@ def _placement(document: store.Document) -> Placement:
 
 def _routing_document(routing: Routing) -> store.Document:
     return {
-        "submission": Binary(routing.submission.SerializeToString()),
+        "submission": Binary(routing.facts),
         "received_at": routing.received_at,
         "rule": routing.rule,
         "reasons": list(routing.reasons),

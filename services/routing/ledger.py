@@ -150,7 +150,7 @@ class CaseLedger:
             f"case {record.kind.value}",
             state.routing.trace_parent,
             appeal_id=state.appeal_id,
-            platform=vocabulary.platform_name(state.routing.submission.platform),
+            platform=vocabulary.platform_name(state.routing.platform),
             queue=state.queue,
         )
 

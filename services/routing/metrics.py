@@ -120,7 +120,7 @@ def case_labels(case: CaseState) -> dict[str, str]:
     """Queue and platform of a case: the labels its counters carry."""
     return {
         "queue": case.queue,
-        "platform": vocabulary.platform_name(case.routing.submission.platform),
+        "platform": vocabulary.platform_name(case.routing.platform),
     }
 
 
