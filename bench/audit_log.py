@@ -68,9 +68,11 @@ async def read_slots(
     return documents
 
 
-async def read_entries(log: store.Collection, start: int) -> tuple[list[Entry], int]:
-    """The contiguous entries from ``start`` on (up to one batch) and the next slot to read."""
-    documents = await read_slots(log, start, READ_BATCH)
+async def read_entries(
+    log: store.Collection, start: int, count: int = READ_BATCH
+) -> tuple[list[Entry], int]:
+    """The contiguous entries from ``start`` on (up to ``count``) and the next slot to read."""
+    documents = await read_slots(log, start, count)
     found = []
     slot = start
     while slot in documents:

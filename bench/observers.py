@@ -151,10 +151,16 @@ class LifecycleObserver:
 
 class AuditObserver:
     POLL_S = 0.1
+    # Slots asked for per look while the log grows at the pace of the traffic (about 20 new
+    # entries per look at 50 appeals/s); a look that finds them all asks for twice as many next
+    # time, up to READ_BATCH, at once. The observer shares the machine and the store with the
+    # stack it measures: a look of 500 slots cost FerretDB 2.85 ms of CPU, one of 64 1.5 ms.
+    FIRST_LOOK = 64
 
     def __init__(self, db: store.Database) -> None:
         self._log = db[audit_log.LOG_COLLECTION]
         self.next_slot = 0
+        self._look = self.FIRST_LOOK
         self.submitted: Counter[str] = Counter()
         self.routed_at_ms: dict[str, int] = {}
         self.entries = 0
@@ -178,14 +184,19 @@ class AuditObserver:
                 continue
             self._idle.clear()
             try:
-                found, self.next_slot = await audit_log.read_entries(self._log, self.next_slot)
+                found, self.next_slot = await audit_log.read_entries(
+                    self._log, self.next_slot, self._look
+                )
             except Exception as error:  # a store restarting: look again shortly
                 log.warning("audit observer: %r", error)
                 found = []
             for entry in found:
                 self.observe(entry)
-            if len(found) < audit_log.READ_BATCH:
+            if len(found) < self._look:
+                self._look = self.FIRST_LOOK
                 await asyncio.sleep(self.POLL_S)
+            else:  # behind: read on at once, further each time
+                self._look = min(2 * self._look, audit_log.READ_BATCH)
 
     async def pause(self) -> None:
         """Stop reading (idle measurement, seeding); returns once no read is in progress."""

@@ -59,6 +59,7 @@ def test_every_step_has_every_hop_and_the_resources(results: dict[str, Any]) -> 
             assert figure in step
         assert set(report.STACK) <= set(step["cpu_ms_per_appeal"])
         assert set(report.STACK) <= set(step["max_rss_mb"])
+        assert 0 < step["machine_busy_percent"] <= 100  # the stack at least was running
         # (No reviewer works during the step that shows the judged rate without decisions.)
         tooling = {"load"} if step is results["decision_free"] else {"load", "reviewers"}
         assert tooling <= set(step["cpu_ms_per_appeal"])
