@@ -37,6 +37,7 @@ __all__ = [
     "ensure_indexes",
     "insert_once",
     "is_contention",
+    "position_id",
     "positioned",
     "service_database",
     "stored_time",
@@ -125,17 +126,22 @@ async def insert_once(collection: Collection, document: Document) -> bool:
     return await batches_for(collection).insert_once(document)
 
 
+def position_id(key: str, position: int) -> str:
+    """The ``_id`` of the document at ``position`` of the chain under ``key``."""
+    return f"{key}/{position}"
+
+
 async def positioned(
     collection: Collection, key: str, *, start: int = 0, chunk: int = 8
 ) -> list[Document]:
-    """The chain under ``key``: the documents at ``_id`` ``"<key>/<n>"`` for n = ``start``,
+    """The chain under ``key``: the documents at ``position_id(key, n)`` for n = ``start``,
     ``start`` + 1, ... up to the first free position, in order, read by ``$in`` of ``chunk``
     positions at a time. A chain grows by inserting at its first free position (the unique
     ``_id`` refuses a taken one), so it has no gaps and only ``_id`` lookups read it."""
     found: list[Document] = []
     while True:
         first = start + len(found)
-        ids = [f"{key}/{n}" for n in range(first, first + chunk)]
+        ids = [position_id(key, n) for n in range(first, first + chunk)]
         cursor = collection.find({"_id": {"$in": ids}})
         by_id = {document["_id"]: document for document in await available(cursor.to_list())}
         for identifier in ids:

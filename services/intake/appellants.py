@@ -97,7 +97,7 @@ class Appellants:
         position = 0
         for _ in range(MAX_ATTEMPTS):
             entry = {
-                "_id": _position_id(pseudonym, position),
+                "_id": store.position_id(pseudonym, position),
                 "appeal_id": appeal_id,
                 "received_at": store.stored_time(received_at),
             }
@@ -119,7 +119,7 @@ class Appellants:
         returned without a tombstone (erase what it lists, then end it at its new end); an
         empty chain with the tombstone once it is in place."""
         document = {
-            "_id": _position_id(pseudonym, position),
+            "_id": store.position_id(pseudonym, position),
             "erased_at": store.stored_time(now),
             "erasure_id": tombstone.erasure_id,
             "requested_by": tombstone.requested_by,
@@ -130,7 +130,3 @@ class Appellants:
         if not chain.appeal_ids and chain.tombstone is not None:
             return chain  # ended already (a retried erasure)
         return Chain(chain.appeal_ids, chain.end)
-
-
-def _position_id(pseudonym: str, position: int) -> str:
-    return f"{pseudonym}/{position}"

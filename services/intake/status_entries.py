@@ -67,7 +67,7 @@ class StatusEntry:
 
 
 def entry_id(appeal_id: str, position: int) -> str:
-    return f"{appeal_id}/{position}"
+    return store.position_id(appeal_id, position)
 
 
 def entry_document(

@@ -501,7 +501,7 @@ class ConsumerRunner:
         attempts = _Attempts()
         with processing_span(record, headers, group_id=self.group_id) as span:
             try:
-                message = decoded or self._decode(record, headers)
+                message = decoded if decoded is not None else self._decode(record, headers)
                 if self.due_at is not None:
                     self.due_at(message)  # its due time must be readable too
             except InvalidMessage as error:
